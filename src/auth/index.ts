@@ -1,0 +1,45 @@
+import { Elysia, t } from 'elysia'
+import { AppError } from '../errors'
+import { addressOf } from '../http/client-address'
+import { KeyedRateLimit } from '../limits/token-bucket'
+import { Credentials, RefreshBody, TokenPair } from './model'
+import type { AuthService } from './service'
+
+export interface AuthRateLimit {
+  burst: number
+  perSec: number
+}
+
+/** Register, login, refresh, logout; attempts are rate-limited per client address. */
+export const authRoutes = (auth: AuthService, limit: AuthRateLimit) => {
+  const attempts = new KeyedRateLimit<string>(limit.burst, limit.perSec)
+  return new Elysia({ prefix: '/auth', tags: ['auth'] })
+    .onBeforeHandle(({ request }) => {
+      const wait = attempts.take(addressOf(request))
+      if (wait > 0) throw new AppError('rate_limited', 'too many attempts; retry later', undefined, wait)
+    })
+    .post(
+      '/register',
+      async ({ body, set }) => {
+        set.status = 201
+        return auth.register(body.username, body.password)
+      },
+      { body: Credentials, response: { 201: TokenPair } },
+    )
+    .post('/login', ({ body }) => auth.login(body.username, body.password), {
+      body: t.Object({ username: t.String({ minLength: 1, maxLength: 256 }), password: t.String({ minLength: 1, maxLength: 256 }) }),
+      response: { 200: TokenPair },
+    })
+    .post('/refresh', ({ body }) => auth.refresh(body.refresh_token), {
+      body: RefreshBody,
+      response: { 200: TokenPair },
+    })
+    .post(
+      '/logout',
+      async ({ body, set }) => {
+        await auth.logout(body.refresh_token)
+        set.status = 204
+      },
+      { body: RefreshBody },
+    )
+}

@@ -1,0 +1,99 @@
+import { AppError, unauthorized } from '../errors'
+import type { Db } from '../storage/database'
+import { toUserDto, type UserRecord } from '../users/model'
+import { insertUser, userById, userWithHash } from '../users/store'
+import type { Principal, TokenPairDto } from './model'
+import type { Passwords } from './passwords'
+import { insertSession, revokeSession, rotateSession, sessionById } from './store'
+import type { Tokens } from './tokens'
+
+const sha256 = (value: string) => new Bun.CryptoHasher('sha256').update(value).digest('hex')
+
+export class AuthService {
+  constructor(
+    private readonly db: Db,
+    private readonly tokens: Tokens,
+    private readonly passwords: Passwords,
+  ) {}
+
+  async register(username: string, password: string): Promise<TokenPairDto> {
+    const passwordHash = await this.passwords.hash(password)
+    const user = await this.db.tx((s) => insertUser(s, { username, passwordHash, createdAt: new Date() }))
+    if (!user) throw new AppError('username_taken', 'username is taken', { field: 'username' })
+    return this.startSession(user)
+  }
+
+  async login(username: string, password: string): Promise<TokenPairDto> {
+    const found = await this.db.read((s) => userWithHash(s, username))
+    if (!(await this.passwords.verify(password, found?.passwordHash)) || !found)
+      throw new AppError('invalid_credentials', 'unknown username or wrong password')
+    return this.startSession(found)
+  }
+
+  /** Rotates the refresh token; a token already rotated away revokes its whole session (theft detection). */
+  async refresh(refreshToken: string): Promise<TokenPairDto> {
+    const claims = await this.tokens.verify(refreshToken, 'refresh')
+    if (!claims) throw unauthorized('invalid refresh token')
+    const session = await this.db.read((s) => sessionById(s, claims.sessionId))
+    const now = new Date()
+    if (!session || session.revokedAt || session.expiresAt <= now || session.userId !== claims.userId)
+      throw unauthorized('session ended')
+    const presented = sha256(refreshToken)
+    const user = await this.db.read((s) => userById(s, claims.userId))
+    if (!user) throw unauthorized('session ended')
+    const next = await this.tokens.sign({ userId: user.id, sessionId: session.id, kind: 'refresh' })
+    const expiresAt = new Date(now.getTime() + this.tokens.refreshTtlSeconds * 1000)
+    const rotated =
+      session.tokenHash === presented &&
+      (await this.db.tx((s) => rotateSession(s, session.id, presented, sha256(next), expiresAt)))
+    if (!rotated) {
+      await this.db.tx((s) => revokeSession(s, session.id, now))
+      throw unauthorized('refresh token reused; session revoked')
+    }
+    return this.pair(user, session.id, next)
+  }
+
+  async logout(refreshToken: string): Promise<void> {
+    const claims = await this.tokens.verify(refreshToken, 'refresh')
+    if (!claims) throw unauthorized('invalid refresh token')
+    const session = await this.db.read((s) => sessionById(s, claims.sessionId))
+    if (!session || session.revokedAt || session.tokenHash !== sha256(refreshToken)) throw unauthorized('session ended')
+    await this.db.tx((s) => revokeSession(s, session.id, new Date()))
+  }
+
+  /** Checks an access token: signature, kind, expiry, and that its session has not been revoked. */
+  async authenticate(accessToken: string | undefined): Promise<Principal> {
+    if (!accessToken) throw unauthorized('missing access token')
+    const claims = await this.tokens.verify(accessToken, 'access')
+    if (!claims) throw unauthorized()
+    const session = await this.db.read((s) => sessionById(s, claims.sessionId))
+    if (!session || session.revokedAt || session.userId !== claims.userId) throw unauthorized('session ended')
+    return { userId: claims.userId, sessionId: claims.sessionId }
+  }
+
+  private async startSession(user: UserRecord): Promise<TokenPairDto> {
+    const sessionId = crypto.randomUUID()
+    const refresh = await this.tokens.sign({ userId: user.id, sessionId, kind: 'refresh' })
+    const now = new Date()
+    await this.db.tx((s) =>
+      insertSession(s, {
+        id: sessionId,
+        userId: user.id,
+        tokenHash: sha256(refresh),
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + this.tokens.refreshTtlSeconds * 1000),
+      }),
+    )
+    return this.pair(user, sessionId, refresh)
+  }
+
+  private async pair(user: UserRecord, sessionId: string, refreshToken: string): Promise<TokenPairDto> {
+    return {
+      user: toUserDto(user),
+      access_token: await this.tokens.sign({ userId: user.id, sessionId, kind: 'access' }),
+      refresh_token: refreshToken,
+      token_type: 'Bearer',
+      expires_in: this.tokens.accessTtlSeconds,
+    }
+  }
+}

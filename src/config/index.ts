@@ -1,0 +1,167 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { isAbsolute, join, resolve } from 'node:path'
+import { randomBytes } from 'node:crypto'
+
+export type DatabaseTarget =
+  | { dialect: 'sqlite'; path: string }
+  | { dialect: 'pg'; url: string }
+
+export interface Config {
+  port: number
+  host: string
+  production: boolean
+  database: DatabaseTarget
+  /** SQLite `PRAGMA synchronous`: FULL survives power loss; NORMAL only process crashes. */
+  sqliteSynchronous: 'FULL' | 'NORMAL'
+  pgPoolMax: number
+  jwtSecret: string
+  accessTtlSeconds: number
+  /** argon2id cost (OWASP's baseline by default: 19 MiB, 2 passes). */
+  argon2MemoryKib: number
+  argon2TimeCost: number
+  refreshTtlSeconds: number
+  corsOrigins: string[] | '*'
+  redisUrl: string | undefined
+  dataDir: string
+  maxBodyBytes: number
+  /** Login/register/refresh attempts per client address: bucket size and refill per second. */
+  authRateBurst: number
+  authRatePerSec: number
+  /** Message sends per user (REST) or connection (WebSocket). */
+  sendRateBurst: number
+  sendRatePerSec: number
+  /** Group commit: a batch closes at this many sends or this many ms after its first. */
+  writerBatchMax: number
+  writerBatchWaitMs: number
+  wsAuthTimeoutMs: number
+  wsIdleTimeoutSec: number
+  wsBackpressureBytes: number
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, detail: string) {
+    super(`${variable}: ${detail}`)
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+const SECRET_FILE = 'jwt-secret'
+const MIN_PRODUCTION_SECRET_BYTES = 32
+
+/** Reads the configuration from an environment (Bun has already merged `.env` into process.env). */
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const nodeEnv = (env.NODE_ENV ?? env.FLASK_ENV ?? 'development').trim().toLowerCase()
+  const production = nodeEnv === 'production'
+  const dataDir = resolve(cwd, env.DATA_DIR ?? './data')
+  const database = parseDatabaseUrl(env.DATABASE_URL ?? 'sqlite://./data/chat.db', cwd)
+
+  return {
+    port: int(env, 'PORT', 5000, 0, 65535),
+    host: env.HOST?.trim() || '0.0.0.0',
+    production,
+    database,
+    sqliteSynchronous: parseSynchronous(env.SQLITE_SYNCHRONOUS),
+    pgPoolMax: int(env, 'PG_POOL_MAX', 10, 1, 1000),
+    jwtSecret: resolveSecret(env.JWT_SECRET_KEY, production, dataDir),
+    argon2MemoryKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 8, 4_194_304),
+    argon2TimeCost: int(env, 'ARGON2_TIME_COST', 2, 1, 100),
+    accessTtlSeconds: int(env, 'ACCESS_TOKEN_TTL_SECONDS', 15 * 60, 1, 365 * 86400),
+    refreshTtlSeconds: int(env, 'REFRESH_TOKEN_TTL_SECONDS', 30 * 86400, 1, 3650 * 86400),
+    corsOrigins: parseOrigins(env.CORS_ORIGINS),
+    redisUrl: env.REDIS_URL?.trim() || undefined,
+    dataDir,
+    maxBodyBytes: int(env, 'MAX_BODY_BYTES', 64 * 1024, 1024, 64 * 1024 * 1024),
+    authRateBurst: int(env, 'AUTH_RATE_BURST', 20, 1, 1_000_000),
+    authRatePerSec: num(env, 'AUTH_RATE_PER_SEC', 1, 0.001, 1_000_000),
+    sendRateBurst: int(env, 'SEND_RATE_BURST', 200, 1, 10_000_000),
+    sendRatePerSec: num(env, 'SEND_RATE_PER_SEC', 100, 0.001, 10_000_000),
+    writerBatchMax: int(env, 'WRITER_BATCH_MAX', 256, 1, 10_000),
+    writerBatchWaitMs: num(env, 'WRITER_BATCH_WAIT_MS', 0, 0, 1000),
+    wsAuthTimeoutMs: int(env, 'WS_AUTH_TIMEOUT_MS', 10_000, 1, 3_600_000),
+    wsIdleTimeoutSec: int(env, 'WS_IDLE_TIMEOUT_SEC', 120, 0, 960),
+    wsBackpressureBytes: int(env, 'WS_BACKPRESSURE_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  }
+}
+
+/**
+ * `sqlite:///abs/dir/file.db` is absolute; `sqlite:///file.db` (the original's form, SQLAlchemy's
+ * meaning) and `sqlite://./file.db` are relative to the working directory; `sqlite:////abs.db` is absolute.
+ */
+export function parseDatabaseUrl(url: string, cwd = process.cwd()): DatabaseTarget {
+  const value = url.trim()
+  if (value === 'sqlite::memory:' || value === 'sqlite://:memory:') return { dialect: 'sqlite', path: ':memory:' }
+  if (/^postgres(ql)?:\/\/[^\s]+$/i.test(value)) {
+    try {
+      new URL(value)
+    } catch {
+      throw new ConfigError('DATABASE_URL', `not a valid URL: ${redact(value)}`)
+    }
+    return { dialect: 'pg', url: value }
+  }
+  const sqlite = /^sqlite:\/\/(.+)$/i.exec(value)
+  if (sqlite?.[1]) {
+    const rest = sqlite[1]
+    let path: string
+    if (rest.startsWith('//')) path = rest.slice(1)
+    else if (rest.startsWith('/')) path = rest.indexOf('/', 1) === -1 ? resolve(cwd, rest.slice(1)) : rest
+    else path = resolve(cwd, rest)
+    if (!isAbsolute(path) || path.endsWith('/')) throw new ConfigError('DATABASE_URL', `no database file in ${value}`)
+    return { dialect: 'sqlite', path }
+  }
+  throw new ConfigError(
+    'DATABASE_URL',
+    `expected sqlite:///abs/path.db, sqlite://./rel.db, sqlite::memory: or postgres://…, got "${redact(value)}"`,
+  )
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
+}
+
+function resolveSecret(given: string | undefined, production: boolean, dataDir: string): string {
+  const secret = given?.trim()
+  if (production) {
+    if (!secret) throw new ConfigError('JWT_SECRET_KEY', 'required when NODE_ENV=production')
+    if (Buffer.byteLength(secret) < MIN_PRODUCTION_SECRET_BYTES)
+      throw new ConfigError('JWT_SECRET_KEY', `must be at least ${MIN_PRODUCTION_SECRET_BYTES} bytes in production`)
+    return secret
+  }
+  if (secret) return secret
+  const file = join(dataDir, SECRET_FILE)
+  if (existsSync(file)) {
+    const kept = readFileSync(file, 'utf8').trim()
+    if (kept) return kept
+  }
+  mkdirSync(dataDir, { recursive: true })
+  const generated = randomBytes(48).toString('base64url')
+  writeFileSync(file, generated + '\n', { mode: 0o600 })
+  chmodSync(file, 0o600)
+  return generated
+}
+
+function parseSynchronous(value: string | undefined): 'FULL' | 'NORMAL' {
+  const v = (value ?? 'full').trim().toUpperCase()
+  if (v === 'FULL' || v === 'NORMAL') return v
+  throw new ConfigError('SQLITE_SYNCHRONOUS', `expected "full" or "normal", got "${value}"`)
+}
+
+function parseOrigins(value: string | undefined): string[] | '*' {
+  const list = (value ?? '*').split(',').map((s) => s.trim()).filter(Boolean)
+  return list.length === 0 || list.includes('*') ? '*' : list
+}
+
+function num(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim()
+  if (!raw) return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < min || value > max)
+    throw new ConfigError(name, `expected a number from ${min} to ${max}, got "${raw}"`)
+  return value
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = num(env, name, fallback, min, max)
+  if (!Number.isInteger(value)) throw new ConfigError(name, `expected an integer, got "${env[name]}"`)
+  return value
+}

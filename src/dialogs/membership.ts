@@ -1,0 +1,33 @@
+import { notFound } from '../errors'
+import type { Db } from '../storage/database'
+import { dialogMembers } from './store'
+
+const MAX_CACHED = 100_000
+
+/**
+ * Who is in which dialog. Members of a 1:1 dialog never change, so an entry once read stays true;
+ * this saves the message hot path a database read per send.
+ */
+export class Membership {
+  private readonly cache = new Map<number, [number, number]>()
+
+  constructor(private readonly db: Db) {}
+
+  /** The two members; not_found when the dialog does not exist or the user is not one of them. */
+  async require(dialogId: number, userId: number): Promise<[number, number]> {
+    let members = this.cache.get(dialogId)
+    if (!members) {
+      members = await this.db.read((s) => dialogMembers(s, dialogId))
+      if (members) this.remember(dialogId, members)
+    }
+    if (!members || (members[0] !== userId && members[1] !== userId)) throw notFound('dialog')
+    return members
+  }
+
+  remember(dialogId: number, members: [number, number]): void {
+    if (this.cache.size >= MAX_CACHED) this.cache.clear()
+    this.cache.set(dialogId, members)
+  }
+}
+
+export const peerOf = (members: [number, number], userId: number) => (members[0] === userId ? members[1] : members[0])

@@ -1,0 +1,30 @@
+import { t } from 'elysia'
+import { MessageSchema } from '../messages/model'
+
+export const DialogSchema = t.Object({
+  id: t.Integer(),
+  peer: t.Object({
+    id: t.Integer(),
+    username: t.String(),
+    online: t.Boolean(),
+    last_seen_at: t.Union([t.String(), t.Null()]),
+  }),
+  created_at: t.String(),
+  last_message: t.Union([MessageSchema, t.Null()]),
+  unread_count: t.Integer(),
+  last_read_message_id: t.Integer(),
+  peer_last_read_message_id: t.Integer(),
+  peer_last_delivered_message_id: t.Integer(),
+})
+export type DialogDto = typeof DialogSchema.static
+
+export const DialogList = t.Object({ dialogs: t.Array(DialogSchema) })
+
+export const DialogListQuery = t.Object({
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
+  before: t.Optional(t.String({ maxLength: 64 })),
+})
+
+export const CreateDialogBody = t.Object({ peer_user_id: t.Integer({ minimum: 1 }) })
+
+export const DialogParams = t.Object({ dialog_id: t.Integer({ minimum: 1 }) })

@@ -1,0 +1,65 @@
+import { invalidField, notFound } from '../errors'
+import { statusFor, toMessageDto } from '../messages/model'
+import type { RealtimePort } from '../realtime/port'
+import { isoOrNull } from '../shared/time'
+import type { Db } from '../storage/database'
+import { userById } from '../users/store'
+import type { Membership } from './membership'
+import type { DialogDto } from './model'
+import { dialogsOf, findOrCreateDialog, type DialogRecord } from './store'
+
+export class DialogService {
+  constructor(
+    private readonly db: Db,
+    private readonly membership: Membership,
+    private readonly realtime: RealtimePort,
+  ) {}
+
+  /** The pair's dialog: created (and announced to both members) or the existing one. */
+  async open(userId: number, peerId: number): Promise<{ created: boolean; dialog: DialogDto }> {
+    if (peerId === userId) throw invalidField('peer_user_id', 'cannot open a dialog with yourself')
+    const peer = await this.db.read((s) => userById(s, peerId))
+    if (!peer) throw notFound('user')
+    const { id, created } = await this.db.tx((s) => findOrCreateDialog(s, userId, peerId, new Date()))
+    this.membership.remember(id, [userId, peerId])
+    const dialog = await this.get(userId, id)
+    if (created) {
+      const peerView = await this.get(peerId, id)
+      this.realtime.dialogNew(id, [
+        { userId, dialog },
+        { userId: peerId, dialog: peerView },
+      ])
+    }
+    return { created, dialog }
+  }
+
+  async get(userId: number, dialogId: number): Promise<DialogDto> {
+    const [found] = await this.db.read((s) => dialogsOf(s, userId, { limit: 1, dialogId }))
+    if (!found) throw notFound('dialog')
+    return this.toDto(found)
+  }
+
+  async list(userId: number, limit: number, before?: Date): Promise<DialogDto[]> {
+    const found = await this.db.read((s) => dialogsOf(s, userId, { limit, before }))
+    return found.map((d) => this.toDto(d))
+  }
+
+  private toDto(d: DialogRecord): DialogDto {
+    const last = d.lastMessage
+    return {
+      id: d.id,
+      peer: {
+        id: d.peer.userId,
+        username: d.peer.username,
+        online: this.realtime.isOnline(d.peer.userId),
+        last_seen_at: isoOrNull(d.peer.lastSeenAt),
+      },
+      created_at: d.createdAt.toISOString(),
+      last_message: last ? toMessageDto(last, statusFor(last.id, last.senderId === d.me.userId ? d.peer : d.me)) : null,
+      unread_count: d.unreadCount,
+      last_read_message_id: d.me.lastReadMessageId,
+      peer_last_read_message_id: d.peer.lastReadMessageId,
+      peer_last_delivered_message_id: d.peer.lastDeliveredMessageId,
+    }
+  }
+}

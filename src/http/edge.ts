@@ -1,0 +1,76 @@
+import { Elysia } from 'elysia'
+import { AppError, errorBody, toAppError } from '../errors'
+import type { Metrics } from '../ops/metrics'
+
+/** Elysia's validation error, read only for the field it names. */
+interface ValidationLike {
+  type?: string
+  all?: { path?: string; summary?: string; message?: string; value?: unknown; schema?: { error?: unknown } }[]
+}
+
+function validationError(error: ValidationLike, request: Request): AppError {
+  const first = error.all?.[0]
+  const field = first?.path?.replace(/^\//, '').replace(/\//g, '.') || coercedField(request, first?.value) || 'query'
+  const custom = first?.schema?.error
+  const message = typeof custom === 'string' ? custom : `${field}: ${first?.summary ?? first?.message ?? 'invalid'}`
+  return new AppError('validation_failed', message, { field })
+}
+
+/**
+ * A query value Elysia coerced to a number and then rejected is reported without its name (type
+ * "property", empty path): find the parameter that holds that value.
+ */
+function coercedField(request: Request, value: unknown): string | undefined {
+  for (const [key, raw] of new URL(request.url).searchParams) if (raw === String(value)) return key
+  return undefined
+}
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+/**
+ * The HTTP edge every route passes: body size limit, JSON parsing (an object or 400), and the one place
+ * that turns errors into the contract's error shape. Also counts requests by route and status.
+ */
+export const edge = (maxBodyBytes: number, metrics: Metrics) =>
+  new Elysia({ name: 'edge' })
+    .onRequest(({ request }) => {
+      const length = Number(request.headers.get('content-length') ?? 0)
+      if (length > maxBodyBytes) throw tooLarge(maxBodyBytes)
+    })
+    .onParse({ as: 'global' }, async ({ request }) => {
+      if (!BODY_METHODS.has(request.method)) return
+      const bytes = await request.arrayBuffer()
+      if (bytes.byteLength > maxBodyBytes) throw tooLarge(maxBodyBytes)
+      if (bytes.byteLength === 0) throw new AppError('bad_request', 'body must be a JSON object')
+      let value: unknown
+      try {
+        value = JSON.parse(new TextDecoder().decode(bytes))
+      } catch {
+        throw new AppError('bad_request', 'body is not valid JSON')
+      }
+      if (value === null || typeof value !== 'object' || Array.isArray(value))
+        throw new AppError('bad_request', 'body must be a JSON object')
+      return value
+    })
+    .onError({ as: 'global' }, ({ code, error, set, request }) => {
+      const appError =
+        code === 'VALIDATION'
+          ? validationError(error as ValidationLike, request)
+          : code === 'NOT_FOUND'
+            ? new AppError('not_found', 'no such route')
+            : code === 'PARSE'
+              ? error.cause instanceof AppError
+                ? error.cause
+                : new AppError('bad_request', 'body is not valid JSON')
+              : toAppError(error)
+      set.status = appError.status
+      set.headers['content-type'] = 'application/json; charset=utf-8'
+      if (appError.retryAfter) set.headers['retry-after'] = String(appError.retryAfter)
+      return errorBody(appError)
+    })
+    .onAfterResponse({ as: 'global' }, ({ route, set, responseValue }) => {
+      const status = responseValue instanceof Response ? responseValue.status : Number(set.status ?? 200)
+      metrics.httpRequests.inc({ route: route || 'unmatched', status: String(status) })
+    })
+
+const tooLarge = (limit: number) => new AppError('payload_too_large', `request body over ${limit} bytes`)

@@ -1,0 +1,101 @@
+import { t } from 'elysia'
+import { invalidField } from '../errors'
+
+export const MESSAGE_TYPES = ['text'] as const
+export const MAX_TEXT_CHARS = 4000
+
+export const MessageSchema = t.Object({
+  id: t.Integer(),
+  dialog_id: t.Integer(),
+  seq: t.Integer(),
+  sender_id: t.Integer(),
+  client_msg_id: t.String(),
+  type: t.Literal('text'),
+  text: t.String(),
+  created_at: t.String({ format: 'date-time' }),
+  status: t.Union([t.Literal('sent'), t.Literal('delivered'), t.Literal('read')]),
+})
+export type MessageDto = typeof MessageSchema.static
+export type MessageStatus = MessageDto['status']
+
+export const ClientMsgId = t.String({ minLength: 1, maxLength: 64 })
+// The schema bounds the raw size; `checkText` counts characters (code points) and rejects blank text.
+export const MessageText = t.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 2 })
+
+export const SendBody = t.Object({
+  client_msg_id: ClientMsgId,
+  type: t.Literal('text'),
+  text: MessageText,
+})
+
+export const HistoryQuery = t.Object({
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
+  before: t.Optional(t.String({ maxLength: 64 })),
+  before_id: t.Optional(t.Integer({ minimum: 1 })),
+  after_id: t.Optional(t.Integer({ minimum: 0 })),
+})
+
+export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() })
+
+export const ReadUpToBody = t.Object({
+  last_read_message_id: t.Integer({ minimum: 1 }),
+  read_at: t.Optional(t.String({ maxLength: 64 })),
+})
+
+export const ReadState = t.Object({
+  dialog_id: t.Integer(),
+  last_read_message_id: t.Integer(),
+  read_at: t.Union([t.String(), t.Null()]),
+  unread_count: t.Integer(),
+})
+export type ReadStateDto = typeof ReadState.static
+
+export interface MessageRecord {
+  id: number
+  dialogId: number
+  seq: number
+  senderId: number
+  clientMsgId: string
+  type: string
+  text: string
+  createdAt: Date
+}
+
+/** A member's progress through a dialog. */
+export interface Watermarks {
+  userId: number
+  lastReadMessageId: number
+  lastDeliveredMessageId: number
+}
+
+export interface StatusEvent {
+  dialog_id: number
+  message_id: number
+  status: 'delivered' | 'read'
+  user_id: number
+  at: string
+}
+
+export function statusFor(messageId: number, recipient: Watermarks | undefined): MessageStatus {
+  if (!recipient) return 'sent'
+  if (recipient.lastReadMessageId >= messageId) return 'read'
+  return recipient.lastDeliveredMessageId >= messageId ? 'delivered' : 'sent'
+}
+
+export const toMessageDto = (m: MessageRecord, status: MessageStatus): MessageDto => ({
+  id: m.id,
+  dialog_id: m.dialogId,
+  seq: m.seq,
+  sender_id: m.senderId,
+  client_msg_id: m.clientMsgId,
+  type: m.type as 'text',
+  text: m.text,
+  created_at: m.createdAt.toISOString(),
+  status,
+})
+
+export function checkText(text: string): void {
+  if (!/\S/.test(text)) throw invalidField('text', 'must not be only whitespace')
+  let chars = 0
+  for (const _ of text) if (++chars > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
+}

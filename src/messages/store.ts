@@ -1,0 +1,232 @@
+import { and, asc, desc, eq, gt, inArray, lt, ne, sql } from 'drizzle-orm'
+import { exec, rows, type Routine, type Scope, type Tables } from '../storage/database'
+import type { MessageRecord, Watermarks } from './model'
+
+const messageColumns = (t: Tables) => ({
+  id: t.messages.id,
+  dialogId: t.messages.dialogId,
+  seq: t.messages.seq,
+  senderId: t.messages.senderId,
+  clientMsgId: t.messages.clientMsgId,
+  type: t.messages.type,
+  text: t.messages.text,
+  createdAt: t.messages.createdAt,
+})
+
+export type HistoryCursor = { before: Date } | { beforeId: number } | { afterId: number } | { newest: true }
+
+/** A page of history in ascending order, and whether more exist beyond it (older, or newer for afterId). */
+export function* history(
+  { db, t }: Scope,
+  dialogId: number,
+  cursor: HistoryCursor,
+  limit: number,
+): Routine<{ messages: MessageRecord[]; hasMore: boolean }> {
+  const inDialog = eq(t.messages.dialogId, dialogId)
+  const base = db.select(messageColumns(t)).from(t.messages)
+  const found =
+    'afterId' in cursor
+      ? yield* rows(base.where(and(inDialog, gt(t.messages.id, cursor.afterId))).orderBy(asc(t.messages.id)).limit(limit + 1))
+      : yield* rows(
+          base
+            .where(
+              'before' in cursor
+                ? and(inDialog, lt(t.messages.createdAt, cursor.before))
+                : 'beforeId' in cursor
+                  ? and(inDialog, lt(t.messages.id, cursor.beforeId))
+                  : inDialog,
+            )
+            .orderBy(desc(t.messages.id))
+            .limit(limit + 1),
+        )
+  const hasMore = found.length > limit
+  const page = hasMore ? found.slice(0, limit) : found
+  if (!('afterId' in cursor)) page.reverse()
+  return { messages: page, hasMore }
+}
+
+export function* watermarks({ db, t }: Scope, dialogId: number): Routine<Watermarks[]> {
+  return yield* rows(
+    db
+      .select({
+        userId: t.dialogMembers.userId,
+        lastReadMessageId: t.dialogMembers.lastReadMessageId,
+        lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
+      })
+      .from(t.dialogMembers)
+      .where(eq(t.dialogMembers.dialogId, dialogId)),
+  )
+}
+
+export function* messageById({ db, t }: Scope, id: number): Routine<MessageRecord | undefined> {
+  const [row] = yield* rows(db.select(messageColumns(t)).from(t.messages).where(eq(t.messages.id, id)))
+  return row
+}
+
+/** Messages from the peer above the member's read watermark. */
+export function* unreadCount({ db, t }: Scope, dialogId: number, userId: number, readUpTo: number): Routine<number> {
+  const [row] = yield* rows(
+    db
+      .select({ n: sql<number>`count(*)`.mapWith(Number) })
+      .from(t.messages)
+      .where(and(eq(t.messages.dialogId, dialogId), ne(t.messages.senderId, userId), gt(t.messages.id, readUpTo))),
+  )
+  return row?.n ?? 0
+}
+
+export interface MemberProgress {
+  lastReadMessageId: number
+  readAt: Date | null
+  lastDeliveredMessageId: number
+  deliveredAt: Date | null
+}
+
+/**
+ * Moves a member's watermarks forward to `messageId` (read also implies delivered); never back.
+ * Returns the state after, and which watermarks moved.
+ */
+export function* advanceWatermarks(
+  { db, t }: Scope,
+  dialogId: number,
+  userId: number,
+  messageId: number,
+  at: Date,
+  read: boolean,
+): Routine<MemberProgress & { readMoved: boolean; deliveredMoved: boolean }> {
+  const member = and(eq(t.dialogMembers.dialogId, dialogId), eq(t.dialogMembers.userId, userId))
+  const readMoved = read
+    ? (yield* rows(
+        db
+          .update(t.dialogMembers)
+          .set({ lastReadMessageId: messageId, readAt: at })
+          .where(and(member, lt(t.dialogMembers.lastReadMessageId, messageId)))
+          .returning({ id: t.dialogMembers.dialogId }),
+      )).length > 0
+    : false
+  const deliveredMoved =
+    (yield* rows(
+      db
+        .update(t.dialogMembers)
+        .set({ lastDeliveredMessageId: messageId, deliveredAt: at })
+        .where(and(member, lt(t.dialogMembers.lastDeliveredMessageId, messageId)))
+        .returning({ id: t.dialogMembers.dialogId }),
+    )).length > 0
+  const [state] = yield* rows(
+    db
+      .select({
+        lastReadMessageId: t.dialogMembers.lastReadMessageId,
+        readAt: t.dialogMembers.readAt,
+        lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
+        deliveredAt: t.dialogMembers.deliveredAt,
+      })
+      .from(t.dialogMembers)
+      .where(member),
+  )
+  if (!state) throw new Error(`member ${userId} of dialog ${dialogId} vanished`)
+  return { ...state, readMoved, deliveredMoved }
+}
+
+/** A send as the writer receives it. */
+export interface SendInput {
+  dialogId: number
+  senderId: number
+  clientMsgId: string
+  type: string
+  text: string
+}
+
+export type SendOutcome =
+  | { kind: 'created'; message: MessageRecord }
+  | { kind: 'duplicate'; message: MessageRecord; recipient: Watermarks | undefined }
+  | { kind: 'missing' }
+
+const sendKey = (dialogId: number, senderId: number, clientMsgId: string) => `${dialogId}\u0000${senderId}\u0000${clientMsgId}`
+
+/**
+ * Commits a batch of sends in the caller's transaction: locks each dialog row, resolves duplicates
+ * (against the table and inside the batch) to the original, numbers the rest gaplessly per dialog,
+ * inserts them in one statement and moves each dialog's activity.
+ */
+export function* commitSends({ db, t }: Scope, sends: SendInput[], now: Date): Routine<SendOutcome[]> {
+  const dialogIds = [...new Set(sends.map((s) => s.dialogId))]
+  // `last_seq = last_seq` takes the row lock on Postgres (SQLite's BEGIN IMMEDIATE already holds the write lock).
+  const locked = yield* rows(
+    db
+      .update(t.dialogs)
+      .set({ lastSeq: sql`${t.dialogs.lastSeq}` })
+      .where(inArray(t.dialogs.id, dialogIds))
+      .returning({ id: t.dialogs.id, lastSeq: t.dialogs.lastSeq }),
+  )
+  const lastSeq = new Map(locked.map((d) => [d.id, d.lastSeq]))
+
+  const existing = new Map<string, MessageRecord>()
+  const candidates = yield* rows(
+    db
+      .select(messageColumns(t))
+      .from(t.messages)
+      .where(
+        and(
+          inArray(t.messages.dialogId, dialogIds),
+          inArray(t.messages.clientMsgId, [...new Set(sends.map((s) => s.clientMsgId))]),
+        ),
+      ),
+  )
+  for (const m of candidates) existing.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
+
+  const fresh: (SendInput & { seq: number; createdAt: Date })[] = []
+  const plan: ({ kind: 'missing' } | { kind: 'old'; message: MessageRecord } | { kind: 'new'; key: string; first: boolean })[] = []
+  const claimed = new Set<string>()
+  for (const send of sends) {
+    const key = sendKey(send.dialogId, send.senderId, send.clientMsgId)
+    const seq = lastSeq.get(send.dialogId)
+    const old = existing.get(key)
+    if (seq === undefined) plan.push({ kind: 'missing' })
+    else if (old) plan.push({ kind: 'old', message: old })
+    else if (claimed.has(key)) plan.push({ kind: 'new', key, first: false })
+    else {
+      claimed.add(key)
+      lastSeq.set(send.dialogId, seq + 1)
+      fresh.push({ ...send, seq: seq + 1, createdAt: now })
+      plan.push({ kind: 'new', key, first: true })
+    }
+  }
+
+  const inserted = new Map<string, MessageRecord>()
+  if (fresh.length > 0) {
+    const created = yield* rows(db.insert(t.messages).values(fresh).returning(messageColumns(t)))
+    for (const m of created) inserted.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
+    const lastOf = new Map<number, MessageRecord>()
+    for (const m of created) if ((lastOf.get(m.dialogId)?.id ?? 0) < m.id) lastOf.set(m.dialogId, m)
+    for (const [dialogId, m] of lastOf)
+      yield* exec(
+        db
+          .update(t.dialogs)
+          .set({ lastSeq: m.seq, lastMessageId: m.id, lastActivityAt: m.createdAt })
+          .where(eq(t.dialogs.id, dialogId)),
+      )
+  }
+
+  const dupDialogs = [...new Set(plan.flatMap((p, i) => (p.kind === 'old' || (p.kind === 'new' && !p.first) ? [sends[i]!.dialogId] : [])))]
+  const marks = dupDialogs.length
+    ? yield* rows(
+        db
+          .select({
+            dialogId: t.dialogMembers.dialogId,
+            userId: t.dialogMembers.userId,
+            lastReadMessageId: t.dialogMembers.lastReadMessageId,
+            lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
+          })
+          .from(t.dialogMembers)
+          .where(inArray(t.dialogMembers.dialogId, dupDialogs)),
+      )
+    : []
+  const recipientOf = (m: MessageRecord) => marks.find((w) => w.dialogId === m.dialogId && w.userId !== m.senderId)
+
+  return plan.map((p): SendOutcome => {
+    if (p.kind === 'missing') return p
+    if (p.kind === 'old') return { kind: 'duplicate', message: p.message, recipient: recipientOf(p.message) }
+    const message = inserted.get(p.key)
+    if (!message) throw new Error('inserted message not returned')
+    return p.first ? { kind: 'created', message } : { kind: 'duplicate', message, recipient: recipientOf(message) }
+  })
+}

@@ -1,0 +1,103 @@
+import type { Metrics } from '../ops/metrics'
+import type { Db } from '../storage/database'
+import { commitSends, type SendInput, type SendOutcome } from './store'
+
+interface Pending {
+  send: SendInput
+  resolve: (outcome: SendOutcome) => void
+  reject: (error: unknown) => void
+}
+
+export interface WriterOptions {
+  /** A batch closes at this many sends… */
+  batchMax: number
+  /** …or this long after its first send; 0 = the sends of the same event-loop turn. */
+  batchWaitMs: number
+}
+
+/**
+ * The one writer every message send goes through (group commit). Sends that arrive close together are
+ * committed in one transaction; each promise settles only after that commit. One batch is in flight at a
+ * time, and sends that arrive meanwhile form the next one, so a slow commit makes batches bigger, not queues longer.
+ */
+export class MessageWriter {
+  private queue: Pending[] = []
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private immediate: ReturnType<typeof setImmediate> | undefined
+  private inFlight: Promise<void> | undefined
+  private idle: (() => void)[] = []
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: WriterOptions,
+    private readonly metrics?: Metrics,
+  ) {}
+
+  submit(send: SendInput): Promise<SendOutcome> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ send, resolve, reject })
+      this.schedule()
+    })
+  }
+
+  /** Resolves once everything submitted so far is committed (for shutdown). */
+  drain(): Promise<void> {
+    if (!this.inFlight && this.queue.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.idle.push(resolve))
+  }
+
+  private schedule(): void {
+    if (this.inFlight) return
+    if (this.queue.length >= this.options.batchMax) {
+      this.flush()
+      return
+    }
+    if (this.timer || this.immediate) return
+    if (this.options.batchWaitMs > 0) this.timer = setTimeout(() => this.flush(), this.options.batchWaitMs)
+    else this.immediate = setImmediate(() => this.flush())
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer)
+    clearImmediate(this.immediate)
+    this.timer = this.immediate = undefined
+    if (this.inFlight || this.queue.length === 0) return
+    const batch = this.queue.splice(0, this.options.batchMax)
+    this.inFlight = this.commit(batch).finally(() => {
+      this.inFlight = undefined
+      if (this.queue.length > 0) this.schedule()
+      else for (const done of this.idle.splice(0)) done()
+    })
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    try {
+      const outcomes = await this.write(batch.map((p) => p.send))
+      this.settle(batch, outcomes)
+    } catch {
+      // One bad send must not sink its batch-mates: retry each alone, and fail only the ones that fail alone.
+      for (const pending of batch) {
+        try {
+          this.settle([pending], await this.write([pending.send]))
+        } catch (error) {
+          pending.reject(error)
+        }
+      }
+    }
+  }
+
+  private write(sends: SendInput[]): Promise<SendOutcome[]> {
+    return this.db.tx((s) => commitSends(s, sends, new Date()))
+  }
+
+  private settle(batch: Pending[], outcomes: SendOutcome[]): void {
+    let created = 0
+    batch.forEach((p, i) => {
+      const outcome = outcomes[i]!
+      if (outcome.kind === 'created') created++
+      p.resolve(outcome)
+    })
+    this.metrics?.writeBatchSize.observe(batch.length)
+    this.metrics?.messagesPersisted.inc({}, created)
+  }
+}

@@ -1,0 +1,23 @@
+import type { DialogDto } from '../dialogs/model'
+import type { MessageDto, StatusEvent } from '../messages/model'
+
+/** A connection that caused an event: it gets an ack instead of the broadcast. */
+export type Origin = unknown
+
+/**
+ * What the REST services need from the realtime layer: presence to show, events to fan out.
+ * The WebSocket hub implements it; an app built without one (tests, tools) uses `offline`.
+ */
+export interface RealtimePort {
+  isOnline(userId: number): boolean
+  messageNew(message: MessageDto, origin?: Origin): void
+  status(event: StatusEvent, origin?: Origin): void
+  dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): void
+}
+
+export const offline: RealtimePort = {
+  isOnline: () => false,
+  messageNew: () => {},
+  status: () => {},
+  dialogNew: () => {},
+}

@@ -1,0 +1,122 @@
+import { Database as SqliteDriver } from 'bun:sqlite'
+import { mkdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { drizzle as drizzleSqlite, type BunSQLiteDatabase } from 'drizzle-orm/bun-sqlite'
+import { migrate as migrateSqlite } from 'drizzle-orm/bun-sqlite/migrator'
+import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
+import { migrate as migratePg } from 'drizzle-orm/postgres-js/migrator'
+import postgres from 'postgres'
+import type { DatabaseTarget } from '../config'
+import * as pgSchema from './schema.pg'
+import * as sqliteSchema from './schema.sqlite'
+
+/**
+ * Shared data access is written once against this type. Both schemas export the same tables with the same
+ * TypeScript row types, so queries are typed through the SQLite builder and run unchanged on Postgres;
+ * `Db.read` / `Db.tx` are the only places that know which driver is underneath.
+ */
+export type QueryDb = BunSQLiteDatabase<typeof sqliteSchema>
+export type Tables = typeof sqliteSchema
+
+/** What a storage routine builds its queries with: the connection (or transaction) and that dialect's tables. */
+export interface Scope {
+  db: QueryDb
+  t: Tables
+}
+
+/** A step of a storage routine: the runner executes the query and sends the rows back into the generator. */
+type Step = { rows: true; query: { all(): unknown } } | { rows: false; query: { run(): unknown } }
+export type Routine<T> = Generator<Step, T, unknown>
+
+/** Rows of a select or of an insert/update … returning. */
+export function* rows<T>(query: { all(): T[] }): Routine<T[]> {
+  return (yield { rows: true, query }) as T[]
+}
+
+/** A statement whose result is not needed. */
+export function* exec(query: { run(): unknown }): Routine<void> {
+  yield { rows: false, query }
+}
+
+export interface Db {
+  readonly dialect: 'sqlite' | 'pg'
+  /** Runs a routine outside a transaction. */
+  read<T>(routine: (s: Scope) => Routine<T>): Promise<T>
+  /** Runs a routine in one transaction: synchronously on bun:sqlite (BEGIN IMMEDIATE), awaited on Postgres. */
+  tx<T>(routine: (s: Scope) => Routine<T>): Promise<T>
+  /** A cheap round trip, for /health. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+export interface OpenOptions {
+  sqliteSynchronous?: 'FULL' | 'NORMAL'
+  pgPoolMax?: number
+  /** Where drizzle/sqlite and drizzle/pg live; defaults to the project's drizzle folder. */
+  migrationsDir?: string
+}
+
+const DEFAULT_MIGRATIONS = join(import.meta.dir, '..', '..', 'drizzle')
+
+/** Opens the database the target names and applies pending migrations. */
+export async function openDatabase(target: DatabaseTarget, options: OpenOptions = {}): Promise<Db> {
+  const migrations = options.migrationsDir ?? DEFAULT_MIGRATIONS
+  return target.dialect === 'sqlite'
+    ? openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', join(migrations, 'sqlite'))
+    : openPg(target.url, options.pgPoolMax ?? 10, join(migrations, 'pg'))
+}
+
+function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFolder: string): Db {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  const client = new SqliteDriver(path, { create: true, strict: true })
+  client.exec('PRAGMA journal_mode = WAL')
+  client.exec(`PRAGMA synchronous = ${synchronous}`)
+  client.exec('PRAGMA foreign_keys = ON')
+  // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
+  client.exec('PRAGMA busy_timeout = 5000')
+  const db = drizzleSqlite({ client, schema: sqliteSchema })
+  migrateSqlite(db, { migrationsFolder })
+
+  const drive = <T>(routine: Routine<T>): T => {
+    let next = routine.next()
+    while (!next.done) {
+      const step = next.value
+      next = routine.next(step.rows ? step.query.all() : step.query.run())
+    }
+    return next.value
+  }
+  return {
+    dialect: 'sqlite',
+    read: async (routine) => drive(routine({ db, t: sqliteSchema })),
+    tx: async (routine) =>
+      db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema })), { behavior: 'immediate' }),
+    ping: async () => {
+      client.query('SELECT 1').get()
+    },
+    close: async () => client.close(),
+  }
+}
+
+async function openPg(url: string, max: number, migrationsFolder: string): Promise<Db> {
+  const client = postgres(url, { max, onnotice: () => {} })
+  const pg = drizzlePg({ client, schema: pgSchema })
+  await migratePg(pg, { migrationsFolder })
+
+  const drive = async <T>(routine: Routine<T>): Promise<T> => {
+    let next = routine.next()
+    while (!next.done) next = routine.next(await (next.value.query as unknown as PromiseLike<unknown>))
+    return next.value
+  }
+  // The pg builders and tables are typed as SQLite ones (see QueryDb); at run time they are awaited, not .all()'d.
+  const t = pgSchema as unknown as Tables
+  const scope = (db: unknown): Scope => ({ db: db as QueryDb, t })
+  return {
+    dialect: 'pg',
+    read: (routine) => drive(routine(scope(pg))),
+    tx: (routine) => pg.transaction((tx) => drive(routine(scope(tx)))),
+    ping: async () => {
+      await client`select 1`
+    },
+    close: () => client.end({ timeout: 5 }),
+  }
+}

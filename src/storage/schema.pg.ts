@@ -1,0 +1,100 @@
+import { sql } from 'drizzle-orm'
+import { check, index, integer, pgTable as table, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core'
+
+// Millisecond precision, as the contract's timestamps.
+const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 3, mode: 'date' })
+
+export const users = table(
+  'users',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    username: text('username').notNull(),
+    usernameLower: text('username_lower').notNull(),
+    passwordHash: text('password_hash').notNull(),
+    createdAt: ts('created_at').notNull(),
+    lastSeenAt: ts('last_seen_at'),
+  },
+  (t) => [uniqueIndex('users_username_lower_uq').on(t.usernameLower)],
+)
+
+/** One row per login: the refresh token is rotated inside it; revoking it ends the whole login. */
+export const sessions = table(
+  'sessions',
+  {
+    id: text('id').primaryKey(),
+    userId: integer('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    tokenHash: text('token_hash').notNull(),
+    createdAt: ts('created_at').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [index('sessions_user_idx').on(t.userId)],
+)
+
+export const dialogs = table(
+  'dialogs',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    // The unordered pair, stored ordered, so the unique index makes it one dialog per pair.
+    userLow: integer('user_low')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    userHigh: integer('user_high')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    createdAt: ts('created_at').notNull(),
+    lastSeq: integer('last_seq').notNull().default(0),
+    lastMessageId: integer('last_message_id'),
+    lastActivityAt: ts('last_activity_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('dialogs_pair_uq').on(t.userLow, t.userHigh),
+    index('dialogs_activity_idx').on(t.lastActivityAt),
+    check('dialogs_pair_ordered', sql`${t.userLow} < ${t.userHigh}`),
+  ],
+)
+
+export const dialogMembers = table(
+  'dialog_members',
+  {
+    dialogId: integer('dialog_id')
+      .notNull()
+      .references(() => dialogs.id, { onDelete: 'cascade' }),
+    userId: integer('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    peerId: integer('peer_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    lastReadMessageId: integer('last_read_message_id').notNull().default(0),
+    readAt: ts('read_at'),
+    lastDeliveredMessageId: integer('last_delivered_message_id').notNull().default(0),
+    deliveredAt: ts('delivered_at'),
+  },
+  (t) => [primaryKey({ columns: [t.dialogId, t.userId] }), index('dialog_members_user_idx').on(t.userId)],
+)
+
+export const messages = table(
+  'messages',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    dialogId: integer('dialog_id')
+      .notNull()
+      .references(() => dialogs.id, { onDelete: 'cascade' }),
+    seq: integer('seq').notNull(),
+    senderId: integer('sender_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    clientMsgId: text('client_msg_id').notNull(),
+    type: text('type').notNull(),
+    text: text('text').notNull(),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('messages_dialog_seq_uq').on(t.dialogId, t.seq),
+    uniqueIndex('messages_client_id_uq').on(t.dialogId, t.senderId, t.clientMsgId),
+    index('messages_dialog_created_idx').on(t.dialogId, t.createdAt),
+  ],
+)

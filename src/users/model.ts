@@ -1,0 +1,29 @@
+import { t } from 'elysia'
+
+export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]{3,32}$'
+
+export const UserSchema = t.Object({
+  id: t.Integer(),
+  username: t.String(),
+  created_at: t.String({ format: 'date-time' }),
+})
+export type UserDto = typeof UserSchema.static
+
+export const UserSearchQuery = t.Object({
+  username: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
+  q: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 50, default: 20 })),
+})
+
+export interface UserRecord {
+  id: number
+  username: string
+  createdAt: Date
+  lastSeenAt: Date | null
+}
+
+export const toUserDto = (u: UserRecord): UserDto => ({
+  id: u.id,
+  username: u.username,
+  created_at: u.createdAt.toISOString(),
+})

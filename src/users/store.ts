@@ -1,0 +1,53 @@
+import { asc, eq, sql } from 'drizzle-orm'
+import { rows, type Routine, type Scope, type Tables } from '../storage/database'
+import type { UserRecord } from './model'
+
+const publicColumns = (t: Tables) => ({
+  id: t.users.id,
+  username: t.users.username,
+  createdAt: t.users.createdAt,
+  lastSeenAt: t.users.lastSeenAt,
+})
+
+/** Inserts a user; undefined when the username (case-insensitively) is taken. */
+export function* insertUser(
+  { db, t }: Scope,
+  user: { username: string; passwordHash: string; createdAt: Date },
+): Routine<UserRecord | undefined> {
+  const [row] = yield* rows(
+    db
+      .insert(t.users)
+      .values({ ...user, usernameLower: user.username.toLowerCase() })
+      .onConflictDoNothing({ target: t.users.usernameLower })
+      .returning(publicColumns(t)),
+  )
+  return row
+}
+
+export function* userWithHash({ db, t }: Scope, username: string): Routine<(UserRecord & { passwordHash: string }) | undefined> {
+  const [row] = yield* rows(
+    db
+      .select({ ...publicColumns(t), passwordHash: t.users.passwordHash })
+      .from(t.users)
+      .where(eq(t.users.usernameLower, username.toLowerCase())),
+  )
+  return row
+}
+
+export function* userById({ db, t }: Scope, id: number): Routine<UserRecord | undefined> {
+  const [row] = yield* rows(db.select(publicColumns(t)).from(t.users).where(eq(t.users.id, id)))
+  return row
+}
+
+export function* usersByPrefix({ db, t }: Scope, prefix: string, limit: number): Routine<UserRecord[]> {
+  // Usernames may contain `_`, a LIKE wildcard: escape it (and `%`, `\`) so the prefix is literal.
+  const pattern = prefix.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`) + '%'
+  return yield* rows(
+    db
+      .select(publicColumns(t))
+      .from(t.users)
+      .where(sql`${t.users.usernameLower} like ${pattern} escape '\\'`)
+      .orderBy(asc(t.users.usernameLower))
+      .limit(limit),
+  )
+}
