@@ -1,0 +1,43 @@
+import { describe, expect, test } from 'bun:test'
+import { getTableConfig as pgConfig, type PgTable } from 'drizzle-orm/pg-core'
+import { getTableConfig as sqliteConfig, type SQLiteTable } from 'drizzle-orm/sqlite-core'
+import * as pg from '../src/storage/schema.pg'
+import * as sqlite from '../src/storage/schema.sqlite'
+
+/** A dialect-free description of a table: what must match between the two schemas. */
+function shape(config: ReturnType<typeof pgConfig> | ReturnType<typeof sqliteConfig>) {
+  return {
+    name: config.name,
+    columns: config.columns
+      .map((c) => `${c.name}${c.notNull ? ' not null' : ''}${c.primary ? ' pk' : ''}${c.hasDefault ? ' default' : ''}`)
+      .sort(),
+    primaryKeys: config.primaryKeys.map((k) => k.columns.map((c) => c.name).join(',')).sort(),
+    uniques: config.indexes
+      .filter((i) => i.config.unique)
+      .map((i) => `${i.config.name}(${i.config.columns.map((c) => ('name' in c ? c.name : '?')).join(',')})`)
+      .sort(),
+    indexes: config.indexes.map((i) => i.config.name).sort(),
+    foreignKeys: config.foreignKeys
+      .map((fk) => {
+        const ref = fk.reference()
+        return `${ref.columns.map((c) => c.name).join(',')}->${ref.foreignColumns.map((c) => c.name).join(',')} ${fk.onDelete}`
+      })
+      .sort(),
+    checks: config.checks.map((c) => c.name).sort(),
+  }
+}
+
+describe('schema parity between SQLite and Postgres', () => {
+  test('both schemas export the same tables', () => {
+    expect(Object.keys(pg).sort()).toEqual(Object.keys(sqlite).sort())
+  })
+
+  for (const name of Object.keys(sqlite) as (keyof typeof sqlite)[]) {
+    test(`${name}: same columns, keys, uniques, indexes, foreign keys and checks`, () => {
+      const a = shape(sqliteConfig(sqlite[name] as SQLiteTable))
+      const b = shape(pgConfig(pg[name] as PgTable))
+      expect(b).toEqual(a)
+      expect(a.columns.length).toBeGreaterThan(0)
+    })
+  }
+})

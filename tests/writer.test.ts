@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { eq } from 'drizzle-orm'
+import { exec, rows } from '../src/storage/database'
+import { createTestApp, type TestApp } from './support/app'
+import { dialects } from './support/databases'
+
+const send = (dialogId: number, senderId: number, clientMsgId: string, text = clientMsgId) => ({
+  dialogId,
+  senderId,
+  clientMsgId,
+  type: 'text',
+  text,
+})
+
+function batchSizes(metrics: string): { count: number; sum: number } {
+  const count = Number(/chat_write_batch_size_count (\d+)/.exec(metrics)?.[1])
+  const sum = Number(/chat_write_batch_size_sum (\d+)/.exec(metrics)?.[1])
+  return { count, sum }
+}
+
+describe.each(dialects)('group-commit writer on %s', (dialect) => {
+  let t: TestApp
+  beforeAll(async () => {
+    t = await createTestApp(dialect, { WRITER_BATCH_MAX: '64' })
+  })
+  afterAll(() => t.close())
+
+  test('sends of the same turn commit in one transaction, numbered 1..n', async () => {
+    const { a, dialogId } = await t.pair()
+    const before = batchSizes((await t.call('GET', '/metrics')).body)
+    const outcomes = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => t.core.writer.submit(send(dialogId, a.user.id, `m${i}`))),
+    )
+    const after = batchSizes((await t.call('GET', '/metrics')).body)
+    expect(after.count - before.count).toBe(1)
+    expect(after.sum - before.sum).toBe(50)
+    const seqs = outcomes.map((o) => (o.kind === 'created' ? o.message.seq : -1))
+    expect(seqs).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
+  })
+
+  test('a batch over the size bound is split, and seq stays gapless across batches', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const before = batchSizes((await t.call('GET', '/metrics')).body)
+    const outcomes = await Promise.all(
+      Array.from({ length: 150 }, (_, i) => t.core.writer.submit(send(dialogId, i % 2 ? a.user.id : b.user.id, `n${i}`))),
+    )
+    const after = batchSizes((await t.call('GET', '/metrics')).body)
+    expect(after.count - before.count).toBe(3)
+    const seqs = outcomes.map((o) => (o.kind === 'created' ? o.message.seq : -1)).sort((x, y) => x - y)
+    expect(seqs).toEqual(Array.from({ length: 150 }, (_, i) => i + 1))
+  })
+
+  test('a duplicate inside one batch resolves to the original, and so does a later retry', async () => {
+    const { a, dialogId } = await t.pair()
+    const [first, second, other] = await Promise.all([
+      t.core.writer.submit(send(dialogId, a.user.id, 'dup', 'one')),
+      t.core.writer.submit(send(dialogId, a.user.id, 'dup', 'two')),
+      t.core.writer.submit(send(dialogId, a.user.id, 'other')),
+    ])
+    expect(first!.kind).toBe('created')
+    expect(second!.kind).toBe('duplicate')
+    if (first!.kind === 'missing' || second!.kind === 'missing' || other!.kind === 'missing') throw new Error('missing')
+    expect(second!.message.id).toBe(first!.message.id)
+    expect(second!.message.text).toBe('one')
+    expect(other!.message.seq).toBe(2)
+    const retry = await t.core.writer.submit(send(dialogId, a.user.id, 'dup', 'three'))
+    expect(retry.kind).toBe('duplicate')
+    if (retry.kind === 'missing') throw new Error('missing')
+    expect(retry.message.id).toBe(first!.message.id)
+    const next = await t.core.writer.submit(send(dialogId, a.user.id, 'after'))
+    expect(next.kind === 'created' && next.message.seq).toBe(3)
+  })
+
+  test('a send that fails (unknown sender) fails alone; its batch-mates commit', async () => {
+    const { a, dialogId } = await t.pair()
+    const results = await Promise.allSettled([
+      t.core.writer.submit(send(dialogId, a.user.id, 'ok1')),
+      t.core.writer.submit(send(dialogId, 987654, 'bad')),
+      t.core.writer.submit(send(dialogId, a.user.id, 'ok2')),
+    ])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    const page = await t.call('GET', `/dialogs/${dialogId}/messages`, { token: a.access_token })
+    expect(page.body.messages.map((m: { client_msg_id: string; seq: number }) => [m.client_msg_id, m.seq])).toEqual([
+      ['ok1', 1],
+      ['ok2', 2],
+    ])
+  })
+
+  test('a send to a dialog deleted in between answers missing; its batch-mates commit', async () => {
+    const doomed = await t.pair()
+    const kept = await t.pair()
+    await t.db.tx(function* ({ db, t: tables }) {
+      yield* exec(db.delete(tables.dialogs).where(eq(tables.dialogs.id, doomed.dialogId)))
+    })
+    const [gone, fine] = await Promise.all([
+      t.core.writer.submit(send(doomed.dialogId, doomed.a.user.id, 'x')),
+      t.core.writer.submit(send(kept.dialogId, kept.a.user.id, 'y')),
+    ])
+    expect(gone!.kind).toBe('missing')
+    expect(fine!.kind).toBe('created')
+  })
+
+  test('drain waits until everything submitted is committed', async () => {
+    const { a, dialogId } = await t.pair()
+    const pending = Array.from({ length: 20 }, (_, i) => t.core.writer.submit(send(dialogId, a.user.id, `d${i}`)))
+    await t.core.writer.drain()
+    const stored = await t.db.read(function* ({ db, t: tables }) {
+      return yield* rows(db.select({ id: tables.messages.id }).from(tables.messages).where(eq(tables.messages.dialogId, dialogId)))
+    })
+    expect(stored.length).toBe(20)
+    await Promise.all(pending)
+  })
+})
