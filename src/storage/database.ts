@@ -1,5 +1,5 @@
 import { Database as SqliteDriver } from 'bun:sqlite'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { drizzle as drizzleSqlite, type BunSQLiteDatabase } from 'drizzle-orm/bun-sqlite'
 import { migrate as migrateSqlite } from 'drizzle-orm/bun-sqlite/migrator'
@@ -7,6 +7,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
 import { migrate as migratePg } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
 import type { DatabaseTarget } from '../config'
+import { materializeMigrations } from './embedded-migrations'
 import * as pgSchema from './schema.pg'
 import * as sqliteSchema from './schema.sqlite'
 
@@ -52,18 +53,19 @@ export interface Db {
 export interface OpenOptions {
   sqliteSynchronous?: 'FULL' | 'NORMAL'
   pgPoolMax?: number
-  /** Where drizzle/sqlite and drizzle/pg live; defaults to the project's drizzle folder. */
-  migrationsDir?: string
 }
 
-const DEFAULT_MIGRATIONS = join(import.meta.dir, '..', '..', 'drizzle')
+const MIGRATIONS = join(import.meta.dir, '..', '..', 'drizzle')
+
+/** The project's drizzle/<dialect> folder; in a compiled binary, which has no such folder, the bundled copy. */
+const migrationsFolder = (dialect: 'sqlite' | 'pg') =>
+  existsSync(join(MIGRATIONS, dialect)) ? join(MIGRATIONS, dialect) : materializeMigrations(dialect)
 
 /** Opens the database the target names and applies pending migrations. */
 export async function openDatabase(target: DatabaseTarget, options: OpenOptions = {}): Promise<Db> {
-  const migrations = options.migrationsDir ?? DEFAULT_MIGRATIONS
   return target.dialect === 'sqlite'
-    ? openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', join(migrations, 'sqlite'))
-    : openPg(target.url, options.pgPoolMax ?? 10, join(migrations, 'pg'))
+    ? openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', migrationsFolder('sqlite'))
+    : openPg(target.url, options.pgPoolMax ?? 10, migrationsFolder('pg'))
 }
 
 function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFolder: string): Db {
