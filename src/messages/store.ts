@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, inArray, lt, ne, sql } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, inArray, lt, ne, or, sql } from 'drizzle-orm'
 import { exec, rows, type Routine, type Scope, type Tables } from '../storage/database'
 import type { MessageRecord, Watermarks } from './model'
 
@@ -142,32 +142,145 @@ export type SendOutcome =
 
 const sendKey = (dialogId: number, senderId: number, clientMsgId: string) => `${dialogId}\u0000${senderId}\u0000${clientMsgId}`
 
+type Placed = { kind: 'missing' } | { kind: 'created'; message: MessageRecord } | { kind: 'duplicate'; message: MessageRecord }
+
 /**
  * Commits a batch of sends in the caller's transaction: locks each dialog row, resolves duplicates
  * (against the table and inside the batch) to the original, numbers the rest gaplessly per dialog,
- * inserts them in one statement and moves each dialog's activity.
+ * inserts them and moves each dialog's activity.
  */
-export function* commitSends({ db, t }: Scope, sends: SendInput[], now: Date): Routine<SendOutcome[]> {
-  const dialogIds = [...new Set(sends.map((s) => s.dialogId))]
+export function* commitSends(scope: Scope, sends: SendInput[], now: Date): Routine<SendOutcome[]> {
+  const { db, t } = scope
   // `last_seq = last_seq` takes the row lock on Postgres (SQLite's BEGIN IMMEDIATE already holds the write lock).
   const locked = yield* rows(
     db
       .update(t.dialogs)
       .set({ lastSeq: sql`${t.dialogs.lastSeq}` })
-      .where(inArray(t.dialogs.id, dialogIds))
+      .where(inArray(t.dialogs.id, [...new Set(sends.map((s) => s.dialogId))]))
       .returning({ id: t.dialogs.id, lastSeq: t.dialogs.lastSeq }),
   )
   const lastSeq = new Map(locked.map((d) => [d.id, d.lastSeq]))
+  const placed = scope.memo
+    ? yield* insertOneByOne(scope, scope.memo, sends, lastSeq, now)
+    : yield* insertAtOnce(scope, sends, lastSeq, now)
 
-  const existing = new Map<string, MessageRecord>()
-  const candidates = yield* rows(
+  const lastOf = new Map<number, MessageRecord>()
+  for (const p of placed)
+    if (p.kind === 'created' && (lastOf.get(p.message.dialogId)?.id ?? 0) < p.message.id) lastOf.set(p.message.dialogId, p.message)
+  if (lastOf.size > 0) {
+    // One statement for every dialog of the batch. All of a batch's messages share `now`, so activity is one value.
+    const last = [...lastOf.values()]
+    const byDialog = (value: (m: MessageRecord) => number) =>
+      sql`case ${t.dialogs.id} ${sql.join(
+        last.map((m) => sql`when ${m.dialogId} then cast(${value(m)} as integer)`),
+        sql` `,
+      )} end`
+    yield* exec(
+      db
+        .update(t.dialogs)
+        .set({ lastSeq: byDialog((m) => m.seq), lastMessageId: byDialog((m) => m.id), lastActivityAt: now })
+        .where(inArray(t.dialogs.id, [...lastOf.keys()])),
+    )
+  }
+
+  const dupDialogs = [...new Set(placed.flatMap((p) => (p.kind === 'duplicate' ? [p.message.dialogId] : [])))]
+  const marks = dupDialogs.length
+    ? yield* rows(
+        db
+          .select({
+            dialogId: t.dialogMembers.dialogId,
+            userId: t.dialogMembers.userId,
+            lastReadMessageId: t.dialogMembers.lastReadMessageId,
+            lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
+          })
+          .from(t.dialogMembers)
+          .where(inArray(t.dialogMembers.dialogId, dupDialogs)),
+      )
+    : []
+  return placed.map((p) =>
+    p.kind === 'duplicate'
+      ? { ...p, recipient: marks.find((w) => w.dialogId === p.message.dialogId && w.userId !== p.message.senderId) }
+      : p,
+  )
+}
+
+/**
+ * SQLite: one cached insert per send. ON CONFLICT DO NOTHING can only fire on (dialog, sender,
+ * client_msg_id) here, since the dialog's seq is ours under the write lock; a conflict is a duplicate,
+ * which takes no seq and resolves to the original.
+ */
+function* insertOneByOne(
+  { t }: Scope,
+  memo: NonNullable<Scope['memo']>,
+  sends: SendInput[],
+  lastSeq: Map<number, number>,
+  now: Date,
+): Routine<Placed[]> {
+  const insert = memo('messages.insertIgnore', (db) =>
+    db
+      .insert(t.messages)
+      .values({
+        dialogId: sql.placeholder('dialogId'),
+        seq: sql.placeholder('seq'),
+        senderId: sql.placeholder('senderId'),
+        clientMsgId: sql.placeholder('clientMsgId'),
+        type: sql.placeholder('type'),
+        text: sql.placeholder('text'),
+        createdAt: sql.placeholder('createdAt'),
+      })
+      .onConflictDoNothing()
+      .returning(messageColumns(t))
+      .prepare(),
+  )
+  const original = memo('messages.byClientId', (db) =>
     db
       .select(messageColumns(t))
       .from(t.messages)
       .where(
         and(
-          inArray(t.messages.dialogId, dialogIds),
-          inArray(t.messages.clientMsgId, [...new Set(sends.map((s) => s.clientMsgId))]),
+          eq(t.messages.dialogId, sql.placeholder('dialogId')),
+          eq(t.messages.senderId, sql.placeholder('senderId')),
+          eq(t.messages.clientMsgId, sql.placeholder('clientMsgId')),
+        ),
+      )
+      .prepare(),
+  )
+  const placed: Placed[] = []
+  for (const send of sends) {
+    const seq = lastSeq.get(send.dialogId)
+    if (seq === undefined) {
+      placed.push({ kind: 'missing' })
+      continue
+    }
+    const [created] = yield* rows({ all: () => insert.all({ ...send, seq: seq + 1, createdAt: now }) })
+    if (created) {
+      lastSeq.set(send.dialogId, seq + 1)
+      placed.push({ kind: 'created', message: created })
+      continue
+    }
+    const [old] = yield* rows({ all: () => original.all({ ...send }) })
+    if (!old) throw new Error('insert ignored without a conflicting message')
+    placed.push({ kind: 'duplicate', message: old })
+  }
+  return placed
+}
+
+/**
+ * Postgres: one lookup of duplicates and one multi-row insert per batch, since every statement is a
+ * round trip. Duplicates are found before numbering, so none takes a seq.
+ */
+function* insertAtOnce({ db, t }: Scope, sends: SendInput[], lastSeq: Map<number, number>, now: Date): Routine<Placed[]> {
+  const existing = new Map<string, MessageRecord>()
+  // Exact (dialog, sender, client_msg_id) tuples, so each is one probe of the unique index.
+  const candidates = yield* rows(
+    db
+      .select(messageColumns(t))
+      .from(t.messages)
+      .where(
+        or(
+          ...sends.map((s) =>
+            and(eq(t.messages.dialogId, s.dialogId), eq(t.messages.senderId, s.senderId), eq(t.messages.clientMsgId, s.clientMsgId)),
+          ),
         ),
       ),
   )
@@ -192,41 +305,15 @@ export function* commitSends({ db, t }: Scope, sends: SendInput[], now: Date): R
   }
 
   const inserted = new Map<string, MessageRecord>()
-  if (fresh.length > 0) {
-    const created = yield* rows(db.insert(t.messages).values(fresh).returning(messageColumns(t)))
-    for (const m of created) inserted.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
-    const lastOf = new Map<number, MessageRecord>()
-    for (const m of created) if ((lastOf.get(m.dialogId)?.id ?? 0) < m.id) lastOf.set(m.dialogId, m)
-    for (const [dialogId, m] of lastOf)
-      yield* exec(
-        db
-          .update(t.dialogs)
-          .set({ lastSeq: m.seq, lastMessageId: m.id, lastActivityAt: m.createdAt })
-          .where(eq(t.dialogs.id, dialogId)),
-      )
-  }
+  if (fresh.length > 0)
+    for (const m of yield* rows(db.insert(t.messages).values(fresh).returning(messageColumns(t))))
+      inserted.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
 
-  const dupDialogs = [...new Set(plan.flatMap((p, i) => (p.kind === 'old' || (p.kind === 'new' && !p.first) ? [sends[i]!.dialogId] : [])))]
-  const marks = dupDialogs.length
-    ? yield* rows(
-        db
-          .select({
-            dialogId: t.dialogMembers.dialogId,
-            userId: t.dialogMembers.userId,
-            lastReadMessageId: t.dialogMembers.lastReadMessageId,
-            lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
-          })
-          .from(t.dialogMembers)
-          .where(inArray(t.dialogMembers.dialogId, dupDialogs)),
-      )
-    : []
-  const recipientOf = (m: MessageRecord) => marks.find((w) => w.dialogId === m.dialogId && w.userId !== m.senderId)
-
-  return plan.map((p): SendOutcome => {
+  return plan.map((p): Placed => {
     if (p.kind === 'missing') return p
-    if (p.kind === 'old') return { kind: 'duplicate', message: p.message, recipient: recipientOf(p.message) }
+    if (p.kind === 'old') return { kind: 'duplicate', message: p.message }
     const message = inserted.get(p.key)
     if (!message) throw new Error('inserted message not returned')
-    return p.first ? { kind: 'created', message } : { kind: 'duplicate', message, recipient: recipientOf(message) }
+    return { kind: p.first ? 'created' : 'duplicate', message }
   })
 }

@@ -23,6 +23,12 @@ export type Tables = typeof sqliteSchema
 export interface Scope {
   db: QueryDb
   t: Tables
+  /**
+   * SQLite only: a statement built once per connection and reused (inside transactions too, since bun:sqlite
+   * has one connection). Statements there cost no round trip, so hot paths use many small prepared ones;
+   * on Postgres, where each statement is a round trip, they use few multi-row ones instead.
+   */
+  memo?: <T>(key: string, build: (db: QueryDb, t: Tables) => T) => T
 }
 
 /** A step of a storage routine: the runner executes the query and sends the rows back into the generator. */
@@ -76,6 +82,9 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFold
   client.exec('PRAGMA foreign_keys = ON')
   // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
   client.exec('PRAGMA busy_timeout = 5000')
+  // drizzle compiles every statement with prepare(); query() is bun:sqlite's cached variant, so a statement
+  // run again (the writer's, each batch) is compiled once.
+  client.prepare = client.query.bind(client) as typeof client.prepare
   const db = drizzleSqlite({ client, schema: sqliteSchema })
   migrateSqlite(db, { migrationsFolder })
 
@@ -87,11 +96,18 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFold
     }
     return next.value
   }
+  const statements = new Map<string, unknown>()
+  const memo = <T>(key: string, build: (db: QueryDb, t: Tables) => T): T => {
+    if (!statements.has(key)) statements.set(key, build(db, sqliteSchema))
+    return statements.get(key) as T
+  }
   return {
     dialect: 'sqlite',
-    read: async (routine) => drive(routine({ db, t: sqliteSchema })),
+    read: async (routine) => drive(routine({ db, t: sqliteSchema, memo })),
     tx: async (routine) =>
-      db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema })), { behavior: 'immediate' }),
+      db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema, memo })), {
+        behavior: 'immediate',
+      }),
     ping: async () => {
       client.query('SELECT 1').get()
     },
