@@ -1,5 +1,6 @@
 import { and, desc, eq, gt, inArray, lt, ne, type SQL } from 'drizzle-orm'
 import type { MessageRecord, Watermarks } from '../messages/model'
+import { messageColumns } from '../messages/store'
 import { exec, rows, type Routine, type Scope } from '../storage/database'
 
 /** One dialog as one member sees it, before presence and status are applied. */
@@ -84,16 +85,7 @@ export function* dialogsOf(
             gt(t.messages.id, t.dialogMembers.lastReadMessageId),
           ),
         ),
-        lastMessage: {
-          id: t.messages.id,
-          dialogId: t.messages.dialogId,
-          seq: t.messages.seq,
-          senderId: t.messages.senderId,
-          clientMsgId: t.messages.clientMsgId,
-          type: t.messages.type,
-          text: t.messages.text,
-          createdAt: t.messages.createdAt,
-        },
+        lastMessage: messageColumns(t),
       })
       .from(t.dialogMembers)
       .innerJoin(t.dialogs, eq(t.dialogs.id, t.dialogMembers.dialogId))

@@ -2,7 +2,7 @@ import { and, asc, desc, eq, gt, inArray, lt, ne, or, sql } from 'drizzle-orm'
 import { exec, rows, type Routine, type Scope, type Tables } from '../storage/database'
 import type { MessageRecord, Watermarks } from './model'
 
-const messageColumns = (t: Tables) => ({
+export const messageColumns = (t: Tables) => ({
   id: t.messages.id,
   dialogId: t.messages.dialogId,
   seq: t.messages.seq,
