@@ -15,7 +15,7 @@ import { MessageService } from './messages/service'
 import { MessageWriter } from './messages/writer'
 import { opsRoutes } from './ops'
 import { Metrics } from './ops/metrics'
-import { offline, type RealtimePort } from './realtime/port'
+import { Hub } from './realtime/hub'
 import type { Db } from './storage/database'
 import { userRoutes } from './users'
 import { UserService } from './users/service'
@@ -31,13 +31,15 @@ export interface Core {
   messages: MessageService
   membership: Membership
   writer: MessageWriter
-  realtime: RealtimePort
+  /** The realtime port the services publish through; a no-op until serve() attaches a server. */
+  hub: Hub
   /** False once shutdown has begun: /health answers 503. */
   accepting: boolean
 }
 
-export function createCore(config: Config, db: Db, realtime: RealtimePort = offline): Core {
+export function createCore(config: Config, db: Db): Core {
   const metrics = new Metrics()
+  const hub = new Hub(db, metrics, config.wsBackpressureBytes)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
   const writer = new MessageWriter(db, { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs }, metrics)
@@ -47,11 +49,11 @@ export function createCore(config: Config, db: Db, realtime: RealtimePort = offl
     metrics,
     auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost)),
     users: new UserService(db),
-    dialogs: new DialogService(db, membership, realtime),
-    messages: new MessageService(db, writer, membership, realtime),
+    dialogs: new DialogService(db, membership, hub),
+    messages: new MessageService(db, writer, membership, hub),
     membership,
     writer,
-    realtime,
+    hub,
     accepting: true,
   }
 }

@@ -6,18 +6,11 @@ export type Origin = unknown
 
 /**
  * What the REST services need from the realtime layer: presence to show, events to fan out.
- * The WebSocket hub implements it; an app built without one (tests, tools) uses `offline`.
+ * The WebSocket hub implements it (and publishes nothing until a server is attached).
  */
 export interface RealtimePort {
   isOnline(userId: number): boolean
   messageNew(message: MessageDto, origin?: Origin): void
   status(event: StatusEvent, origin?: Origin): void
   dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): void
-}
-
-export const offline: RealtimePort = {
-  isOnline: () => false,
-  messageNew: () => {},
-  status: () => {},
-  dialogNew: () => {},
 }

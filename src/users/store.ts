@@ -1,5 +1,5 @@
-import { asc, eq, sql } from 'drizzle-orm'
-import { rows, type Routine, type Scope, type Tables } from '../storage/database'
+import { and, asc, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm'
+import { exec, rows, type Routine, type Scope, type Tables } from '../storage/database'
 import type { UserRecord } from './model'
 
 const publicColumns = (t: Tables) => ({
@@ -49,5 +49,16 @@ export function* usersByPrefix({ db, t }: Scope, prefix: string, limit: number):
       .where(sql`${t.users.usernameLower} like ${pattern} escape '\\'`)
       .orderBy(asc(t.users.usernameLower))
       .limit(limit),
+  )
+}
+
+/** Records when users were last seen online; only moves forward, so racing writes keep the latest. */
+export function* setLastSeen({ db, t }: Scope, userIds: number[], at: Date): Routine<void> {
+  if (userIds.length === 0) return
+  yield* exec(
+    db
+      .update(t.users)
+      .set({ lastSeenAt: at })
+      .where(and(inArray(t.users.id, userIds), or(isNull(t.users.lastSeenAt), lt(t.users.lastSeenAt, at)))),
   )
 }

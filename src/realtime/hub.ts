@@ -1,0 +1,193 @@
+import type { Server } from 'bun'
+import type { DialogDto } from '../dialogs/model'
+import { dialogIdsOf, peerIdsOf } from '../dialogs/store'
+import type { MessageDto, StatusEvent } from '../messages/model'
+import type { Metrics } from '../ops/metrics'
+import type { Db } from '../storage/database'
+import { setLastSeen } from '../users/store'
+import type { Origin, RealtimePort } from './port'
+import { dialogNewFrame, newFrame, presenceFrame, statusFrame, typingFrame } from './protocol'
+import { closeSocket, CLOSE_TRY_AGAIN_LATER, type ConnectionData, type Socket } from './socket'
+
+const dialogTopic = (id: number) => `dialog:${id}`
+const userTopic = (id: number) => `user:${id}`
+
+/** A user's live connections on this node, and the dialogs and peers their presence concerns. */
+interface UserEntry {
+  sockets: Set<Socket>
+  dialogs: Set<number>
+  peers: Set<number>
+}
+
+/**
+ * All publishing goes through here, on topics `dialog:<id>` and `user:<id>`, so that a cluster can later
+ * put a broker under these few methods without touching the protocol code. Each event is encoded once
+ * per publish. Before `attach` (an app without a listening server) publishing does nothing.
+ *
+ * After each publish the recipients' send buffers are checked: a connection past `slowBytes` is closed
+ * with 1013 rather than buffering without bound (Bun's own backpressure close is abrupt: 1006).
+ */
+export class Hub implements RealtimePort {
+  private server: Server<ConnectionData> | undefined
+  private readonly users = new Map<number, UserEntry>()
+  /** dialog id → users with live connections subscribed to it: whose buffers a publish may have grown. */
+  private readonly listeners = new Map<number, Set<number>>()
+  private readonly pending = new Set<Promise<unknown>>()
+  private stopping = false
+
+  constructor(
+    private readonly db: Db,
+    private readonly metrics: Metrics,
+    private readonly slowBytes: number,
+  ) {}
+
+  attach(server: Server<ConnectionData>): void {
+    this.server = server
+  }
+
+  isOnline(userId: number): boolean {
+    return (this.users.get(userId)?.sockets.size ?? 0) > 0
+  }
+
+  messageNew(message: MessageDto, origin?: Origin): void {
+    this.toDialog(message.dialog_id, newFrame(message), origin)
+  }
+
+  status(event: StatusEvent, origin?: Origin): void {
+    this.toDialog(event.dialog_id, statusFrame(event), origin)
+  }
+
+  /** Subscribes both members' live connections to the new dialog, then sends each member its own view. */
+  dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): void {
+    for (const { userId, dialog } of views) {
+      const entry = this.users.get(userId)
+      if (entry) this.follow(entry, userId, [dialogId], [dialog.peer.id])
+    }
+    for (const { userId, dialog } of views) this.toUser(userId, dialogNewFrame(dialog))
+  }
+
+  /** Typing goes to the peer's connections only: the typist's own devices have no use for it. */
+  typing(dialogId: number, userId: number, peerId: number, state: 'start' | 'stop'): void {
+    this.toUser(peerId, typingFrame(dialogId, userId, state))
+  }
+
+  /**
+   * Registers an authenticated connection: sends it `greeting` (auth:ok), then subscribes it to its user
+   * topic and every dialog of the user. The user's first connection records last_seen_at and tells the
+   * peers it is online. False when the connection closed while this ran.
+   */
+  async connect(ws: Socket, userId: number, greeting: string): Promise<boolean> {
+    let entry = this.users.get(userId)
+    if (!entry) this.users.set(userId, (entry = { sockets: new Set(), dialogs: new Set(), peers: new Set() }))
+    const first = entry.sockets.size === 0
+    // In the entry now, so a dialog created during the load below subscribes this connection too.
+    entry.sockets.add(ws)
+    const now = new Date()
+    const [links] = await Promise.all([
+      this.db.read(function* (s) {
+        return { dialogs: yield* dialogIdsOf(s, userId), peers: yield* peerIdsOf(s, userId) }
+      }),
+      first ? this.db.tx((s) => setLastSeen(s, [userId], now)) : undefined,
+    ])
+    if (!entry.sockets.has(ws)) return false
+    // The greeting goes out before any subscription, in the same tick, so it is the first frame the
+    // client sees. What was published before it was committed before it: a client catches up after
+    // the greeting (GET /dialogs, ?after_id=) and misses nothing.
+    ws.send(greeting)
+    ws.subscribe(userTopic(userId))
+    // Every live connection of the user follows the same dialogs (subscribing twice is harmless).
+    this.follow(entry, userId, links.dialogs, links.peers)
+    if (first) this.toPeers(entry, presenceFrame(userId, true, now))
+    return true
+  }
+
+  /**
+   * Forgets a closed connection. When it was the user's last, last_seen_at is stored first and the peers
+   * are told after, unless the user came back meanwhile (then they never saw the user leave).
+   */
+  disconnect(ws: Socket): void {
+    const userId = ws.data.userId
+    const entry = userId === undefined ? undefined : this.users.get(userId)
+    if (userId === undefined || !entry?.sockets.delete(ws) || entry.sockets.size > 0 || this.stopping) return
+    const at = new Date()
+    this.track(
+      this.db
+        .tx((s) => setLastSeen(s, [userId], at))
+        .catch((error) => console.error('storing last_seen_at failed:', error))
+        .then(() => {
+          if (entry.sockets.size > 0 || this.users.get(userId) !== entry) return
+          this.users.delete(userId)
+          for (const dialogId of entry.dialogs) {
+            const listening = this.listeners.get(dialogId)
+            listening?.delete(userId)
+            if (listening?.size === 0) this.listeners.delete(dialogId)
+          }
+          this.toPeers(entry, presenceFrame(userId, false, at))
+        }),
+    )
+  }
+
+  /**
+   * Shutdown: closes every connection with `code` and records everyone still online as last seen now
+   * (peers are not told: their connections to this node are closing too).
+   */
+  async closeAll(code: number, reason: string): Promise<void> {
+    this.stopping = true
+    const online = [...this.users].filter(([, e]) => e.sockets.size > 0).map(([id]) => id)
+    for (const entry of this.users.values()) for (const ws of entry.sockets) closeSocket(ws, code, reason)
+    await Promise.all(this.pending)
+    if (online.length > 0) {
+      const now = new Date()
+      await this.db.tx((s) => setLastSeen(s, online, now)).catch((error) => console.error('storing last_seen_at failed:', error))
+    }
+  }
+
+  /** Closes a connection whose unsent data passed the limit: a slow consumer must not hold the others' memory. */
+  guard(ws: Socket): void {
+    if (ws.getBufferedAmount() > this.slowBytes && !ws.data.closing) {
+      this.metrics.wsClosedSlow.inc()
+      closeSocket(ws, CLOSE_TRY_AGAIN_LATER, 'slow consumer: reconnect and catch up with after_id')
+    }
+  }
+
+  private follow(entry: UserEntry, userId: number, dialogIds: number[], peerIds: number[]): void {
+    for (const dialogId of dialogIds) {
+      entry.dialogs.add(dialogId)
+      let listening = this.listeners.get(dialogId)
+      if (!listening) this.listeners.set(dialogId, (listening = new Set()))
+      listening.add(userId)
+      for (const ws of entry.sockets) ws.subscribe(dialogTopic(dialogId))
+    }
+    for (const peerId of peerIds) entry.peers.add(peerId)
+  }
+
+  /** Everyone on the dialog; with an origin connection (still open), everyone but it (Bun's ws.publish skips the sender). */
+  private toDialog(dialogId: number, frame: string, origin: Origin | undefined): void {
+    if (!this.server) return
+    const from = origin as Socket | undefined
+    if (from && from.readyState === 1 && from.data?.userId !== undefined) from.publish(dialogTopic(dialogId), frame)
+    else this.server.publish(dialogTopic(dialogId), frame)
+    const listening = this.listeners.get(dialogId)
+    if (listening) for (const userId of listening) this.guardUser(userId)
+  }
+
+  private toUser(userId: number, frame: string): void {
+    if (!this.server) return
+    this.server.publish(userTopic(userId), frame)
+    this.guardUser(userId)
+  }
+
+  private toPeers(entry: UserEntry, frame: string): void {
+    for (const peerId of entry.peers) this.toUser(peerId, frame)
+  }
+
+  private guardUser(userId: number): void {
+    const entry = this.users.get(userId)
+    if (entry) for (const ws of entry.sockets) this.guard(ws)
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.pending.add(work)
+    void work.finally(() => this.pending.delete(work))
+  }
+}

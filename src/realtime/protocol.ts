@@ -1,0 +1,124 @@
+import { Type as T, type Static, type TSchema } from '@sinclair/typebox'
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import type { DialogDto } from '../dialogs/model'
+import { AppError } from '../errors'
+import type { MessageDto, StatusEvent } from '../messages/model'
+import { MAX_TEXT_CHARS } from '../messages/model'
+
+/*
+ * The WebSocket protocol of CONTRACT.md: the client frames' schemas (compiled once, so checking a frame
+ * is a generated function, not a schema walk) and the server frames' encoders. Field names are the
+ * contract's; docs/PROTOCOL.md describes them with examples.
+ */
+
+const Id = T.Integer({ minimum: 1 })
+// Timestamps are parsed by parseInstant (which names the field); the schema only bounds their size.
+const Instant = T.String({ maxLength: 64 })
+const ClientMsgId = T.String({ minLength: 1, maxLength: 64 })
+
+const schemas = {
+  auth: T.Object({ type: T.Literal('auth'), access_token: T.String({ minLength: 1, maxLength: 4096 }) }),
+  'message:send': T.Object({
+    type: T.Literal('message:send'),
+    dialog_id: Id,
+    client_msg_id: ClientMsgId,
+    msg_type: T.Literal('text'),
+    // Bounds the raw size; MessageService counts characters (code points) and rejects blank text.
+    text: T.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 2 }),
+  }),
+  'message:delivered': T.Object({
+    type: T.Literal('message:delivered'),
+    message_id: Id,
+    delivered_at: T.Optional(Instant),
+  }),
+  'message:read': T.Object({
+    type: T.Literal('message:read'),
+    dialog_id: Id,
+    last_read_message_id: Id,
+    read_at: T.Optional(Instant),
+  }),
+  typing: T.Object({
+    type: T.Literal('typing'),
+    dialog_id: Id,
+    state: T.Union([T.Literal('start'), T.Literal('stop')]),
+  }),
+  ping: T.Object({ type: T.Literal('ping') }),
+} satisfies Record<string, TSchema>
+
+export type FrameType = keyof typeof schemas
+export type ClientFrame = { [K in FrameType]: Static<(typeof schemas)[K]> }[FrameType]
+export const FRAME_TYPES = Object.keys(schemas) as FrameType[]
+
+const checks = Object.fromEntries(FRAME_TYPES.map((type) => [type, TypeCompiler.Compile(schemas[type])])) as {
+  [K in FrameType]: TypeCheck<(typeof schemas)[K]>
+}
+
+/** A parsed frame before validation: kept so an error can echo its `type` and `client_msg_id`. */
+export type RawFrame = Record<string, unknown>
+
+/** Text → a JSON object with a string `type`, else bad_request. */
+export function parseFrame(data: string | Buffer): RawFrame {
+  if (typeof data !== 'string') throw new AppError('bad_request', 'frames are JSON text, not binary')
+  let value: unknown
+  try {
+    value = JSON.parse(data)
+  } catch {
+    throw new AppError('bad_request', 'frame is not valid JSON')
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new AppError('bad_request', 'frame must be a JSON object')
+  if (typeof (value as RawFrame).type !== 'string')
+    throw new AppError('bad_request', 'frame has no string "type"', { field: 'type' })
+  return value as RawFrame
+}
+
+/** A parsed frame → a known, valid client frame: bad_request for an unknown type, else validation_failed. */
+export function validateFrame(raw: RawFrame): ClientFrame {
+  const type = raw.type as string
+  const check = Object.hasOwn(checks, type) ? checks[type as FrameType] : undefined
+  if (!check) throw new AppError('bad_request', `unknown frame type`, { field: 'type' })
+  if (check.Check(raw)) return raw as ClientFrame
+  const first = check.Errors(raw).First()
+  const field = first?.path.replace(/^\//, '').replace(/\//g, '.') || 'type'
+  throw new AppError('validation_failed', `${field}: ${first?.message ?? 'invalid'}`, { field })
+}
+
+// ---- server → client -------------------------------------------------------------------------
+
+export const PONG = '{"type":"pong"}'
+
+export const authOkFrame = (userId: number) => JSON.stringify({ type: 'auth:ok', user_id: userId })
+
+export const ackFrame = (clientMsgId: string, message: MessageDto) =>
+  JSON.stringify({ type: 'message:ack', client_msg_id: clientMsgId, message })
+
+export const newFrame = (message: MessageDto) => JSON.stringify({ type: 'message:new', message })
+
+export const statusFrame = (event: StatusEvent) => JSON.stringify({ type: 'message:status', ...event })
+
+export const typingFrame = (dialogId: number, userId: number, state: 'start' | 'stop') =>
+  JSON.stringify({ type: 'typing', dialog_id: dialogId, user_id: userId, state })
+
+export const presenceFrame = (userId: number, online: boolean, lastSeenAt: Date) =>
+  JSON.stringify({ type: 'presence', user_id: userId, online, last_seen_at: lastSeenAt.toISOString() })
+
+export const dialogNewFrame = (dialog: DialogDto) => JSON.stringify({ type: 'dialog:new', dialog })
+
+// Echoed values are the client's own, so they are bounded: an oversize one is the failing field anyway.
+const echoable = (value: unknown): value is string => typeof value === 'string' && value.length <= 64
+
+/**
+ * `type` is "error" on every error frame, so the offending frame's type is echoed as `frame_type`;
+ * `client_msg_id` keeps its name. Both only when the frame had them (as short strings).
+ */
+export function errorFrame(error: AppError, raw?: RawFrame): string {
+  return JSON.stringify({
+    type: 'error',
+    code: error.code,
+    message: error.message,
+    ...(error.details ? { details: error.details } : {}),
+    ...(error.retryAfter !== undefined ? { retry_after: error.retryAfter } : {}),
+    ...(echoable(raw?.type) ? { frame_type: raw.type } : {}),
+    ...(echoable(raw?.client_msg_id) ? { client_msg_id: raw.client_msg_id } : {}),
+  })
+}
