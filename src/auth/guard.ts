@@ -1,17 +1,29 @@
 import { Elysia } from 'elysia'
+import type { Principal } from './model'
 import type { AuthService } from './service'
 
-const bearer = (header: string | undefined) => {
+const bearer = (header: string | null) => {
   const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
   return match?.[1]
 }
 
-/** Routes that say `{ auth: true }` get the caller's `principal`, or the request ends in 401. */
-export const authGuard = (auth: AuthService) =>
-  new Elysia({ name: 'auth-guard', seed: auth }).macro({
+/**
+ * Routes that say `{ auth: true }` get the caller's `principal`, or the request ends in 401.
+ * The token is checked in `transform`, before the body is validated, so a caller without a valid
+ * token hears 401 rather than the details of a body it may not send; `resolve` hands on that result.
+ */
+export const authGuard = (auth: AuthService) => {
+  const principals = new WeakMap<Request, Principal>()
+  return new Elysia({ name: 'auth-guard', seed: auth }).macro({
     auth: {
-      async resolve({ headers }) {
-        return { principal: await auth.authenticate(bearer(headers.authorization)) }
+      async transform({ request }) {
+        principals.set(request, await auth.authenticate(bearer(request.headers.get('authorization'))))
+      },
+      resolve({ request }) {
+        const principal = principals.get(request)
+        if (!principal) throw new Error('auth transform did not run')
+        return { principal }
       },
     },
   })
+}

@@ -9,7 +9,7 @@ export const dialogRoutes = (auth: AuthService, dialogs: DialogService) =>
   new Elysia({ prefix: '/dialogs', tags: ['dialogs'] })
     .use(authGuard(auth))
     .get(
-      '/',
+      '',
       async ({ principal, query }) => ({
         dialogs: await dialogs.list(
           principal.userId,
@@ -20,7 +20,7 @@ export const dialogRoutes = (auth: AuthService, dialogs: DialogService) =>
       { auth: true, query: DialogListQuery, response: { 200: DialogList } },
     )
     .post(
-      '/',
+      '',
       async ({ principal, body, set }) => {
         const { created, dialog } = await dialogs.open(principal.userId, body.peer_user_id)
         set.status = created ? 201 : 200

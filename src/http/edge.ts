@@ -8,19 +8,20 @@ interface ValidationLike {
   all?: { path?: string; summary?: string; message?: string; value?: unknown; schema?: { error?: unknown } }[]
 }
 
-function validationError(error: ValidationLike, request: Request): AppError {
+function validationError(error: ValidationLike, request: Request, params: Record<string, string | undefined>): AppError {
   const first = error.all?.[0]
-  const field = first?.path?.replace(/^\//, '').replace(/\//g, '.') || coercedField(request, first?.value) || 'query'
+  const field = first?.path?.replace(/^\//, '').replace(/\//g, '.') || coercedField(request, params, first?.value) || 'query'
   const custom = first?.schema?.error
   const message = typeof custom === 'string' ? custom : `${field}: ${first?.summary ?? first?.message ?? 'invalid'}`
   return new AppError('validation_failed', message, { field })
 }
 
 /**
- * A query value Elysia coerced to a number and then rejected is reported without its name (type
- * "property", empty path): find the parameter that holds that value.
+ * A path or query value Elysia coerced to a number and then rejected is reported without its name
+ * (type "property", empty path): find the parameter that holds that value.
  */
-function coercedField(request: Request, value: unknown): string | undefined {
+function coercedField(request: Request, params: Record<string, string | undefined>, value: unknown): string | undefined {
+  for (const [key, raw] of Object.entries(params)) if (raw === String(value)) return key
   for (const [key, raw] of new URL(request.url).searchParams) if (raw === String(value)) return key
   return undefined
 }
@@ -52,10 +53,10 @@ export const edge = (maxBodyBytes: number, metrics: Metrics) =>
         throw new AppError('bad_request', 'body must be a JSON object')
       return value
     })
-    .onError({ as: 'global' }, ({ code, error, set, request }) => {
+    .onError({ as: 'global' }, ({ code, error, set, request, params }) => {
       const appError =
         code === 'VALIDATION'
-          ? validationError(error as ValidationLike, request)
+          ? validationError(error as ValidationLike, request, params ?? {})
           : code === 'NOT_FOUND'
             ? new AppError('not_found', 'no such route')
             : code === 'PARSE'
