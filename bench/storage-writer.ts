@@ -80,15 +80,3 @@ async function freshTarget(dialect: 'sqlite' | 'pg', adminUrl: string): Promise<
     },
   }
 }
-
-if (import.meta.main) {
-  for (const [dialect, synchronous] of [
-    ['sqlite', 'FULL'],
-    ['sqlite', 'NORMAL'],
-    ['pg', 'FULL'],
-  ] as const)
-    for (const batch of [1, 64, 256]) {
-      const r = await benchWriter({ dialect, synchronous, batch, total: batch === 1 ? 500 : 20_000, dialogs: 100 })
-      console.log(dialect, synchronous, `batch ${batch}`, Math.round(r.messagesPerSec), 'msg/s', `mean batch ${r.meanBatch.toFixed(1)}`)
-    }
-}

@@ -89,10 +89,18 @@ export const PONG = '{"type":"pong"}'
 
 export const authOkFrame = (userId: number) => JSON.stringify({ type: 'auth:ok', user_id: userId })
 
-export const ackFrame = (clientMsgId: string, message: MessageDto) =>
-  JSON.stringify({ type: 'message:ack', client_msg_id: clientMsgId, message })
+// A sent message goes out twice (ack to the sender, message:new to the others): encode it once.
+const encoded = new WeakMap<MessageDto, string>()
+const encode = (message: MessageDto) => {
+  let json = encoded.get(message)
+  if (json === undefined) encoded.set(message, (json = JSON.stringify(message)))
+  return json
+}
 
-export const newFrame = (message: MessageDto) => JSON.stringify({ type: 'message:new', message })
+export const ackFrame = (clientMsgId: string, message: MessageDto) =>
+  `{"type":"message:ack","client_msg_id":${JSON.stringify(clientMsgId)},"message":${encode(message)}}`
+
+export const newFrame = (message: MessageDto) => `{"type":"message:new","message":${encode(message)}}`
 
 export const statusFrame = (event: StatusEvent) => JSON.stringify({ type: 'message:status', ...event })
 

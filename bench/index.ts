@@ -1,0 +1,206 @@
+/**
+ * `bun run bench [e2e|fanout|connections|storage|http] [--quick]`: each scenario against its ceiling
+ * measured in the same run; a table on the terminal, bench/results/<date>.json and an SVG chart beside it.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FlowResult, Job } from './loadgen'
+import { chart, table } from './report'
+import { benchWriter } from './storage-writer'
+import { rawPostgres, rawSqlite } from './storage-raw'
+import { rssKiB, startProject, startRaw, type Kind, type Target } from './targets'
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const only = args.filter((a) => !a.startsWith('--'))
+const SCENARIOS = ['e2e', 'fanout', 'connections', 'storage', 'http'] as const
+const chosen = only.length ? SCENARIOS.filter((s) => only.includes(s)) : SCENARIOS
+const SECONDS = quick ? 2 : 5
+
+/** Runs a job in a separate load-generator process; `onFirstLine` sees its first line (connect mode). */
+async function loadgen<T>(job: Job, onFirstLine?: (line: string) => Promise<void>): Promise<T> {
+  const file = join(tmpdir(), `bench-job-${process.pid}-${Math.random().toString(36).slice(2)}.json`)
+  writeFileSync(file, JSON.stringify(job))
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, 'loadgen.ts'), file], { stdout: 'pipe', stderr: 'inherit' })
+  const reader = proc.stdout.getReader()
+  let buffer = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) break
+    buffer += new TextDecoder().decode(value)
+    const newline = buffer.indexOf('\n')
+    if (newline >= 0 && onFirstLine) {
+      const line = buffer.slice(0, newline)
+      buffer = buffer.slice(newline + 1)
+      await onFirstLine(line)
+      onFirstLine = undefined
+    }
+  }
+  if ((await proc.exited) !== 0) throw new Error(`loadgen ${job.mode} failed`)
+  return JSON.parse(buffer.trim().split('\n').pop()!) as T
+}
+
+const results: Record<string, unknown> = { date: new Date().toISOString(), machine: `${navigator.hardwareConcurrency} cores`, quick }
+const rows: string[][] = []
+const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : '–')
+
+async function withTarget<T>(kind: Kind, work: (t: Target) => Promise<T>): Promise<T> {
+  const target = kind === 'raw' ? await startRaw() : await startProject(kind)
+  try {
+    return await work(target)
+  } finally {
+    await target.stop()
+  }
+}
+
+async function e2e() {
+  const P = quick ? 20 : 50
+  const W = 8
+  const closed = (kind: Kind, pairs = P) =>
+    withTarget(kind, async (t) => {
+      const flows = await loadgen<FlowResult>({ mode: 'closed', ws: t.ws, pairs: await t.pairs(pairs), inFlight: W, seconds: SECONDS })
+      const metrics = kind === 'raw' ? '' : await (await fetch(`${t.http}/metrics`)).text()
+      return { ...flows, batches: batchSizes(metrics) }
+    })
+  const raw = await closed('raw')
+  const full = await closed('sqlite-full')
+  const normal = await closed('sqlite-normal')
+  const pg = await closed('pg')
+  for (const [name, r] of [['raw Bun', raw], ['project sqlite FULL', full], ['project sqlite NORMAL', normal], ['project postgres', pg]] as const)
+    rows.push(['e2e closed', name, `${r.acksPerSec} acks/s`, `${r.deliveriesPerSec} dlv/s`, `ack p50/p99 ${r.ack.p50}/${r.ack.p99} ms`, `dlv p99 ${r.delivery.p99} ms`, `÷raw ${ratio(r.deliveriesPerSec, raw.deliveriesPerSec)}`])
+  // Latency under load: fixed rates at 25/50/80 % of the project's measured peak (FULL).
+  const open = await withTarget('sqlite-full', async (t) => {
+    const pairs = await t.pairs(P)
+    const out: Record<string, FlowResult> = {}
+    for (const share of [0.25, 0.5, 0.8]) {
+      const rate = Math.round(full.acksPerSec * share)
+      out[`${share * 100}%`] = await loadgen<FlowResult>({ mode: 'open', ws: t.ws, pairs, rate, seconds: SECONDS })
+      const r = out[`${share * 100}%`]!
+      rows.push(['e2e open', `sqlite FULL @${share * 100}% (${rate}/s)`, `${r.acksPerSec} acks/s`, `${r.deliveriesPerSec} dlv/s`, `ack p50/p99 ${r.ack.p50}/${r.ack.p99} ms`, `dlv p50/p99 ${r.delivery.p50}/${r.delivery.p99} ms`, ''])
+    }
+    return out
+  })
+  // Throughput and p99 against the number of connections, for the chart.
+  const sweep: { connections: number; project: FlowResult; raw: FlowResult }[] = []
+  for (const pairs of quick ? [5, 20] : [5, 25, 100, 250]) {
+    sweep.push({ connections: pairs * 2, raw: await closed('raw', pairs), project: await closed('sqlite-full', pairs) })
+  }
+  results.e2e = { dialogs: P, inFlight: W, seconds: SECONDS, raw, sqliteFull: full, sqliteNormal: normal, postgres: pg, open, sweep }
+  const svg = chart(sweep)
+  return svg
+}
+
+function batchSizes(metrics: string) {
+  const count = Number(/chat_write_batch_size_count (\d+)/.exec(metrics)?.[1] ?? 0)
+  const sum = Number(/chat_write_batch_size_sum (\d+)/.exec(metrics)?.[1] ?? 0)
+  const buckets = [...metrics.matchAll(/chat_write_batch_size_bucket\{le="([^"]+)"\} (\d+)/g)].map((m) => [m[1], Number(m[2])])
+  return { batches: count, mean: count ? Math.round((sum / count) * 10) / 10 : 0, cumulative: Object.fromEntries(buckets) }
+}
+
+async function fanout() {
+  const out: Record<string, unknown> = {}
+  for (const K of quick ? [10, 100] : [10, 100, 1000]) {
+    const run = (kind: Kind) =>
+      withTarget(kind, async (t) => loadgen<{ deliveriesPerSec: number; delivery: { p50: number; p99: number } }>({ mode: 'fanout', ws: t.ws, ...(await t.fanout(K)), inFlight: 4, seconds: SECONDS }))
+    const raw = await run('raw')
+    const project = await run('sqlite-full')
+    out[K] = { raw, project }
+    rows.push(['fan-out', `${K} devices`, `raw ${raw.deliveriesPerSec} dlv/s`, `project ${project.deliveriesPerSec} dlv/s`, `project dlv p99 ${project.delivery.p99} ms`, '', `÷raw ${ratio(project.deliveriesPerSec, raw.deliveriesPerSec)}`])
+  }
+  results.fanout = out
+}
+
+async function connections() {
+  // One process may hold at most `ulimit -n` sockets (20 000 here, hard): the server needs a few for itself.
+  const C = quick ? 2000 : 19_500
+  const generators = quick ? 1 : 4
+  const out: Record<string, unknown> = {}
+  for (const kind of ['raw', 'sqlite-full'] as const) {
+    out[kind] = await withTarget(kind, async (t) => {
+      const tokens = await t.tokens(quick ? 20 : 200)
+      await Bun.sleep(500)
+      const before = rssKiB(t.pid)
+      const started = performance.now()
+      let ready = 0
+      let release!: () => void
+      // Each generator holds its connections open until the server's RSS has been read.
+      const measured = new Promise<void>((resolve) => (release = resolve))
+      const reports: { connected: number; failed: number; seconds: number }[] = []
+      const runs = Array.from({ length: generators }, () =>
+        loadgen({ mode: 'connect', ws: t.ws, tokens, count: C / generators, holdSeconds: quick ? 3 : 6 }, async (line) => {
+          reports.push(JSON.parse(line))
+          ready++
+          await measured
+        }),
+      )
+      await new Promise<void>((resolve) => {
+        const check = setInterval(() => {
+          if (ready === generators) {
+            clearInterval(check)
+            resolve()
+          }
+        }, 20)
+      })
+      const seconds = (performance.now() - started) / 1000
+      await Bun.sleep(1000)
+      const after = rssKiB(t.pid)
+      release()
+      await Promise.all(runs)
+      const connected = reports.reduce((n, r) => n + r.connected, 0)
+      return { connected, failed: reports.reduce((n, r) => n + r.failed, 0), seconds: Math.round(seconds * 100) / 100, rssBeforeKiB: before, rssAfterKiB: after, kibPerConnection: Math.round(((after - before) / connected) * 100) / 100 }
+    })
+  }
+  const raw = out.raw as { connected: number; seconds: number; kibPerConnection: number }
+  const project = out['sqlite-full'] as typeof raw
+  rows.push(['connections', `${project.connected} authenticated idle`, `project ${project.kibPerConnection} KiB/conn`, `raw ${raw.kibPerConnection} KiB/conn`, `connect all: project ${project.seconds} s, raw ${raw.seconds} s`, '', `÷raw (RSS) ${ratio(project.kibPerConnection, raw.kibPerConnection)}`])
+  results.connections = out
+}
+
+async function storage() {
+  const total = quick ? 5000 : 40_000
+  const out: Record<string, unknown> = {}
+  for (const [label, dialect, synchronous] of [
+    ['sqlite FULL', 'sqlite', 'FULL'],
+    ['sqlite NORMAL', 'sqlite', 'NORMAL'],
+    ['postgres', 'pg', 'FULL'],
+  ] as const) {
+    for (const batch of [1, 64, 256]) {
+      const n = batch === 1 ? Math.min(total, dialect === 'pg' ? 500 : 2000) : dialect === 'pg' ? total / 4 : total
+      const writer = await benchWriter({ dialect, synchronous, batch, total: n, dialogs: 100 })
+      const raw = dialect === 'sqlite' ? rawSqlite({ synchronous, batch, total: n, dialogs: 100 }) : await rawPostgres({ synchronous, batch, total: n, dialogs: 100 })
+      out[`${label} batch ${batch}`] = { writer: Math.round(writer.messagesPerSec), raw: Math.round(raw), meanBatch: writer.meanBatch }
+      rows.push(['storage', `${label}, ${batch}/tx`, `writer ${Math.round(writer.messagesPerSec)} msg/s`, `raw ${Math.round(raw)} msg/s`, '', '', `÷raw ${ratio(writer.messagesPerSec, raw)}`])
+    }
+  }
+  results.storage = out
+}
+
+async function http() {
+  const concurrency = 16
+  const raw = await withTarget('raw', async (t) => loadgen<Record<string, { requestsPerSec: number; p50: number; p99: number }>>({ mode: 'http', base: t.http, ...(await t.httpPaths()), concurrency, seconds: SECONDS }))
+  const project = await withTarget('sqlite-full', async (t) => loadgen<Record<string, { requestsPerSec: number; p50: number; p99: number; errors: number }>>({ mode: 'http', base: t.http, ...(await t.httpPaths()), concurrency, seconds: SECONDS }))
+  const ceiling = raw['/const']!.requestsPerSec
+  for (const [path, r] of Object.entries(project))
+    rows.push(['http', `GET ${path.replace(/\/\d+\//, '/{id}/')}`, `${r.requestsPerSec} req/s`, `Elysia constant ${ceiling} req/s`, `p50/p99 ${r.p50}/${r.p99} ms`, r.errors ? `${r.errors} errors` : '', `÷const ${ratio(r.requestsPerSec, ceiling)}`])
+  results.http = { concurrency, constant: raw, project }
+}
+
+let svg: string | undefined
+for (const scenario of chosen) {
+  console.error(`… ${scenario}`)
+  if (scenario === 'e2e') svg = await e2e()
+  if (scenario === 'fanout') await fanout()
+  if (scenario === 'connections') await connections()
+  if (scenario === 'storage') await storage()
+  if (scenario === 'http') await http()
+}
+console.log(table(rows))
+const dir = join(import.meta.dir, 'results')
+mkdirSync(dir, { recursive: true })
+const stamp = new Date().toISOString().slice(0, 10)
+const name = chosen.length === SCENARIOS.length ? stamp : `${stamp}-${chosen.join('-')}`
+writeFileSync(join(dir, `${name}.json`), JSON.stringify(results, null, 2) + '\n')
+if (svg) writeFileSync(join(dir, `${name}.svg`), svg)
+console.log(`\nresults: bench/results/${name}.json${svg ? ` and ${name}.svg` : ''}`)
+process.exit(0)

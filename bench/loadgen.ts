@@ -1,0 +1,254 @@
+/**
+ * The load generator: runs one job (read from the JSON file named on the command line) in its own
+ * process and prints one JSON result line. Every run is bounded in time and stops by itself.
+ */
+export interface Pair {
+  dialogId: number
+  senderToken: string
+  receiverToken: string
+}
+
+export type Job =
+  | { mode: 'closed'; ws: string; pairs: Pair[]; inFlight: number; seconds: number }
+  | { mode: 'open'; ws: string; pairs: Pair[]; rate: number; seconds: number }
+  | { mode: 'fanout'; ws: string; dialogId: number; senderToken: string; deviceTokens: string[]; inFlight: number; seconds: number }
+  | { mode: 'connect'; ws: string; tokens: string[]; count: number; holdSeconds: number }
+  | { mode: 'http'; base: string; paths: string[]; token?: string; concurrency: number; seconds: number }
+
+export interface Latency {
+  p50: number
+  p99: number
+}
+
+export interface FlowResult {
+  sent: number
+  acksPerSec: number
+  deliveriesPerSec: number
+  ack: Latency
+  delivery: Latency
+  errors: number
+}
+
+const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! : NaN)
+const latency = (samples: number[]): Latency => {
+  const sorted = samples.sort((a, b) => a - b)
+  return { p50: round(percentile(sorted, 0.5)), p99: round(percentile(sorted, 0.99)) }
+}
+const round = (n: number) => Math.round(n * 100) / 100
+
+function open(url: string, token: string, onFrame: (frame: { type: string; [k: string]: any }) => void): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url)
+    const timer = setTimeout(() => reject(new Error('connect timeout')), 30_000)
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', access_token: token }))
+    ws.onerror = () => reject(new Error(`websocket error on ${url}`))
+    ws.onmessage = (event) => {
+      const frame = JSON.parse(String(event.data))
+      if (frame.type === 'auth:ok') {
+        clearTimeout(timer)
+        ws.onmessage = (e) => onFrame(JSON.parse(String(e.data)))
+        resolve(ws)
+      } else reject(new Error(`auth failed: ${event.data}`))
+    }
+  })
+}
+
+/** When each sender sends: closed loop (on each ack) or open loop (at a fixed rate). */
+interface Pacer {
+  start(send: (i: number) => void): void
+  acked(send: (i: number) => void, i: number): void
+  stop(): void
+}
+
+/** A sender and a receiver connection per dialog; measures acks and deliveries after a 10 % warm-up. */
+async function flow(ws: string, pairs: Pair[], seconds: number, pacer: Pacer): Promise<FlowResult> {
+  const sentAt = new Map<string, number>()
+  const ackLat: number[] = []
+  const delLat: number[] = []
+  let acks = 0
+  let deliveries = 0
+  let errors = 0
+  let measuring = false
+  let stopped = false
+  let counter = 0
+  const senders: WebSocket[] = []
+  // Unique per run: a reused client_msg_id would be answered as a duplicate and not delivered.
+  const prefix = Math.random().toString(36).slice(2, 8)
+  const send = (i: number) => {
+    const id = `${prefix}-${counter++}`
+    sentAt.set(id, performance.now())
+    senders[i]!.send(
+      JSON.stringify({ type: 'message:send', dialog_id: pairs[i]!.dialogId, client_msg_id: id, msg_type: 'text', text: 'benchmark message of typical size' }),
+    )
+  }
+  await Promise.all(
+    pairs.map((p) =>
+      open(ws, p.receiverToken, (frame) => {
+        if (frame.type !== 'message:new') return
+        const t0 = sentAt.get(frame.message.client_msg_id)
+        if (t0 === undefined || !measuring) return
+        deliveries++
+        delLat.push(performance.now() - t0)
+      }),
+    ),
+  )
+  await Promise.all(
+    pairs.map(async (p, i) => {
+      senders[i] = await open(ws, p.senderToken, (frame) => {
+        if (frame.type === 'error') errors++
+        if (frame.type !== 'message:ack') return
+        const t0 = sentAt.get(frame.client_msg_id)
+        if (t0 !== undefined && measuring) {
+          acks++
+          ackLat.push(performance.now() - t0)
+        }
+        if (!stopped) pacer.acked(send, i)
+      })
+    }),
+  )
+  pacer.start(send)
+  await Bun.sleep(seconds * 100)
+  measuring = true
+  const started = performance.now()
+  await Bun.sleep(seconds * 1000)
+  const elapsed = (performance.now() - started) / 1000
+  measuring = false
+  stopped = true
+  pacer.stop()
+  return {
+    sent: counter,
+    acksPerSec: Math.round(acks / elapsed),
+    deliveriesPerSec: Math.round(deliveries / elapsed),
+    ack: latency(ackLat),
+    delivery: latency(delLat),
+    errors,
+  }
+}
+
+async function run(job: Job): Promise<unknown> {
+  switch (job.mode) {
+    case 'closed':
+      return flow(job.ws, job.pairs, job.seconds, {
+        start: (send) => job.pairs.forEach((_, i) => Array.from({ length: job.inFlight }, () => send(i))),
+        acked: (send, i) => send(i),
+        stop: () => {},
+      })
+    case 'open': {
+      let timer: ReturnType<typeof setInterval> | undefined
+      return flow(job.ws, job.pairs, job.seconds, {
+        start: (send) => {
+          // Ticks of 5 ms; fractional sends carry over, round-robin over the senders.
+          let owed = 0
+          let next = 0
+          timer = setInterval(() => {
+            owed += job.rate / 200
+            for (; owed >= 1; owed--) send(next++ % job.pairs.length)
+          }, 5)
+        },
+        acked: () => {},
+        stop: () => clearInterval(timer),
+      })
+    }
+    case 'fanout':
+      return fanout(job)
+    case 'connect':
+      return connectMany(job)
+    case 'http':
+      return http(job)
+  }
+}
+
+async function fanout(job: Extract<Job, { mode: 'fanout' }>) {
+  let deliveries = 0
+  let measuring = false
+  const delLat: number[] = []
+  const sentAt = new Map<string, number>()
+  for (let i = 0; i < job.deviceTokens.length; i += 200)
+    await Promise.all(
+      job.deviceTokens.slice(i, i + 200).map((token) =>
+        open(job.ws, token, (frame) => {
+          if (frame.type !== 'message:new' || !measuring) return
+          deliveries++
+          const t0 = sentAt.get(frame.message.client_msg_id)
+          if (t0 !== undefined) delLat.push(performance.now() - t0)
+        }),
+      ),
+    )
+  let counter = 0
+  let running = true
+  const sender: WebSocket = await open(job.ws, job.senderToken, (frame) => {
+    if (frame.type === 'message:ack' && running) send()
+  })
+  const prefix = Math.random().toString(36).slice(2, 8)
+  const send = () => {
+    const id = `${prefix}-${counter++}`
+    sentAt.set(id, performance.now())
+    sender.send(JSON.stringify({ type: 'message:send', dialog_id: job.dialogId, client_msg_id: id, msg_type: 'text', text: 'fan-out message' }))
+  }
+  for (let k = 0; k < job.inFlight; k++) send()
+  await Bun.sleep(job.seconds * 100)
+  measuring = true
+  const started = performance.now()
+  await Bun.sleep(job.seconds * 1000)
+  measuring = false
+  running = false
+  const elapsed = (performance.now() - started) / 1000
+  return { devices: job.deviceTokens.length, deliveriesPerSec: Math.round(deliveries / elapsed), delivery: latency(delLat) }
+}
+
+/** Opens `count` authenticated idle connections (tokens reused round-robin), reports, holds them, exits. */
+async function connectMany(job: Extract<Job, { mode: 'connect' }>) {
+  const started = performance.now()
+  const sockets: WebSocket[] = []
+  let failed = 0
+  for (let i = 0; i < job.count; i += 250)
+    await Promise.all(
+      Array.from({ length: Math.min(250, job.count - i) }, (_, k) =>
+        open(job.ws, job.tokens[(i + k) % job.tokens.length]!, () => {}).then(
+          (ws) => void sockets.push(ws),
+          () => void failed++,
+        ),
+      ),
+    )
+  const seconds = (performance.now() - started) / 1000
+  console.log(JSON.stringify({ connected: sockets.length, failed, seconds: round(seconds) }))
+  await Bun.sleep(job.holdSeconds * 1000)
+  process.exit(0)
+}
+
+async function http(job: Extract<Job, { mode: 'http' }>) {
+  const headers = job.token ? { authorization: `Bearer ${job.token}` } : undefined
+  const results: Record<string, { requestsPerSec: number; p50: number; p99: number; errors: number }> = {}
+  for (const path of job.paths) {
+    const lat: number[] = []
+    let errors = 0
+    const deadline = performance.now() + job.seconds * 1000
+    const started = performance.now()
+    await Promise.all(
+      Array.from({ length: job.concurrency }, async () => {
+        while (performance.now() < deadline) {
+          const t0 = performance.now()
+          const res = await fetch(job.base + path, { headers })
+          await res.arrayBuffer()
+          if (res.status !== 200) errors++
+          lat.push(performance.now() - t0)
+        }
+      }),
+    )
+    const elapsed = (performance.now() - started) / 1000
+    results[path] = { requestsPerSec: Math.round(lat.length / elapsed), ...latency(lat), errors }
+  }
+  return results
+}
+
+if (import.meta.main) {
+  const job = (await Bun.file(process.argv[2]!).json()) as Job
+  const timeout = setTimeout(() => {
+    console.error('loadgen: hard timeout')
+    process.exit(2)
+  }, 300_000)
+  const result = await run(job)
+  clearTimeout(timeout)
+  console.log(JSON.stringify(result))
+  process.exit(0)
+}
