@@ -9,6 +9,7 @@ import type { FlowResult, Job } from './loadgen'
 import { chart, table } from './report'
 import { benchWriter } from './storage-writer'
 import { rawPostgres, rawSqlite } from './storage-raw'
+import { seededDatabase } from './storage-setup'
 import { rssKiB, startProject, startRaw, type Kind, type Target } from './targets'
 
 const args = process.argv.slice(2)
@@ -102,7 +103,7 @@ async function fanout() {
   const out: Record<string, unknown> = {}
   for (const K of quick ? [10, 100] : [10, 100, 1000]) {
     const run = (kind: Kind) =>
-      withTarget(kind, async (t) => loadgen<{ deliveriesPerSec: number; delivery: { p50: number; p99: number } }>({ mode: 'fanout', ws: t.ws, ...(await t.fanout(K)), inFlight: 4, seconds: SECONDS }))
+      withTarget(kind, async (t) => loadgen<{ deliveriesPerSec: number; delivery: { p50: number; p99: number } }>({ mode: 'fanout', ws: t.ws, ...(await t.fanout(K)), inFlight: 32, seconds: SECONDS }))
     const raw = await run('raw')
     const project = await run('sqlite-full')
     out[K] = { raw, project }
@@ -158,7 +159,7 @@ async function connections() {
 }
 
 async function storage() {
-  const total = quick ? 5000 : 40_000
+  const total = quick ? 10_000 : 40_000
   const out: Record<string, unknown> = {}
   for (const [label, dialect, synchronous] of [
     ['sqlite FULL', 'sqlite', 'FULL'],
@@ -166,11 +167,19 @@ async function storage() {
     ['postgres', 'pg', 'FULL'],
   ] as const) {
     for (const batch of [1, 64, 256]) {
-      const n = batch === 1 ? Math.min(total, dialect === 'pg' ? 500 : 2000) : dialect === 'pg' ? total / 4 : total
-      const writer = await benchWriter({ dialect, synchronous, batch, total: n, dialogs: 100 })
-      const raw = dialect === 'sqlite' ? rawSqlite({ synchronous, batch, total: n, dialogs: 100 }) : await rawPostgres({ synchronous, batch, total: n, dialogs: 100 })
-      out[`${label} batch ${batch}`] = { writer: Math.round(writer.messagesPerSec), raw: Math.round(raw), meanBatch: writer.meanBatch }
-      rows.push(['storage', `${label}, ${batch}/tx`, `writer ${Math.round(writer.messagesPerSec)} msg/s`, `raw ${Math.round(raw)} msg/s`, '', '', `÷raw ${ratio(writer.messagesPerSec, raw)}`])
+      const n = batch === 1 ? (dialect === 'pg' ? 500 : 2000) : dialect === 'pg' ? total / 4 : total
+      // Each contender writes into its own freshly seeded copy of the same schema.
+      const forWriter = await seededDatabase(dialect, 100)
+      const forRaw = await seededDatabase(dialect, 100)
+      try {
+        const writer = await benchWriter(forWriter, { synchronous, batch, total: n })
+        const raw = dialect === 'sqlite' ? rawSqlite(forRaw, { synchronous, batch, total: n }) : await rawPostgres(forRaw, { synchronous, batch, total: n })
+        out[`${label} batch ${batch}`] = { writer: Math.round(writer.messagesPerSec), raw: Math.round(raw), meanBatch: writer.meanBatch }
+        rows.push(['storage', `${label}, ${batch}/tx`, `writer ${Math.round(writer.messagesPerSec)} msg/s`, `raw ${Math.round(raw)} msg/s`, `mean batch ${writer.meanBatch}`, '', `÷raw ${ratio(writer.messagesPerSec, raw)}`])
+      } finally {
+        await forWriter.drop()
+        await forRaw.drop()
+      }
     }
   }
   results.storage = out

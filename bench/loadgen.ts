@@ -196,7 +196,7 @@ async function fanout(job: Extract<Job, { mode: 'fanout' }>) {
   return { devices: job.deviceTokens.length, deliveriesPerSec: Math.round(deliveries / elapsed), delivery: latency(delLat) }
 }
 
-/** Opens `count` authenticated idle connections (tokens reused round-robin), reports, holds them, exits. */
+/** Opens `count` authenticated idle connections (tokens reused round-robin), reports, and holds them a while. */
 async function connectMany(job: Extract<Job, { mode: 'connect' }>) {
   const started = performance.now()
   const sockets: WebSocket[] = []
@@ -210,10 +210,11 @@ async function connectMany(job: Extract<Job, { mode: 'connect' }>) {
         ),
       ),
     )
-  const seconds = (performance.now() - started) / 1000
-  console.log(JSON.stringify({ connected: sockets.length, failed, seconds: round(seconds) }))
+  const report = { connected: sockets.length, failed, seconds: round((performance.now() - started) / 1000) }
+  // The first line, while the connections are held open for the server's memory to be read.
+  console.log(JSON.stringify(report))
   await Bun.sleep(job.holdSeconds * 1000)
-  process.exit(0)
+  return report
 }
 
 async function http(job: Extract<Job, { mode: 'http' }>) {

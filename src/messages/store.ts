@@ -142,46 +142,22 @@ export type SendOutcome =
 
 const sendKey = (dialogId: number, senderId: number, clientMsgId: string) => `${dialogId}\u0000${senderId}\u0000${clientMsgId}`
 
+interface Changes {
+  changes: number
+  lastInsertRowid: number | bigint
+}
+
 type Placed = { kind: 'missing' } | { kind: 'created'; message: MessageRecord } | { kind: 'duplicate'; message: MessageRecord }
 
 /**
  * Commits a batch of sends in the caller's transaction: locks each dialog row, resolves duplicates
  * (against the table and inside the batch) to the original, numbers the rest gaplessly per dialog,
- * inserts them and moves each dialog's activity.
+ * inserts them and moves each dialog's activity. SQLite and Postgres differ only in how many
+ * statements that takes (see `Scope.memo`).
  */
 export function* commitSends(scope: Scope, sends: SendInput[], now: Date): Routine<SendOutcome[]> {
   const { db, t } = scope
-  // `last_seq = last_seq` takes the row lock on Postgres (SQLite's BEGIN IMMEDIATE already holds the write lock).
-  const locked = yield* rows(
-    db
-      .update(t.dialogs)
-      .set({ lastSeq: sql`${t.dialogs.lastSeq}` })
-      .where(inArray(t.dialogs.id, [...new Set(sends.map((s) => s.dialogId))]))
-      .returning({ id: t.dialogs.id, lastSeq: t.dialogs.lastSeq }),
-  )
-  const lastSeq = new Map(locked.map((d) => [d.id, d.lastSeq]))
-  const placed = scope.memo
-    ? yield* insertOneByOne(scope, scope.memo, sends, lastSeq, now)
-    : yield* insertAtOnce(scope, sends, lastSeq, now)
-
-  const lastOf = new Map<number, MessageRecord>()
-  for (const p of placed)
-    if (p.kind === 'created' && (lastOf.get(p.message.dialogId)?.id ?? 0) < p.message.id) lastOf.set(p.message.dialogId, p.message)
-  if (lastOf.size > 0) {
-    // One statement for every dialog of the batch. All of a batch's messages share `now`, so activity is one value.
-    const last = [...lastOf.values()]
-    const byDialog = (value: (m: MessageRecord) => number) =>
-      sql`case ${t.dialogs.id} ${sql.join(
-        last.map((m) => sql`when ${m.dialogId} then cast(${value(m)} as integer)`),
-        sql` `,
-      )} end`
-    yield* exec(
-      db
-        .update(t.dialogs)
-        .set({ lastSeq: byDialog((m) => m.seq), lastMessageId: byDialog((m) => m.id), lastActivityAt: now })
-        .where(inArray(t.dialogs.id, [...lastOf.keys()])),
-    )
-  }
+  const placed = scope.memo ? yield* placeOneByOne(scope, scope.memo, sends, now) : yield* placeAtOnce(scope, sends, now)
 
   const dupDialogs = [...new Set(placed.flatMap((p) => (p.kind === 'duplicate' ? [p.message.dialogId] : [])))]
   const marks = dupDialogs.length
@@ -205,17 +181,15 @@ export function* commitSends(scope: Scope, sends: SendInput[], now: Date): Routi
 }
 
 /**
- * SQLite: one cached insert per send. ON CONFLICT DO NOTHING can only fire on (dialog, sender,
- * client_msg_id) here, since the dialog's seq is ours under the write lock; a conflict is a duplicate,
- * which takes no seq and resolves to the original.
+ * SQLite: small cached statements, since they cost no round trip; BEGIN IMMEDIATE already holds the
+ * write lock. One insert per send: ON CONFLICT DO NOTHING can only fire on (dialog, sender,
+ * client_msg_id) here, since the dialog's seq is ours under the lock; a conflict is a duplicate, which
+ * takes no seq and resolves to the original.
  */
-function* insertOneByOne(
-  { t }: Scope,
-  memo: NonNullable<Scope['memo']>,
-  sends: SendInput[],
-  lastSeq: Map<number, number>,
-  now: Date,
-): Routine<Placed[]> {
+function* placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: SendInput[], now: Date): Routine<Placed[]> {
+  const seqOf = memo('dialogs.lastSeq', (db) =>
+    db.select({ lastSeq: t.dialogs.lastSeq }).from(t.dialogs).where(eq(t.dialogs.id, sql.placeholder('id'))).prepare(),
+  )
   const insert = memo('messages.insertIgnore', (db) =>
     db
       .insert(t.messages)
@@ -229,7 +203,6 @@ function* insertOneByOne(
         createdAt: sql.placeholder('createdAt'),
       })
       .onConflictDoNothing()
-      .returning(messageColumns(t))
       .prepare(),
   )
   const original = memo('messages.byClientId', (db) =>
@@ -245,31 +218,63 @@ function* insertOneByOne(
       )
       .prepare(),
   )
+  const moveActivity = memo('dialogs.moveActivity', (db) =>
+    db
+      .update(t.dialogs)
+      // Placeholders in SET go in as SQL; this path is SQLite's, where timestamps are stored as ms.
+      .set({ lastSeq: sql`${sql.placeholder('seq')}`, lastMessageId: sql`${sql.placeholder('id')}`, lastActivityAt: sql`${sql.placeholder('at')}` })
+      .where(eq(t.dialogs.id, sql.placeholder('dialogId')))
+      .prepare(),
+  )
+
+  const lastSeq = new Map<number, number | undefined>()
+  const lastOf = new Map<number, MessageRecord>()
   const placed: Placed[] = []
   for (const send of sends) {
+    if (!lastSeq.has(send.dialogId)) {
+      const [row] = yield* rows({ all: () => seqOf.all({ id: send.dialogId }) })
+      lastSeq.set(send.dialogId, row?.lastSeq)
+    }
     const seq = lastSeq.get(send.dialogId)
     if (seq === undefined) {
       placed.push({ kind: 'missing' })
       continue
     }
-    const [created] = yield* rows({ all: () => insert.all({ ...send, seq: seq + 1, createdAt: now }) })
-    if (created) {
-      lastSeq.set(send.dialogId, seq + 1)
-      placed.push({ kind: 'created', message: created })
+    const message = { ...send, seq: seq + 1, createdAt: now, id: 0 }
+    // No RETURNING: the row is what we inserted, and its id is SQLite's last rowid.
+    // bun:sqlite's run() reports changes and the rowid; drizzle's bun-sqlite types leave that out.
+    const [result] = yield* rows({ all: () => [insert.run(message) as unknown as Changes] })
+    if (result!.changes === 1) {
+      message.id = Number(result!.lastInsertRowid)
+      lastSeq.set(send.dialogId, message.seq)
+      lastOf.set(send.dialogId, message)
+      placed.push({ kind: 'created', message })
       continue
     }
     const [old] = yield* rows({ all: () => original.all({ ...send }) })
     if (!old) throw new Error('insert ignored without a conflicting message')
     placed.push({ kind: 'duplicate', message: old })
   }
+  for (const m of lastOf.values())
+    yield* rows({ all: () => [moveActivity.run({ seq: m.seq, id: m.id, at: now.getTime(), dialogId: m.dialogId })] })
   return placed
 }
 
 /**
- * Postgres: one lookup of duplicates and one multi-row insert per batch, since every statement is a
- * round trip. Duplicates are found before numbering, so none takes a seq.
+ * Postgres: a fixed handful of statements per batch (lock, duplicate lookup, one multi-row insert, one
+ * activity update), since every statement is a round trip. Duplicates are found before numbering, so
+ * none takes a seq.
  */
-function* insertAtOnce({ db, t }: Scope, sends: SendInput[], lastSeq: Map<number, number>, now: Date): Routine<Placed[]> {
+function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
+  // `last_seq = last_seq` takes the row locks, so concurrent writers (other nodes) number in turn.
+  const locked = yield* rows(
+    db
+      .update(t.dialogs)
+      .set({ lastSeq: sql`${t.dialogs.lastSeq}` })
+      .where(inArray(t.dialogs.id, [...new Set(sends.map((s) => s.dialogId))]))
+      .returning({ id: t.dialogs.id, lastSeq: t.dialogs.lastSeq }),
+  )
+  const lastSeq = new Map(locked.map((d) => [d.id, d.lastSeq]))
   const existing = new Map<string, MessageRecord>()
   // Exact (dialog, sender, client_msg_id) tuples, so each is one probe of the unique index.
   const candidates = yield* rows(
@@ -305,9 +310,27 @@ function* insertAtOnce({ db, t }: Scope, sends: SendInput[], lastSeq: Map<number
   }
 
   const inserted = new Map<string, MessageRecord>()
+  const lastOf = new Map<number, MessageRecord>()
   if (fresh.length > 0)
-    for (const m of yield* rows(db.insert(t.messages).values(fresh).returning(messageColumns(t))))
+    for (const m of yield* rows(db.insert(t.messages).values(fresh).returning(messageColumns(t)))) {
       inserted.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
+      if ((lastOf.get(m.dialogId)?.id ?? 0) < m.id) lastOf.set(m.dialogId, m)
+    }
+  if (lastOf.size > 0) {
+    // One statement for every dialog of the batch. All of a batch's messages share `now`, so activity is one value.
+    const last = [...lastOf.values()]
+    const byDialog = (value: (m: MessageRecord) => number) =>
+      sql`case ${t.dialogs.id} ${sql.join(
+        last.map((m) => sql`when ${m.dialogId} then cast(${value(m)} as integer)`),
+        sql` `,
+      )} end`
+    yield* exec(
+      db
+        .update(t.dialogs)
+        .set({ lastSeq: byDialog((m) => m.seq), lastMessageId: byDialog((m) => m.id), lastActivityAt: now })
+        .where(inArray(t.dialogs.id, [...lastOf.keys()])),
+    )
+  }
 
   return plan.map((p): Placed => {
     if (p.kind === 'missing') return p
