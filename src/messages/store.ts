@@ -157,7 +157,7 @@ type Placed = { kind: 'missing' } | { kind: 'created'; message: MessageRecord } 
  */
 export function* commitSends(scope: Scope, sends: SendInput[], now: Date): Routine<SendOutcome[]> {
   const { db, t } = scope
-  const placed = scope.memo ? yield* placeOneByOne(scope, scope.memo, sends, now) : yield* placeAtOnce(scope, sends, now)
+  const placed = scope.memo ? placeOneByOne(scope, scope.memo, sends, now) : yield* placeAtOnce(scope, sends, now)
 
   const dupDialogs = [...new Set(placed.flatMap((p) => (p.kind === 'duplicate' ? [p.message.dialogId] : [])))]
   const marks = dupDialogs.length
@@ -181,12 +181,12 @@ export function* commitSends(scope: Scope, sends: SendInput[], now: Date): Routi
 }
 
 /**
- * SQLite: small cached statements, since they cost no round trip; BEGIN IMMEDIATE already holds the
- * write lock. One insert per send: ON CONFLICT DO NOTHING can only fire on (dialog, sender,
+ * SQLite: small cached statements, since they cost no round trip, called directly (they run
+ * synchronously on the transaction's connection); BEGIN IMMEDIATE already holds the write lock. One insert per send: ON CONFLICT DO NOTHING can only fire on (dialog, sender,
  * client_msg_id) here, since the dialog's seq is ours under the lock; a conflict is a duplicate, which
  * takes no seq and resolves to the original.
  */
-function* placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: SendInput[], now: Date): Routine<Placed[]> {
+function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: SendInput[], now: Date): Placed[] {
   const seqOf = memo('dialogs.lastSeq', (db) =>
     db.select({ lastSeq: t.dialogs.lastSeq }).from(t.dialogs).where(eq(t.dialogs.id, sql.placeholder('id'))).prepare(),
   )
@@ -232,7 +232,7 @@ function* placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: S
   const placed: Placed[] = []
   for (const send of sends) {
     if (!lastSeq.has(send.dialogId)) {
-      const [row] = yield* rows({ all: () => seqOf.all({ id: send.dialogId }) })
+      const [row] = seqOf.all({ id: send.dialogId })
       lastSeq.set(send.dialogId, row?.lastSeq)
     }
     const seq = lastSeq.get(send.dialogId)
@@ -243,20 +243,19 @@ function* placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: S
     const message = { ...send, seq: seq + 1, createdAt: now, id: 0 }
     // No RETURNING: the row is what we inserted, and its id is SQLite's last rowid.
     // bun:sqlite's run() reports changes and the rowid; drizzle's bun-sqlite types leave that out.
-    const [result] = yield* rows({ all: () => [insert.run(message) as unknown as Changes] })
-    if (result!.changes === 1) {
-      message.id = Number(result!.lastInsertRowid)
+    const result = insert.run(message) as unknown as Changes
+    if (result.changes === 1) {
+      message.id = Number(result.lastInsertRowid)
       lastSeq.set(send.dialogId, message.seq)
       lastOf.set(send.dialogId, message)
       placed.push({ kind: 'created', message })
       continue
     }
-    const [old] = yield* rows({ all: () => original.all({ ...send }) })
+    const [old] = original.all({ ...send })
     if (!old) throw new Error('insert ignored without a conflicting message')
     placed.push({ kind: 'duplicate', message: old })
   }
-  for (const m of lastOf.values())
-    yield* rows({ all: () => [moveActivity.run({ seq: m.seq, id: m.id, at: now.getTime(), dialogId: m.dialogId })] })
+  for (const m of lastOf.values()) moveActivity.run({ seq: m.seq, id: m.id, at: now.getTime(), dialogId: m.dialogId })
   return placed
 }
 

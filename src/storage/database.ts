@@ -25,8 +25,9 @@ export interface Scope {
   t: Tables
   /**
    * SQLite only: a statement built once per connection and reused (inside transactions too, since bun:sqlite
-   * has one connection). Statements there cost no round trip, so hot paths use many small prepared ones;
-   * on Postgres, where each statement is a round trip, they use few multi-row ones instead.
+   * has one connection). It runs synchronously, so a routine may call it directly instead of yielding it.
+   * Statements there cost no round trip, so hot paths use many small prepared ones; on Postgres, where
+   * each statement is a round trip, they use few multi-row ones instead.
    */
   memo?: <T>(key: string, build: (db: QueryDb, t: Tables) => T) => T
 }
