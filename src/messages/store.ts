@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, inArray, lt, ne, or, sql } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, inArray, lt, ne, sql, type SQL } from 'drizzle-orm'
 import { exec, rows, type Routine, type Scope, type Tables } from '../storage/database'
 import type { MessageRecord, Watermarks } from './model'
 
@@ -142,6 +142,14 @@ export type SendOutcome =
 
 const sendKey = (dialogId: number, senderId: number, clientMsgId: string) => `${dialogId}\u0000${senderId}\u0000${clientMsgId}`
 
+/**
+ * A statement drizzle's builders cannot express (an INSERT … SELECT that leaves the identity column
+ * out), run through the Postgres driver's execute(); this branch only ever runs on Postgres, whose
+ * runner awaits the query.
+ */
+const postgresExecute = <T>(db: Scope['db'], query: SQL) =>
+  (db as unknown as { execute(query: SQL): { all(): T[] } }).execute(query)
+
 interface Changes {
   changes: number
   lastInsertRowid: number | bigint
@@ -275,17 +283,16 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date): Routine<
   )
   const lastSeq = new Map(locked.map((d) => [d.id, d.lastSeq]))
   const existing = new Map<string, MessageRecord>()
-  // Exact (dialog, sender, client_msg_id) tuples, so each is one probe of the unique index.
+  // The batch's (dialog, sender, client_msg_id) keys as three array parameters: one probe of the unique
+  // index per key, and a statement whose size does not grow with the batch.
   const candidates = yield* rows(
     db
       .select(messageColumns(t))
       .from(t.messages)
       .where(
-        or(
-          ...sends.map((s) =>
-            and(eq(t.messages.dialogId, s.dialogId), eq(t.messages.senderId, s.senderId), eq(t.messages.clientMsgId, s.clientMsgId)),
-          ),
-        ),
+        sql`(${t.messages.dialogId}, ${t.messages.senderId}, ${t.messages.clientMsgId}) in (select * from unnest(${sql.param(
+          sends.map((s) => s.dialogId),
+        )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
       ),
   )
   for (const m of candidates) existing.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
@@ -310,24 +317,43 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date): Routine<
 
   const inserted = new Map<string, MessageRecord>()
   const lastOf = new Map<number, MessageRecord>()
-  if (fresh.length > 0)
-    for (const m of yield* rows(db.insert(t.messages).values(fresh).returning(messageColumns(t)))) {
+  if (fresh.length > 0) {
+    // Columns as arrays (unnest keeps their order): seven parameters however big the batch, and only
+    // the ids come back; the rest of each row is what we sent. Times travel as text: the driver, as
+    // drizzle configures it, serializes no timestamp arrays.
+    const column = <T>(pick: (m: (typeof fresh)[number]) => T) => sql.param(fresh.map(pick))
+    const into = [t.messages.dialogId, t.messages.seq, t.messages.senderId, t.messages.clientMsgId, t.messages.type, t.messages.text, t.messages.createdAt]
+    const ids = yield* rows(
+      postgresExecute<{ id: number; dialog_id: number; seq: number }>(
+        db,
+        sql`insert into ${t.messages} (${sql.join(
+          into.map((c) => sql.identifier(c.name)),
+          sql`, `,
+        )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.senderId)}::int[], ${column(
+          (m) => m.clientMsgId,
+        )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[]) returning id, dialog_id, seq`,
+      ),
+    )
+    const idOf = new Map(ids.map((r) => [`${r.dialog_id}:${r.seq}`, r.id]))
+    for (const row of fresh) {
+      const id = idOf.get(`${row.dialogId}:${row.seq}`)
+      if (id === undefined) throw new Error('inserted message not returned')
+      const m = { ...row, id }
       inserted.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
       if ((lastOf.get(m.dialogId)?.id ?? 0) < m.id) lastOf.set(m.dialogId, m)
     }
+  }
   if (lastOf.size > 0) {
-    // One statement for every dialog of the batch. All of a batch's messages share `now`, so activity is one value.
+    // One statement for every dialog of the batch, its values as arrays again.
     const last = [...lastOf.values()]
-    const byDialog = (value: (m: MessageRecord) => number) =>
-      sql`case ${t.dialogs.id} ${sql.join(
-        last.map((m) => sql`when ${m.dialogId} then cast(${value(m)} as integer)`),
-        sql` `,
-      )} end`
-    yield* exec(
-      db
-        .update(t.dialogs)
-        .set({ lastSeq: byDialog((m) => m.seq), lastMessageId: byDialog((m) => m.id), lastActivityAt: now })
-        .where(inArray(t.dialogs.id, [...lastOf.keys()])),
+    const values = (pick: (m: MessageRecord) => number) => sql.param(last.map(pick))
+    yield* rows(
+      postgresExecute(
+        db,
+        sql`update ${t.dialogs} set last_seq = u.seq, last_message_id = u.id, last_activity_at = ${now.toISOString()}::timestamptz
+          from unnest(${values((m) => m.dialogId)}::int[], ${values((m) => m.seq)}::int[], ${values((m) => m.id)}::int[]) as u(dialog_id, seq, id)
+          where ${t.dialogs.id} = u.dialog_id`,
+      ),
     )
   }
 
