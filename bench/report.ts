@@ -13,9 +13,10 @@ export function chart(sweep: { connections: number; project: FlowResult; raw: Fl
   const pad = { l: 70, r: 70, t: 40, b: 50 }
   const xs = sweep.map((s) => s.connections)
   const maxX = Math.max(...xs)
+  const minX = Math.min(...xs)
   const maxT = Math.max(...sweep.flatMap((s) => [s.project.deliveriesPerSec, s.raw.deliveriesPerSec])) * 1.1 || 1
   const maxL = Math.max(...sweep.flatMap((s) => [s.project.delivery.p99, s.raw.delivery.p99])) * 1.1 || 1
-  const x = (v: number) => pad.l + (Math.log(v) / Math.log(maxX)) * (W - pad.l - pad.r)
+  const x = (v: number) => pad.l + 20 + (Math.log(v / minX) / Math.log(maxX / minX || 2)) * (W - pad.l - pad.r - 40)
   const yT = (v: number) => H - pad.b - (v / maxT) * (H - pad.t - pad.b)
   const yL = (v: number) => H - pad.b - (v / maxL) * (H - pad.t - pad.b)
   const line = (pts: [number, number][], color: string, dash = '') =>
@@ -36,8 +37,8 @@ export function chart(sweep: { connections: number; project: FlowResult; raw: Fl
     line(sweep.map((s) => [x(s.connections), yT(s.project.deliveriesPerSec)]), '#1f6feb'),
     line(sweep.map((s) => [x(s.connections), yL(s.raw.delivery.p99)]), '#999', '5,4'),
     line(sweep.map((s) => [x(s.connections), yL(s.project.delivery.p99)]), '#1f6feb', '5,4'),
-    `<text x="${pad.l + 10}" y="${pad.t + 10}" fill="#1f6feb">project (SQLite, synchronous=FULL)</text>`,
-    `<text x="${pad.l + 10}" y="${pad.t + 26}" fill="#999">raw Bun.serve pub/sub</text>`,
+    `<text x="${pad.l + 30}" y="${yT(maxT * 0.66)}" fill="#1f6feb">project (SQLite, synchronous=FULL)</text>`,
+    `<text x="${pad.l + 30}" y="${yT(maxT * 0.66) + 16}" fill="#999">raw Bun.serve pub/sub</text>`,
     '</svg>',
   ]
   return parts.join('\n') + '\n'
