@@ -3,12 +3,11 @@ import type { Subprocess } from 'bun'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import postgres from 'postgres'
+import { freshDatabase } from '../tests/support/databases'
 import type { Pair } from './loadgen'
 
 const ROOT = join(import.meta.dir, '..')
 const BUN = process.execPath
-const PG_ADMIN = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 
 export type Kind = 'raw' | 'sqlite-full' | 'sqlite-normal' | 'pg'
 
@@ -82,22 +81,8 @@ export async function startRaw(): Promise<Target> {
 export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> {
   const p = nextPort()
   const dir = mkdtempSync(join(tmpdir(), 'bench-chat-'))
-  let database = `sqlite://${join(dir, 'chat.db')}`
-  let dropPg = async () => {}
-  if (kind === 'pg') {
-    const name = `bench_${process.pid}_${p}`
-    const admin = postgres(PG_ADMIN, { max: 1, onnotice: () => {} })
-    await admin.unsafe(`create database ${name}`)
-    await admin.end()
-    const url = new URL(PG_ADMIN)
-    url.pathname = `/${name}`
-    database = url.toString()
-    dropPg = async () => {
-      const admin2 = postgres(PG_ADMIN, { max: 1, onnotice: () => {} })
-      await admin2.unsafe(`drop database if exists ${name} with (force)`)
-      await admin2.end()
-    }
-  }
+  const fresh = kind === 'pg' ? await freshDatabase('pg') : undefined
+  const database = fresh?.target.dialect === 'pg' ? fresh.target.url : `sqlite://${join(dir, 'chat.db')}`
   const proc = Bun.spawn([BUN, join(ROOT, 'src', 'index.ts')], {
     cwd: dir,
     env: {
@@ -175,7 +160,7 @@ export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> 
       proc.kill('SIGTERM')
       await proc.exited
       rmSync(dir, { recursive: true, force: true })
-      await dropPg()
+      await fresh?.drop()
     },
   }
 }
