@@ -9,8 +9,12 @@ export interface TokenClaims {
 }
 
 /** HS256 tokens through @elysiajs/jwt; a `typ` claim keeps a refresh token from passing as an access token. */
+const MAX_CACHED = 10_000
+
 export class Tokens {
   private readonly signer
+  /** Tokens already verified, until they expire: a signature check is the same answer every time. */
+  private readonly verified = new Map<string, { claims: TokenClaims; expiresAtMs: number }>()
 
   constructor(
     secret: string,
@@ -34,11 +38,20 @@ export class Tokens {
 
   /** The claims of a valid, unexpired token of that kind; undefined for anything else. */
   async verify(token: string, kind: TokenKind): Promise<TokenClaims | undefined> {
+    const cached = this.verified.get(token)
+    if (cached) {
+      if (Date.now() < cached.expiresAtMs) return cached.claims.kind === kind ? cached.claims : undefined
+      this.verified.delete(token)
+    }
     const payload = await this.signer.verify(token, { algorithms: ['HS256'] })
-    if (!payload || payload.typ !== kind || typeof payload.sid !== 'string' || typeof payload.sub !== 'string')
+    if (!payload || typeof payload.sid !== 'string' || typeof payload.sub !== 'string' || typeof payload.exp !== 'number')
       return undefined
+    if (payload.typ !== 'access' && payload.typ !== 'refresh') return undefined
     const userId = Number(payload.sub)
     if (!Number.isSafeInteger(userId) || userId <= 0) return undefined
-    return { userId, sessionId: payload.sid, kind }
+    const claims: TokenClaims = { userId, sessionId: payload.sid, kind: payload.typ }
+    if (this.verified.size >= MAX_CACHED) this.verified.clear()
+    this.verified.set(token, { claims, expiresAtMs: payload.exp * 1000 })
+    return claims.kind === kind ? claims : undefined
   }
 }
