@@ -14,13 +14,16 @@ export class Membership {
   constructor(private readonly db: Db) {}
 
   /** The two members; not_found when the dialog does not exist or the user is not one of them. */
-  async require(dialogId: number, userId: number): Promise<[number, number]> {
-    let members = this.cache.get(dialogId)
-    if (!members) {
-      members = await this.db.read((s) => dialogMembers(s, dialogId))
-      if (members) this.remember(dialogId, members)
-    }
-    if (!members || (members[0] !== userId && members[1] !== userId)) throw notFound('dialog')
+  require(dialogId: number, userId: number): [number, number] | Promise<[number, number]> {
+    const members = this.cache.get(dialogId)
+    // Answered from the cache without a promise: this is on every message send.
+    if (members) return checked(members, userId)
+    return this.load(dialogId).then((loaded) => checked(loaded, userId))
+  }
+
+  private async load(dialogId: number): Promise<[number, number] | undefined> {
+    const members = await this.db.read((s) => dialogMembers(s, dialogId))
+    if (members) this.remember(dialogId, members)
     return members
   }
 
@@ -28,6 +31,11 @@ export class Membership {
     if (this.cache.size >= MAX_CACHED) this.cache.clear()
     this.cache.set(dialogId, members)
   }
+}
+
+function checked(members: [number, number] | undefined, userId: number): [number, number] {
+  if (!members || (members[0] !== userId && members[1] !== userId)) throw notFound('dialog')
+  return members
 }
 
 export const peerOf = (members: [number, number], userId: number) => (members[0] === userId ? members[1] : members[0])

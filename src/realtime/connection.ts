@@ -33,7 +33,9 @@ export interface Realtime {
 
 export function createRealtime(core: Core): Realtime {
   const { config, hub, metrics } = core
-  const inFlight = new Set<Promise<void>>()
+  // Frames whose work is still running; shutdown waits for the count to reach zero.
+  let inFlight = 0
+  let idle: (() => void) | undefined
   let refusing = false
 
   const reply = (ws: Socket, frame: string) => {
@@ -44,12 +46,14 @@ export function createRealtime(core: Core): Realtime {
 
   /** Runs a frame's asynchronous work; shutdown waits for it, so its ack goes out before the 1001 close. */
   const track = (ws: Socket, raw: RawFrame, work: Promise<unknown>) => {
-    const done = work.then(
-      () => {},
-      (error) => fail(ws, error, raw),
-    )
-    inFlight.add(done)
-    void done.finally(() => inFlight.delete(done))
+    inFlight++
+    const settled = () => {
+      if (--inFlight === 0) idle?.()
+    }
+    work.then(settled, (error) => {
+      fail(ws, error, raw)
+      settled()
+    })
   }
 
   const reject = (ws: Socket, message: string, raw?: RawFrame) => {
@@ -111,9 +115,9 @@ export function createRealtime(core: Core): Realtime {
         return track(
           ws,
           frame,
-          core.membership
-            .require(frame.dialog_id, userId)
-            .then((members) => hub.typing(frame.dialog_id, userId, peerOf(members, userId), frame.state)),
+          Promise.resolve(core.membership.require(frame.dialog_id, userId)).then((members) =>
+            hub.typing(frame.dialog_id, userId, peerOf(members, userId), frame.state),
+          ),
         )
       case 'auth':
         throw new AppError('bad_request', 'already authenticated')
@@ -210,7 +214,7 @@ export function createRealtime(core: Core): Realtime {
     },
     async quiesce() {
       refusing = true
-      await Promise.all(inFlight)
+      if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve))
     },
   }
 }
