@@ -273,15 +273,16 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
  * none takes a seq.
  */
 function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
-  // `last_seq = last_seq` takes the row locks, so concurrent writers (other nodes) number in turn.
+  // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
+  // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
   const locked = yield* rows(
-    db
-      .update(t.dialogs)
-      .set({ lastSeq: sql`${t.dialogs.lastSeq}` })
-      .where(inArray(t.dialogs.id, [...new Set(sends.map((s) => s.dialogId))]))
-      .returning({ id: t.dialogs.id, lastSeq: t.dialogs.lastSeq }),
+    postgresExecute<{ id: number; last_seq: number }>(
+      db,
+      sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)} from ${t.dialogs}
+        where ${t.dialogs.id} = any(${sql.param([...new Set(sends.map((s) => s.dialogId))])}::int[]) order by 1 for update`,
+    ),
   )
-  const lastSeq = new Map(locked.map((d) => [d.id, d.lastSeq]))
+  const lastSeq = new Map(locked.map((d) => [d.id, d.last_seq]))
   const existing = new Map<string, MessageRecord>()
   // The batch's (dialog, sender, client_msg_id) keys as three array parameters: one probe of the unique
   // index per key, and a statement whose size does not grow with the batch.
