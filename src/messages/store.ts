@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, inArray, lt, ne, sql, type SQL } from 'drizzle-orm'
-import { exec, rows, type Routine, type Scope, type Tables } from '../storage/database'
+import { rows, type Routine, type Scope, type Tables } from '../storage/database'
 import type { MessageRecord, Watermarks } from './model'
 
 export const messageColumns = (t: Tables) => ({
