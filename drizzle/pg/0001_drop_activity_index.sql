@@ -1,0 +1,1 @@
+DROP INDEX "dialogs_activity_idx";
