@@ -71,6 +71,20 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     expect(next.kind === 'created' && next.message.seq).toBe(3)
   })
 
+  test('a batch mixing a retry of a stored message with new sends: the retry resolves, the rest are numbered on', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const first = await t.core.writer.submit(send(dialogId, a.user.id, 'stored'))
+    const outcomes = await Promise.all([
+      t.core.writer.submit(send(dialogId, b.user.id, 'fresh-1')),
+      t.core.writer.submit(send(dialogId, a.user.id, 'stored', 'retried text')),
+      t.core.writer.submit(send(dialogId, b.user.id, 'fresh-2')),
+    ])
+    expect(outcomes.map((o) => o.kind)).toEqual(['created', 'duplicate', 'created'])
+    if (first.kind !== 'created' || outcomes[1]!.kind !== 'duplicate') throw new Error('unexpected outcome')
+    expect(outcomes[1]!.message.id).toBe(first.message.id)
+    expect(outcomes.map((o) => (o.kind === 'missing' ? -1 : o.message.seq))).toEqual([2, 1, 3])
+  })
+
   test('a send that fails (unknown sender) fails alone; its batch-mates commit', async () => {
     const { a, dialogId } = await t.pair()
     const results = await Promise.allSettled([

@@ -150,6 +150,13 @@ const sendKey = (dialogId: number, senderId: number, clientMsgId: string) => `${
 const postgresExecute = <T>(db: Scope['db'], query: SQL) =>
   (db as unknown as { execute(query: SQL): { all(): T[] } }).execute(query)
 
+/** An optimistic batch met a (dialog, sender, client_msg_id) already in the table: commit it again, looking. */
+export class DuplicateFound extends Error {
+  constructor() {
+    super('a send of the batch is a duplicate')
+  }
+}
+
 interface Changes {
   changes: number
   lastInsertRowid: number | bigint
@@ -161,11 +168,13 @@ type Placed = { kind: 'missing' } | { kind: 'created'; message: MessageRecord } 
  * Commits a batch of sends in the caller's transaction: locks each dialog row, resolves duplicates
  * (against the table and inside the batch) to the original, numbers the rest gaplessly per dialog,
  * inserts them and moves each dialog's activity. SQLite and Postgres differ only in how many
- * statements that takes (see `Scope.memo`).
+ * statements that takes (see `Scope.memo`). `optimistic` lets Postgres skip the duplicate lookup and throw
+ * `DuplicateFound` (rolling the batch back) if the insert meets one; the caller then commits the batch again
+ * without it. SQLite resolves duplicates as it inserts and ignores the flag.
  */
-export function* commitSends(scope: Scope, sends: SendInput[], now: Date): Routine<SendOutcome[]> {
+export function* commitSends(scope: Scope, sends: SendInput[], now: Date, optimistic = false): Routine<SendOutcome[]> {
   const { db, t } = scope
-  const placed = scope.memo ? placeOneByOne(scope, scope.memo, sends, now) : yield* placeAtOnce(scope, sends, now)
+  const placed = scope.memo ? placeOneByOne(scope, scope.memo, sends, now) : yield* placeAtOnce(scope, sends, now, optimistic)
 
   const dupDialogs = [...new Set(placed.flatMap((p) => (p.kind === 'duplicate' ? [p.message.dialogId] : [])))]
   const marks = dupDialogs.length
@@ -272,7 +281,7 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
  * activity update), since every statement is a round trip. Duplicates are found before numbering, so
  * none takes a seq.
  */
-function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
+function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date, optimistic: boolean): Routine<Placed[]> {
   // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
   // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
   const locked = yield* rows(
@@ -285,17 +294,19 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date): Routine<
   const lastSeq = new Map(locked.map((d) => [d.id, d.last_seq]))
   const existing = new Map<string, MessageRecord>()
   // The batch's (dialog, sender, client_msg_id) keys as three array parameters: one probe of the unique
-  // index per key, and a statement whose size does not grow with the batch.
-  const candidates = yield* rows(
-    db
-      .select(messageColumns(t))
-      .from(t.messages)
-      .where(
-        sql`(${t.messages.dialogId}, ${t.messages.senderId}, ${t.messages.clientMsgId}) in (select * from unnest(${sql.param(
-          sends.map((s) => s.dialogId),
-        )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
-      ),
-  )
+  // index per key, and a statement whose size does not grow with the batch. Skipped when optimistic.
+  const candidates = optimistic
+    ? []
+    : yield* rows(
+        db
+          .select(messageColumns(t))
+          .from(t.messages)
+          .where(
+            sql`(${t.messages.dialogId}, ${t.messages.senderId}, ${t.messages.clientMsgId}) in (select * from unnest(${sql.param(
+              sends.map((s) => s.dialogId),
+            )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
+          ),
+      )
   for (const m of candidates) existing.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
 
   const fresh: (SendInput & { seq: number; createdAt: Date })[] = []
@@ -332,9 +343,12 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date): Routine<
           sql`, `,
         )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.senderId)}::int[], ${column(
           (m) => m.clientMsgId,
-        )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[]) returning id, dialog_id, seq`,
+        )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[]) on conflict do nothing returning id, dialog_id, seq`,
       ),
     )
+    // A row skipped by ON CONFLICT is a duplicate the lookup did not see (or was skipped for): its seq
+    // would be a gap, so the batch must not commit.
+    if (ids.length < fresh.length) throw new DuplicateFound()
     const idOf = new Map(ids.map((r) => [`${r.dialog_id}:${r.seq}`, r.id]))
     for (const row of fresh) {
       const id = idOf.get(`${row.dialogId}:${row.seq}`)
