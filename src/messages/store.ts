@@ -328,22 +328,29 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date, optimisti
   }
 
   const inserted = new Map<string, MessageRecord>()
-  const lastOf = new Map<number, MessageRecord>()
   if (fresh.length > 0) {
     // Columns as arrays (unnest keeps their order): seven parameters however big the batch, and only
     // the ids come back; the rest of each row is what we sent. Times travel as text: the driver, as
-    // drizzle configures it, serializes no timestamp arrays.
+    // drizzle configures it, serializes no timestamp arrays. The dialogs' activity moves in the same
+    // statement, from the rows it inserted.
     const column = <T>(pick: (m: (typeof fresh)[number]) => T) => sql.param(fresh.map(pick))
     const into = [t.messages.dialogId, t.messages.seq, t.messages.senderId, t.messages.clientMsgId, t.messages.type, t.messages.text, t.messages.createdAt]
     const ids = yield* rows(
       postgresExecute<{ id: number; dialog_id: number; seq: number }>(
         db,
-        sql`insert into ${t.messages} (${sql.join(
-          into.map((c) => sql.identifier(c.name)),
-          sql`, `,
-        )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.senderId)}::int[], ${column(
-          (m) => m.clientMsgId,
-        )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[]) on conflict do nothing returning id, dialog_id, seq`,
+        sql`with inserted as (
+          insert into ${t.messages} (${sql.join(
+            into.map((c) => sql.identifier(c.name)),
+            sql`, `,
+          )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.senderId)}::int[], ${column(
+            (m) => m.clientMsgId,
+          )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[])
+          on conflict do nothing returning id, dialog_id, seq
+        ), moved as (
+          update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = ${now.toISOString()}::timestamptz
+          from (select dialog_id, max(seq) as seq, max(id) as id from inserted group by dialog_id) as latest
+          where ${t.dialogs.id} = latest.dialog_id
+        ) select id, dialog_id, seq from inserted`,
       ),
     )
     // A row skipped by ON CONFLICT is a duplicate the lookup did not see (or was skipped for): its seq
@@ -353,23 +360,8 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date, optimisti
     for (const row of fresh) {
       const id = idOf.get(`${row.dialogId}:${row.seq}`)
       if (id === undefined) throw new Error('inserted message not returned')
-      const m = { ...row, id }
-      inserted.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
-      if ((lastOf.get(m.dialogId)?.id ?? 0) < m.id) lastOf.set(m.dialogId, m)
+      inserted.set(sendKey(row.dialogId, row.senderId, row.clientMsgId), { ...row, id })
     }
-  }
-  if (lastOf.size > 0) {
-    // One statement for every dialog of the batch, its values as arrays again.
-    const last = [...lastOf.values()]
-    const values = (pick: (m: MessageRecord) => number) => sql.param(last.map(pick))
-    yield* rows(
-      postgresExecute(
-        db,
-        sql`update ${t.dialogs} set last_seq = u.seq, last_message_id = u.id, last_activity_at = ${now.toISOString()}::timestamptz
-          from unnest(${values((m) => m.dialogId)}::int[], ${values((m) => m.seq)}::int[], ${values((m) => m.id)}::int[]) as u(dialog_id, seq, id)
-          where ${t.dialogs.id} = u.dialog_id`,
-      ),
-    )
   }
 
   return plan.map((p): Placed => {
