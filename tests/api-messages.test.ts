@@ -99,6 +99,32 @@ describe.each(dialects)('messages on %s', (dialect) => {
     expect(strict.body.messages.every((m) => m.created_at < sent[0]!.created_at)).toBe(true)
   })
 
+  test('history by time and by ids of other dialogs: exactly the messages on the right side of the cursor', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const other = await t.pair()
+    const sent: Message[] = []
+    const foreign: Message[] = []
+    for (let i = 1; i <= 9; i++) {
+      sent.push((await send(i % 2 ? a : b, dialogId, `t${i}`)).body)
+      foreign.push((await send(other.a, other.dialogId, `o${i}`)).body)
+      await Bun.sleep(3) // distinct times
+    }
+    const texts = (r: { body: { messages: Message[] } }) => r.body.messages.map((m) => m.text)
+    // before=<time>: strictly older than the 6th message's time.
+    const byTime = await page(b, dialogId, `?before=${encodeURIComponent(sent[5]!.created_at)}&limit=3`)
+    expect(texts(byTime)).toEqual(['t3', 't4', 't5'])
+    expect(byTime.body.has_more).toBe(true)
+    const offset = await page(b, dialogId, `?before=${encodeURIComponent(sent[5]!.created_at.replace('Z', '+00:00'))}&limit=10`)
+    expect(texts(offset)).toEqual(['t1', 't2', 't3', 't4', 't5'])
+    expect(offset.body.has_more).toBe(false)
+    // Ids from another dialog still order against this dialog's ids.
+    const beforeForeign = await page(b, dialogId, `?before_id=${foreign[3]!.id}`)
+    expect(texts(beforeForeign)).toEqual(['t1', 't2', 't3', 't4'])
+    const afterForeign = await page(b, dialogId, `?after_id=${foreign[6]!.id}`)
+    expect(texts(afterForeign)).toEqual(['t8', 't9'])
+    expect(texts(await page(b, dialogId, `?after_id=${sent[8]!.id}`))).toEqual([])
+  })
+
   test('history rejects bad cursors and limits, naming the parameter', async () => {
     const { a, dialogId } = await t.pair()
     for (const [query, field] of [

@@ -85,6 +85,29 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     expect(outcomes.map((o) => (o.kind === 'missing' ? -1 : o.message.seq))).toEqual([2, 1, 3])
   })
 
+  test('created_at never goes back within a dialog, even when the clock does', async () => {
+    const { a, dialogId } = await t.pair()
+    // The dialog's last activity is an hour ahead, as after a clock that has since stepped back.
+    const ahead = new Date(Date.now() + 3_600_000)
+    await t.db.tx(function* ({ db, t: tables }) {
+      yield* exec(db.update(tables.dialogs).set({ lastActivityAt: ahead }).where(eq(tables.dialogs.id, dialogId)))
+    })
+    const [first, second] = await Promise.all([
+      t.core.writer.submit(send(dialogId, a.user.id, 'late-1')),
+      t.core.writer.submit(send(dialogId, a.user.id, 'late-2')),
+    ])
+    if (first!.kind !== 'created' || second!.kind !== 'created') throw new Error('not created')
+    expect(first!.message.createdAt.getTime()).toBe(ahead.getTime())
+    expect(second!.message.createdAt.getTime()).toBe(ahead.getTime())
+    // …and history by time still finds them on the right side.
+    const page = await t.call('GET', `/dialogs/${dialogId}/messages?before=${encodeURIComponent(new Date(ahead.getTime() + 1).toISOString())}`, {
+      token: a.access_token,
+    })
+    expect(page.body.messages.map((m: { client_msg_id: string }) => m.client_msg_id)).toEqual(['late-1', 'late-2'])
+    const none = await t.call('GET', `/dialogs/${dialogId}/messages?before=${encodeURIComponent(ahead.toISOString())}`, { token: a.access_token })
+    expect(none.body.messages).toEqual([])
+  })
+
   test('a send that fails (unknown sender) fails alone; its batch-mates commit', async () => {
     const { a, dialogId } = await t.pair()
     const results = await Promise.allSettled([

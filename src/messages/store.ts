@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, inArray, lt, ne, sql, type SQL } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, inArray, lt, lte, ne, sql, type SQL } from 'drizzle-orm'
 import { rows, type Routine, type Scope, type Tables } from '../storage/database'
 import type { MessageRecord, Watermarks } from './model'
 
@@ -15,34 +15,72 @@ export const messageColumns = (t: Tables) => ({
 
 export type HistoryCursor = { before: Date } | { beforeId: number } | { afterId: number } | { newest: true }
 
-/** A page of history in ascending order, and whether more exist beyond it (older, or newer for afterId). */
+/**
+ * A page of history in ascending order, and whether more exist beyond it (older, or newer for afterId).
+ * Every cursor becomes a seq bound, so each page is one range scan of the (dialog, seq) index.
+ */
 export function* history(
-  { db, t }: Scope,
+  scope: Scope,
   dialogId: number,
   cursor: HistoryCursor,
   limit: number,
 ): Routine<{ messages: MessageRecord[]; hasMore: boolean }> {
+  const { db, t } = scope
   const inDialog = eq(t.messages.dialogId, dialogId)
   const base = db.select(messageColumns(t)).from(t.messages)
-  const found =
-    'afterId' in cursor
-      ? yield* rows(base.where(and(inDialog, gt(t.messages.id, cursor.afterId))).orderBy(asc(t.messages.id)).limit(limit + 1))
-      : yield* rows(
-          base
-            .where(
-              'before' in cursor
-                ? and(inDialog, lt(t.messages.createdAt, cursor.before))
-                : 'beforeId' in cursor
-                  ? and(inDialog, lt(t.messages.id, cursor.beforeId))
-                  : inDialog,
-            )
-            .orderBy(desc(t.messages.id))
-            .limit(limit + 1),
-        )
+  let found: MessageRecord[]
+  if ('afterId' in cursor) {
+    const after = yield* seqBound(scope, dialogId, (m) => m.id <= cursor.afterId, cursor.afterId, 0)
+    found = yield* rows(base.where(and(inDialog, gt(t.messages.seq, after))).orderBy(asc(t.messages.seq)).limit(limit + 1))
+  } else {
+    const upTo =
+      'before' in cursor
+        ? yield* seqBound(scope, dialogId, (m) => m.createdAt < cursor.before)
+        : 'beforeId' in cursor
+          ? yield* seqBound(scope, dialogId, (m) => m.id < cursor.beforeId, cursor.beforeId, -1)
+          : undefined
+    found = yield* rows(
+      base
+        .where(upTo === undefined ? inDialog : and(inDialog, lte(t.messages.seq, upTo)))
+        .orderBy(desc(t.messages.seq))
+        .limit(limit + 1),
+    )
+  }
   const hasMore = found.length > limit
   const page = hasMore ? found.slice(0, limit) : found
   if (!('afterId' in cursor)) page.reverse()
   return { messages: page, hasMore }
+}
+
+/**
+ * The largest seq of the dialog whose message passes `below` (0 when none). Within a dialog both id and
+ * created_at grow with seq (ids are taken under the dialog's lock; the writer never lets created_at go
+ * back), so this is a binary search of point reads on the (dialog, seq) index. When the cursor is a
+ * message id of this very dialog, its own seq answers at once (`offset` from it).
+ */
+function* seqBound(
+  { db, t }: Scope,
+  dialogId: number,
+  below: (m: { id: number; createdAt: Date }) => boolean,
+  messageId?: number,
+  offset = 0,
+): Routine<number> {
+  const probe = (where: SQL | undefined) =>
+    rows(db.select({ id: t.messages.id, seq: t.messages.seq, dialogId: t.messages.dialogId, createdAt: t.messages.createdAt }).from(t.messages).where(where))
+  if (messageId !== undefined) {
+    const [own] = yield* probe(eq(t.messages.id, messageId))
+    if (own?.dialogId === dialogId) return own.seq + offset
+  }
+  const [dialog] = yield* rows(db.select({ lastSeq: t.dialogs.lastSeq }).from(t.dialogs).where(eq(t.dialogs.id, dialogId)))
+  let lo = 0
+  let hi = dialog?.lastSeq ?? 0
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2)
+    const [m] = yield* probe(and(eq(t.messages.dialogId, dialogId), eq(t.messages.seq, mid)))
+    if (m && below(m)) lo = mid
+    else hi = mid - 1
+  }
+  return lo
 }
 
 export function* watermarks({ db, t }: Scope, dialogId: number): Routine<Watermarks[]> {
@@ -150,6 +188,12 @@ const sendKey = (dialogId: number, senderId: number, clientMsgId: string) => `${
 const postgresExecute = <T>(db: Scope['db'], query: SQL) =>
   (db as unknown as { execute(query: SQL): { all(): T[] } }).execute(query)
 
+/**
+ * A message's time: now, but never before the dialog's last activity, so that within a dialog `created_at`
+ * never decreases with `seq` even if the clock steps back (history by time relies on it).
+ */
+const createdAtAfter = (lastActivityAt: Date, now: Date) => (lastActivityAt > now ? lastActivityAt : now)
+
 /** An optimistic batch met a (dialog, sender, client_msg_id) already in the table: commit it again, looking. */
 export class DuplicateFound extends Error {
   constructor() {
@@ -205,7 +249,11 @@ export function* commitSends(scope: Scope, sends: SendInput[], now: Date, optimi
  */
 function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: SendInput[], now: Date): Placed[] {
   const seqOf = memo('dialogs.lastSeq', (db) =>
-    db.select({ lastSeq: t.dialogs.lastSeq }).from(t.dialogs).where(eq(t.dialogs.id, sql.placeholder('id'))).prepare(),
+    db
+      .select({ lastSeq: t.dialogs.lastSeq, lastActivityAt: t.dialogs.lastActivityAt })
+      .from(t.dialogs)
+      .where(eq(t.dialogs.id, sql.placeholder('id')))
+      .prepare(),
   )
   const insert = memo('messages.insertIgnore', (db) =>
     db
@@ -244,26 +292,26 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
       .prepare(),
   )
 
-  const lastSeq = new Map<number, number | undefined>()
+  const dialogs = new Map<number, { lastSeq: number; at: Date } | undefined>()
   const lastOf = new Map<number, MessageRecord>()
   const placed: Placed[] = []
   for (const send of sends) {
-    if (!lastSeq.has(send.dialogId)) {
+    if (!dialogs.has(send.dialogId)) {
       const [row] = seqOf.all({ id: send.dialogId })
-      lastSeq.set(send.dialogId, row?.lastSeq)
+      dialogs.set(send.dialogId, row && { lastSeq: row.lastSeq, at: createdAtAfter(row.lastActivityAt, now) })
     }
-    const seq = lastSeq.get(send.dialogId)
-    if (seq === undefined) {
+    const dialog = dialogs.get(send.dialogId)
+    if (dialog === undefined) {
       placed.push({ kind: 'missing' })
       continue
     }
-    const message = { ...send, seq: seq + 1, createdAt: now, id: 0 }
+    const message = { ...send, seq: dialog.lastSeq + 1, createdAt: dialog.at, id: 0 }
     // No RETURNING: the row is what we inserted, and its id is SQLite's last rowid.
     // bun:sqlite's run() reports changes and the rowid; drizzle's bun-sqlite types leave that out.
     const result = insert.run(message) as unknown as Changes
     if (result.changes === 1) {
       message.id = Number(result.lastInsertRowid)
-      lastSeq.set(send.dialogId, message.seq)
+      dialog.lastSeq = message.seq
       lastOf.set(send.dialogId, message)
       placed.push({ kind: 'created', message })
       continue
@@ -272,7 +320,7 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
     if (!old) throw new Error('insert ignored without a conflicting message')
     placed.push({ kind: 'duplicate', message: old })
   }
-  for (const m of lastOf.values()) moveActivity.run({ seq: m.seq, id: m.id, at: now.getTime(), dialogId: m.dialogId })
+  for (const m of lastOf.values()) moveActivity.run({ seq: m.seq, id: m.id, at: m.createdAt.getTime(), dialogId: m.dialogId })
   return placed
 }
 
@@ -285,13 +333,16 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date, optimisti
   // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
   // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
   const locked = yield* rows(
-    postgresExecute<{ id: number; last_seq: number }>(
+    postgresExecute<{ id: number; last_seq: number; last_activity_ms: number }>(
       db,
-      sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)} from ${t.dialogs}
+      // The time as epoch milliseconds: a number, whatever text format the driver would give a timestamp.
+      sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)},
+        (extract(epoch from ${sql.identifier(t.dialogs.lastActivityAt.name)}) * 1000)::float8 as last_activity_ms from ${t.dialogs}
         where ${t.dialogs.id} = any(${sql.param([...new Set(sends.map((s) => s.dialogId))])}::int[]) order by 1 for update`,
     ),
   )
   const lastSeq = new Map(locked.map((d) => [d.id, d.last_seq]))
+  const createdAt = new Map(locked.map((d) => [d.id, createdAtAfter(new Date(d.last_activity_ms), now)]))
   const existing = new Map<string, MessageRecord>()
   // The batch's (dialog, sender, client_msg_id) keys as three array parameters: one probe of the unique
   // index per key, and a statement whose size does not grow with the batch. Skipped when optimistic.
@@ -322,7 +373,7 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date, optimisti
     else {
       claimed.add(key)
       lastSeq.set(send.dialogId, seq + 1)
-      fresh.push({ ...send, seq: seq + 1, createdAt: now })
+      fresh.push({ ...send, seq: seq + 1, createdAt: createdAt.get(send.dialogId)! })
       plan.push({ kind: 'new', key, first: true })
     }
   }
@@ -345,10 +396,10 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date, optimisti
           )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.senderId)}::int[], ${column(
             (m) => m.clientMsgId,
           )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[])
-          on conflict do nothing returning id, dialog_id, seq
+          on conflict do nothing returning id, dialog_id, seq, created_at
         ), moved as (
-          update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = ${now.toISOString()}::timestamptz
-          from (select dialog_id, max(seq) as seq, max(id) as id from inserted group by dialog_id) as latest
+          update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = latest.created_at
+          from (select dialog_id, max(seq) as seq, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
           where ${t.dialogs.id} = latest.dialog_id
         ) select id, dialog_id, seq from inserted`,
       ),
