@@ -91,11 +91,12 @@ export const messages = sqliteTable(
     clientMsgId: text('client_msg_id').notNull(),
     type: text('type').notNull(),
     text: text('text').notNull(),
+    // Not indexed: within a dialog it grows with seq (the writer sees to it), so history by time is a
+    // binary search on (dialog, seq), and every send saves an index update.
     createdAt: ts('created_at').notNull(),
   },
   (t) => [
     uniqueIndex('messages_dialog_seq_uq').on(t.dialogId, t.seq),
     uniqueIndex('messages_client_id_uq').on(t.dialogId, t.senderId, t.clientMsgId),
-    index('messages_dialog_created_idx').on(t.dialogId, t.createdAt),
   ],
 )
