@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
-import { exec, rows } from '../src/storage/database'
+import { MessageWriter } from '../src/messages/writer'
+import { exec, openDatabase, rows } from '../src/storage/database'
 import { createTestApp, type TestApp } from './support/app'
 import { dialects } from './support/databases'
 
@@ -135,6 +136,31 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     ])
     expect(gone!.kind).toBe('missing')
     expect(fine!.kind).toBe('created')
+  })
+
+  test('two writers on two connections (two nodes) sending to the same dialogs keep seq gapless', async () => {
+    const one = await t.pair()
+    const two = await t.pair()
+    const other = await openDatabase(t.core.config.database)
+    try {
+      const second = new MessageWriter(other, { batchMax: 16, batchWaitMs: 0 })
+      const writers = [t.core.writer, second]
+      const outcomes = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => {
+          const pair = i % 3 ? one : two
+          return writers[i % 2]!.submit(send(pair.dialogId, i % 4 < 2 ? pair.a.user.id : pair.b.user.id, `x${i}`))
+        }),
+      )
+      expect(outcomes.every((o) => o.kind === 'created')).toBe(true)
+      for (const pair of [one, two]) {
+        const page = await t.call('GET', `/dialogs/${pair.dialogId}/messages?limit=100&after_id=0`, { token: pair.a.access_token })
+        const seqs = page.body.messages.map((m: { seq: number }) => m.seq)
+        expect(seqs).toEqual(seqs.map((_: number, i: number) => i + 1))
+      }
+      await second.drain()
+    } finally {
+      await other.close()
+    }
   })
 
   test('drain waits until everything submitted is committed', async () => {
