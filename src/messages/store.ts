@@ -329,7 +329,70 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
  * activity update), since every statement is a round trip. Duplicates are found before numbering, so
  * none takes a seq.
  */
-function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date, optimistic: boolean): Routine<Placed[]> {
+function* placeAtOnce(scope: Scope, sends: SendInput[], now: Date, optimistic: boolean): Routine<Placed[]> {
+  return optimistic ? yield* placeInOneStatement(scope, sends, now) : yield* placeLookingFirst(scope, sends, now)
+}
+
+/**
+ * Postgres, optimistic: the whole batch in one statement, as the raw baseline's one insert — lock the
+ * dialogs (in id order), number the rows per dialog after each dialog's last seq, insert them (ON
+ * CONFLICT DO NOTHING), move the dialogs' activity. A skipped row (a duplicate) or a missing dialog
+ * shows as fewer rows back: DuplicateFound, and the batch runs again the careful way.
+ */
+function* placeInOneStatement({ db, t }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
+  // Repeats inside the batch resolve to their first occurrence here; the statement sees each key once.
+  const firstOf = new Map<string, number>()
+  const unique: SendInput[] = []
+  const order = sends.map((send) => {
+    const key = sendKey(send.dialogId, send.senderId, send.clientMsgId)
+    let index = firstOf.get(key)
+    if (index === undefined) firstOf.set(key, (index = unique.push(send) - 1))
+    return index
+  })
+  const column = <T>(pick: (s: SendInput) => T) => sql.param(unique.map(pick))
+  const inserted = yield* rows(
+    postgresExecute<{ id: number; dialog_id: number; seq: number; created_ms: number }>(
+      db,
+      sql`with locked as (
+          select id, last_seq, last_activity_at from ${t.dialogs}
+          where id = any(${sql.param([...new Set(unique.map((s) => s.dialogId))])}::int[]) order by id for update
+        ), batch as (
+          select * from unnest(${column((s) => s.dialogId)}::int[], ${column((s) => s.senderId)}::int[], ${column((s) => s.clientMsgId)}::text[],
+            ${column((s) => s.type)}::text[], ${column((s) => s.text)}::text[], ${sql.param(unique.map((_, i) => i))}::int[])
+            as b(dialog_id, sender_id, client_msg_id, type, text, ord)
+        ), numbered as (
+          select b.dialog_id, l.last_seq + row_number() over (partition by b.dialog_id order by b.ord) as seq, b.sender_id,
+            b.client_msg_id, b.type, b.text, greatest(l.last_activity_at, ${now.toISOString()}::timestamptz) as created_at, b.ord
+          from batch b join locked l on l.id = b.dialog_id
+        ), inserted as (
+          insert into ${t.messages} (dialog_id, seq, sender_id, client_msg_id, type, text, created_at)
+          select dialog_id, seq, sender_id, client_msg_id, type, text, created_at from numbered order by ord
+          on conflict do nothing returning id, dialog_id, seq, created_at
+        ), moved as (
+          update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = latest.created_at
+          from (select dialog_id, max(seq) as seq, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
+          where ${t.dialogs.id} = latest.dialog_id
+        ) select id, dialog_id, seq, (extract(epoch from created_at) * 1000)::float8 as created_ms from inserted order by id`,
+    ),
+  )
+  if (inserted.length < unique.length) throw new DuplicateFound()
+  // Rows come back in insertion order (ids grow with it), which is the batch's order.
+  const records: MessageRecord[] = unique.map((send, i) => {
+    const row = inserted[i]!
+    if (row.dialog_id !== send.dialogId) throw new Error('inserted rows out of order')
+    return { ...send, id: row.id, seq: row.seq, createdAt: new Date(row.created_ms) }
+  })
+  const seen = new Set<number>()
+  return order.map((index): Placed => {
+    const message = records[index]!
+    if (seen.has(index)) return { kind: 'duplicate', message }
+    seen.add(index)
+    return { kind: 'created', message }
+  })
+}
+
+/** Postgres, after an optimistic batch met a duplicate: lock, look the batch's keys up, then insert. */
+function* placeLookingFirst({ db, t }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
   // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
   // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
   const locked = yield* rows(
@@ -345,19 +408,17 @@ function* placeAtOnce({ db, t }: Scope, sends: SendInput[], now: Date, optimisti
   const createdAt = new Map(locked.map((d) => [d.id, createdAtAfter(new Date(d.last_activity_ms), now)]))
   const existing = new Map<string, MessageRecord>()
   // The batch's (dialog, sender, client_msg_id) keys as three array parameters: one probe of the unique
-  // index per key, and a statement whose size does not grow with the batch. Skipped when optimistic.
-  const candidates = optimistic
-    ? []
-    : yield* rows(
-        db
-          .select(messageColumns(t))
-          .from(t.messages)
-          .where(
-            sql`(${t.messages.dialogId}, ${t.messages.senderId}, ${t.messages.clientMsgId}) in (select * from unnest(${sql.param(
-              sends.map((s) => s.dialogId),
-            )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
-          ),
-      )
+  // index per key, and a statement whose size does not grow with the batch.
+  const candidates = yield* rows(
+    db
+      .select(messageColumns(t))
+      .from(t.messages)
+      .where(
+        sql`(${t.messages.dialogId}, ${t.messages.senderId}, ${t.messages.clientMsgId}) in (select * from unnest(${sql.param(
+          sends.map((s) => s.dialogId),
+        )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
+      ),
+  )
   for (const m of candidates) existing.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
 
   const fresh: (SendInput & { seq: number; createdAt: Date })[] = []
