@@ -1,4 +1,5 @@
 import { notFound } from '../errors'
+import { isStorableId } from '../shared/ids'
 import type { Db } from '../storage/database'
 import { dialogMembers } from './store'
 
@@ -16,6 +17,7 @@ export class Membership {
   /** The two members; not_found when the dialog does not exist or the user is not one of them. */
   require(dialogId: number, userId: number): [number, number] | Promise<[number, number]> {
     const members = this.cache.get(dialogId)
+    if (!members && !isStorableId(dialogId)) throw notFound('dialog')
     // Answered from the cache without a promise: this is on every message send.
     if (members) return checked(members, userId)
     return this.load(dialogId).then((loaded) => checked(loaded, userId))

@@ -8,7 +8,7 @@ interface ValidationLike {
   all?: { path?: string; summary?: string; message?: string; value?: unknown; schema?: { error?: unknown } }[]
 }
 
-function validationError(error: ValidationLike, request: Request, params: Record<string, string | undefined>): AppError {
+function validationError(error: ValidationLike, request: Request, params: Record<string, unknown>): AppError {
   const first = error.all?.[0]
   const field = first?.path?.replace(/^\//, '').replace(/\//g, '.') || coercedField(request, params, first?.value) || 'query'
   const custom = first?.schema?.error
@@ -20,13 +20,18 @@ function validationError(error: ValidationLike, request: Request, params: Record
  * A path or query value Elysia coerced to a number and then rejected is reported without its name
  * (type "property", empty path): find the parameter that holds that value.
  */
-function coercedField(request: Request, params: Record<string, string | undefined>, value: unknown): string | undefined {
-  for (const [key, raw] of Object.entries(params)) if (raw === String(value)) return key
-  for (const [key, raw] of new URL(request.url).searchParams) if (raw === String(value)) return key
+function coercedField(request: Request, params: Record<string, unknown>, value: unknown): string | undefined {
+  // Compared as numbers too: a long digit string coerces to a number that prints differently (1e+20).
+  const same = (raw: unknown) =>
+    raw !== undefined && (String(raw) === String(value) || (typeof value === 'number' && String(raw).trim() !== '' && Number(raw) === value))
+  for (const [key, raw] of Object.entries(params)) if (same(raw)) return key
+  for (const [key, raw] of new URL(request.url).searchParams) if (same(raw)) return key
   return undefined
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+/** Bodies are UTF-8: bytes that are not are a body that is not JSON (400), not text to patch up with U+FFFD. */
+const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /**
  * The HTTP edge every route passes: body size limit, JSON parsing (an object or 400), and the one place
@@ -45,7 +50,7 @@ export const edge = (maxBodyBytes: number, metrics: Metrics) =>
       if (bytes.byteLength === 0) throw new AppError('bad_request', 'body must be a JSON object')
       let value: unknown
       try {
-        value = JSON.parse(new TextDecoder().decode(bytes))
+        value = JSON.parse(utf8.decode(bytes))
       } catch {
         throw new AppError('bad_request', 'body is not valid JSON')
       }

@@ -1,5 +1,6 @@
 import { t } from 'elysia'
 import { invalidField } from '../errors'
+import { MAX_ID } from '../shared/ids'
 
 export const MESSAGE_TYPES = ['text'] as const
 export const MAX_TEXT_CHARS = 4000
@@ -31,14 +32,14 @@ export const SendBody = t.Object({
 export const HistoryQuery = t.Object({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
   before: t.Optional(t.String({ maxLength: 64 })),
-  before_id: t.Optional(t.Integer({ minimum: 1 })),
-  after_id: t.Optional(t.Integer({ minimum: 0 })),
+  before_id: t.Optional(t.Integer({ minimum: 1, maximum: MAX_ID })),
+  after_id: t.Optional(t.Integer({ minimum: 0, maximum: MAX_ID })),
 })
 
 export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() })
 
 export const ReadUpToBody = t.Object({
-  last_read_message_id: t.Integer({ minimum: 1 }),
+  last_read_message_id: t.Integer({ minimum: 1, maximum: MAX_ID }),
   read_at: t.Optional(t.String({ maxLength: 64 })),
 })
 
@@ -94,8 +95,19 @@ export const toMessageDto = (m: MessageRecord, status: MessageStatus): MessageDt
   status,
 })
 
+/**
+ * Strings that cannot be stored as they are: a NUL (Postgres text cannot hold one) or a lone surrogate (not
+ * Unicode; it would be stored as U+FFFD, unlike what was acknowledged). Rejected alike on every database.
+ */
+const unstorable = (value: string) => value.includes('\u0000') || !value.isWellFormed()
+
+export function checkClientMsgId(clientMsgId: string): void {
+  if (unstorable(clientMsgId)) throw invalidField('client_msg_id', 'must be Unicode text without NUL characters')
+}
+
 export function checkText(text: string): void {
   if (!/\S/.test(text)) throw invalidField('text', 'must not be only whitespace')
+  if (unstorable(text)) throw invalidField('text', 'must be Unicode text without NUL characters')
   let chars = 0
   for (const _ of text) if (++chars > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
 }

@@ -3,6 +3,7 @@ import { peerOf, type Membership } from '../dialogs/membership'
 import type { Origin, RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
 import {
+  checkClientMsgId,
   checkText,
   statusFor,
   toMessageDto,
@@ -34,6 +35,7 @@ export class MessageService {
    * rather than `message:new`.
    */
   async send(senderId: number, cmd: SendCommand, origin?: Origin): Promise<{ created: boolean; message: MessageDto }> {
+    checkClientMsgId(cmd.clientMsgId)
     checkText(cmd.text)
     await this.membership.require(cmd.dialogId, senderId)
     const outcome = await this.writer.submit({

@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, gt, inArray, lt, lte, ne, sql, type SQL } from 'drizzle-orm'
 import { rows, type Routine, type Scope, type Tables } from '../storage/database'
+import { isStorableId } from '../shared/ids'
 import type { MessageRecord, Watermarks } from './model'
 
 export const messageColumns = (t: Tables) => ({
@@ -97,6 +98,7 @@ export function* watermarks({ db, t }: Scope, dialogId: number): Routine<Waterma
 }
 
 export function* messageById({ db, t }: Scope, id: number): Routine<MessageRecord | undefined> {
+  if (!isStorableId(id)) return undefined
   const [row] = yield* rows(db.select(messageColumns(t)).from(t.messages).where(eq(t.messages.id, id)))
   return row
 }

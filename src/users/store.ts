@@ -24,7 +24,11 @@ export function* insertUser(
   return row
 }
 
+/** No username holds a NUL, and Postgres would reject it as a parameter: such lookups find nobody without asking. */
+const holdsNul = (value: string) => value.includes('\u0000')
+
 export function* userWithHash({ db, t }: Scope, username: string): Routine<(UserRecord & { passwordHash: string }) | undefined> {
+  if (holdsNul(username)) return undefined
   const [row] = yield* rows(
     db
       .select({ ...publicColumns(t), passwordHash: t.users.passwordHash })
@@ -40,6 +44,7 @@ export function* userById({ db, t }: Scope, id: number): Routine<UserRecord | un
 }
 
 export function* usersByPrefix({ db, t }: Scope, prefix: string, limit: number): Routine<UserRecord[]> {
+  if (holdsNul(prefix)) return []
   // Usernames may contain `_`, a LIKE wildcard: escape it (and `%`, `\`) so the prefix is literal.
   const pattern = prefix.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`) + '%'
   return yield* rows(
