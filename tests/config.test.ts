@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from 'bun:test'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConfigError, loadConfig, parseDatabaseUrl } from '../src/config'
@@ -89,5 +89,93 @@ describe('configuration', () => {
     const custom = loadConfig({ SQLITE_SYNCHRONOUS: 'normal', CORS_ORIGINS: 'https://a.example, https://b.example', JWT_SECRET_KEY: 'x' }, scratch())
     expect(custom.sqliteSynchronous).toBe('NORMAL')
     expect(custom.corsOrigins).toEqual(['https://a.example', 'https://b.example'])
+  })
+})
+
+describe('configuration: more forms and the data folder', () => {
+  test('loadConfig reads every DATABASE_URL form the original and the contract use', () => {
+    const cwd = scratch()
+    const db = (url: string) => loadConfig({ DATABASE_URL: url, JWT_SECRET_KEY: 'k' }, cwd).database
+    expect(db('sqlite:///chat.db')).toEqual({ dialect: 'sqlite', path: join(cwd, 'chat.db') })
+    expect(db('sqlite://./rel/chat.db')).toEqual({ dialect: 'sqlite', path: join(cwd, 'rel', 'chat.db') })
+    expect(db('sqlite:///tmp/abs/chat.db')).toEqual({ dialect: 'sqlite', path: '/tmp/abs/chat.db' })
+    expect(db('sqlite::memory:')).toEqual({ dialect: 'sqlite', path: ':memory:' })
+    expect(db('  sqlite::memory:  ')).toEqual({ dialect: 'sqlite', path: ':memory:' })
+    expect(db('postgresql://chat:pw@db.internal:5432/chat?sslmode=require')).toEqual({
+      dialect: 'pg',
+      url: 'postgresql://chat:pw@db.internal:5432/chat?sslmode=require',
+    })
+    expect(db('postgres://127.0.0.1/chat')).toEqual({ dialect: 'pg', url: 'postgres://127.0.0.1/chat' })
+  })
+
+  test('a bad DATABASE_URL throws a ConfigError whose variable is DATABASE_URL', () => {
+    for (const url of ['bogus://x', 'mysql://localhost/chat', 'sqlite:', 'postgres://', 'http://example.com/db']) {
+      const error = failure(() => loadConfig({ DATABASE_URL: url, JWT_SECRET_KEY: 'k' }, scratch()))
+      expect(error).toBeInstanceOf(ConfigError)
+      expect((error as ConfigError).variable).toBe('DATABASE_URL')
+      expect((error as Error).message).toContain('DATABASE_URL')
+    }
+  })
+
+  test('production without JWT_SECRET_KEY, or with one under 32 bytes, names JWT_SECRET_KEY; 32 bytes of UTF-8 count', () => {
+    for (const env of [
+      { NODE_ENV: 'production' },
+      { FLASK_ENV: 'production' },
+      { NODE_ENV: 'Production', JWT_SECRET_KEY: '' },
+      { NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(31) },
+      { FLASK_ENV: 'production', JWT_SECRET_KEY: '   ' },
+    ]) {
+      const dir = scratch()
+      const error = failure(() => loadConfig({ DATABASE_URL: 'sqlite::memory:', ...env }, dir))
+      expect(error).toBeInstanceOf(ConfigError)
+      expect((error as ConfigError).variable).toBe('JWT_SECRET_KEY')
+      // Production never falls back to a generated secret.
+      expect(existsSync(join(dir, 'data', 'jwt-secret'))).toBe(false)
+    }
+    // 16 two-byte characters are 32 bytes.
+    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'é'.repeat(16) }, scratch()).jwtSecret).toBe('é'.repeat(16))
+  })
+
+  test('outside production the generated secret goes to DATA_DIR/jwt-secret (0600), is reused, and a given one wins', () => {
+    const cwd = scratch()
+    const dataDir = join(cwd, 'state', 'chat')
+    const first = loadConfig({ DATA_DIR: dataDir }, cwd)
+    const file = join(dataDir, 'jwt-secret')
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    expect(readFileSync(file, 'utf8').trim()).toBe(first.jwtSecret)
+    expect(Buffer.byteLength(first.jwtSecret)).toBeGreaterThanOrEqual(32)
+    expect(loadConfig({ DATA_DIR: dataDir }, cwd).jwtSecret).toBe(first.jwtSecret)
+    expect(existsSync(join(cwd, 'data'))).toBe(false)
+    // A relative DATA_DIR is relative to the working directory.
+    const relative = loadConfig({ DATA_DIR: 'state/chat' }, cwd)
+    expect(relative.dataDir).toBe(dataDir)
+    expect(relative.jwtSecret).toBe(first.jwtSecret)
+    // Another folder, another secret.
+    expect(loadConfig({ DATA_DIR: join(cwd, 'other') }, cwd).jwtSecret).not.toBe(first.jwtSecret)
+    // An explicit key is used as is and the file is left alone.
+    expect(loadConfig({ DATA_DIR: dataDir, JWT_SECRET_KEY: 'given' }, cwd).jwtSecret).toBe('given')
+    expect(readFileSync(file, 'utf8').trim()).toBe(first.jwtSecret)
+  })
+})
+
+describe('the entry point', () => {
+  test('DATABASE_URL=bogus://x: exits non-zero with one line naming the variable', async () => {
+    const cwd = scratch()
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', DATABASE_URL: 'bogus://x', DATA_DIR: join(cwd, 'data'), PORT: '0' }
+    const proc = Bun.spawn([join(import.meta.dir, '..', 'node_modules', '.bin', 'bun'), join(import.meta.dir, '..', 'src', 'index.ts')], {
+      cwd,
+      env,
+      stdout: 'pipe',
+      stderr: 'pipe',
+    })
+    const timer = setTimeout(() => proc.kill(), 10_000)
+    const code = await proc.exited
+    clearTimeout(timer)
+    const stderr = (await new Response(proc.stderr).text()).trim()
+    expect(code).not.toBe(0)
+    expect(stderr.split('\n')).toHaveLength(1)
+    expect(stderr).toContain('DATABASE_URL')
+    expect(stderr).not.toMatch(/\bat \/|\.ts:\d+/)
+    expect((await new Response(proc.stdout).text()).trim()).toBe('')
   })
 })

@@ -1,3 +1,4 @@
+import { expect } from 'bun:test'
 import { createApp, createCore, type Core } from '../../src/app'
 import { loadConfig, type Config } from '../../src/config'
 import { openDatabase, type Db } from '../../src/storage/database'
@@ -96,3 +97,25 @@ export async function createTestApp(dialect: Dialect, env: Record<string, string
     },
   }
 }
+
+/**
+ * Asserts a response is the contract's error: that status, exactly `{"error": {"code", "message", "details"?}}`
+ * as JSON (never HTML), a non-empty message, and when `field` is given, `details.field` naming it.
+ */
+export function expectContractError(res: Response, status: number, code: string, field?: string): void {
+  expect({ status: res.status, code: res.body?.error?.code }).toEqual({ status, code })
+  expect(res.headers.get('content-type') ?? '').toStartWith('application/json')
+  expect(Object.keys(res.body)).toEqual(['error'])
+  const keys = Object.keys(res.body.error)
+  expect(keys.filter((k) => k !== 'details').sort()).toEqual(['code', 'message'])
+  expect(keys.every((k) => ['code', 'message', 'details'].includes(k))).toBe(true)
+  expect(typeof res.body.error.message).toBe('string')
+  expect(res.body.error.message.length).toBeGreaterThan(0)
+  expect(res.body.error.message).not.toMatch(/<html|<!doctype/i)
+  if (res.body.error.details !== undefined) expect(typeof res.body.error.details).toBe('object')
+  if (field !== undefined) expect(res.body.error.details?.field).toBe(field)
+}
+
+/** The claims of a JWT, unverified (to craft tokens for the same session in tests). */
+export const claimsOf = (token: string): Record<string, unknown> =>
+  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString())
