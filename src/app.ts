@@ -61,8 +61,7 @@ export function createCore(config: Config, db: Db): Core {
 /** The HTTP application: buildable without listening, so tests can call `app.handle(request)`. */
 export function createApp(core: Core) {
   const { config } = core
-  // Responses are typed DTOs built field by field: checked against their schema, not cleaned again.
-  return new Elysia({ normalize: false })
+  return new Elysia()
     .use(edge(config.maxBodyBytes, core.metrics))
     .use(cors({ origin: config.corsOrigins === '*' ? true : config.corsOrigins }))
     .use(

@@ -32,7 +32,8 @@ export class Tokens {
       typ: claims.kind,
       // Unique per token, so two refreshes in the same second never produce the same string.
       jti: crypto.randomUUID(),
-      exp: Math.floor(Date.now() / 1000) + ttl,
+      // Rounded up: a token lives at least its TTL (JWT times are whole seconds).
+      exp: Math.ceil(Date.now() / 1000) + ttl,
     })
   }
 
