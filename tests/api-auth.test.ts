@@ -29,6 +29,12 @@ describe.each(dialects)('auth on %s', (dialect) => {
     expect(me.body).toEqual(res.body.user)
   })
 
+  test('fields the contract does not name are ignored, not rejected', async () => {
+    const res = await t.call('POST', '/auth/register', { body: { username: uniqueName('Extra'), password: 'password-1', email: 'x@example.org' } })
+    expect(res.status).toBe(201)
+    expect(res.body.user).not.toHaveProperty('email')
+  })
+
   test('usernames are unique case-insensitively: 409 username_taken', async () => {
     const username = uniqueName('Case')
     await t.register(username)
