@@ -130,12 +130,16 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     await t.db.tx(function* ({ db, t: tables }) {
       yield* exec(db.delete(tables.dialogs).where(eq(tables.dialogs.id, doomed.dialogId)))
     })
-    const [gone, fine] = await Promise.all([
+    const outcomes = await Promise.all([
+      t.core.writer.submit(send(kept.dialogId, kept.a.user.id, 'y1')),
       t.core.writer.submit(send(doomed.dialogId, doomed.a.user.id, 'x')),
-      t.core.writer.submit(send(kept.dialogId, kept.a.user.id, 'y')),
+      t.core.writer.submit(send(kept.dialogId, kept.b.user.id, 'y2')),
+      t.core.writer.submit(send(doomed.dialogId, doomed.b.user.id, 'x')),
+      t.core.writer.submit(send(kept.dialogId, kept.a.user.id, 'y1')),
     ])
-    expect(gone!.kind).toBe('missing')
-    expect(fine!.kind).toBe('created')
+    expect(outcomes.map((o) => o.kind)).toEqual(['created', 'missing', 'created', 'missing', 'duplicate'])
+    const placed = outcomes.map((o) => (o.kind === 'missing' ? undefined : [o.message.clientMsgId, o.message.seq]))
+    expect(placed).toEqual([['y1', 1], undefined, ['y2', 2], undefined, ['y1', 1]])
   })
 
   test('two writers on two connections (two nodes) sending to the same dialogs keep seq gapless', async () => {

@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, inArray, lt, lte, ne, sql, type SQL } from 'drizzle-orm'
-import { rows, type Routine, type Scope, type Tables } from '../storage/database'
+import { rows, type Db, type Routine, type Scope, type Tables } from '../storage/database'
 import { isStorableId } from '../shared/ids'
 import type { MessageRecord, Watermarks } from './model'
 
@@ -183,25 +183,10 @@ export type SendOutcome =
 const sendKey = (dialogId: number, senderId: number, clientMsgId: string) => `${dialogId}\u0000${senderId}\u0000${clientMsgId}`
 
 /**
- * A statement drizzle's builders cannot express (an INSERT … SELECT that leaves the identity column
- * out), run through the Postgres driver's execute(); this branch only ever runs on Postgres, whose
- * runner awaits the query.
- */
-const postgresExecute = <T>(db: Scope['db'], query: SQL) =>
-  (db as unknown as { execute(query: SQL): { all(): T[] } }).execute(query)
-
-/**
  * A message's time: now, but never before the dialog's last activity, so that within a dialog `created_at`
  * never decreases with `seq` even if the clock steps back (history by time relies on it).
  */
 const createdAtAfter = (lastActivityAt: Date, now: Date) => (lastActivityAt > now ? lastActivityAt : now)
-
-/** An optimistic batch met a (dialog, sender, client_msg_id) already in the table: commit it again, looking. */
-export class DuplicateFound extends Error {
-  constructor() {
-    super('a send of the batch is a duplicate')
-  }
-}
 
 interface Changes {
   changes: number
@@ -211,17 +196,41 @@ interface Changes {
 type Placed = { kind: 'missing' } | { kind: 'created'; message: MessageRecord } | { kind: 'duplicate'; message: MessageRecord }
 
 /**
- * Commits a batch of sends in the caller's transaction: locks each dialog row, resolves duplicates
- * (against the table and inside the batch) to the original, numbers the rest gaplessly per dialog,
- * inserts them and moves each dialog's activity. SQLite and Postgres differ only in how many
- * statements that takes (see `Scope.memo`). `optimistic` lets Postgres skip the duplicate lookup and throw
- * `DuplicateFound` (rolling the batch back) if the insert meets one; the caller then commits the batch again
- * without it. SQLite resolves duplicates as it inserts and ignores the flag.
+ * Commits a batch of sends: locks each dialog row, resolves duplicates (against the table and inside
+ * the batch) to the original, numbers the rest gaplessly per dialog, inserts them and moves each dialog's
+ * activity. Settles nothing before the commit. On Postgres the batch is first tried as one prepared
+ * statement that is its own transaction (one round trip, no BEGIN/COMMIT): it does not look for
+ * duplicates, and one in the table aborts it whole, so the batch then commits again the careful way.
  */
-export function* commitSends(scope: Scope, sends: SendInput[], now: Date, optimistic = false): Routine<SendOutcome[]> {
-  const { db, t } = scope
-  const placed = scope.memo ? placeOneByOne(scope, scope.memo, sends, now) : yield* placeAtOnce(scope, sends, now, optimistic)
+export async function commitBatch(db: Db, sends: SendInput[], now: Date): Promise<SendOutcome[]> {
+  if (db.dialect === 'pg') {
+    try {
+      return await db.read((s) => commitInOneStatement(s, sends, now))
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error
+    }
+  }
+  return db.tx((s) => commitSends(s, sends, now))
+}
 
+/** Postgres's unique_violation: the one-statement batch met a (dialog, sender, client_msg_id) already stored. */
+const isUniqueViolation = (error: unknown) => (error as { code?: unknown } | undefined)?.code === '23505'
+
+/**
+ * The careful way, in the caller's transaction. SQLite and Postgres differ only in how many statements
+ * that takes (see `Scope.memo`).
+ */
+function* commitSends(scope: Scope, sends: SendInput[], now: Date): Routine<SendOutcome[]> {
+  const placed = scope.memo ? placeOneByOne(scope, scope.memo, sends, now) : yield* placeLookingFirst(scope, sends, now)
+  return yield* withRecipientMarks(scope, placed)
+}
+
+function* commitInOneStatement(scope: Scope, sends: SendInput[], now: Date): Routine<SendOutcome[]> {
+  return yield* withRecipientMarks(scope, yield* placeInOneStatement(scope, sends, now))
+}
+
+/** A duplicate's outcome carries the recipient's watermarks, for the original's status in the reply. */
+function* withRecipientMarks({ db, t }: Scope, placed: Placed[]): Routine<SendOutcome[]> {
   const dupDialogs = [...new Set(placed.flatMap((p) => (p.kind === 'duplicate' ? [p.message.dialogId] : [])))]
   const marks = dupDialogs.length
     ? yield* rows(
@@ -242,7 +251,6 @@ export function* commitSends(scope: Scope, sends: SendInput[], now: Date, optimi
       : p,
   )
 }
-
 /**
  * SQLite: small cached statements, since they cost no round trip, called directly (they run
  * synchronously on the transaction's connection); BEGIN IMMEDIATE already holds the write lock. One insert per send: ON CONFLICT DO NOTHING can only fire on (dialog, sender,
@@ -327,21 +335,13 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
 }
 
 /**
- * Postgres: a fixed handful of statements per batch (lock, duplicate lookup, one multi-row insert, one
- * activity update), since every statement is a round trip. Duplicates are found before numbering, so
- * none takes a seq.
- */
-function* placeAtOnce(scope: Scope, sends: SendInput[], now: Date, optimistic: boolean): Routine<Placed[]> {
-  return optimistic ? yield* placeInOneStatement(scope, sends, now) : yield* placeLookingFirst(scope, sends, now)
-}
-
-/**
  * Postgres, optimistic: the whole batch in one statement, as the raw baseline's one insert — lock the
- * dialogs (in id order), number the rows per dialog after each dialog's last seq, insert them (ON
- * CONFLICT DO NOTHING), move the dialogs' activity. A skipped row (a duplicate) or a missing dialog
- * shows as fewer rows back: DuplicateFound, and the batch runs again the careful way.
+ * dialogs (in id order), number the rows per dialog after each dialog's last seq, insert them, move the
+ * dialogs' activity. No ON CONFLICT: a send already in the table is a unique violation that aborts the
+ * statement, and with it the batch, so no seq is taken and lost. A missing dialog's sends join no lock
+ * row and come back missing; the rest commit.
  */
-function* placeInOneStatement({ db, t }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
+function* placeInOneStatement({ t, execute }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
   // Repeats inside the batch resolve to their first occurrence here; the statement sees each key once.
   const firstOf = new Map<string, number>()
   const unique: SendInput[] = []
@@ -353,8 +353,7 @@ function* placeInOneStatement({ db, t }: Scope, sends: SendInput[], now: Date): 
   })
   const column = <T>(pick: (s: SendInput) => T) => sql.param(unique.map(pick))
   const inserted = yield* rows(
-    postgresExecute<{ id: number; dialog_id: number; seq: number; created_ms: number }>(
-      db,
+    execute!<{ id: number; dialog_id: number; seq: number; created_ms: number }>(
       sql`with locked as (
           select id, last_seq, last_activity_at from ${t.dialogs}
           where id = any(${sql.param([...new Set(unique.map((s) => s.dialogId))])}::int[]) order by id for update
@@ -369,7 +368,7 @@ function* placeInOneStatement({ db, t }: Scope, sends: SendInput[], now: Date): 
         ), inserted as (
           insert into ${t.messages} (dialog_id, seq, sender_id, client_msg_id, type, text, created_at)
           select dialog_id, seq, sender_id, client_msg_id, type, text, created_at from numbered order by ord
-          on conflict do nothing returning id, dialog_id, seq, created_at
+          returning id, dialog_id, seq, created_at
         ), moved as (
           update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = latest.created_at
           from (select dialog_id, max(seq) as seq, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
@@ -377,29 +376,36 @@ function* placeInOneStatement({ db, t }: Scope, sends: SendInput[], now: Date): 
         ) select id, dialog_id, seq, (extract(epoch from created_at) * 1000)::float8 as created_ms from inserted order by id`,
     ),
   )
-  if (inserted.length < unique.length) throw new DuplicateFound()
-  // Rows come back in insertion order (ids grow with it), which is the batch's order.
-  const records: MessageRecord[] = unique.map((send, i) => {
-    const row = inserted[i]!
+  // Rows come back in insertion order (ids grow with it), which is the batch's order less the sends of
+  // missing dialogs: a dialog is either locked, and all its sends inserted, or absent.
+  const present = new Set(inserted.map((row) => row.dialog_id))
+  let next = 0
+  const records = unique.map((send): MessageRecord | undefined => {
+    if (!present.has(send.dialogId)) return undefined
+    const row = inserted[next++]!
     if (row.dialog_id !== send.dialogId) throw new Error('inserted rows out of order')
     return { ...send, id: row.id, seq: row.seq, createdAt: new Date(row.created_ms) }
   })
   const seen = new Set<number>()
   return order.map((index): Placed => {
-    const message = records[index]!
+    const message = records[index]
+    if (!message) return { kind: 'missing' }
     if (seen.has(index)) return { kind: 'duplicate', message }
     seen.add(index)
     return { kind: 'created', message }
   })
 }
 
-/** Postgres, after an optimistic batch met a duplicate: lock, look the batch's keys up, then insert. */
-function* placeLookingFirst({ db, t }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
+/**
+ * Postgres, the careful way (after the one statement met a duplicate): a fixed handful of statements,
+ * since each is a round trip — lock, look the batch's keys up, then one multi-row insert and activity
+ * update. Duplicates are found before numbering, so none takes a seq.
+ */
+function* placeLookingFirst({ db, t, execute }: Scope, sends: SendInput[], now: Date): Routine<Placed[]> {
   // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
   // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
   const locked = yield* rows(
-    postgresExecute<{ id: number; last_seq: number; last_activity_ms: number }>(
-      db,
+    execute!<{ id: number; last_seq: number; last_activity_ms: number }>(
       // The time as epoch milliseconds: a number, whatever text format the driver would give a timestamp.
       sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)},
         (extract(epoch from ${sql.identifier(t.dialogs.lastActivityAt.name)}) * 1000)::float8 as last_activity_ms from ${t.dialogs}
@@ -450,8 +456,7 @@ function* placeLookingFirst({ db, t }: Scope, sends: SendInput[], now: Date): Ro
     const column = <T>(pick: (m: (typeof fresh)[number]) => T) => sql.param(fresh.map(pick))
     const into = [t.messages.dialogId, t.messages.seq, t.messages.senderId, t.messages.clientMsgId, t.messages.type, t.messages.text, t.messages.createdAt]
     const ids = yield* rows(
-      postgresExecute<{ id: number; dialog_id: number; seq: number }>(
-        db,
+      execute!<{ id: number; dialog_id: number; seq: number }>(
         sql`with inserted as (
           insert into ${t.messages} (${sql.join(
             into.map((c) => sql.identifier(c.name)),
@@ -459,7 +464,7 @@ function* placeLookingFirst({ db, t }: Scope, sends: SendInput[], now: Date): Ro
           )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.senderId)}::int[], ${column(
             (m) => m.clientMsgId,
           )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[])
-          on conflict do nothing returning id, dialog_id, seq, created_at
+          returning id, dialog_id, seq, created_at
         ), moved as (
           update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = latest.created_at
           from (select dialog_id, max(seq) as seq, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
@@ -467,9 +472,6 @@ function* placeLookingFirst({ db, t }: Scope, sends: SendInput[], now: Date): Ro
         ) select id, dialog_id, seq from inserted`,
       ),
     )
-    // A row skipped by ON CONFLICT is a duplicate the lookup did not see (or was skipped for): its seq
-    // would be a gap, so the batch must not commit.
-    if (ids.length < fresh.length) throw new DuplicateFound()
     const idOf = new Map(ids.map((r) => [`${r.dialog_id}:${r.seq}`, r.id]))
     for (const row of fresh) {
       const id = idOf.get(`${row.dialogId}:${row.seq}`)

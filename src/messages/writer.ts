@@ -1,6 +1,6 @@
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
-import { commitSends, DuplicateFound, type SendInput, type SendOutcome } from './store'
+import { commitBatch, type SendInput, type SendOutcome } from './store'
 
 interface Pending {
   send: SendInput
@@ -71,29 +71,18 @@ export class MessageWriter {
   }
 
   private async commit(batch: Pending[]): Promise<void> {
-    const sends = batch.map((p) => p.send)
     try {
-      // Optimistic first: duplicates are rare (a client retrying), and not looking for them saves a
-      // statement per batch on Postgres; if one turns up, the batch is rolled back and committed again, looking.
-      const outcomes = await this.write(sends, true).catch((error) => {
-        if (error instanceof DuplicateFound) return this.write(sends, false)
-        throw error
-      })
-      this.settle(batch, outcomes)
+      this.settle(batch, await commitBatch(this.db, batch.map((p) => p.send), new Date()))
     } catch {
       // One bad send must not sink its batch-mates: retry each alone, and fail only the ones that fail alone.
       for (const pending of batch) {
         try {
-          this.settle([pending], await this.write([pending.send], false))
+          this.settle([pending], await commitBatch(this.db, [pending.send], new Date()))
         } catch (error) {
           pending.reject(error)
         }
       }
     }
-  }
-
-  private write(sends: SendInput[], optimistic: boolean): Promise<SendOutcome[]> {
-    return this.db.tx((s) => commitSends(s, sends, new Date(), optimistic))
   }
 
   private settle(batch: Pending[], outcomes: SendOutcome[]): void {

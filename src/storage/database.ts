@@ -3,6 +3,8 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { drizzle as drizzleSqlite, type BunSQLiteDatabase } from 'drizzle-orm/bun-sqlite'
 import { migrate as migrateSqlite } from 'drizzle-orm/bun-sqlite/migrator'
+import type { SQL } from 'drizzle-orm'
+import { PgDialect } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
 import { migrate as migratePg } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
@@ -30,6 +32,12 @@ export interface Scope {
    * each statement is a round trip, they use few multi-row ones instead.
    */
   memo?: <T>(key: string, build: (db: QueryDb, t: Tables) => T) => T
+  /**
+   * Postgres only: a statement drizzle's builders cannot express (an INSERT … SELECT that leaves the
+   * identity column out, a CTE), for `rows()`. Outside a transaction it is prepared on its connection, so
+   * Postgres plans it once per connection rather than on every call (drizzle prepares only named queries).
+   */
+  execute?: <T>(query: SQL) => { all(): T[] }
 }
 
 /** A step of a storage routine: the runner executes the query and sends the rows back into the generator. */
@@ -128,11 +136,16 @@ async function openPg(url: string, max: number, migrationsFolder: string): Promi
   }
   // The pg builders and tables are typed as SQLite ones (see QueryDb); at run time they are awaited, not .all()'d.
   const t = pgSchema as unknown as Tables
-  const scope = (db: unknown): Scope => ({ db: db as QueryDb, t })
+  const dialect = new PgDialect()
+  const prepared = (query: SQL) => {
+    const { sql, params } = dialect.sqlToQuery(query)
+    return client.unsafe(sql, params as postgres.ParameterOrJSON<never>[], { prepare: true })
+  }
+  const scope = (db: unknown, execute: (query: SQL) => unknown): Scope => ({ db: db as QueryDb, t, execute: execute as Scope['execute'] })
   return {
     dialect: 'pg',
-    read: (routine) => drive(routine(scope(pg))),
-    tx: (routine) => pg.transaction((tx) => drive(routine(scope(tx)))),
+    read: (routine) => drive(routine(scope(pg, prepared))),
+    tx: (routine) => pg.transaction((tx) => drive(routine(scope(tx, (query) => tx.execute(query))))),
     ping: async () => {
       await client`select 1`
     },
