@@ -1,4 +1,5 @@
 import { createCore } from './app'
+import { Cluster } from './cluster/cluster'
 import { ConfigError, loadConfig } from './config'
 import { serve } from './server'
 import { openDatabase } from './storage/database'
@@ -16,9 +17,12 @@ const db = await openDatabase(config.database, {
   sqliteSynchronous: config.sqliteSynchronous,
   pgPoolMax: config.pgPoolMax,
 })
-const running = serve(createCore(config, db), { port: config.port, hostname: config.host })
+const core = createCore(config, db)
+if (config.cluster) core.hub.join(await Cluster.join(config.cluster, core.hub))
+const running = serve(core, { port: config.port, hostname: config.host, reusePort: config.reusePort })
 console.log(
-  `chat server on ${running.url} (${config.database.dialect}${config.database.dialect === 'sqlite' ? ` ${config.database.path}` : ''})`,
+  `chat server on ${running.url} (${config.database.dialect}${config.database.dialect === 'sqlite' ? ` ${config.database.path}` : ''}` +
+    `${config.cluster ? `, cluster channel ${config.cluster.channel}` : ''})`,
 )
 
 const stop = (signal: string) => {

@@ -15,12 +15,13 @@ export interface Running {
 }
 
 /** Serves the HTTP app and the WebSocket endpoints (/ws, /socket.io/) on one port. */
-export function serve(core: Core, options: { port: number; hostname: string }): Running {
+export function serve(core: Core, options: { port: number; hostname: string; reusePort?: boolean }): Running {
   const app = createApp(core)
   const realtime = createRealtime(core)
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,
+    reusePort: options.reusePort ?? false,
     // The app answers oversize bodies with the contract's 413; this is only the backstop for abuse.
     maxRequestBodySize: core.config.maxBodyBytes * 4,
     fetch(request, server) {
@@ -46,6 +47,7 @@ export function serve(core: Core, options: { port: number; hostname: string }): 
         await realtime.quiesce()
         await core.writer.drain()
         await core.hub.closeAll(CLOSE_GOING_AWAY, 'server shutting down')
+        await core.hub.leave()
         await Promise.race([closed, Bun.sleep(CLOSE_GRACE_MS)])
         await server.stop(true)
         await core.writer.drain()

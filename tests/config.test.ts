@@ -90,6 +90,28 @@ describe('configuration', () => {
     expect(custom.sqliteSynchronous).toBe('NORMAL')
     expect(custom.corsOrigins).toEqual(['https://a.example', 'https://b.example'])
   })
+
+  test('REDIS_URL turns clustering on (channel and heartbeat default); a malformed one or a bad REUSE_PORT fails fast', () => {
+    const base = { JWT_SECRET_KEY: 'x' }
+    expect(loadConfig(base, scratch()).cluster).toBeUndefined()
+    expect(loadConfig({ ...base, REDIS_URL: 'redis://127.0.0.1:6379' }, scratch()).cluster).toEqual({
+      redisUrl: 'redis://127.0.0.1:6379',
+      channel: 'chat:cluster',
+      heartbeatMs: 2000,
+    })
+    const custom = loadConfig({ ...base, REDIS_URL: 'rediss://:pw@cache:6380/2', REDIS_CHANNEL: 'team-a', CLUSTER_HEARTBEAT_MS: '500', REUSE_PORT: 'true' }, scratch())
+    expect(custom.cluster).toEqual({ redisUrl: 'rediss://:pw@cache:6380/2', channel: 'team-a', heartbeatMs: 500 })
+    expect(custom.reusePort).toBe(true)
+    for (const [name, value] of [
+      ['REDIS_URL', 'localhost:6379'],
+      ['REDIS_URL', 'http://cache'],
+      ['CLUSTER_HEARTBEAT_MS', '10'],
+      ['REUSE_PORT', 'maybe'],
+    ]) {
+      const env = { ...base, REDIS_URL: 'redis://cache', [name!]: value }
+      expect((failure(() => loadConfig(env, scratch())) as Error).message).toStartWith(`${name}: `)
+    }
+  })
 })
 
 describe('configuration: more forms and the data folder', () => {

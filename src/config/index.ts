@@ -21,7 +21,13 @@ export interface Config {
   argon2TimeCost: number
   refreshTtlSeconds: number
   corsOrigins: string[] | '*'
-  redisUrl: string | undefined
+  /**
+   * Several nodes as one service, over Redis pub/sub on `channel`: set when REDIS_URL is. A node says it
+   * is alive every `heartbeatMs`; one silent for three of these is gone.
+   */
+  cluster: { redisUrl: string; channel: string; heartbeatMs: number } | undefined
+  /** SO_REUSEPORT: several nodes on one machine share the listening port (the kernel spreads connections). */
+  reusePort: boolean
   dataDir: string
   maxBodyBytes: number
   /** Login/register/refresh attempts per client address: bucket size and refill per second. */
@@ -69,7 +75,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     accessTtlSeconds: int(env, 'ACCESS_TOKEN_TTL_SECONDS', 15 * 60, 1, 365 * 86400),
     refreshTtlSeconds: int(env, 'REFRESH_TOKEN_TTL_SECONDS', 30 * 86400, 1, 3650 * 86400),
     corsOrigins: parseOrigins(env.CORS_ORIGINS),
-    redisUrl: env.REDIS_URL?.trim() || undefined,
+    cluster: parseCluster(env),
+    reusePort: bool(env, 'REUSE_PORT', false),
     dataDir,
     maxBodyBytes: int(env, 'MAX_BODY_BYTES', 64 * 1024, 1024, 64 * 1024 * 1024),
     authRateBurst: int(env, 'AUTH_RATE_BURST', 20, 1, 1e12),
@@ -149,6 +156,23 @@ function parseSynchronous(value: string | undefined): 'FULL' | 'NORMAL' {
 function parseOrigins(value: string | undefined): string[] | '*' {
   const list = (value ?? '*').split(',').map((s) => s.trim()).filter(Boolean)
   return list.length === 0 || list.includes('*') ? '*' : list
+}
+
+function parseCluster(env: Env): Config['cluster'] {
+  const url = env.REDIS_URL?.trim()
+  if (!url) return undefined
+  if (!/^(redis|rediss|valkey|valkeys):\/\/\S*$/i.test(url) || !URL.canParse(url))
+    throw new ConfigError('REDIS_URL', `expected redis://host:port or rediss://…, got "${redact(url)}"`)
+  const channel = env.REDIS_CHANNEL?.trim() || 'chat:cluster'
+  return { redisUrl: url, channel, heartbeatMs: int(env, 'CLUSTER_HEARTBEAT_MS', 2000, 50, 60_000) }
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase()
+  if (!raw) return fallback
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false
+  throw new ConfigError(name, `expected true or false, got "${env[name]}"`)
 }
 
 function num(env: Env, name: string, fallback: number, min: number, max: number): number {

@@ -1,4 +1,5 @@
 import type { Server } from 'bun'
+import type { Cluster, ClusterPeer } from '../cluster/cluster'
 import type { DialogDto } from '../dialogs/model'
 import { dialogIdsOf, peerIdsOf } from '../dialogs/store'
 import type { MessageDto, StatusEvent } from '../messages/model'
@@ -20,15 +21,16 @@ interface UserEntry {
 }
 
 /**
- * All publishing goes through here, on topics `dialog:<id>` and `user:<id>`, so that a cluster can later
- * put a broker under these few methods without touching the protocol code. Each event is encoded once
- * per publish. Before `attach` (an app without a listening server) publishing does nothing.
+ * All publishing goes through here, on topics `dialog:<id>` and `user:<id>`; in a cluster each publish is
+ * also forwarded to the other nodes, which publish it to their own subscribers (see `Cluster`). Each
+ * event is encoded once per publish. Before `attach` (an app without a listening server) publishing does nothing.
  *
  * After each publish the recipients' send buffers are checked: a connection past `slowBytes` is closed
  * with 1013 rather than buffering without bound (Bun's own backpressure close is abrupt: 1006).
  */
-export class Hub implements RealtimePort {
+export class Hub implements RealtimePort, ClusterPeer {
   private server: Server<ConnectionData> | undefined
+  private cluster: Cluster | undefined
   private readonly users = new Map<number, UserEntry>()
   /** dialog id → users with live connections subscribed to it: whose buffers a publish may have grown. */
   private readonly listeners = new Map<number, Set<number>>()
@@ -45,8 +47,18 @@ export class Hub implements RealtimePort {
     this.server = server
   }
 
+  join(cluster: Cluster): void {
+    this.cluster = cluster
+  }
+
+  /** Leaves the cluster, if any (after closeAll: the other nodes then tell this node's users' peers). */
+  async leave(): Promise<void> {
+    await this.cluster?.leave()
+    this.cluster = undefined
+  }
+
   isOnline(userId: number): boolean {
-    return (this.users.get(userId)?.sockets.size ?? 0) > 0
+    return this.isOnlineHere(userId) || (this.cluster?.isOnlineElsewhere(userId) ?? false)
   }
 
   messageNew(message: MessageDto, origin?: Origin): void {
@@ -62,6 +74,7 @@ export class Hub implements RealtimePort {
     for (const { userId, dialog } of views) {
       const entry = this.users.get(userId)
       if (entry) this.follow(entry, userId, [dialogId], [dialog.peer.id])
+      this.cluster?.follow(userId, dialogId, dialog.peer.id)
     }
     for (const { userId, dialog } of views) this.toUser(userId, dialogNewFrame(dialog))
   }
@@ -90,6 +103,10 @@ export class Hub implements RealtimePort {
       first ? this.db.tx((s) => setLastSeen(s, [userId], now)) : undefined,
     ])
     if (!entry.sockets.has(ws)) return false
+    const elsewhere = first && (this.cluster?.isOnlineElsewhere(userId) ?? false)
+    // Announced before the greeting, so a client that sees auth:ok and closes its device on another node
+    // is not reported offline there (see Cluster.offline).
+    if (first) this.cluster?.online(userId)
     // The greeting goes out before any subscription, in the same tick, so it is the first frame the
     // client sees. What was published before it was committed before it: a client catches up after
     // the greeting (GET /dialogs, ?after_id=) and misses nothing.
@@ -97,7 +114,7 @@ export class Hub implements RealtimePort {
     ws.subscribe(userTopic(userId))
     // Every live connection of the user follows the same dialogs (subscribing twice is harmless).
     this.follow(entry, userId, links.dialogs, links.peers)
-    if (first) this.toPeers(entry, presenceFrame(userId, true, now))
+    if (first && !elsewhere) this.toPeers(entry, presenceFrame(userId, true, now))
     return true
   }
 
@@ -122,7 +139,11 @@ export class Hub implements RealtimePort {
             listening?.delete(userId)
             if (listening?.size === 0) this.listeners.delete(dialogId)
           }
-          this.toPeers(entry, presenceFrame(userId, false, at))
+          const tell = () => {
+            if (!this.isOnline(userId)) this.toPeers(entry, presenceFrame(userId, false, at))
+          }
+          if (this.cluster) this.cluster.offline(userId, tell)
+          else tell()
         }),
     )
   }
@@ -164,17 +185,72 @@ export class Hub implements RealtimePort {
   /** Everyone on the dialog; with an origin connection (still open), everyone but it (Bun's ws.publish skips the sender). */
   private toDialog(dialogId: number, frame: string, origin: Origin | undefined): void {
     if (!this.server) return
+    const topic = dialogTopic(dialogId)
     const from = origin as Socket | undefined
-    if (from && from.readyState === 1 && from.data?.userId !== undefined) from.publish(dialogTopic(dialogId), frame)
-    else this.server.publish(dialogTopic(dialogId), frame)
-    const listening = this.listeners.get(dialogId)
-    if (listening) for (const userId of listening) this.guardUser(userId)
+    if (from && from.readyState === 1 && from.data?.userId !== undefined) from.publish(topic, frame)
+    else this.server.publish(topic, frame)
+    this.guardDialog(dialogId)
+    this.cluster?.forward(topic, frame)
   }
 
   private toUser(userId: number, frame: string): void {
     if (!this.server) return
     this.server.publish(userTopic(userId), frame)
     this.guardUser(userId)
+    this.cluster?.forward(userTopic(userId), frame)
+  }
+
+  /** Another node's publish, for this node's subscribers only. */
+  deliver(topic: string, frame: string): void {
+    if (!this.server) return
+    this.server.publish(topic, frame)
+    const id = Number(topic.slice(topic.indexOf(':') + 1))
+    if (topic.startsWith('dialog:')) this.guardDialog(id)
+    else this.guardUser(id)
+  }
+
+  followRemote(userId: number, dialogId: number, peerId: number): void {
+    const entry = this.users.get(userId)
+    if (entry) this.follow(entry, userId, [dialogId], [peerId])
+  }
+
+  localUsers(): number[] {
+    return [...this.users].filter(([, entry]) => entry.sockets.size > 0).map(([id]) => id)
+  }
+
+  /**
+   * Users whose node went away while they were online only there: each node tells the peers connected to
+   * it (from the database, since only the lost node knew whom to tell), so every peer hears it once.
+   */
+  lost(userIds: number[]): void {
+    const gone = userIds.filter((id) => !this.isOnlineHere(id))
+    if (gone.length === 0 || this.stopping) return
+    const at = new Date()
+    this.track(
+      this.db
+        .tx(function* (s) {
+          yield* setLastSeen(s, gone, at)
+          const peers: [number, number[]][] = []
+          for (const userId of gone) peers.push([userId, yield* peerIdsOf(s, userId)])
+          return peers
+        })
+        .then((peers) => {
+          for (const [userId, peerIds] of peers) {
+            const frame = presenceFrame(userId, false, at)
+            for (const peerId of peerIds) this.deliver(userTopic(peerId), frame)
+          }
+        })
+        .catch((error) => console.error('telling peers of lost users failed:', error)),
+    )
+  }
+
+  private isOnlineHere(userId: number): boolean {
+    return (this.users.get(userId)?.sockets.size ?? 0) > 0
+  }
+
+  private guardDialog(dialogId: number): void {
+    const listening = this.listeners.get(dialogId)
+    if (listening) for (const userId of listening) this.guardUser(userId)
   }
 
   private toPeers(entry: UserEntry, frame: string): void {

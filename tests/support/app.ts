@@ -2,7 +2,7 @@ import { expect } from 'bun:test'
 import { createApp, createCore, type Core } from '../../src/app'
 import { loadConfig, type Config } from '../../src/config'
 import { openDatabase, type Db } from '../../src/storage/database'
-import { freshDatabase, type Dialect } from './databases'
+import { freshDatabase, type Dialect, type FreshDatabase } from './databases'
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-for-production-use'
 
@@ -45,8 +45,9 @@ export interface TestApp {
 let counter = 0
 export const uniqueName = (prefix = 'user') => `${prefix}${process.pid % 1000}_${++counter}_${Math.random().toString(36).slice(2, 6)}`
 
-export async function createTestApp(dialect: Dialect, env: Record<string, string> = {}): Promise<TestApp> {
-  const fresh = await freshDatabase(dialect)
+/** `shared`: a database other apps use too (several nodes of one cluster); then closing does not drop it. */
+export async function createTestApp(dialect: Dialect, env: Record<string, string> = {}, shared?: FreshDatabase): Promise<TestApp> {
+  const fresh = shared ?? (await freshDatabase(dialect))
   const config = testConfig(env)
   const db = await openDatabase(fresh.target, { sqliteSynchronous: config.sqliteSynchronous })
   const core = createCore({ ...config, database: fresh.target }, db)
@@ -93,7 +94,7 @@ export async function createTestApp(dialect: Dialect, env: Record<string, string
     close: async () => {
       await core.writer.drain()
       await db.close()
-      await fresh.drop()
+      if (!shared) await fresh.drop()
     },
   }
 }

@@ -1,6 +1,7 @@
+import { Cluster } from '../../src/cluster/cluster'
 import { serve, type Running } from '../../src/server'
 import { createTestApp, type Session, type TestApp } from './app'
-import type { Dialect } from './databases'
+import type { Dialect, FreshDatabase } from './databases'
 
 /** A fresh app on a real listening port: REST in-process through `t.call`, WebSockets over TCP. */
 export interface LiveServer {
@@ -11,8 +12,10 @@ export interface LiveServer {
   close(): Promise<void>
 }
 
-export async function startLive(dialect: Dialect, env: Record<string, string> = {}): Promise<LiveServer> {
-  const t = await createTestApp(dialect, env)
+/** With REDIS_URL in `env`, a node of a cluster (then usually on a `shared` database). */
+export async function startLive(dialect: Dialect, env: Record<string, string> = {}, shared?: FreshDatabase): Promise<LiveServer> {
+  const t = await createTestApp(dialect, env, shared)
+  if (t.core.config.cluster) t.core.hub.join(await Cluster.join(t.core.config.cluster, t.core.hub))
   const running = serve(t.core, { port: 0, hostname: '127.0.0.1' })
   let closed = false
   return {
@@ -23,6 +26,7 @@ export async function startLive(dialect: Dialect, env: Record<string, string> = 
       if (closed) return
       closed = true
       await running.server.stop(true)
+      await t.core.hub.leave()
       await t.close()
     },
   }

@@ -1,0 +1,189 @@
+import { RedisClient } from 'bun'
+import { randomBytes } from 'node:crypto'
+import type { Config } from '../config'
+
+/** What a node does with what the other nodes tell it (the realtime hub implements it). */
+export interface ClusterPeer {
+  /** A frame published on another node, for this node's subscribers of `topic`. */
+  deliver(topic: string, frame: string): void
+  /** A dialog created on another node: this node's connections of `userId` follow it. */
+  followRemote(userId: number, dialogId: number, peerId: number): void
+  /** Users who were online only on a node that stopped or fell silent. */
+  lost(userIds: number[]): void
+  /** Users with live connections on this node (announced to a node that just joined). */
+  localUsers(): number[]
+}
+
+export type ClusterOptions = NonNullable<Config['cluster']>
+
+interface Node {
+  lastHeard: number
+  /** Its heartbeat interval, as it says in its hello and beats (ours until it has said). */
+  heartbeatMs: number
+  users: Set<number>
+}
+
+// One Redis channel; each message is `<kind><node>\n<payload>`. Frames travel as they were encoded for
+// the sockets (no second JSON layer), and one publisher connection keeps a node's messages in order.
+const TOPIC = 'T'
+const FOLLOW = 'F'
+const UP = 'U'
+const DOWN = 'D'
+const HELLO = 'H'
+const BEAT = 'B'
+const BYE = 'X'
+
+/**
+ * Joins several nodes into one chat service over Redis pub/sub. Each node keeps its own sockets and
+ * topics; what one node publishes on a topic is forwarded to the others, which publish it to their own
+ * subscribers. Presence is kept per node: which users each other node has, learned from its
+ * announcements (and from everyone at once when a node joins), forgotten when the node says goodbye or
+ * misses three heartbeats.
+ */
+export class Cluster {
+  readonly node = randomBytes(6).toString('hex')
+  private readonly nodes = new Map<string, Node>()
+  private readonly heartbeat: ReturnType<typeof setInterval>
+  /** Users whose last connection here closed, until our own DOWN comes back through the channel. */
+  private readonly leaving = new Map<number, () => void>()
+
+  private constructor(
+    private readonly pub: RedisClient,
+    private readonly sub: RedisClient,
+    private readonly options: ClusterOptions,
+    private readonly peer: ClusterPeer,
+  ) {
+    this.heartbeat = setInterval(() => {
+      this.send(BEAT, String(options.heartbeatMs))
+      this.sweep(Date.now())
+    }, options.heartbeatMs)
+    this.heartbeat.unref()
+  }
+
+  static async join(options: ClusterOptions, peer: ClusterPeer): Promise<Cluster> {
+    const pub = new RedisClient(options.redisUrl)
+    await pub.connect()
+    const sub = await pub.duplicate()
+    const cluster = new Cluster(pub, sub, options, peer)
+    await sub.subscribe(options.channel, (message) => cluster.receive(message))
+    cluster.send(HELLO, String(options.heartbeatMs))
+    return cluster
+  }
+
+  /** True when some other node has a live connection of the user. */
+  isOnlineElsewhere(userId: number): boolean {
+    for (const node of this.nodes.values()) if (node.users.has(userId)) return true
+    return false
+  }
+
+  forward(topic: string, frame: string): void {
+    if (this.nodes.size > 0) this.send(TOPIC, `${topic}\n${frame}`)
+  }
+
+  follow(userId: number, dialogId: number, peerId: number): void {
+    if (this.nodes.size > 0) this.send(FOLLOW, `${userId},${dialogId},${peerId}`)
+  }
+
+  /** The user's first connection on this node opened. */
+  online(userId: number): void {
+    this.send(UP, String(userId))
+  }
+
+  /**
+   * The user's last connection on this node closed. `settled` runs once our DOWN has come back through
+   * the channel: Redis delivers a channel's messages in one order to everyone, so by then every UP
+   * another node published before it has arrived here too, and `isOnlineElsewhere` can be trusted
+   * (a device that moved to another node a moment ago is not reported offline).
+   */
+  offline(userId: number, settled: () => void): void {
+    this.leaving.set(userId, settled)
+    void this.send(DOWN, String(userId)).then((sent) => {
+      if (!sent) this.settle(userId)
+    })
+  }
+
+  /** Says goodbye (the others let this node's users go at once) and disconnects. */
+  async leave(): Promise<void> {
+    clearInterval(this.heartbeat)
+    await this.send(BYE, '')
+    this.sub.close()
+    this.pub.close()
+  }
+
+  /** Resolves false when Redis could not take it. */
+  private send(kind: string, payload: string): Promise<boolean> {
+    return this.pub.publish(this.options.channel, `${kind}${this.node}\n${payload}`).then(
+      () => true,
+      (error) => {
+        console.error('cluster: publishing to Redis failed:', error)
+        return false
+      },
+    )
+  }
+
+  private settle(userId: number): void {
+    const settled = this.leaving.get(userId)
+    this.leaving.delete(userId)
+    settled?.()
+  }
+
+  private receive(message: string): void {
+    const newline = message.indexOf('\n')
+    const kind = message[0]
+    const from = message.slice(1, newline)
+    const payload = message.slice(newline + 1)
+    if (from === this.node) {
+      if (kind === DOWN) this.settle(Number(payload))
+      return
+    }
+    let node = this.nodes.get(from)
+    if (!node) {
+      this.nodes.set(from, (node = { lastHeard: 0, heartbeatMs: this.options.heartbeatMs, users: new Set() }))
+      // A node met for the first time other than by its hello (we joined after its hello, or had let it
+      // go while it was only slow): ask everyone to announce their users again.
+      if (kind !== HELLO && kind !== BYE) this.send(HELLO, String(this.options.heartbeatMs))
+    }
+    node.lastHeard = Date.now()
+    switch (kind) {
+      case TOPIC: {
+        const split = payload.indexOf('\n')
+        this.peer.deliver(payload.slice(0, split), payload.slice(split + 1))
+        break
+      }
+      case FOLLOW: {
+        const [userId, dialogId, peerId] = payload.split(',').map(Number)
+        this.peer.followRemote(userId!, dialogId!, peerId!)
+        break
+      }
+      case UP:
+        for (const id of payload.split(',')) if (id) node.users.add(Number(id))
+        break
+      case DOWN:
+        node.users.delete(Number(payload))
+        break
+      case HELLO:
+        node.heartbeatMs = Number(payload)
+        // Answered even when empty: it is how the new node learns this one exists.
+        this.send(UP, this.peer.localUsers().join(','))
+        break
+      case BEAT:
+        node.heartbeatMs = Number(payload)
+        break
+      case BYE:
+        this.forget(from)
+        break
+    }
+  }
+
+  private sweep(now: number): void {
+    for (const [id, node] of this.nodes) if (now - node.lastHeard > 3 * node.heartbeatMs) this.forget(id)
+  }
+
+  private forget(id: string): void {
+    const node = this.nodes.get(id)
+    if (!node) return
+    this.nodes.delete(id)
+    const lost = [...node.users].filter((userId) => !this.isOnlineElsewhere(userId))
+    if (lost.length > 0) this.peer.lost(lost)
+  }
+}

@@ -1,0 +1,157 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { Session } from './support/app'
+import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
+import { clusterEnv, redisAvailable } from './support/redis'
+import { startServer } from './support/server-process'
+import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
+
+/** Two nodes on one database, joined over Redis: each client talks to the node it connected to. */
+describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (dialect) => {
+  const channel = `chat-test:${process.pid}:${dialect}:${Math.random().toString(36).slice(2)}`
+  let database: FreshDatabase
+  let a: LiveServer
+  let b: LiveServer
+  beforeAll(async () => {
+    database = await freshDatabase(dialect)
+    a = await startLive(dialect, clusterEnv(channel), database)
+    b = await startLive(dialect, clusterEnv(channel), database)
+  })
+  afterAll(async () => {
+    await a.close()
+    await b.close()
+    await database.drop()
+  })
+
+  const on = (node: LiveServer, session: Session) => Client.login(node.base, session)
+  const peerOf = async (node: LiveServer, session: Session) =>
+    (await node.t.call('GET', '/dialogs', { token: session.access_token })).body.dialogs[0].peer
+  const peerOnline = async (node: LiveServer, session: Session) => (await peerOf(node, session)).online
+
+  test('a dialog opened on one node reaches the peer on the other, and then its messages, receipts and typing do', async () => {
+    const alice = await a.t.register()
+    const bob = await b.t.register()
+    const [alice1, alice2, bob1] = await Promise.all([on(a, alice), on(b, alice), on(b, bob)])
+
+    const opened = await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    expect(opened.status).toBe(201)
+    const dialogId = opened.body.id
+    expect((await bob1.next('dialog:new')).dialog).toMatchObject({ id: dialogId, peer: { id: alice.user.id } })
+    expect((await alice2.next('dialog:new')).dialog).toMatchObject({ id: dialogId, peer: { id: bob.user.id } })
+
+    // Sent on node A: the ack to the sender there; message:new to the peer and the sender's other device on B.
+    alice1.send(sendFrame(dialogId, 'x-1', 'across'))
+    const ack = await alice1.next('message:ack')
+    expect(ack.message).toMatchObject({ dialog_id: dialogId, seq: 1, text: 'across' })
+    expect(await bob1.next('message:new')).toEqual({ type: 'message:new', message: ack.message })
+    expect(await alice2.next('message:new')).toEqual({ type: 'message:new', message: ack.message })
+    expect((await alice1.drain()).filter((f) => f.type === 'message:new')).toEqual([])
+
+    // Sent on node B, answered the other way.
+    bob1.send(sendFrame(dialogId, 'y-1', 'back'))
+    const reply = await bob1.next('message:ack')
+    expect(reply.message.seq).toBe(2)
+    expect((await alice1.next('message:new')).message).toEqual(reply.message)
+
+    bob1.send({ type: 'message:read', dialog_id: dialogId, last_read_message_id: ack.message.id })
+    expect(await alice1.next('message:status')).toMatchObject({ dialog_id: dialogId, message_id: ack.message.id, status: 'read' })
+
+    bob1.send({ type: 'typing', dialog_id: dialogId, state: 'start' })
+    expect(await alice1.next('typing')).toEqual({ type: 'typing', dialog_id: dialogId, user_id: bob.user.id, state: 'start' })
+    await Promise.all([alice1.close(), alice2.close(), bob1.close()])
+  })
+
+  test('presence counts connections on every node: online with the first anywhere, offline with the last', async () => {
+    const alice = await a.t.register()
+    const bob = await b.t.register()
+    await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(a, alice)
+
+    const bobOnB = await on(b, bob)
+    expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
+    expect(await peerOnline(a, alice)).toBe(true)
+
+    // A second device on the other node, then the first closes: still online, nobody is told otherwise.
+    const bobOnA = await on(a, bob)
+    await bobOnB.close()
+    await Bun.sleep(200)
+    expect(await peerOnline(a, alice)).toBe(true)
+    expect((await watcher.drain({ presence: true })).filter((f) => f.online === false)).toEqual([])
+
+    await bobOnA.close()
+    expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: false })
+    expect(await peerOnline(a, alice)).toBe(false)
+    expect(await peerOnline(b, alice)).toBe(false)
+    await watcher.close()
+  })
+
+  test('a node killed with SIGKILL: after three missed heartbeats the others tell its users\' peers they are offline', async () => {
+    const alice = await a.t.register()
+    const bob = await a.t.register()
+    await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(a, alice)
+
+    const node = await startServer(database.target, clusterEnv(channel))
+    const bobThere = await Client.login(`ws://${node.base}`, bob)
+    expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
+    expect(await peerOnline(b, alice)).toBe(true)
+
+    node.proc.kill('SIGKILL')
+    await node.exited
+    const offline = await watcher.next('presence', 5_000)
+    expect(offline).toMatchObject({ user_id: bob.user.id, online: false })
+    expect(await peerOf(a, alice)).toMatchObject({ online: false, last_seen_at: offline.last_seen_at })
+    await Promise.all([watcher.close(), bobThere.closed])
+  })
+
+  test('a node stopped with SIGTERM says goodbye: its users\' peers hear at once, not after the heartbeats', async () => {
+    const alice = await a.t.register()
+    const bob = await a.t.register()
+    await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(a, alice)
+    // Heartbeats of a minute: only the goodbye can explain a quick offline.
+    const node = await startServer(database.target, clusterEnv(channel, 60_000))
+    const bobThere = await Client.login(`ws://${node.base}`, bob)
+    expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
+
+    node.proc.kill('SIGTERM')
+    expect(await node.exited).toBe(0)
+    expect(await watcher.next('presence', 2_000)).toMatchObject({ user_id: bob.user.id, online: false })
+    await Promise.all([watcher.close(), bobThere.closed])
+  })
+})
+
+describe.skipIf(!redisAvailable)('two processes sharing one port (REUSE_PORT)', () => {
+  test('both start on the same port, and every pair talks whichever node the kernel gave each connection', async () => {
+    const database = await freshDatabase('sqlite')
+    const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+    const port = String(probe.port)
+    probe.stop(true)
+    const env = { ...clusterEnv(`chat-test:reuse:${process.pid}:${Math.random()}`), PORT: port, REUSE_PORT: 'true' }
+    const nodes = [await startServer(database.target, env), await startServer(database.target, env)]
+    try {
+      expect(nodes.map((n) => n.base)).toEqual([`127.0.0.1:${port}`, `127.0.0.1:${port}`])
+      const base = `127.0.0.1:${port}`
+      const register = async (name: string) =>
+        (await fetch(`http://${base}/auth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: name, password: 'correct horse battery' }) })).json() as Promise<Session>
+      for (let i = 0; i < 8; i++) {
+        const [alice, bob] = await Promise.all([register(`reuse_a${i}_${process.pid}`), register(`reuse_b${i}_${process.pid}`)])
+        const [aliceWs, bobWs] = await Promise.all([Client.login(`ws://${base}`, alice), Client.login(`ws://${base}`, bob)])
+        const opened = await fetch(`http://${base}/dialogs`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${alice.access_token}` },
+          body: JSON.stringify({ peer_user_id: bob.user.id }),
+        })
+        const { id: dialogId } = (await opened.json()) as { id: number }
+        await bobWs.next('dialog:new')
+        aliceWs.send(sendFrame(dialogId, 'hi'))
+        const ack = await aliceWs.next('message:ack')
+        expect(await bobWs.next('message:new')).toEqual({ type: 'message:new', message: ack.message })
+        await Promise.all([aliceWs.close(), bobWs.close()])
+      }
+    } finally {
+      for (const node of nodes) node.proc.kill('SIGTERM')
+      await Promise.all(nodes.map((n) => n.exited))
+      await database.drop()
+    }
+  })
+})
