@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { Session } from './support/app'
 import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
-import { clusterEnv, redisAvailable } from './support/redis'
+import { RedisClient } from 'bun'
+import { clusterEnv, REDIS_URL, redisAvailable } from './support/redis'
 import { startServer } from './support/server-process'
 import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
 
@@ -82,6 +83,34 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
     expect(await peerOnline(a, alice)).toBe(false)
     expect(await peerOnline(b, alice)).toBe(false)
     await watcher.close()
+  })
+
+  test('when Redis drops the nodes\' subscriptions, they subscribe again and messages cross once more', async () => {
+    const alice = await a.t.register()
+    const bob = await b.t.register()
+    const { body: opened } = await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const [aliceWs, bobWs] = await Promise.all([on(a, alice), on(b, bob)])
+    const admin = new RedisClient(REDIS_URL)
+    await admin.send('CLIENT', ['KILL', 'TYPE', 'pubsub'])
+    admin.close()
+    // Until the subscription is back, what is said is lost (clients catch up with after_id): keep sending.
+    let n = 0
+    let received: Record<string, any> | undefined
+    const deadline = Date.now() + 8_000
+    while (!received && Date.now() < deadline) {
+      aliceWs.send(sendFrame(opened.id, `again-${n++}`))
+      await aliceWs.next('message:ack')
+      received = await bobWs.next('message:new', 250).catch(() => undefined)
+    }
+    expect(received?.message.dialog_id).toBe(opened.id)
+    // Subscribed once again, not twice: each message arrives once.
+    aliceWs.send(sendFrame(opened.id, 'once'))
+    aliceWs.send(sendFrame(opened.id, 'last'))
+    const texts: string[] = []
+    while (texts.at(-1) !== 'text of last') texts.push((await bobWs.next('message:new')).message.text)
+    expect(texts.filter((t) => t === 'text of once')).toHaveLength(1)
+    expect(await peerOnline(a, alice)).toBe(true)
+    await Promise.all([aliceWs.close(), bobWs.close()])
   })
 
   test('a node killed with SIGKILL: after three missed heartbeats the others tell its users\' peers they are offline', async () => {

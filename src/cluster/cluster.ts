@@ -65,7 +65,21 @@ export class Cluster {
     await pub.connect()
     const sub = await pub.duplicate()
     const cluster = new Cluster(pub, sub, options, peer)
-    await sub.subscribe(options.channel, (message) => cluster.receive(message))
+    const listener = (message: string) => cluster.receive(message)
+    await sub.subscribe(options.channel, listener)
+    // Bun reconnects a dropped connection and keeps its listeners, but not the subscription on the
+    // server: subscribe again (once: the old listener goes first), and since what was said meanwhile is
+    // lost, ask every node to announce its users again.
+    sub.onconnect = () => {
+      sub
+        .unsubscribe(options.channel, listener)
+        .catch(() => {})
+        .then(() => sub.subscribe(options.channel, listener))
+        .then(
+          () => cluster.send(HELLO, String(options.heartbeatMs)),
+          (error) => console.error('cluster: subscribing again failed:', error),
+        )
+    }
     cluster.send(HELLO, String(options.heartbeatMs))
     return cluster
   }
