@@ -114,14 +114,15 @@ async function fanout() {
 
 async function connections() {
   // One process may hold at most `ulimit -n` sockets (20 000 here, hard): the server needs a few for itself.
-  const C = quick ? 2000 : 19_500
+  // Two nodes sharing the port (REUSE_PORT, joined over Redis) hold the full 20 000.
   const generators = quick ? 1 : 4
   const out: Record<string, unknown> = {}
-  for (const kind of ['raw', 'sqlite-full'] as const) {
+  for (const kind of ['raw', 'sqlite-full', 'cluster'] as const) {
+    const C = quick ? 2000 : kind === 'cluster' ? 20_000 : 19_500
     out[kind] = await withTarget(kind, async (t) => {
       const tokens = await t.tokens(quick ? 20 : 200)
       await Bun.sleep(500)
-      const before = rssKiB(t.pid)
+      const before = rssKiB(t)
       const started = performance.now()
       let ready = 0
       let release!: () => void
@@ -145,7 +146,7 @@ async function connections() {
       })
       const seconds = (performance.now() - started) / 1000
       await Bun.sleep(1000)
-      const after = rssKiB(t.pid)
+      const after = rssKiB(t)
       release()
       await Promise.all(runs)
       const connected = reports.reduce((n, r) => n + r.connected, 0)
@@ -153,8 +154,13 @@ async function connections() {
     })
   }
   const raw = out.raw as { connected: number; seconds: number; kibPerConnection: number }
-  const project = out['sqlite-full'] as typeof raw
-  rows.push(['connections', `${project.connected} authenticated idle`, `project ${project.kibPerConnection} KiB/conn`, `raw ${raw.kibPerConnection} KiB/conn`, `connect all: project ${project.seconds} s, raw ${raw.seconds} s`, '', `÷raw (RSS) ${ratio(project.kibPerConnection, raw.kibPerConnection)}`])
+  for (const [kind, label] of [
+    ['sqlite-full', 'one node'],
+    ['cluster', 'two nodes, one port'],
+  ] as const) {
+    const project = out[kind] as typeof raw
+    rows.push(['connections', `${project.connected} authenticated idle, ${label}`, `project ${project.kibPerConnection} KiB/conn`, `raw ${raw.kibPerConnection} KiB/conn`, `connect all: project ${project.seconds} s, raw ${raw.seconds} s`, '', `÷raw (RSS) ${ratio(project.kibPerConnection, raw.kibPerConnection)}`])
+  }
   results.connections = out
 }
 

@@ -9,13 +9,15 @@ import type { Pair } from './loadgen'
 const ROOT = join(import.meta.dir, '..')
 const BUN = process.execPath
 
-export type Kind = 'raw' | 'sqlite-full' | 'sqlite-normal' | 'pg'
+/** `cluster`: two sqlite-full nodes on one port (REUSE_PORT) and one database file, joined over Redis. */
+export type Kind = 'raw' | 'sqlite-full' | 'sqlite-normal' | 'pg' | 'cluster'
 
 export interface Target {
   kind: Kind
   ws: string
   http: string
-  pid: number
+  /** The server's processes (two for a cluster). */
+  pids: number[]
   /** Pairs of (sender, receiver) with a dialog each. */
   pairs(n: number): Promise<Pair[]>
   /** One sender and `devices` connections' tokens of one receiver, in one dialog. */
@@ -30,9 +32,12 @@ export interface Target {
 let port = 7100
 const nextPort = () => port++
 
-export function rssKiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
+/** The resident memory of all the target's processes. */
+export function rssKiB(target: Target): number {
+  return target.pids.reduce((sum, pid) => {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    return sum + Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
+  }, 0)
 }
 
 async function waitForHealth(url: string, proc: Subprocess) {
@@ -44,6 +49,19 @@ async function waitForHealth(url: string, proc: Subprocess) {
     await Bun.sleep(50)
   }
   throw new Error(`no answer from ${url}`)
+}
+
+/** Resolves once the server prints that it listens; its output is drained from then on. */
+async function listening(proc: Subprocess<'ignore', 'pipe', 'inherit'>) {
+  const reader = proc.stdout.getReader()
+  let seen = ''
+  while (!seen.includes('chat server on')) {
+    const { value, done } = await reader.read()
+    if (done) throw new Error(`server exited before listening: ${seen}`)
+    seen += new TextDecoder().decode(value)
+  }
+  reader.releaseLock()
+  void proc.stdout.pipeTo(new WritableStream())
 }
 
 export async function startRaw(): Promise<Target> {
@@ -58,7 +76,7 @@ export async function startRaw(): Promise<Target> {
     kind: 'raw',
     ws: `ws://127.0.0.1:${wsPort}/ws`,
     http: `http://127.0.0.1:${httpPort}`,
-    pid: proc.pid,
+    pids: [proc.pid],
     pairs: async (n) =>
       Array.from({ length: n }, () => {
         const d = ++dialog
@@ -83,7 +101,8 @@ export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> 
   const dir = mkdtempSync(join(tmpdir(), 'bench-chat-'))
   const fresh = kind === 'pg' ? await freshDatabase('pg') : undefined
   const database = fresh?.target.dialect === 'pg' ? fresh.target.url : `sqlite://${join(dir, 'chat.db')}`
-  const proc = Bun.spawn([BUN, join(ROOT, 'src', 'index.ts')], {
+  const spawn = () =>
+    Bun.spawn([BUN, join(ROOT, 'src', 'index.ts')], {
     cwd: dir,
     env: {
       ...process.env,
@@ -100,12 +119,20 @@ export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> 
       SEND_RATE_BURST: '1000000000',
       SEND_RATE_PER_SEC: '1000000000',
       WS_BACKPRESSURE_BYTES: String(64 * 1024 * 1024),
+      ...(kind === 'cluster' ? { REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_CHANNEL: `bench:${dir}`, REUSE_PORT: 'true' } : {}),
     },
-    stdout: 'ignore',
+    stdout: 'pipe',
     stderr: 'inherit',
   })
   const base = `http://127.0.0.1:${p}`
-  await waitForHealth(`${base}/health`, proc)
+  const procs: ReturnType<typeof spawn>[] = []
+  // One after the other, each until it says it listens: on a shared port /health could answer from the other.
+  for (let i = 0; i < (kind === 'cluster' ? 2 : 1); i++) {
+    const proc = spawn()
+    procs.push(proc)
+    await listening(proc)
+  }
+  await waitForHealth(`${base}/health`, procs[0]!)
 
   let n = 0
   const call = async (method: string, path: string, body?: unknown, token?: string) => {
@@ -133,7 +160,7 @@ export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> 
     kind,
     ws: `ws://127.0.0.1:${p}/ws`,
     http: base,
-    pid: proc.pid,
+    pids: procs.map((p) => p.pid),
     pairs: async (count) =>
       (await inChunks(count, dialog)).map((d) => ({ dialogId: d.id, senderToken: d.a.access_token, receiverToken: d.b.access_token })),
     fanout: async (devices) => {
@@ -157,8 +184,8 @@ export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> 
       return { token: me.access_token, paths: ['/dialogs', `/dialogs/${dialogId}/messages`] }
     },
     stop: async () => {
-      proc.kill('SIGTERM')
-      await proc.exited
+      for (const proc of procs) proc.kill('SIGTERM')
+      await Promise.all(procs.map((proc) => proc.exited))
       rmSync(dir, { recursive: true, force: true })
       await fresh?.drop()
     },
