@@ -68,7 +68,10 @@ async function e2e() {
   const full = await closed('sqlite-full')
   const normal = await closed('sqlite-normal')
   const pg = await closed('pg')
-  for (const [name, r] of [['raw Bun', raw], ['project sqlite FULL', full], ['project sqlite NORMAL', normal], ['project postgres', pg]] as const)
+  // Two nodes on the two cores (Postgres: SQLite's write lock would make them wait on each other), each
+  // pair's connections wherever the kernel put them: what Redis forwarding costs.
+  const cluster = await closed('cluster')
+  for (const [name, r] of [['raw Bun', raw], ['project sqlite FULL', full], ['project sqlite NORMAL', normal], ['project postgres', pg], ['project 2 nodes, postgres', cluster]] as const)
     rows.push(['e2e closed', name, `${r.acksPerSec} acks/s`, `${r.deliveriesPerSec} dlv/s`, `ack p50/p99 ${r.ack.p50}/${r.ack.p99} ms`, `dlv p99 ${r.delivery.p99} ms`, `÷raw ${ratio(r.deliveriesPerSec, raw.deliveriesPerSec)}`])
   // Latency under load: fixed rates at 25/50/80 % of the project's measured peak (FULL).
   const open = await withTarget('sqlite-full', async (t) => {
@@ -87,7 +90,7 @@ async function e2e() {
   for (const pairs of quick ? [5, 20] : [5, 25, 100, 250]) {
     sweep.push({ connections: pairs * 2, raw: await closed('raw', pairs), project: await closed('sqlite-full', pairs) })
   }
-  results.e2e = { dialogs: P, inFlight: W, seconds: SECONDS, raw, sqliteFull: full, sqliteNormal: normal, postgres: pg, open, sweep }
+  results.e2e = { dialogs: P, inFlight: W, seconds: SECONDS, raw, sqliteFull: full, sqliteNormal: normal, postgres: pg, cluster, open, sweep }
   const svg = chart(sweep)
   return svg
 }
@@ -156,7 +159,7 @@ async function connections() {
   const raw = out.raw as { connected: number; seconds: number; kibPerConnection: number }
   for (const [kind, label] of [
     ['sqlite-full', 'one node'],
-    ['cluster', 'two nodes, one port'],
+    ['cluster', 'two nodes (Postgres), one port'],
   ] as const) {
     const project = out[kind] as typeof raw
     rows.push(['connections', `${project.connected} authenticated idle, ${label}`, `project ${project.kibPerConnection} KiB/conn`, `raw ${raw.kibPerConnection} KiB/conn`, `connect all: project ${project.seconds} s, raw ${raw.seconds} s`, '', `÷raw (RSS) ${ratio(project.kibPerConnection, raw.kibPerConnection)}`])

@@ -9,7 +9,7 @@ import type { Pair } from './loadgen'
 const ROOT = join(import.meta.dir, '..')
 const BUN = process.execPath
 
-/** `cluster`: two sqlite-full nodes on one port (REUSE_PORT) and one database file, joined over Redis. */
+/** `cluster`: two nodes on one port (REUSE_PORT) and one Postgres database, joined over Redis. */
 export type Kind = 'raw' | 'sqlite-full' | 'sqlite-normal' | 'pg' | 'cluster'
 
 export interface Target {
@@ -99,7 +99,7 @@ export async function startRaw(): Promise<Target> {
 export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> {
   const p = nextPort()
   const dir = mkdtempSync(join(tmpdir(), 'bench-chat-'))
-  const fresh = kind === 'pg' ? await freshDatabase('pg') : undefined
+  const fresh = kind === 'pg' || kind === 'cluster' ? await freshDatabase('pg') : undefined
   const database = fresh?.target.dialect === 'pg' ? fresh.target.url : `sqlite://${join(dir, 'chat.db')}`
   const spawn = () =>
     Bun.spawn([BUN, join(ROOT, 'src', 'index.ts')], {

@@ -119,6 +119,7 @@ export class Cluster {
   /** Says goodbye (the others let this node's users go at once) and disconnects. */
   async leave(): Promise<void> {
     clearInterval(this.heartbeat)
+    // Redis answers in order: once the goodbye is answered, everything published before it is too.
     await this.send(BYE, '')
     this.sub.close()
     this.pub.close()

@@ -53,8 +53,10 @@ export class Hub implements RealtimePort, ClusterPeer {
 
   /** Leaves the cluster, if any (after closeAll: the other nodes then tell this node's users' peers). */
   async leave(): Promise<void> {
-    await this.cluster?.leave()
+    // Detached first: what is published while the goodbye goes out stays on this node.
+    const cluster = this.cluster
     this.cluster = undefined
+    await cluster?.leave()
   }
 
   isOnline(userId: number): boolean {
