@@ -47,7 +47,7 @@ export function createCore(config: Config, db: Db): Core {
     config,
     db,
     metrics,
-    auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost)),
+    auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost), hub),
     users: new UserService(db),
     dialogs: new DialogService(db, membership, hub),
     messages: new MessageService(db, writer, membership, hub),

@@ -61,6 +61,14 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
     await Promise.all([alice1.close(), alice2.close(), bob1.close()])
   })
 
+  test('a session revoked through one node closes its connections on the other', async () => {
+    const alice = await a.t.register()
+    const onB = await on(b, alice)
+    expect((await a.t.call('POST', '/auth/logout', { body: { refresh_token: alice.refresh_token } })).status).toBe(204)
+    expect(await onB.next('error')).toMatchObject({ code: 'unauthorized' })
+    expect((await onB.closed).code).toBe(4401)
+  })
+
   test('presence counts connections on every node: online with the first anywhere, offline with the last', async () => {
     const alice = await a.t.register()
     const bob = await b.t.register()

@@ -214,6 +214,29 @@ describe.each(dialects)('realtime flows on %s', (dialect) => {
     await watcher.close()
   })
 
+  test('revoking a session (logout, or a reused refresh token) closes its connections with 4401; other sessions stay', async () => {
+    const { a, b } = await live.t.pair()
+    const login = async () => (await live.t.call('POST', '/auth/login', { body: { username: a.user.username, password: 'correct horse battery' } })).body as Session
+    const [phone, laptop] = [await login(), await login()]
+    const [first, phoneWs, phoneWs2, laptopWs, peer] = await Promise.all([open(a), open(phone), open(phone), open(laptop), open(b)])
+
+    expect((await live.t.call('POST', '/auth/logout', { body: { refresh_token: phone.refresh_token } })).status).toBe(204)
+    for (const ws of [phoneWs, phoneWs2]) {
+      expect(await ws.next('error')).toMatchObject({ code: 'unauthorized' })
+      expect((await ws.closed).code).toBe(4401)
+    }
+    expect(await first.drain()).toEqual([])
+
+    // Theft detection: the laptop's refresh token presented twice revokes its session.
+    expect((await live.t.call('POST', '/auth/refresh', { body: { refresh_token: laptop.refresh_token } })).status).toBe(200)
+    expect((await live.t.call('POST', '/auth/refresh', { body: { refresh_token: laptop.refresh_token } })).status).toBe(401)
+    expect((await laptopWs.closed).code).toBe(4401)
+
+    expect(await first.drain()).toEqual([])
+    expect(await peer.drain()).toEqual([])
+    await Promise.all([first.close(), peer.close()])
+  })
+
   test('a client that reconnects and asks with after_id gets exactly what it missed', async () => {
     const { a, b, dialogId } = await live.t.pair()
     const a1 = await open(a)

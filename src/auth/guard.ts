@@ -2,6 +2,9 @@ import { Elysia } from 'elysia'
 import type { Principal } from './model'
 import type { AuthService } from './service'
 
+const seeds = new WeakMap<AuthService, number>()
+let seeded = 0
+
 const bearer = (header: string | null) => {
   const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
   return match?.[1]
@@ -14,7 +17,10 @@ const bearer = (header: string | null) => {
  */
 export const authGuard = (auth: AuthService) => {
   const principals = new WeakMap<Request, Principal>()
-  return new Elysia({ name: 'auth-guard', seed: auth }).macro({
+  // Elysia dedupes a named plugin by its seed, which it serializes: a number per service, not the service.
+  let seed = seeds.get(auth)
+  if (seed === undefined) seeds.set(auth, (seed = ++seeded))
+  return new Elysia({ name: 'auth-guard', seed }).macro({
     auth: {
       async transform({ request }) {
         principals.set(request, await auth.authenticate(bearer(request.headers.get('authorization'))))

@@ -1,4 +1,5 @@
 import { AppError, unauthorized } from '../errors'
+import type { RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
 import { toUserDto, type UserRecord } from '../users/model'
 import { insertUser, userById, userWithHash } from '../users/store'
@@ -14,6 +15,7 @@ export class AuthService {
     private readonly db: Db,
     private readonly tokens: Tokens,
     private readonly passwords: Passwords,
+    private readonly realtime: Pick<RealtimePort, 'sessionEnded'>,
   ) {}
 
   async register(username: string, password: string): Promise<TokenPairDto> {
@@ -48,6 +50,7 @@ export class AuthService {
       (await this.db.tx((s) => rotateSession(s, session.id, presented, sha256(next), expiresAt)))
     if (!rotated) {
       await this.db.tx((s) => revokeSession(s, session.id, now))
+      this.realtime.sessionEnded(session.id)
       throw unauthorized('refresh token reused; session revoked')
     }
     return this.pair(user, session.id, next)
@@ -59,6 +62,7 @@ export class AuthService {
     const session = await this.db.read((s) => sessionById(s, claims.sessionId))
     if (!session || session.revokedAt || session.tokenHash !== sha256(refreshToken)) throw unauthorized('session ended')
     await this.db.tx((s) => revokeSession(s, session.id, new Date()))
+    this.realtime.sessionEnded(session.id)
   }
 
   /** Checks an access token: signature, kind, expiry, and that its session has not been revoked. */

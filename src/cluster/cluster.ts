@@ -8,25 +8,33 @@ export interface ClusterPeer {
   deliver(topic: string, frame: string): void
   /** A dialog created on another node: this node's connections of `userId` follow it. */
   followRemote(userId: number, dialogId: number, peerId: number): void
-  /** Users who were online only on a node that stopped or fell silent. */
-  lost(userIds: number[]): void
+  /**
+   * Users who were online only on a node that stopped or fell silent, last seen `at` that node's goodbye
+   * or last heartbeat: a time the node itself sent, so every other node agrees on it.
+   */
+  lost(userIds: number[], at: Date): void
   /** Users with live connections on this node (announced to a node that just joined). */
   localUsers(): number[]
+  /** A session revoked on another node: this node closes its connections. */
+  endSession(sessionId: string): void
 }
 
 export type ClusterOptions = NonNullable<Config['cluster']>
 
 interface Node {
   lastHeard: number
+  /** The node's own clock when it sent its latest message. */
+  lastSaidAt: number
   /** Its heartbeat interval, as it says in its hello and beats (ours until it has said). */
   heartbeatMs: number
   users: Set<number>
 }
 
-// One Redis channel; each message is `<kind><node>\n<payload>`. Frames travel as they were encoded for
+// One Redis channel; each message is `<kind><node> <sender's clock, ms>\n<payload>`. Frames travel as they were encoded for
 // the sockets (no second JSON layer), and one publisher connection keeps a node's messages in order.
 const TOPIC = 'T'
 const FOLLOW = 'F'
+const SESSION_ENDED = 'S'
 const UP = 'U'
 const DOWN = 'D'
 const HELLO = 'H'
@@ -98,6 +106,10 @@ export class Cluster {
     if (this.nodes.size > 0) this.send(FOLLOW, `${userId},${dialogId},${peerId}`)
   }
 
+  sessionEnded(sessionId: string): void {
+    if (this.nodes.size > 0) this.send(SESSION_ENDED, sessionId)
+  }
+
   /** The user's first connection on this node opened. */
   online(userId: number): void {
     this.send(UP, String(userId))
@@ -127,7 +139,7 @@ export class Cluster {
 
   /** Resolves false when Redis could not take it. */
   private send(kind: string, payload: string): Promise<boolean> {
-    return this.pub.publish(this.options.channel, `${kind}${this.node}\n${payload}`).then(
+    return this.pub.publish(this.options.channel, `${kind}${this.node} ${Date.now()}\n${payload}`).then(
       () => true,
       (error) => {
         console.error('cluster: publishing to Redis failed:', error)
@@ -144,8 +156,9 @@ export class Cluster {
 
   private receive(message: string): void {
     const newline = message.indexOf('\n')
+    const space = message.indexOf(' ')
     const kind = message[0]
-    const from = message.slice(1, newline)
+    const from = message.slice(1, space)
     const payload = message.slice(newline + 1)
     if (from === this.node) {
       if (kind === DOWN) this.settle(Number(payload))
@@ -153,12 +166,13 @@ export class Cluster {
     }
     let node = this.nodes.get(from)
     if (!node) {
-      this.nodes.set(from, (node = { lastHeard: 0, heartbeatMs: this.options.heartbeatMs, users: new Set() }))
+      this.nodes.set(from, (node = { lastHeard: 0, lastSaidAt: 0, heartbeatMs: this.options.heartbeatMs, users: new Set() }))
       // A node met for the first time other than by its hello (we joined after its hello, or had let it
       // go while it was only slow): ask everyone to announce their users again.
       if (kind !== HELLO && kind !== BYE) this.send(HELLO, String(this.options.heartbeatMs))
     }
     node.lastHeard = Date.now()
+    node.lastSaidAt = Number(message.slice(space + 1, newline))
     switch (kind) {
       case TOPIC: {
         const split = payload.indexOf('\n')
@@ -170,6 +184,9 @@ export class Cluster {
         this.peer.followRemote(userId!, dialogId!, peerId!)
         break
       }
+      case SESSION_ENDED:
+        this.peer.endSession(payload)
+        break
       case UP:
         for (const id of payload.split(',')) if (id) node.users.add(Number(id))
         break
@@ -199,6 +216,6 @@ export class Cluster {
     if (!node) return
     this.nodes.delete(id)
     const lost = [...node.users].filter((userId) => !this.isOnlineElsewhere(userId))
-    if (lost.length > 0) this.peer.lost(lost)
+    if (lost.length > 0) this.peer.lost(lost, new Date(node.lastSaidAt))
   }
 }

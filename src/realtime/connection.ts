@@ -69,6 +69,7 @@ export function createRealtime(core: Core): Realtime {
         const principal = await core.auth.authenticate(token)
         if (ws.data.closing) return false
         ws.data.userId = principal.userId
+        ws.data.sessionId = principal.sessionId
         clearTimeout(ws.data.authTimer)
         return await hub.connect(ws, principal.userId, authOkFrame(principal.userId))
       } catch (error) {
@@ -203,6 +204,7 @@ export function createRealtime(core: Core): Realtime {
       return server.upgrade(request, {
         data: {
           userId: undefined,
+          sessionId: undefined,
           queryToken: queryToken || undefined,
           authing: undefined,
           authTimer: undefined,

@@ -4,11 +4,12 @@ import type { DialogDto } from '../dialogs/model'
 import { dialogIdsOf, peerIdsOf } from '../dialogs/store'
 import type { MessageDto, StatusEvent } from '../messages/model'
 import type { Metrics } from '../ops/metrics'
+import { unauthorized } from '../errors'
 import type { Db } from '../storage/database'
 import { setLastSeen } from '../users/store'
 import type { Origin, RealtimePort } from './port'
-import { dialogNewFrame, newFrame, presenceFrame, statusFrame, typingFrame } from './protocol'
-import { closeSocket, CLOSE_TRY_AGAIN_LATER, type ConnectionData, type Socket } from './socket'
+import { dialogNewFrame, errorFrame, newFrame, presenceFrame, statusFrame, typingFrame } from './protocol'
+import { closeSocket, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, type ConnectionData, type Socket } from './socket'
 
 const dialogTopic = (id: number) => `dialog:${id}`
 const userTopic = (id: number) => `user:${id}`
@@ -34,6 +35,8 @@ export class Hub implements RealtimePort, ClusterPeer {
   private readonly users = new Map<number, UserEntry>()
   /** dialog id → users with live connections subscribed to it: whose buffers a publish may have grown. */
   private readonly listeners = new Map<number, Set<number>>()
+  /** session id → its live connections on this node. */
+  private readonly sessions = new Map<string, Set<Socket>>()
   private readonly pending = new Set<Promise<unknown>>()
   private stopping = false
 
@@ -97,6 +100,12 @@ export class Hub implements RealtimePort, ClusterPeer {
     const first = entry.sockets.size === 0
     // In the entry now, so a dialog created during the load below subscribes this connection too.
     entry.sockets.add(ws)
+    const sessionId = ws.data.sessionId
+    if (sessionId !== undefined) {
+      let sockets = this.sessions.get(sessionId)
+      if (!sockets) this.sessions.set(sessionId, (sockets = new Set()))
+      sockets.add(ws)
+    }
     const now = new Date()
     const [links] = await Promise.all([
       this.db.read(function* (s) {
@@ -125,6 +134,9 @@ export class Hub implements RealtimePort, ClusterPeer {
    * are told after, unless the user came back meanwhile (then they never saw the user leave).
    */
   disconnect(ws: Socket): void {
+    const sessionId = ws.data.sessionId
+    const ofSession = sessionId === undefined ? undefined : this.sessions.get(sessionId)
+    if (ofSession?.delete(ws) && ofSession.size === 0) this.sessions.delete(sessionId!)
     const userId = ws.data.userId
     const entry = userId === undefined ? undefined : this.users.get(userId)
     if (userId === undefined || !entry?.sockets.delete(ws) || entry.sockets.size > 0 || this.stopping) return
@@ -202,6 +214,20 @@ export class Hub implements RealtimePort, ClusterPeer {
     this.cluster?.forward(userTopic(userId), frame)
   }
 
+  sessionEnded(sessionId: string): void {
+    this.endSession(sessionId)
+    this.cluster?.sessionEnded(sessionId)
+  }
+
+  /** Closes this node's connections of a revoked session, as an authentication failure. */
+  endSession(sessionId: string): void {
+    for (const ws of this.sessions.get(sessionId) ?? []) {
+      if (ws.data.closing) continue
+      ws.send(errorFrame(unauthorized('session ended')))
+      closeSocket(ws, CLOSE_UNAUTHORIZED, 'session ended')
+    }
+  }
+
   /** Another node's publish, for this node's subscribers only. */
   deliver(topic: string, frame: string): void {
     if (!this.server) return
@@ -224,10 +250,9 @@ export class Hub implements RealtimePort, ClusterPeer {
    * Users whose node went away while they were online only there: each node tells the peers connected to
    * it (from the database, since only the lost node knew whom to tell), so every peer hears it once.
    */
-  lost(userIds: number[]): void {
+  lost(userIds: number[], at: Date): void {
     const gone = userIds.filter((id) => !this.isOnlineHere(id))
     if (gone.length === 0 || this.stopping) return
-    const at = new Date()
     this.track(
       this.db
         .tx(function* (s) {

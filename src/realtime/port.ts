@@ -13,4 +13,6 @@ export interface RealtimePort {
   messageNew(message: MessageDto, origin?: Origin): void
   status(event: StatusEvent, origin?: Origin): void
   dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): void
+  /** A session was revoked (logout, refresh token reuse): its live connections close. */
+  sessionEnded(sessionId: string): void
 }

@@ -5,6 +5,8 @@ import type { TokenBucket } from '../limits/token-bucket'
 export interface ConnectionData {
   /** Set once the connection has authenticated; frames other than `auth` are refused before. */
   userId: number | undefined
+  /** The login session the connection authenticated with: revoking it closes the connection. */
+  sessionId: string | undefined
   /** From `?access_token=`: authenticates on open instead of by first frame. */
   queryToken: string | undefined
   /** While the token is being checked: later frames wait on it, so their order is kept. */
