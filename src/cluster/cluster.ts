@@ -30,8 +30,9 @@ interface Node {
   users: Set<number>
 }
 
-// One Redis channel; each message is `<kind><node> <sender's clock, ms>\n<payload>`. Frames travel as they were encoded for
-// the sockets (no second JSON layer), and one publisher connection keeps a node's messages in order.
+// One Redis channel; each message is `<kind><node> <sender's clock, ms>\n<payload>`. Frames travel as
+// they were encoded for the sockets (no second JSON layer), and one publisher connection keeps a node's
+// messages in order.
 const TOPIC = 'T'
 const FOLLOW = 'F'
 const SESSION_ENDED = 'S'
@@ -157,6 +158,7 @@ export class Cluster {
   private receive(message: string): void {
     const newline = message.indexOf('\n')
     const space = message.indexOf(' ')
+    if (space < 0 || newline < space) return
     const kind = message[0]
     const from = message.slice(1, space)
     const payload = message.slice(newline + 1)
