@@ -1,7 +1,8 @@
-import { and, desc, eq, gt, inArray, lt, ne, type SQL } from 'drizzle-orm'
+import { and, desc, eq, gt, lt, ne, sql, type SQL } from 'drizzle-orm'
+import { alias } from 'drizzle-orm/sqlite-core'
 import type { MessageRecord, Watermarks } from '../messages/model'
 import { messageColumns } from '../messages/store'
-import { exec, rows, type Routine, type Scope } from '../storage/database'
+import { exec, rows, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 
 /** One dialog as one member sees it, before presence and status are applied. */
 export interface DialogRecord {
@@ -62,59 +63,17 @@ export function* dialogsOf(
   userId: number,
   page: { limit: number; before?: Date; dialogId?: number },
 ): Routine<DialogRecord[]> {
-  const { db, t } = scope
-  const filters: (SQL | undefined)[] = [eq(t.dialogMembers.userId, userId)]
-  if (page.before) filters.push(lt(t.dialogs.lastActivityAt, page.before))
-  if (page.dialogId !== undefined) filters.push(eq(t.dialogs.id, page.dialogId))
+  // Every dialog list and every dialog view runs this: one of three prepared shapes, one statement each.
+  const shape = page.dialogId !== undefined ? 'one' : page.before ? 'before' : 'newest'
   const found = yield* rows(
-    db
-      .select({
-        id: t.dialogs.id,
-        createdAt: t.dialogs.createdAt,
-        lastActivityAt: t.dialogs.lastActivityAt,
-        peerId: t.dialogMembers.peerId,
-        myRead: t.dialogMembers.lastReadMessageId,
-        myDelivered: t.dialogMembers.lastDeliveredMessageId,
-        peerName: t.users.username,
-        peerLastSeenAt: t.users.lastSeenAt,
-        unreadCount: db.$count(
-          t.messages,
-          and(
-            eq(t.messages.dialogId, t.dialogs.id),
-            ne(t.messages.senderId, userId),
-            gt(t.messages.id, t.dialogMembers.lastReadMessageId),
-          ),
-        ),
-        lastMessage: messageColumns(t),
-      })
-      .from(t.dialogMembers)
-      .innerJoin(t.dialogs, eq(t.dialogs.id, t.dialogMembers.dialogId))
-      .innerJoin(t.users, eq(t.users.id, t.dialogMembers.peerId))
-      .leftJoin(t.messages, eq(t.messages.id, t.dialogs.lastMessageId))
-      .where(and(...filters))
-      .orderBy(desc(t.dialogs.lastActivityAt), desc(t.dialogs.id))
-      .limit(page.limit),
+    scope.prepared(`dialogsOf.${shape}`, (db, t) => dialogsQuery(db, t, shape), {
+      userId,
+      limit: page.limit,
+      // Placeholder values go to the driver as they are: encoded as the column stores them.
+      before: page.before && scope.t.dialogs.lastActivityAt.mapToDriverValue(page.before),
+      dialogId: page.dialogId,
+    }),
   )
-  if (found.length === 0) return []
-  const peers = yield* rows(
-    db
-      .select({
-        dialogId: t.dialogMembers.dialogId,
-        lastReadMessageId: t.dialogMembers.lastReadMessageId,
-        lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
-      })
-      .from(t.dialogMembers)
-      .where(
-        and(
-          inArray(
-            t.dialogMembers.dialogId,
-            found.map((d) => d.id),
-          ),
-          ne(t.dialogMembers.userId, userId),
-        ),
-      ),
-  )
-  const peerBy = new Map(peers.map((p) => [p.dialogId, p]))
   return found.map((d) => ({
     id: d.id,
     createdAt: d.createdAt,
@@ -124,12 +83,46 @@ export function* dialogsOf(
       userId: d.peerId,
       username: d.peerName,
       lastSeenAt: d.peerLastSeenAt,
-      lastReadMessageId: peerBy.get(d.id)?.lastReadMessageId ?? 0,
-      lastDeliveredMessageId: peerBy.get(d.id)?.lastDeliveredMessageId ?? 0,
+      lastReadMessageId: d.peerRead,
+      lastDeliveredMessageId: d.peerDelivered,
     },
     unreadCount: Number(d.unreadCount),
     lastMessage: d.lastMessage,
   }))
+}
+
+function dialogsQuery(db: QueryDb, t: Tables, shape: 'newest' | 'before' | 'one') {
+  const me = t.dialogMembers
+  const peer = alias(t.dialogMembers, 'peer_member')
+  const filters: SQL[] = [eq(me.userId, sql.placeholder('userId'))]
+  if (shape === 'before') filters.push(lt(t.dialogs.lastActivityAt, sql.placeholder('before')))
+  if (shape === 'one') filters.push(eq(t.dialogs.id, sql.placeholder('dialogId')))
+  return db
+    .select({
+      id: t.dialogs.id,
+      createdAt: t.dialogs.createdAt,
+      lastActivityAt: t.dialogs.lastActivityAt,
+      peerId: me.peerId,
+      myRead: me.lastReadMessageId,
+      myDelivered: me.lastDeliveredMessageId,
+      peerRead: peer.lastReadMessageId,
+      peerDelivered: peer.lastDeliveredMessageId,
+      peerName: t.users.username,
+      peerLastSeenAt: t.users.lastSeenAt,
+      unreadCount: db.$count(
+        t.messages,
+        and(eq(t.messages.dialogId, t.dialogs.id), ne(t.messages.senderId, me.userId), gt(t.messages.id, me.lastReadMessageId)),
+      ),
+      lastMessage: messageColumns(t),
+    })
+    .from(me)
+    .innerJoin(t.dialogs, eq(t.dialogs.id, me.dialogId))
+    .innerJoin(peer, and(eq(peer.dialogId, me.dialogId), eq(peer.userId, me.peerId)))
+    .innerJoin(t.users, eq(t.users.id, me.peerId))
+    .leftJoin(t.messages, eq(t.messages.id, t.dialogs.lastMessageId))
+    .where(and(...filters))
+    .orderBy(desc(t.dialogs.lastActivityAt), desc(t.dialogs.id))
+    .limit(sql.placeholder('limit'))
 }
 
 /** Every dialog id of a user, for subscribing a new connection. */

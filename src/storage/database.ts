@@ -38,6 +38,17 @@ export interface Scope {
    * Postgres plans it once per connection rather than on every call (drizzle prepares only named queries).
    */
   execute?: <T>(query: SQL) => { all(): T[] }
+  /**
+   * A hot query built once under `key` (with `sql.placeholder`s) and run with `params`, for `rows()`:
+   * compiled once on SQLite; on Postgres prepared by name, so it is also planned once per connection.
+   * Building and compiling a query costs more than running it on a small result.
+   */
+  prepared<T>(key: string, build: (db: QueryDb, t: Tables) => Preparable<T>, params: Record<string, unknown>): { all(): T[] }
+}
+
+/** A drizzle query builder, which can be compiled once and run with placeholder values. */
+export interface Preparable<T> {
+  prepare(): { all(placeholders?: Record<string, unknown>): T[] }
 }
 
 /** A step of a storage routine: the runner executes the query and sends the rows back into the generator. */
@@ -110,11 +121,15 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFold
     if (!statements.has(key)) statements.set(key, build(db, sqliteSchema))
     return statements.get(key) as T
   }
+  const prepared: Scope['prepared'] = (key, build, params) => {
+    const statement = memo(`prepared:${key}`, (d, t) => build(d, t).prepare())
+    return { all: () => statement.all(params) }
+  }
   return {
     dialect: 'sqlite',
-    read: async (routine) => drive(routine({ db, t: sqliteSchema, memo })),
+    read: async (routine) => drive(routine({ db, t: sqliteSchema, memo, prepared })),
     tx: async (routine) =>
-      db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema, memo })), {
+      db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema, memo, prepared })), {
         behavior: 'immediate',
       }),
     ping: async () => {
@@ -137,15 +152,41 @@ async function openPg(url: string, max: number, migrationsFolder: string): Promi
   // The pg builders and tables are typed as SQLite ones (see QueryDb); at run time they are awaited, not .all()'d.
   const t = pgSchema as unknown as Tables
   const dialect = new PgDialect()
-  const prepared = (query: SQL) => {
+  const preparedSql = (query: SQL) => {
     const { sql, params } = dialect.sqlToQuery(query)
     return client.unsafe(sql, params as postgres.ParameterOrJSON<never>[], { prepare: true })
   }
-  const scope = (db: unknown, execute: (query: SQL) => unknown): Scope => ({ db: db as QueryDb, t, execute: execute as Scope['execute'] })
+  // pg builders' prepare() takes the statement's name; at run time the query is awaited (see drive).
+  type PgPrepared = { execute(placeholders: Record<string, unknown>): Promise<unknown> }
+  const prepare = (query: Preparable<unknown>, name: string) => (query as unknown as { prepare(name: string): PgPrepared }).prepare(name)
+  const named = new Map<string, PgPrepared>()
+  const prepared: Scope['prepared'] = (key, build, params) => {
+    let statement = named.get(key)
+    if (!statement) named.set(key, (statement = prepare(build(pg as unknown as QueryDb, t), key)))
+    return statement.execute(params) as unknown as { all(): never[] }
+  }
+  const scope = (db: unknown, execute: (query: SQL) => unknown, prepared: Scope['prepared']): Scope => ({
+    db: db as QueryDb,
+    t,
+    execute: execute as Scope['execute'],
+    prepared,
+  })
   return {
     dialect: 'pg',
-    read: (routine) => drive(routine(scope(pg, prepared))),
-    tx: (routine) => pg.transaction((tx) => drive(routine(scope(tx, (query) => tx.execute(query))))),
+    read: (routine) => drive(routine(scope(pg, preparedSql, prepared))),
+    tx: (routine) =>
+      pg.transaction((tx) =>
+        drive(
+          routine(
+            scope(
+              tx,
+              (query) => tx.execute(query),
+              // Built on the transaction's connection each time: a statement kept from outside would run outside it.
+              (key, build, params) => prepare(build(tx as unknown as QueryDb, t), key).execute(params) as unknown as { all(): never[] },
+            ),
+          ),
+        ),
+      ),
     ping: async () => {
       await client`select 1`
     },
