@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, inArray, lt, lte, ne, sql, type SQL } from 'drizzle-orm'
-import { rows, type Db, type Routine, type Scope, type Tables } from '../storage/database'
+import { rows, type Db, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { isStorableId } from '../shared/ids'
 import type { MessageRecord, Watermarks } from './model'
 
@@ -26,31 +26,35 @@ export function* history(
   cursor: HistoryCursor,
   limit: number,
 ): Routine<{ messages: MessageRecord[]; hasMore: boolean }> {
-  const { db, t } = scope
-  const inDialog = eq(t.messages.dialogId, dialogId)
-  const base = db.select(messageColumns(t)).from(t.messages)
   let found: MessageRecord[]
+  const params = { dialogId, limit: limit + 1, bound: 0 }
   if ('afterId' in cursor) {
-    const after = yield* seqBound(scope, dialogId, (m) => m.id <= cursor.afterId, cursor.afterId, 0)
-    found = yield* rows(base.where(and(inDialog, gt(t.messages.seq, after))).orderBy(asc(t.messages.seq)).limit(limit + 1))
+    params.bound = yield* seqBound(scope, dialogId, (m) => m.id <= cursor.afterId, cursor.afterId, 0)
+    found = yield* rows(scope.prepared('history.after', (db, t) => historyQuery(db, t, 'after'), params))
+  } else if ('newest' in cursor) {
+    found = yield* rows(scope.prepared('history.newest', (db, t) => historyQuery(db, t, 'newest'), params))
   } else {
-    const upTo =
+    params.bound =
       'before' in cursor
         ? yield* seqBound(scope, dialogId, (m) => m.createdAt < cursor.before)
-        : 'beforeId' in cursor
-          ? yield* seqBound(scope, dialogId, (m) => m.id < cursor.beforeId, cursor.beforeId, -1)
-          : undefined
-    found = yield* rows(
-      base
-        .where(upTo === undefined ? inDialog : and(inDialog, lte(t.messages.seq, upTo)))
-        .orderBy(desc(t.messages.seq))
-        .limit(limit + 1),
-    )
+        : yield* seqBound(scope, dialogId, (m) => m.id < cursor.beforeId, cursor.beforeId, -1)
+    found = yield* rows(scope.prepared('history.upTo', (db, t) => historyQuery(db, t, 'upTo'), params))
   }
   const hasMore = found.length > limit
   const page = hasMore ? found.slice(0, limit) : found
   if (!('afterId' in cursor)) page.reverse()
   return { messages: page, hasMore }
+}
+
+/** A page of a dialog as one range of its (dialog, seq) index: after a seq ascending, else up to one (or the newest) descending. */
+function historyQuery(db: QueryDb, t: Tables, shape: 'after' | 'upTo' | 'newest') {
+  const inDialog = eq(t.messages.dialogId, sql.placeholder('dialogId'))
+  const base = db.select(messageColumns(t)).from(t.messages)
+  const page =
+    shape === 'after'
+      ? base.where(and(inDialog, gt(t.messages.seq, sql.placeholder('bound')))).orderBy(asc(t.messages.seq))
+      : base.where(shape === 'upTo' ? and(inDialog, lte(t.messages.seq, sql.placeholder('bound'))) : inDialog).orderBy(desc(t.messages.seq))
+  return page.limit(sql.placeholder('limit'))
 }
 
 /**
@@ -84,16 +88,21 @@ function* seqBound(
   return lo
 }
 
-export function* watermarks({ db, t }: Scope, dialogId: number): Routine<Watermarks[]> {
+export function* watermarks(scope: Scope, dialogId: number): Routine<Watermarks[]> {
   return yield* rows(
-    db
-      .select({
-        userId: t.dialogMembers.userId,
-        lastReadMessageId: t.dialogMembers.lastReadMessageId,
-        lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
-      })
-      .from(t.dialogMembers)
-      .where(eq(t.dialogMembers.dialogId, dialogId)),
+    scope.prepared(
+      'watermarks',
+      (db, t) =>
+        db
+          .select({
+            userId: t.dialogMembers.userId,
+            lastReadMessageId: t.dialogMembers.lastReadMessageId,
+            lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
+          })
+          .from(t.dialogMembers)
+          .where(eq(t.dialogMembers.dialogId, sql.placeholder('dialogId'))),
+      { dialogId },
+    ),
   )
 }
 
