@@ -58,9 +58,9 @@ async function withTarget<T>(kind: Kind, work: (t: Target) => Promise<T>): Promi
 async function e2e() {
   const P = quick ? 20 : 50
   const W = 8
-  const closed = (kind: Kind, pairs = P) =>
+  const closed = (kind: Kind, pairs = P, receipts = false) =>
     withTarget(kind, async (t) => {
-      const flows = await loadgen<FlowResult>({ mode: 'closed', ws: t.ws, pairs: await t.pairs(pairs), inFlight: W, seconds: SECONDS })
+      const flows = await loadgen<FlowResult>({ mode: 'closed', ws: t.ws, pairs: await t.pairs(pairs), inFlight: W, seconds: SECONDS, receipts })
       const metrics = kind === 'raw' ? '' : await (await fetch(`${t.http}/metrics`)).text()
       return { ...flows, batches: batchSizes(metrics) }
     })
@@ -71,7 +71,19 @@ async function e2e() {
   // Two nodes on the two cores (Postgres: SQLite's write lock would make them wait on each other), each
   // pair's connections wherever the kernel put them: what Redis forwarding costs.
   const cluster = await closed('cluster')
-  for (const [name, r] of [['raw Bun', raw], ['project sqlite FULL', full], ['project sqlite NORMAL', normal], ['project postgres', pg], ['project 2 nodes, postgres', cluster]] as const)
+  // As real clients do: every receiver acknowledges each message with message:delivered (the raw server
+  // has no receipts; its row above is the ceiling all the same).
+  const fullReceipts = await closed('sqlite-full', P, true)
+  const pgReceipts = await closed('pg', P, true)
+  for (const [name, r] of [
+    ['raw Bun', raw],
+    ['project sqlite FULL', full],
+    ['project sqlite NORMAL', normal],
+    ['project postgres', pg],
+    ['project 2 nodes, postgres', cluster],
+    ['project sqlite FULL + receipts', fullReceipts],
+    ['project postgres + receipts', pgReceipts],
+  ] as const)
     rows.push(['e2e closed', name, `${r.acksPerSec} acks/s`, `${r.deliveriesPerSec} dlv/s`, `ack p50/p99 ${r.ack.p50}/${r.ack.p99} ms`, `dlv p99 ${r.delivery.p99} ms`, `÷raw ${ratio(r.deliveriesPerSec, raw.deliveriesPerSec)}`])
   // Latency under load: fixed rates at 25/50/80 % of the project's measured peak (FULL).
   const open = await withTarget('sqlite-full', async (t) => {
@@ -90,7 +102,7 @@ async function e2e() {
   for (const pairs of quick ? [5, 20] : [5, 25, 100, 250]) {
     sweep.push({ connections: pairs * 2, raw: await closed('raw', pairs), project: await closed('sqlite-full', pairs) })
   }
-  results.e2e = { dialogs: P, inFlight: W, seconds: SECONDS, raw, sqliteFull: full, sqliteNormal: normal, postgres: pg, cluster, open, sweep }
+  results.e2e = { dialogs: P, inFlight: W, seconds: SECONDS, raw, sqliteFull: full, sqliteNormal: normal, postgres: pg, cluster, sqliteFullReceipts: fullReceipts, postgresReceipts: pgReceipts, open, sweep }
   const svg = chart(sweep)
   return svg
 }

@@ -9,7 +9,8 @@ export interface Pair {
 }
 
 export type Job =
-  | { mode: 'closed'; ws: string; pairs: Pair[]; inFlight: number; seconds: number }
+  /** `receipts`: every receiver answers each message:new with message:delivered, as a real client does. */
+  | { mode: 'closed'; ws: string; pairs: Pair[]; inFlight: number; seconds: number; receipts?: boolean }
   | { mode: 'open'; ws: string; pairs: Pair[]; rate: number; seconds: number }
   | { mode: 'fanout'; ws: string; dialogId: number; senderToken: string; deviceTokens: string[]; inFlight: number; seconds: number }
   | { mode: 'connect'; ws: string; tokens: string[]; count: number; holdSeconds: number }
@@ -61,7 +62,7 @@ interface Pacer {
 }
 
 /** A sender and a receiver connection per dialog; measures acks and deliveries after a 10 % warm-up. */
-async function flow(ws: string, pairs: Pair[], seconds: number, pacer: Pacer): Promise<FlowResult> {
+async function flow(ws: string, pairs: Pair[], seconds: number, pacer: Pacer, receipts = false): Promise<FlowResult> {
   const sentAt = new Map<string, number>()
   const ackLat: number[] = []
   const delLat: number[] = []
@@ -81,16 +82,19 @@ async function flow(ws: string, pairs: Pair[], seconds: number, pacer: Pacer): P
       JSON.stringify({ type: 'message:send', dialog_id: pairs[i]!.dialogId, client_msg_id: id, msg_type: 'text', text: 'benchmark message of typical size' }),
     )
   }
+  const receivers: WebSocket[] = []
   await Promise.all(
-    pairs.map((p) =>
-      open(ws, p.receiverToken, (frame) => {
+    pairs.map(async (p, i) => {
+      receivers[i] = await open(ws, p.receiverToken, (frame) => {
+        if (frame.type === 'error') errors++
         if (frame.type !== 'message:new') return
+        if (receipts && !stopped) receivers[i]!.send(JSON.stringify({ type: 'message:delivered', message_id: frame.message.id }))
         const t0 = sentAt.get(frame.message.client_msg_id)
         if (t0 === undefined || !measuring) return
         deliveries++
         delLat.push(performance.now() - t0)
-      }),
-    ),
+      })
+    }),
   )
   await Promise.all(
     pairs.map(async (p, i) => {
@@ -132,7 +136,7 @@ async function run(job: Job): Promise<unknown> {
         start: (send) => job.pairs.forEach((_, i) => Array.from({ length: job.inFlight }, () => send(i))),
         acked: (send, i) => send(i),
         stop: () => {},
-      })
+      }, job.receipts)
     case 'open': {
       let timer: ReturnType<typeof setInterval> | undefined
       return flow(job.ws, job.pairs, job.seconds, {

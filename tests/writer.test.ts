@@ -167,6 +167,41 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     }
   })
 
+  test('receipts ride the batch: sends and watermark moves of the same turn commit together, folded per member', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const stored = await Promise.all(Array.from({ length: 5 }, (_, i) => t.core.writer.submit(send(dialogId, a.user.id, `r${i}`))))
+    const ids = stored.map((o) => (o.kind === 'created' ? o.message.id : 0))
+    const at = new Date('2026-11-25T10:00:00.000Z')
+    const before = batchSizes((await t.call('GET', '/metrics')).body)
+    const mark = (messageId: number, read = false) => t.core.writer.mark({ dialogId, userId: b.user.id, messageId, at, read })
+    const [newer, d1, d3, d2, r2, sent] = await Promise.all([
+      t.core.writer.submit(send(dialogId, b.user.id, 'reply')),
+      mark(ids[0]!),
+      mark(ids[2]!),
+      mark(ids[1]!),
+      mark(ids[1]!, true),
+      t.core.writer.submit(send(dialogId, b.user.id, 'reply-2')),
+    ])
+    const after = batchSizes((await t.call('GET', '/metrics')).body)
+    expect({ batches: after.count - before.count, items: after.sum - before.sum }).toEqual({ batches: 1, items: 6 })
+    expect([newer!.kind, sent!.kind]).toEqual(['created', 'created'])
+    // Delivered went to the highest mark (id 3), read to id 2; only the marks that carried them say they moved.
+    expect([d1, d3, d2, r2].map((o) => [o!.deliveredMoved, o!.readMoved])).toEqual([
+      [false, false],
+      [true, false],
+      [false, false],
+      [false, true],
+    ])
+    for (const o of [d1, d3, d2, r2])
+      expect(o).toMatchObject({ lastDeliveredMessageId: ids[2], lastReadMessageId: ids[1], deliveredAt: at, readAt: at })
+    // Unread for b: a's messages above the read mark (b's own replies do not count).
+    expect(r2!.unread).toBe(3)
+
+    // Never back: an older receipt later moves nothing.
+    const late = await mark(ids[0]!, true)
+    expect(late).toMatchObject({ readMoved: false, deliveredMoved: false, lastReadMessageId: ids[1], lastDeliveredMessageId: ids[2] })
+  })
+
   test('drain waits until everything submitted is committed', async () => {
     const { a, dialogId } = await t.pair()
     const pending = Array.from({ length: 20 }, (_, i) => t.core.writer.submit(send(dialogId, a.user.id, `d${i}`)))

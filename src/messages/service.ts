@@ -11,7 +11,7 @@ import {
   type ReadStateDto,
   type StatusEvent,
 } from './model'
-import { advanceWatermarks, history, messageById, unreadCount, watermarks, type HistoryCursor } from './store'
+import { history, messageById, watermarks, type HistoryCursor } from './store'
 import type { MessageWriter } from './writer'
 
 export interface SendCommand {
@@ -21,7 +21,12 @@ export interface SendCommand {
   text: string
 }
 
+/** Recently stored messages' dialogs, so receipts for them need no read (bounded: dropped when full). */
+const MAX_REMEMBERED = 100_000
+
 export class MessageService {
+  private readonly dialogOf = new Map<number, number>()
+
   constructor(
     private readonly db: Db,
     private readonly writer: MessageWriter,
@@ -49,6 +54,8 @@ export class MessageService {
     if (outcome.kind === 'duplicate')
       return { created: false, message: toMessageDto(outcome.message, statusFor(outcome.message.id, outcome.recipient)) }
     const message = toMessageDto(outcome.message, 'sent')
+    if (this.dialogOf.size >= MAX_REMEMBERED) this.dialogOf.clear()
+    this.dialogOf.set(message.id, message.dialog_id)
     this.realtime.messageNew(message, origin)
     return { created: true, message }
   }
@@ -73,13 +80,9 @@ export class MessageService {
   /** Moves the read (and delivered) watermark forward; the peer and the reader's other devices are told. */
   async readUpTo(userId: number, dialogId: number, messageId: number, at: Date, origin?: Origin): Promise<ReadStateDto> {
     await this.membership.require(dialogId, userId)
-    const state = await this.db.tx(function* (s) {
-      const message = yield* messageById(s, messageId)
-      if (!message || message.dialogId !== dialogId)
-        throw invalidField('last_read_message_id', 'no such message in this dialog')
-      const progress = yield* advanceWatermarks(s, dialogId, userId, messageId, at, true)
-      return { ...progress, unread: yield* unreadCount(s, dialogId, userId, progress.lastReadMessageId) }
-    })
+    if ((await this.dialogOfMessage(messageId)) !== dialogId)
+      throw invalidField('last_read_message_id', 'no such message in this dialog')
+    const state = await this.writer.mark({ dialogId, userId, messageId, at, read: true })
     if (state.readMoved)
       this.realtime.status(this.statusEvent(dialogId, state.lastReadMessageId, 'read', userId, state.readAt), origin)
     return {
@@ -92,15 +95,17 @@ export class MessageService {
 
   /** Moves the delivered watermark to a message of the caller's dialog; the sender is told. */
   async delivered(userId: number, messageId: number, at: Date, origin?: Origin): Promise<void> {
-    const message = await this.db.read((s) => messageById(s, messageId))
-    if (!message) throw notFound('message')
-    await this.membership.require(message.dialogId, userId)
-    const state = await this.db.tx((s) => advanceWatermarks(s, message.dialogId, userId, messageId, at, false))
+    const dialogId = await this.dialogOfMessage(messageId)
+    if (dialogId === undefined) throw notFound('message')
+    await this.membership.require(dialogId, userId)
+    const state = await this.writer.mark({ dialogId, userId, messageId, at, read: false })
     if (state.deliveredMoved)
-      this.realtime.status(
-        this.statusEvent(message.dialogId, state.lastDeliveredMessageId, 'delivered', userId, state.deliveredAt),
-        origin,
-      )
+      this.realtime.status(this.statusEvent(dialogId, state.lastDeliveredMessageId, 'delivered', userId, state.deliveredAt), origin)
+  }
+
+  /** A message's dialog; messages are never deleted or moved, so an answer once read stays true. */
+  private async dialogOfMessage(messageId: number): Promise<number | undefined> {
+    return this.dialogOf.get(messageId) ?? (await this.db.read((s) => messageById(s, messageId)))?.dialogId
   }
 
   private statusEvent(

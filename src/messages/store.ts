@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, inArray, lt, lte, ne, sql, type SQL } from 'drizzle-orm'
-import { rows, type Db, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
+import { rows, rowsOfEach, type Db, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { isStorableId } from '../shared/ids'
 import type { MessageRecord, Watermarks } from './model'
 
@@ -106,21 +106,12 @@ export function* watermarks(scope: Scope, dialogId: number): Routine<Watermarks[
   )
 }
 
-export function* messageById({ db, t }: Scope, id: number): Routine<MessageRecord | undefined> {
+export function* messageById(scope: Scope, id: number): Routine<MessageRecord | undefined> {
   if (!isStorableId(id)) return undefined
-  const [row] = yield* rows(db.select(messageColumns(t)).from(t.messages).where(eq(t.messages.id, id)))
-  return row
-}
-
-/** Messages from the peer above the member's read watermark. */
-export function* unreadCount({ db, t }: Scope, dialogId: number, userId: number, readUpTo: number): Routine<number> {
   const [row] = yield* rows(
-    db
-      .select({ n: sql<number>`count(*)`.mapWith(Number) })
-      .from(t.messages)
-      .where(and(eq(t.messages.dialogId, dialogId), ne(t.messages.senderId, userId), gt(t.messages.id, readUpTo))),
+    scope.prepared('messageById', (db, t) => db.select(messageColumns(t)).from(t.messages).where(eq(t.messages.id, sql.placeholder('id'))), { id }),
   )
-  return row?.n ?? 0
+  return row
 }
 
 export interface MemberProgress {
@@ -130,49 +121,105 @@ export interface MemberProgress {
   deliveredAt: Date | null
 }
 
+/** A member's watermark move, as the writer receives it: `read` moves read and delivered, else delivered only. */
+export interface MarkInput {
+  dialogId: number
+  userId: number
+  messageId: number
+  at: Date
+  read: boolean
+}
+
+/** The member's state after the batch; `readMoved`/`deliveredMoved` on the mark that moved it, if any. */
+export type MarkOutcome = MemberProgress & { readMoved: boolean; deliveredMoved: boolean; unread: number }
+
 /**
- * Moves a member's watermarks forward to `messageId` (read also implies delivered); never back.
- * Returns the state after, and which watermarks moved.
+ * Moves members' watermarks forward, never back. The marks of one member in a batch are folded into one
+ * move to the highest of them (the watermarks are "up to"), so a burst of receipts costs a few statements
+ * per member, not per receipt; the mark that carried the highest id is the one that moved it.
  */
-export function* advanceWatermarks(
-  { db, t }: Scope,
-  dialogId: number,
-  userId: number,
-  messageId: number,
-  at: Date,
-  read: boolean,
-): Routine<MemberProgress & { readMoved: boolean; deliveredMoved: boolean }> {
-  const member = and(eq(t.dialogMembers.dialogId, dialogId), eq(t.dialogMembers.userId, userId))
-  const readMoved = read
-    ? (yield* rows(
-        db
-          .update(t.dialogMembers)
-          .set({ lastReadMessageId: messageId, readAt: at })
-          .where(and(member, lt(t.dialogMembers.lastReadMessageId, messageId)))
-          .returning({ id: t.dialogMembers.dialogId }),
-      )).length > 0
-    : false
-  const deliveredMoved =
-    (yield* rows(
-      db
-        .update(t.dialogMembers)
-        .set({ lastDeliveredMessageId: messageId, deliveredAt: at })
-        .where(and(member, lt(t.dialogMembers.lastDeliveredMessageId, messageId)))
-        .returning({ id: t.dialogMembers.dialogId }),
-    )).length > 0
-  const [state] = yield* rows(
-    db
-      .select({
-        lastReadMessageId: t.dialogMembers.lastReadMessageId,
-        readAt: t.dialogMembers.readAt,
-        lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
-        deliveredAt: t.dialogMembers.deliveredAt,
-      })
-      .from(t.dialogMembers)
-      .where(member),
+export function* applyMarks(scope: Scope, marks: MarkInput[]): Routine<MarkOutcome[]> {
+  const members = new Map<string, { read?: MarkInput; delivered: MarkInput }>()
+  for (const mark of marks) {
+    const key = `${mark.dialogId}:${mark.userId}`
+    const member = members.get(key)
+    if (!member) members.set(key, { read: mark.read ? mark : undefined, delivered: mark })
+    else {
+      if (mark.read && (!member.read || mark.messageId > member.read.messageId)) member.read = mark
+      if (mark.messageId > member.delivered.messageId) member.delivered = mark
+    }
+  }
+  const folded = [...members.values()]
+  // Independent statements go together: on Postgres that is one wait for all the members, not one each.
+  const moves = yield* rowsOfEach(
+    folded.flatMap(({ read, delivered }) => [...(read ? [moveMark(scope, 'read', read)] : []), moveMark(scope, 'delivered', delivered)]),
   )
-  if (!state) throw new Error(`member ${userId} of dialog ${dialogId} vanished`)
-  return { ...state, readMoved, deliveredMoved }
+  const states = yield* rowsOfEach(folded.map(({ read, delivered }) => memberState(scope, delivered, read !== undefined)))
+  const after = new Map<string, MarkOutcome>()
+  const movedBy = new Map<MarkInput, { read: boolean; delivered: boolean }>()
+  let move = 0
+  folded.forEach(({ read, delivered }, i) => {
+    const [state] = states[i]!
+    if (!state) throw new Error(`member ${delivered.userId} of dialog ${delivered.dialogId} vanished`)
+    after.set(`${delivered.dialogId}:${delivered.userId}`, { ...state, unread: Number(state.unread), readMoved: false, deliveredMoved: false })
+    if (read) movedBy.set(read, { read: moves[move++]!.length > 0, delivered: false })
+    movedBy.set(delivered, { read: movedBy.get(delivered)?.read ?? false, delivered: moves[move++]!.length > 0 })
+  })
+  return marks.map((mark) => {
+    const moved = movedBy.get(mark)
+    return { ...after.get(`${mark.dialogId}:${mark.userId}`)!, readMoved: moved?.read ?? false, deliveredMoved: moved?.delivered ?? false }
+  })
+}
+
+/** A member's watermarks after the moves, and its unread count when it has just read (else 0: not asked). */
+function memberState(scope: Scope, member: MarkInput, withUnread: boolean) {
+  const params = { dialogId: member.dialogId, userId: member.userId }
+  return scope.prepared(
+    withUnread ? 'marks.stateAndUnread' : 'marks.state',
+    (db, t) => {
+      const m = t.dialogMembers
+      return db
+        .select({
+          lastReadMessageId: m.lastReadMessageId,
+          readAt: m.readAt,
+          lastDeliveredMessageId: m.lastDeliveredMessageId,
+          deliveredAt: m.deliveredAt,
+          unread: withUnread
+            ? db.$count(t.messages, and(eq(t.messages.dialogId, m.dialogId), ne(t.messages.senderId, m.userId), gt(t.messages.id, m.lastReadMessageId)))
+            : sql<number>`0`,
+        })
+        .from(m)
+        .where(and(eq(m.dialogId, sql.placeholder('dialogId')), eq(m.userId, sql.placeholder('userId'))))
+    },
+    params,
+  )
+}
+
+/** Moves one watermark of one member to the mark's message, if that is forward: a row back when it moved. */
+function moveMark(scope: Scope, which: 'read' | 'delivered', mark: MarkInput) {
+  return scope.prepared(
+    `marks.${which}`,
+    (db, t) => {
+      const m = t.dialogMembers
+      const upTo = which === 'read' ? m.lastReadMessageId : m.lastDeliveredMessageId
+      return db
+        .update(m)
+        .set(
+          which === 'read'
+            ? { lastReadMessageId: sql`${sql.placeholder('messageId')}`, readAt: sql`${sql.placeholder('at')}` }
+            : { lastDeliveredMessageId: sql`${sql.placeholder('messageId')}`, deliveredAt: sql`${sql.placeholder('at')}` },
+        )
+        .where(and(eq(m.dialogId, sql.placeholder('dialogId')), eq(m.userId, sql.placeholder('userId')), lt(upTo, sql.placeholder('messageId'))))
+        .returning({ id: m.dialogId })
+    },
+    {
+      dialogId: mark.dialogId,
+      userId: mark.userId,
+      messageId: mark.messageId,
+      // Placeholders in SET go to the driver as they are: encoded as the column stores them.
+      at: scope.t.dialogMembers.readAt.mapToDriverValue(mark.at),
+    },
+  )
 }
 
 /** A send as the writer receives it. */
@@ -205,19 +252,36 @@ interface Changes {
 type Placed = { kind: 'missing' } | { kind: 'created'; message: MessageRecord } | { kind: 'duplicate'; message: MessageRecord }
 
 /**
- * Commits a batch of sends: locks each dialog row, resolves duplicates (against the table and inside
- * the batch) to the original, numbers the rest gaplessly per dialog, inserts them and moves each dialog's
- * activity. Settles nothing before the commit. On Postgres the batch is first tried as one prepared
- * statement that is its own transaction (one round trip, no BEGIN/COMMIT): it does not look for
- * duplicates, and one in the table aborts it whole, so the batch then commits again the careful way.
+ * Commits a batch of sends and watermark moves; settles nothing before the commit. Sends: locks each
+ * dialog row, resolves duplicates (against the table and inside the batch) to the original, numbers the
+ * rest gaplessly per dialog, inserts them and moves each dialog's activity. On SQLite the marks ride the
+ * sends' transaction. On Postgres the sends are first tried as one prepared statement that is its own
+ * transaction (one round trip, no BEGIN/COMMIT): it does not look for duplicates, and one in the table
+ * aborts it whole, so the sends then commit again the careful way; the marks commit in a transaction of
+ * their own beside it.
  */
-export async function commitBatch(db: Db, sends: SendInput[], now: Date): Promise<SendOutcome[]> {
-  if (db.dialect === 'pg') {
-    try {
-      return await db.read((s) => commitInOneStatement(s, sends, now))
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error
-    }
+export async function commitBatch(
+  db: Db,
+  sends: SendInput[],
+  marks: MarkInput[],
+  now: Date,
+): Promise<{ sends: SendOutcome[]; marks: MarkOutcome[] }> {
+  if (db.dialect === 'sqlite')
+    return db.tx(function* (s) {
+      return { sends: yield* commitSends(s, sends, now), marks: yield* applyMarks(s, marks) }
+    })
+  const [sent, marked] = await Promise.all([
+    sends.length > 0 ? commitPgSends(db, sends, now) : [],
+    marks.length > 0 ? db.tx((s) => applyMarks(s, marks)) : [],
+  ])
+  return { sends: sent, marks: marked }
+}
+
+async function commitPgSends(db: Db, sends: SendInput[], now: Date): Promise<SendOutcome[]> {
+  try {
+    return await db.read((s) => commitInOneStatement(s, sends, now))
+  } catch (error) {
+    if (!isUniqueViolation(error)) throw error
   }
   return db.tx((s) => commitSends(s, sends, now))
 }

@@ -1,12 +1,10 @@
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
-import { commitBatch, type SendInput, type SendOutcome } from './store'
+import { commitBatch, type MarkInput, type MarkOutcome, type SendInput, type SendOutcome } from './store'
 
-interface Pending {
-  send: SendInput
-  resolve: (outcome: SendOutcome) => void
-  reject: (error: unknown) => void
-}
+type Pending =
+  | { send: SendInput; resolve: (outcome: SendOutcome) => void; reject: (error: unknown) => void }
+  | { mark: MarkInput; resolve: (outcome: MarkOutcome) => void; reject: (error: unknown) => void }
 
 export interface WriterOptions {
   /** A batch closes at this many sends… */
@@ -16,8 +14,8 @@ export interface WriterOptions {
 }
 
 /**
- * The one writer every message send goes through (group commit). Sends that arrive close together are
- * committed in one transaction; each promise settles only after that commit. One batch is in flight at a
+ * The one writer every message send and every delivered/read receipt goes through (group commit). What
+ * arrives close together is committed together; each promise settles only after that commit. One batch is in flight at a
  * time, and sends that arrive meanwhile form the next one, so a slow commit makes batches bigger, not queues longer.
  */
 export class MessageWriter {
@@ -36,6 +34,14 @@ export class MessageWriter {
   submit(send: SendInput): Promise<SendOutcome> {
     return new Promise((resolve, reject) => {
       this.queue.push({ send, resolve, reject })
+      this.schedule()
+    })
+  }
+
+  /** A watermark move (a receipt): rides the next batch instead of a transaction of its own. */
+  mark(mark: MarkInput): Promise<MarkOutcome> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ mark, resolve, reject })
       this.schedule()
     })
   }
@@ -72,12 +78,12 @@ export class MessageWriter {
 
   private async commit(batch: Pending[]): Promise<void> {
     try {
-      this.settle(batch, await commitBatch(this.db, batch.map((p) => p.send), new Date()))
+      this.settle(batch, await this.write(batch))
     } catch {
-      // One bad send must not sink its batch-mates: retry each alone, and fail only the ones that fail alone.
+      // One bad item must not sink its batch-mates: retry each alone, and fail only the ones that fail alone.
       for (const pending of batch) {
         try {
-          this.settle([pending], await commitBatch(this.db, [pending.send], new Date()))
+          this.settle([pending], await this.write([pending]))
         } catch (error) {
           pending.reject(error)
         }
@@ -85,13 +91,24 @@ export class MessageWriter {
     }
   }
 
-  private settle(batch: Pending[], outcomes: SendOutcome[]): void {
+  private write(batch: Pending[]) {
+    const sends: SendInput[] = []
+    const marks: MarkInput[] = []
+    for (const p of batch) 'send' in p ? sends.push(p.send) : marks.push(p.mark)
+    return commitBatch(this.db, sends, marks, new Date())
+  }
+
+  private settle(batch: Pending[], outcomes: { sends: SendOutcome[]; marks: MarkOutcome[] }): void {
     let created = 0
-    batch.forEach((p, i) => {
-      const outcome = outcomes[i]!
-      if (outcome.kind === 'created') created++
-      p.resolve(outcome)
-    })
+    let send = 0
+    let mark = 0
+    for (const p of batch) {
+      if ('send' in p) {
+        const outcome = outcomes.sends[send++]!
+        if (outcome.kind === 'created') created++
+        p.resolve(outcome)
+      } else p.resolve(outcomes.marks[mark++]!)
+    }
     this.metrics?.writeBatchSize.observe(batch.length)
     this.metrics?.messagesPersisted.inc({}, created)
   }
