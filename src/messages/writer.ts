@@ -7,16 +7,17 @@ type Pending =
   | { mark: MarkInput; resolve: (outcome: MarkOutcome) => void; reject: (error: unknown) => void }
 
 export interface WriterOptions {
-  /** A batch closes at this many sends… */
+  /** A batch closes at this many sends and receipts… */
   batchMax: number
-  /** …or this long after its first send; 0 = the sends of the same event-loop turn. */
+  /** …or this long after its first; 0 = what arrives in the same event-loop turn. */
   batchWaitMs: number
 }
 
 /**
  * The one writer every message send and every delivered/read receipt goes through (group commit). What
- * arrives close together is committed together; each promise settles only after that commit. One batch is in flight at a
- * time, and sends that arrive meanwhile form the next one, so a slow commit makes batches bigger, not queues longer.
+ * arrives close together is committed together; each promise settles only after that commit. One batch
+ * is in flight at a time, and what arrives meanwhile forms the next one, so a slow commit makes batches
+ * bigger, not queues longer.
  */
 export class MessageWriter {
   private queue: Pending[] = []
