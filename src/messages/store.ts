@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gt, inArray, lt, lte, ne, sql, type SQL } from 'drizzle-orm'
-import { rows, rowsOfEach, type Db, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
+import { rows, type Db, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { isStorableId } from '../shared/ids'
 import type { MessageRecord, Watermarks } from './model'
 
@@ -133,13 +133,93 @@ export interface MarkInput {
 /** The member's state after the batch; `readMoved`/`deliveredMoved` on the mark that moved it, if any. */
 export type MarkOutcome = MemberProgress & { readMoved: boolean; deliveredMoved: boolean; unread: number }
 
+/** A member's marks of one batch, folded: the highest read mark (if any) and the highest mark of all. */
+interface Folded {
+  read?: MarkInput
+  delivered: MarkInput
+}
+
 /**
  * Moves members' watermarks forward, never back. The marks of one member in a batch are folded into one
  * move to the highest of them (the watermarks are "up to"), so a burst of receipts costs a few statements
- * per member, not per receipt; the mark that carried the highest id is the one that moved it.
+ * per member, not per receipt; the mark that carried the highest id is the one that moved it. This is
+ * SQLite's way (small prepared statements, no round trips); Postgres does it in one statement, below.
  */
-export function* applyMarks(scope: Scope, marks: MarkInput[]): Routine<MarkOutcome[]> {
-  const members = new Map<string, { read?: MarkInput; delivered: MarkInput }>()
+function* applyMarks(scope: Scope, marks: MarkInput[]): Routine<MarkOutcome[]> {
+  const folded = fold(marks)
+  const after: MarkOutcome[] = []
+  for (const { read, delivered } of folded) {
+    const readMoved = read ? (yield* rows(moveMark(scope, 'read', read))).length > 0 : false
+    const deliveredMoved = (yield* rows(moveMark(scope, 'delivered', delivered))).length > 0
+    const [state] = yield* rows(memberState(scope, delivered, read !== undefined))
+    if (!state) throw new Error(`member ${delivered.userId} of dialog ${delivered.dialogId} vanished`)
+    after.push({ ...state, unread: Number(state.unread), readMoved, deliveredMoved })
+  }
+  return outcomesOf(marks, folded, after)
+}
+
+/**
+ * Postgres: the same moves as one statement, its own transaction (one round trip): move both watermarks
+ * where the marks are ahead, and answer the state after, whether each moved, and the unread count of
+ * those who read. (No separate FOR UPDATE: Postgres skips a row the same statement has already locked.)
+ */
+function* applyMarksInOneStatement({ t, execute }: Scope, marks: MarkInput[]): Routine<MarkOutcome[]> {
+  const folded = fold(marks)
+  const column = <T>(pick: (f: Folded) => T) => sql.param(folded.map(pick))
+  const found = yield* rows(
+    execute!<{
+      dialog_id: number
+      user_id: number
+      last_read_message_id: number
+      read_ms: number | null
+      last_delivered_message_id: number
+      delivered_ms: number | null
+      read_moved: boolean
+      delivered_moved: boolean
+      unread: number
+    }>(
+      sql`with v as (
+          select * from unnest(${column((f) => f.delivered.dialogId)}::int[], ${column((f) => f.delivered.userId)}::int[],
+            ${column((f) => f.read?.messageId ?? 0)}::int[], ${column((f) => (f.read ?? f.delivered).at.toISOString())}::text[]::timestamptz[],
+            ${column((f) => f.delivered.messageId)}::int[], ${column((f) => f.delivered.at.toISOString())}::text[]::timestamptz[])
+            as v(dialog_id, user_id, read_to, read_at, delivered_to, delivered_at)
+        ), moved as (
+          update ${t.dialogMembers} m set
+            last_read_message_id = greatest(m.last_read_message_id, v.read_to),
+            read_at = case when v.read_to > m.last_read_message_id then v.read_at else m.read_at end,
+            last_delivered_message_id = greatest(m.last_delivered_message_id, v.delivered_to),
+            delivered_at = case when v.delivered_to > m.last_delivered_message_id then v.delivered_at else m.delivered_at end
+          from v join ${t.dialogMembers} was on was.dialog_id = v.dialog_id and was.user_id = v.user_id
+          where m.dialog_id = v.dialog_id and m.user_id = v.user_id
+          returning m.dialog_id, m.user_id, m.last_read_message_id, m.read_at, m.last_delivered_message_id, m.delivered_at, v.read_to,
+            m.last_read_message_id > was.last_read_message_id as read_moved,
+            m.last_delivered_message_id > was.last_delivered_message_id as delivered_moved
+        ) select dialog_id, user_id, last_read_message_id, last_delivered_message_id, read_moved, delivered_moved,
+          (extract(epoch from read_at) * 1000)::float8 as read_ms, (extract(epoch from delivered_at) * 1000)::float8 as delivered_ms,
+          case when read_to > 0 then (select count(*) from ${t.messages} msg where msg.dialog_id = moved.dialog_id
+            and msg.sender_id <> moved.user_id and msg.id > moved.last_read_message_id) else 0 end::int as unread
+        from moved`,
+    ),
+  )
+  const byMember = new Map(found.map((r) => [`${r.dialog_id}:${r.user_id}`, r]))
+  const after = folded.map(({ delivered }): MarkOutcome => {
+    const r = byMember.get(`${delivered.dialogId}:${delivered.userId}`)
+    if (!r) throw new Error(`member ${delivered.userId} of dialog ${delivered.dialogId} vanished`)
+    return {
+      lastReadMessageId: r.last_read_message_id,
+      readAt: r.read_ms === null ? null : new Date(r.read_ms),
+      lastDeliveredMessageId: r.last_delivered_message_id,
+      deliveredAt: r.delivered_ms === null ? null : new Date(r.delivered_ms),
+      unread: r.unread,
+      readMoved: r.read_moved,
+      deliveredMoved: r.delivered_moved,
+    }
+  })
+  return outcomesOf(marks, folded, after)
+}
+
+function fold(marks: MarkInput[]): Folded[] {
+  const members = new Map<string, Folded>()
   for (const mark of marks) {
     const key = `${mark.dialogId}:${mark.userId}`
     const member = members.get(key)
@@ -149,25 +229,22 @@ export function* applyMarks(scope: Scope, marks: MarkInput[]): Routine<MarkOutco
       if (mark.messageId > member.delivered.messageId) member.delivered = mark
     }
   }
-  const folded = [...members.values()]
-  // Independent statements go together: on Postgres that is one wait for all the members, not one each.
-  const moves = yield* rowsOfEach(
-    folded.flatMap(({ read, delivered }) => [...(read ? [moveMark(scope, 'read', read)] : []), moveMark(scope, 'delivered', delivered)]),
-  )
-  const states = yield* rowsOfEach(folded.map(({ read, delivered }) => memberState(scope, delivered, read !== undefined)))
-  const after = new Map<string, MarkOutcome>()
+  return [...members.values()]
+}
+
+/** Each mark gets its member's state; only the marks that carried a member's move say it moved. */
+function outcomesOf(marks: MarkInput[], folded: Folded[], after: MarkOutcome[]): MarkOutcome[] {
+  const state = new Map<string, MarkOutcome>()
   const movedBy = new Map<MarkInput, { read: boolean; delivered: boolean }>()
-  let move = 0
   folded.forEach(({ read, delivered }, i) => {
-    const [state] = states[i]!
-    if (!state) throw new Error(`member ${delivered.userId} of dialog ${delivered.dialogId} vanished`)
-    after.set(`${delivered.dialogId}:${delivered.userId}`, { ...state, unread: Number(state.unread), readMoved: false, deliveredMoved: false })
-    if (read) movedBy.set(read, { read: moves[move++]!.length > 0, delivered: false })
-    movedBy.set(delivered, { read: movedBy.get(delivered)?.read ?? false, delivered: moves[move++]!.length > 0 })
+    const member = after[i]!
+    state.set(`${delivered.dialogId}:${delivered.userId}`, member)
+    if (read) movedBy.set(read, { read: member.readMoved, delivered: false })
+    movedBy.set(delivered, { read: movedBy.get(delivered)?.read ?? false, delivered: member.deliveredMoved })
   })
   return marks.map((mark) => {
     const moved = movedBy.get(mark)
-    return { ...after.get(`${mark.dialogId}:${mark.userId}`)!, readMoved: moved?.read ?? false, deliveredMoved: moved?.delivered ?? false }
+    return { ...state.get(`${mark.dialogId}:${mark.userId}`)!, readMoved: moved?.read ?? false, deliveredMoved: moved?.delivered ?? false }
   })
 }
 
@@ -257,8 +334,8 @@ type Placed = { kind: 'missing' } | { kind: 'created'; message: MessageRecord } 
  * rest gaplessly per dialog, inserts them and moves each dialog's activity. On SQLite the marks ride the
  * sends' transaction. On Postgres the sends are first tried as one prepared statement that is its own
  * transaction (one round trip, no BEGIN/COMMIT): it does not look for duplicates, and one in the table
- * aborts it whole, so the sends then commit again the careful way; the marks commit in a transaction of
- * their own beside it.
+ * aborts it whole, so the sends then commit again the careful way; the marks are one statement of their
+ * own beside it.
  */
 export async function commitBatch(
   db: Db,
@@ -272,7 +349,7 @@ export async function commitBatch(
     })
   const [sent, marked] = await Promise.all([
     sends.length > 0 ? commitPgSends(db, sends, now) : [],
-    marks.length > 0 ? db.tx((s) => applyMarks(s, marks)) : [],
+    marks.length > 0 ? db.read((s) => applyMarksInOneStatement(s, marks)) : [],
   ])
   return { sends: sent, marks: marked }
 }

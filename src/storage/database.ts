@@ -52,24 +52,12 @@ export interface Preparable<T> {
 }
 
 /** A step of a storage routine: the runner executes the query and sends the rows back into the generator. */
-type Step =
-  | { rows: true; query: { all(): unknown } }
-  | { rows: false; query: { run(): unknown } }
-  | { rows: 'each'; queries: { all(): unknown }[] }
+type Step = { rows: true; query: { all(): unknown } } | { rows: false; query: { run(): unknown } }
 export type Routine<T> = Generator<Step, T, unknown>
 
 /** Rows of a select or of an insert/update … returning. */
 export function* rows<T>(query: { all(): T[] }): Routine<T[]> {
   return (yield { rows: true, query }) as T[]
-}
-
-/**
- * The rows of several independent queries. On Postgres they are sent together (pipelined on the
- * connection: one round trip's wait, not one per query) and run in order; on SQLite one after another.
- */
-export function* rowsOfEach<T>(queries: { all(): T[] }[]): Routine<T[][]> {
-  if (queries.length === 0) return []
-  return (yield { rows: 'each', queries }) as T[][]
 }
 
 /** A statement whose result is not needed. */
@@ -124,9 +112,7 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFold
     let next = routine.next()
     while (!next.done) {
       const step = next.value
-      next = routine.next(
-        step.rows === 'each' ? step.queries.map((q) => q.all()) : step.rows ? step.query.all() : step.query.run(),
-      )
+      next = routine.next(step.rows ? step.query.all() : step.query.run())
     }
     return next.value
   }
@@ -160,12 +146,7 @@ async function openPg(url: string, max: number, migrationsFolder: string): Promi
 
   const drive = async <T>(routine: Routine<T>): Promise<T> => {
     let next = routine.next()
-    while (!next.done) {
-      const step = next.value
-      next = routine.next(
-        await (step.rows === 'each' ? Promise.all(step.queries) : (step.query as unknown as PromiseLike<unknown>)),
-      )
-    }
+    while (!next.done) next = routine.next(await (next.value.query as unknown as PromiseLike<unknown>))
     return next.value
   }
   // The pg builders and tables are typed as SQLite ones (see QueryDb); at run time they are awaited, not .all()'d.
