@@ -1,7 +1,7 @@
-import { and, desc, eq, gt, lt, ne, sql, type SQL } from 'drizzle-orm'
+import { and, desc, eq, lt, sql, type SQL } from 'drizzle-orm'
 import { alias } from 'drizzle-orm/sqlite-core'
 import type { MessageRecord, Watermarks } from '../messages/model'
-import { messageColumns } from '../messages/store'
+import { messageColumns, unreadOf } from '../messages/store'
 import { exec, rows, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 
 /** One dialog as one member sees it, before presence and status are applied. */
@@ -109,10 +109,7 @@ function dialogsQuery(db: QueryDb, t: Tables, shape: 'newest' | 'before' | 'one'
       peerDelivered: peer.lastDeliveredMessageId,
       peerName: t.users.username,
       peerLastSeenAt: t.users.lastSeenAt,
-      unreadCount: db.$count(
-        t.messages,
-        and(eq(t.messages.dialogId, t.dialogs.id), ne(t.messages.senderId, me.userId), gt(t.messages.id, me.lastReadMessageId)),
-      ),
+      unreadCount: unreadOf(db, t, me),
       lastMessage: messageColumns(t),
     })
     .from(me)

@@ -14,6 +14,10 @@ export const messageColumns = (t: Tables) => ({
   createdAt: t.messages.createdAt,
 })
 
+/** A member's unread count, as a column of a query over its `dialog_members` row: the peer's messages above its read watermark. */
+export const unreadOf = (db: QueryDb, t: Tables, member: Tables['dialogMembers']) =>
+  db.$count(t.messages, and(eq(t.messages.dialogId, member.dialogId), ne(t.messages.senderId, member.userId), gt(t.messages.id, member.lastReadMessageId)))
+
 export type HistoryCursor = { before: Date } | { beforeId: number } | { afterId: number } | { newest: true }
 
 /**
@@ -261,9 +265,7 @@ function memberState(scope: Scope, member: MarkInput, withUnread: boolean) {
           readAt: m.readAt,
           lastDeliveredMessageId: m.lastDeliveredMessageId,
           deliveredAt: m.deliveredAt,
-          unread: withUnread
-            ? db.$count(t.messages, and(eq(t.messages.dialogId, m.dialogId), ne(t.messages.senderId, m.userId), gt(t.messages.id, m.lastReadMessageId)))
-            : sql<number>`0`,
+          unread: withUnread ? unreadOf(db, t, m) : sql<number>`0`,
         })
         .from(m)
         .where(and(eq(m.dialogId, sql.placeholder('dialogId')), eq(m.userId, sql.placeholder('userId'))))
@@ -401,6 +403,7 @@ function* withRecipientMarks({ db, t }: Scope, placed: Placed[]): Routine<SendOu
       : p,
   )
 }
+
 /**
  * SQLite: small cached statements, since they cost no round trip, called directly (they run
  * synchronously on the transaction's connection); BEGIN IMMEDIATE already holds the write lock. One insert per send: ON CONFLICT DO NOTHING can only fire on (dialog, sender,

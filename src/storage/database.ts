@@ -159,11 +159,12 @@ async function openPg(url: string, max: number, migrationsFolder: string): Promi
   // pg builders' prepare() takes the statement's name; at run time the query is awaited (see drive).
   type PgPrepared = { execute(placeholders: Record<string, unknown>): Promise<unknown> }
   const prepare = (query: Preparable<unknown>, name: string) => (query as unknown as { prepare(name: string): PgPrepared }).prepare(name)
+  const run = (statement: PgPrepared, params: Record<string, unknown>) => statement.execute(params) as unknown as { all(): never[] }
   const named = new Map<string, PgPrepared>()
   const prepared: Scope['prepared'] = (key, build, params) => {
     let statement = named.get(key)
     if (!statement) named.set(key, (statement = prepare(build(pg as unknown as QueryDb, t), key)))
-    return statement.execute(params) as unknown as { all(): never[] }
+    return run(statement, params)
   }
   const scope = (db: unknown, execute: (query: SQL) => unknown, prepared: Scope['prepared']): Scope => ({
     db: db as QueryDb,
@@ -182,7 +183,7 @@ async function openPg(url: string, max: number, migrationsFolder: string): Promi
               tx,
               (query) => tx.execute(query),
               // Built on the transaction's connection each time: a statement kept from outside would run outside it.
-              (key, build, params) => prepare(build(tx as unknown as QueryDb, t), key).execute(params) as unknown as { all(): never[] },
+              (key, build, params) => run(prepare(build(tx as unknown as QueryDb, t), key), params),
             ),
           ),
         ),
