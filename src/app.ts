@@ -42,7 +42,9 @@ export function createCore(config: Config, db: Db): Core {
   const hub = new Hub(db, metrics, config.wsBackpressureBytes)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
-  const writer = new MessageWriter(db, { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs }, metrics)
+  const writer = new MessageWriter(db, { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs }, metrics, () =>
+    hub.flushReplies(),
+  )
   return {
     config,
     db,

@@ -175,6 +175,33 @@ describe.each(dialects)('realtime flows on %s', (dialect) => {
     await Promise.all([a1.close(), b1.close(), b2.close()])
   })
 
+  test('a burst of sends is acked in send order, and no receipt\'s status reaches the sender before the ack of its message', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const [sender, receiver] = await Promise.all([open(a), open(b)])
+    // Everything the sender receives, in arrival order; the receiver acknowledges each message at once.
+    const arrived: { type: string; client_msg_id?: string; message_id?: number; message?: { id: number } }[] = []
+    sender.ws.addEventListener('message', (e) => arrived.push(JSON.parse(String(e.data))))
+    receiver.ws.addEventListener('message', (e) => {
+      const frame = JSON.parse(String(e.data))
+      if (frame.type === 'message:new') receiver.send({ type: 'message:delivered', message_id: frame.message.id })
+    })
+
+    const sent = Array.from({ length: 60 }, (_, i) => `burst-${i}`)
+    for (const id of sent) sender.send(sendFrame(dialogId, id))
+    const acks = []
+    for (const _ of sent) acks.push(await sender.next('message:ack'))
+    expect(acks.map((f) => f.client_msg_id)).toEqual(sent)
+    const lastId = acks.at(-1)!.message.id
+    while ((await sender.next('message:status')).message_id !== lastId);
+
+    const acked = new Set<number>()
+    for (const frame of arrived) {
+      if (frame.type === 'message:ack') acked.add(frame.message!.id)
+      if (frame.type === 'message:status') expect(acked.has(frame.message_id!)).toBe(true)
+    }
+    await Promise.all([sender.close(), receiver.close()])
+  })
+
   test('typing is relayed to the peer\'s connections, not echoed, not stored', async () => {
     const { a, b, dialogId } = await live.t.pair()
     const [a1, a2, b1] = await Promise.all([open(a), open(a), open(b)])

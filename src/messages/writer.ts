@@ -30,6 +30,8 @@ export class MessageWriter {
     private readonly db: Db,
     private readonly options: WriterOptions,
     private readonly metrics?: Metrics,
+    /** Runs before each batch commits (the hub sends the replies to the last one, which must come first). */
+    private readonly beforeBatch?: () => void,
   ) {}
 
   submit(send: SendInput): Promise<SendOutcome> {
@@ -70,6 +72,7 @@ export class MessageWriter {
     this.timer = this.immediate = undefined
     if (this.inFlight || this.queue.length === 0) return
     const batch = this.queue.splice(0, this.options.batchMax)
+    this.beforeBatch?.()
     this.inFlight = this.commit(batch).finally(() => {
       this.inFlight = undefined
       if (this.queue.length > 0) this.schedule()

@@ -98,7 +98,7 @@ export function createRealtime(core: Core): Realtime {
           frame,
           core.messages
             .send(userId, { dialogId: frame.dialog_id, clientMsgId: frame.client_msg_id, type: frame.msg_type, text: frame.text }, ws)
-            .then(({ message }) => reply(ws, ackFrame(frame.client_msg_id, message))),
+            .then(({ message }) => hub.replyLater(ws, ackFrame(frame.client_msg_id, message))),
         )
       case 'message:delivered':
         return track(

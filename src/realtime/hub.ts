@@ -7,6 +7,7 @@ import { unauthorized } from '../errors'
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
 import { setLastSeen } from '../users/store'
+import { Outbox } from './outbox'
 import type { Origin, RealtimePort } from './port'
 import { dialogNewFrame, errorFrame, newFrame, presenceFrame, statusFrame, typingFrame } from './protocol'
 import { closeSocket, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, type ConnectionData, type Socket } from './socket'
@@ -38,6 +39,7 @@ export class Hub implements RealtimePort, ClusterPeer {
   /** session id → its live connections on this node. */
   private readonly sessions = new Map<string, Set<Socket>>()
   private readonly pending = new Set<Promise<unknown>>()
+  private readonly outbox = new Outbox((ws) => this.guard(ws))
   private stopping = false
 
   constructor(
@@ -60,6 +62,20 @@ export class Hub implements RealtimePort, ClusterPeer {
     const cluster = this.cluster
     this.cluster = undefined
     await cluster?.leave()
+  }
+
+  /** A reply that settles together with others (an ack): they leave in one write per connection (see Outbox). */
+  replyLater(ws: Socket, frame: string): void {
+    this.outbox.push(ws, frame)
+  }
+
+  /**
+   * Sends the waiting replies now. Called before a writer batch commits and before another node's event
+   * is published, so that nothing a reply's message caused (a receipt's status, say) reaches a connection
+   * before the reply.
+   */
+  flushReplies(): void {
+    this.outbox.flush()
   }
 
   isOnline(userId: number): boolean {
@@ -168,6 +184,7 @@ export class Hub implements RealtimePort, ClusterPeer {
    */
   async closeAll(code: number, reason: string): Promise<void> {
     this.stopping = true
+    this.outbox.flush()
     const online = [...this.users].filter(([, e]) => e.sockets.size > 0).map(([id]) => id)
     for (const entry of this.users.values()) for (const ws of entry.sockets) closeSocket(ws, code, reason)
     await Promise.all(this.pending)
@@ -221,6 +238,7 @@ export class Hub implements RealtimePort, ClusterPeer {
 
   /** Closes this node's connections of a revoked session, as an authentication failure. */
   endSession(sessionId: string): void {
+    this.outbox.flush()
     for (const ws of this.sessions.get(sessionId) ?? []) {
       if (ws.data.closing) continue
       ws.send(errorFrame(unauthorized('session ended')))
@@ -231,6 +249,7 @@ export class Hub implements RealtimePort, ClusterPeer {
   /** Another node's publish, for this node's subscribers only. */
   deliver(topic: string, frame: string): void {
     if (!this.server) return
+    this.outbox.flush()
     this.server.publish(topic, frame)
     const id = Number(topic.slice(topic.indexOf(':') + 1))
     if (topic.startsWith('dialog:')) this.guardDialog(id)
