@@ -141,12 +141,14 @@ async function run(job: Job): Promise<unknown> {
       let timer: ReturnType<typeof setInterval> | undefined
       return flow(job.ws, job.pairs, job.seconds, {
         start: (send) => {
-          // Ticks of 5 ms; fractional sends carry over, round-robin over the senders.
-          let owed = 0
-          let next = 0
+          // Ticks of 5 ms, round-robin over the senders. What is owed follows the clock, not the tick count:
+          // a late tick sends what the rate asked for meanwhile, so the load is the rate stated (timers slip,
+          // and counting ticks sent about 4 % less).
+          const started = performance.now()
+          let sent = 0
           timer = setInterval(() => {
-            owed += job.rate / 200
-            for (; owed >= 1; owed--) send(next++ % job.pairs.length)
+            const owed = Math.floor(((performance.now() - started) / 1000) * job.rate)
+            for (; sent < owed; sent++) send(sent % job.pairs.length)
           }, 5)
         },
         acked: () => {},
