@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
+import postgres from 'postgres'
 import { MessageWriter } from '../src/messages/writer'
 import { exec, openDatabase, rows } from '../src/storage/database'
 import { createTestApp, type TestApp } from './support/app'
@@ -211,5 +212,40 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     })
     expect(stored.length).toBe(20)
     await Promise.all(pending)
+  })
+})
+
+describe.each(dialects.filter((d) => d === 'pg'))('receipts racing on %s', (dialect) => {
+  let t: TestApp
+  beforeAll(async () => {
+    t = await createTestApp(dialect)
+  })
+  afterAll(() => t.close())
+
+  test('a receipt that waited for another node\'s move of the same member says it moved only if it moved past it', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const stored = await Promise.all(Array.from({ length: 6 }, (_, i) => t.core.writer.submit(send(dialogId, a.user.id, `race${i}`))))
+    const ids = stored.map((o) => (o.kind === 'created' ? o.message.id : 0))
+    const { url } = t.core.config.database as { url: string }
+    // Another node's receipt (read up to the 5th message), its transaction still open: it holds the member row.
+    const other = postgres(url, { max: 1, onnotice: () => {} })
+    try {
+      const reserved = await other.reserve()
+      await reserved`begin`
+      await reserved`update dialog_members set last_read_message_id = ${ids[4]!}, last_delivered_message_id = ${ids[4]!}
+        where dialog_id = ${dialogId} and user_id = ${b.user.id}`
+      // This node's receipt for an older message starts meanwhile and waits for that row.
+      const mark = t.core.writer.mark({ dialogId, userId: b.user.id, messageId: ids[2]!, at: new Date(), read: true })
+      await Bun.sleep(100)
+      await reserved`commit`
+      reserved.release()
+      const outcome = await mark
+      expect(outcome).toMatchObject({ lastReadMessageId: ids[4], lastDeliveredMessageId: ids[4], readMoved: false, deliveredMoved: false })
+      // One that is ahead of the other node's still moves.
+      const ahead = await t.core.writer.mark({ dialogId, userId: b.user.id, messageId: ids[5]!, at: new Date(), read: true })
+      expect(ahead).toMatchObject({ lastReadMessageId: ids[5], readMoved: true, deliveredMoved: true, unread: 0 })
+    } finally {
+      await other.end({ timeout: 1 })
+    }
   })
 })

@@ -165,7 +165,10 @@ function* applyMarks(scope: Scope, marks: MarkInput[]): Routine<MarkOutcome[]> {
 /**
  * Postgres: the same moves as one statement, its own transaction (one round trip): move both watermarks
  * where the marks are ahead, and answer the state after, whether each moved, and the unread count of
- * those who read. (No separate FOR UPDATE: Postgres skips a row the same statement has already locked.)
+ * those who read. The rows are locked first (in key order, so two nodes' batches cannot deadlock) and
+ * "moved" compares with what the lock returned: a row another node moved while this statement waited
+ * is read as it is after that move, not as the statement's snapshot had it, so its move is not reported
+ * twice.
  */
 function* applyMarksInOneStatement({ t, execute }: Scope, marks: MarkInput[]): Routine<MarkOutcome[]> {
   const folded = fold(marks)
@@ -187,13 +190,17 @@ function* applyMarksInOneStatement({ t, execute }: Scope, marks: MarkInput[]): R
             ${column((f) => f.read?.messageId ?? 0)}::int[], ${column((f) => (f.read ?? f.delivered).at.toISOString())}::text[]::timestamptz[],
             ${column((f) => f.delivered.messageId)}::int[], ${column((f) => f.delivered.at.toISOString())}::text[]::timestamptz[])
             as v(dialog_id, user_id, read_to, read_at, delivered_to, delivered_at)
+        ), was as (
+          select w.dialog_id, w.user_id, w.last_read_message_id, w.last_delivered_message_id
+          from ${t.dialogMembers} w join v on w.dialog_id = v.dialog_id and w.user_id = v.user_id
+          order by w.dialog_id, w.user_id for update of w
         ), moved as (
           update ${t.dialogMembers} m set
             last_read_message_id = greatest(m.last_read_message_id, v.read_to),
             read_at = case when v.read_to > m.last_read_message_id then v.read_at else m.read_at end,
             last_delivered_message_id = greatest(m.last_delivered_message_id, v.delivered_to),
             delivered_at = case when v.delivered_to > m.last_delivered_message_id then v.delivered_at else m.delivered_at end
-          from v join ${t.dialogMembers} was on was.dialog_id = v.dialog_id and was.user_id = v.user_id
+          from v join was on was.dialog_id = v.dialog_id and was.user_id = v.user_id
           where m.dialog_id = v.dialog_id and m.user_id = v.user_id
           returning m.dialog_id, m.user_id, m.last_read_message_id, m.read_at, m.last_delivered_message_id, m.delivered_at, v.read_to,
             m.last_read_message_id > was.last_read_message_id as read_moved,
