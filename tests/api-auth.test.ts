@@ -48,12 +48,23 @@ describe.each(dialects)('auth on %s', (dialect) => {
       [{ username: 'has space', password: 'password-1' }, 'username'],
       [{ username: uniqueName(), password: 'short' }, 'password'],
       [{ username: uniqueName(), password: 'p'.repeat(257) }, 'password'],
+      // Characters, not UTF-16 units: four emoji are 8 units but 4 characters.
+      [{ username: uniqueName(), password: '😀'.repeat(4) }, 'password'],
+      [{ username: uniqueName(), password: '😀'.repeat(257) }, 'password'],
       [{ password: 'password-1' }, 'username'],
     ] as const) {
       const res = await t.call('POST', '/auth/register', { body })
       expectError(res, 422, 'validation_failed')
       expect(res.body.error.details.field).toBe(field)
     }
+  })
+
+  test('password length counts characters: 256 emoji (512 UTF-16 units) register and log in', async () => {
+    const username = uniqueName()
+    const password = '😀'.repeat(256)
+    expect((await t.call('POST', '/auth/register', { body: { username, password } })).status).toBe(201)
+    expect((await t.call('POST', '/auth/login', { body: { username, password } })).status).toBe(200)
+    expectError(await t.call('POST', '/auth/login', { body: { username, password: '😀'.repeat(255) } }), 401, 'invalid_credentials')
   })
 
   test('passwords are stored as argon2id hashes, never in clear', async () => {

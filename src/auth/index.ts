@@ -1,8 +1,8 @@
-import { Elysia, t } from 'elysia'
+import { Elysia } from 'elysia'
 import { AppError } from '../errors'
 import { addressOf } from '../http/client-address'
 import { KeyedRateLimit } from '../limits/token-bucket'
-import { Credentials, RefreshBody, TokenPair } from './model'
+import { Credentials, LoginBody, RefreshBody, TokenPair } from './model'
 import type { AuthService } from './service'
 
 export interface AuthRateLimit {
@@ -27,7 +27,7 @@ export const authRoutes = (auth: AuthService, limit: AuthRateLimit) => {
       { body: Credentials, response: { 201: TokenPair } },
     )
     .post('/login', ({ body }) => auth.login(body.username, body.password), {
-      body: t.Object({ username: t.String({ minLength: 1, maxLength: 256 }), password: t.String({ minLength: 1, maxLength: 256 }) }),
+      body: LoginBody,
       response: { 200: TokenPair },
     })
     .post('/refresh', ({ body }) => auth.refresh(body.refresh_token), {

@@ -1,10 +1,27 @@
 import { t } from 'elysia'
+import { invalidField } from '../errors'
 import { USERNAME_PATTERN, UserSchema } from '../users/model'
 
+const PASSWORD_CHARS = { min: 8, max: 256 }
+const PASSWORD_RULE = `${PASSWORD_CHARS.min}–${PASSWORD_CHARS.max} characters`
+
+// The schemas bound the raw size (a character is one or two UTF-16 units); `checkPassword` counts characters
+// (code points), so 256 emoji are a valid password, and login accepts every password register accepted.
 export const Credentials = t.Object({
   username: t.String({ pattern: USERNAME_PATTERN, error: 'username: 3–32 characters of A-Z a-z 0-9 _ . -' }),
-  password: t.String({ minLength: 8, maxLength: 256, error: 'password: 8–256 characters' }),
+  password: t.String({ minLength: PASSWORD_CHARS.min, maxLength: PASSWORD_CHARS.max * 2, error: `password: ${PASSWORD_RULE}` }),
 })
+
+export const LoginBody = t.Object({
+  username: t.String({ minLength: 1, maxLength: 256 }),
+  password: t.String({ minLength: 1, maxLength: PASSWORD_CHARS.max * 2 }),
+})
+
+export function checkPassword(password: string): void {
+  let chars = 0
+  for (const _ of password) chars++
+  if (chars < PASSWORD_CHARS.min || chars > PASSWORD_CHARS.max) throw invalidField('password', PASSWORD_RULE)
+}
 
 export const RefreshBody = t.Object({
   refresh_token: t.String({ minLength: 1, maxLength: 4096 }),

@@ -3,7 +3,7 @@ import type { RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
 import { toUserDto, type UserRecord } from '../users/model'
 import { insertUser, userById, userWithHash } from '../users/store'
-import type { Principal, TokenPairDto } from './model'
+import { checkPassword, type Principal, type TokenPairDto } from './model'
 import type { Passwords } from './passwords'
 import { insertSession, revokeSession, rotateSession, sessionById } from './store'
 import type { Tokens } from './tokens'
@@ -19,6 +19,7 @@ export class AuthService {
   ) {}
 
   async register(username: string, password: string): Promise<TokenPairDto> {
+    checkPassword(password)
     const passwordHash = await this.passwords.hash(password)
     const user = await this.db.tx((s) => insertUser(s, { username, passwordHash, createdAt: new Date() }))
     if (!user) throw new AppError('username_taken', 'username is taken', { field: 'username' })
