@@ -40,6 +40,9 @@ describe.each(dialects)('bad input on %s', (dialect) => {
       [sendFrame(dialogId, ''), { code: 'validation_failed', details: { field: 'client_msg_id' } }],
       [sendFrame(other.dialogId, 'c-6'), { code: 'not_found', client_msg_id: 'c-6' }],
       [sendFrame(987654, 'c-7'), { code: 'not_found', client_msg_id: 'c-7' }],
+      // Ids are bounded as on REST (the databases' 32-bit keys): beyond, the frame is invalid, not a lookup.
+      [sendFrame(2 ** 31, 'c-8'), { code: 'validation_failed', details: { field: 'dialog_id' }, client_msg_id: 'c-8' }],
+      [{ type: 'message:delivered', message_id: 2 ** 53 }, { code: 'validation_failed', details: { field: 'message_id' } }],
       [{ type: 'message:read', dialog_id: dialogId, last_read_message_id: 1, read_at: 'yesterday' }, { code: 'validation_failed', details: { field: 'read_at' }, frame_type: 'message:read' }],
       [{ type: 'message:read', dialog_id: dialogId, last_read_message_id: foreign.body.id }, { code: 'validation_failed', details: { field: 'last_read_message_id' } }],
       [{ type: 'message:delivered', message_id: 987654 }, { code: 'not_found', frame_type: 'message:delivered' }],

@@ -4,6 +4,7 @@ import type { DialogDto } from '../dialogs/model'
 import { AppError } from '../errors'
 import type { MessageDto, StatusEvent } from '../messages/model'
 import { MAX_TEXT_CHARS } from '../messages/model'
+import { MAX_ID } from '../shared/ids'
 
 /*
  * The WebSocket protocol of CONTRACT.md: the client frames' schemas (compiled once, so checking a frame
@@ -11,7 +12,7 @@ import { MAX_TEXT_CHARS } from '../messages/model'
  * contract's; docs/PROTOCOL.md describes them with examples.
  */
 
-const Id = T.Integer({ minimum: 1 })
+const Id = T.Integer({ minimum: 1, maximum: MAX_ID })
 // Timestamps are parsed by parseInstant (which names the field); the schema only bounds their size.
 const Instant = T.String({ maxLength: 64 })
 const ClientMsgId = T.String({ minLength: 1, maxLength: 64 })
