@@ -1,5 +1,6 @@
 import { t } from 'elysia'
 import { invalidField } from '../errors'
+import { charCount } from '../shared/text'
 import { USERNAME_PATTERN, UserSchema } from '../users/model'
 
 const PASSWORD_CHARS = { min: 8, max: 256 }
@@ -18,8 +19,7 @@ export const LoginBody = t.Object({
 })
 
 export function checkPassword(password: string): void {
-  let chars = 0
-  for (const _ of password) chars++
+  const chars = charCount(password, PASSWORD_CHARS.max)
   if (chars < PASSWORD_CHARS.min || chars > PASSWORD_CHARS.max) throw invalidField('password', PASSWORD_RULE)
 }
 

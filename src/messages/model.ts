@@ -1,6 +1,7 @@
 import { t } from 'elysia'
 import { invalidField } from '../errors'
 import { MAX_ID } from '../shared/ids'
+import { charCount } from '../shared/text'
 
 export const MESSAGE_TYPES = ['text'] as const
 export const MAX_TEXT_CHARS = 4000
@@ -108,6 +109,5 @@ export function checkClientMsgId(clientMsgId: string): void {
 export function checkText(text: string): void {
   if (!/\S/.test(text)) throw invalidField('text', 'must not be only whitespace')
   if (unstorable(text)) throw invalidField('text', 'must be Unicode text without NUL characters')
-  let chars = 0
-  for (const _ of text) if (++chars > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
+  if (charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
 }
