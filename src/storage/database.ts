@@ -1,15 +1,13 @@
 import { Database as SqliteDriver } from 'bun:sqlite'
-import { existsSync, mkdirSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { drizzle as drizzleSqlite, type BunSQLiteDatabase } from 'drizzle-orm/bun-sqlite'
-import { migrate as migrateSqlite } from 'drizzle-orm/bun-sqlite/migrator'
 import type { SQL } from 'drizzle-orm'
 import { PgDialect } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
-import { migrate as migratePg } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
 import type { DatabaseTarget } from '../config'
-import { materializeMigrations } from './embedded-migrations'
+import { migratePg, migrateSqlite, newestMigration } from './migrate'
 import * as pgSchema from './schema.pg'
 import * as sqliteSchema from './schema.sqlite'
 
@@ -73,28 +71,26 @@ export interface Db {
   tx<T>(routine: (s: Scope) => Routine<T>): Promise<T>
   /** A cheap round trip, for /health. */
   ping(): Promise<void>
+  /** True when the newest migration this code carries is applied (another node may have gone further). */
+  migrated(): Promise<boolean>
   close(): Promise<void>
 }
 
 export interface OpenOptions {
   sqliteSynchronous?: 'FULL' | 'NORMAL'
   pgPoolMax?: number
+  /** Postgres: seconds to wait for a connection before failing (default 5). */
+  connectTimeoutSec?: number
 }
-
-const MIGRATIONS = join(import.meta.dir, '..', '..', 'drizzle')
-
-/** The project's drizzle/<dialect> folder; in a compiled binary, which has no such folder, the bundled copy. */
-const migrationsFolder = (dialect: 'sqlite' | 'pg') =>
-  existsSync(join(MIGRATIONS, dialect)) ? join(MIGRATIONS, dialect) : materializeMigrations(dialect)
 
 /** Opens the database the target names and applies pending migrations. */
 export async function openDatabase(target: DatabaseTarget, options: OpenOptions = {}): Promise<Db> {
   return target.dialect === 'sqlite'
-    ? openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', migrationsFolder('sqlite'))
-    : openPg(target.url, options.pgPoolMax ?? 10, migrationsFolder('pg'))
+    ? openSqlite(target.path, options.sqliteSynchronous ?? 'FULL')
+    : openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5)
 }
 
-function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFolder: string): Db {
+function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): Db {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
   const client = new SqliteDriver(path, { create: true, strict: true })
   client.exec('PRAGMA journal_mode = WAL')
@@ -106,7 +102,7 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFold
   // run again (the writer's, each batch) is compiled once.
   client.prepare = client.query.bind(client) as typeof client.prepare
   const db = drizzleSqlite({ client, schema: sqliteSchema })
-  migrateSqlite(db, { migrationsFolder })
+  migrateSqlite(client)
 
   const drive = <T>(routine: Routine<T>): T => {
     let next = routine.next()
@@ -135,14 +131,22 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', migrationsFold
     ping: async () => {
       client.query('SELECT 1').get()
     },
+    migrated: async () =>
+      Number(client.query<{ m: number }, []>('SELECT max(created_at) AS m FROM "__drizzle_migrations"').get()?.m ?? 0) >=
+      newestMigration('sqlite'),
     close: async () => client.close(),
   }
 }
 
-async function openPg(url: string, max: number, migrationsFolder: string): Promise<Db> {
-  const client = postgres(url, { max, onnotice: () => {} })
+async function openPg(url: string, max: number, connectTimeoutSec: number): Promise<Db> {
+  const client = postgres(url, { max, onnotice: () => {}, connect_timeout: connectTimeoutSec })
+  try {
+    await migratePg(client)
+  } catch (error) {
+    await client.end({ timeout: 1 })
+    throw error
+  }
   const pg = drizzlePg({ client, schema: pgSchema })
-  await migratePg(pg, { migrationsFolder })
 
   const drive = async <T>(routine: Routine<T>): Promise<T> => {
     let next = routine.next()
@@ -190,6 +194,10 @@ async function openPg(url: string, max: number, migrationsFolder: string): Promi
       ),
     ping: async () => {
       await client`select 1`
+    },
+    migrated: async () => {
+      const [row] = await client<{ m: string | null }[]>`select max(created_at) as m from drizzle.__drizzle_migrations`
+      return Number(row?.m ?? 0) >= newestMigration('pg')
     },
     close: () => client.end({ timeout: 5 }),
   }
