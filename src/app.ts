@@ -10,6 +10,8 @@ import { dialogRoutes } from './dialogs'
 import { Membership } from './dialogs/membership'
 import { DialogService } from './dialogs/service'
 import { edge } from './http/edge'
+import { requestLog } from './http/request-log'
+import { Logger } from './log/logger'
 import { messageRoutes } from './messages'
 import { MessageService } from './messages/service'
 import { MessageWriter } from './messages/writer'
@@ -35,9 +37,13 @@ export interface Core {
   hub: Hub
   /** False once shutdown has begun: /health answers 503. */
   accepting: boolean
+  log: Logger
 }
 
-export function createCore(config: Config, db: Db): Core {
+/** Apps built in-process (tests) log nothing unless given a logger; the serving CLI passes the real one. */
+const QUIET = new Logger({ level: 'silent', format: 'pretty' })
+
+export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const metrics = new Metrics()
   const hub = new Hub(db, metrics, config.wsBackpressureBytes)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
@@ -57,6 +63,7 @@ export function createCore(config: Config, db: Db): Core {
     writer,
     hub,
     accepting: true,
+    log,
   }
 }
 
@@ -64,6 +71,7 @@ export function createCore(config: Config, db: Db): Core {
 export function createApp(core: Core) {
   const { config } = core
   return new Elysia()
+    .use(requestLog(core.log, core.metrics, config.logHttpSample))
     .use(edge(config.maxBodyBytes, core.metrics))
     .use(cors({ origin: config.corsOrigins === '*' ? true : config.corsOrigins }))
     .use(
@@ -72,7 +80,7 @@ export function createApp(core: Core) {
         documentation: { info: { title: 'Chat server', version: '1.0.0', description: 'REST half of CONTRACT.md' } },
       }),
     )
-    .use(opsRoutes(core.db, core.metrics, { accepting: () => core.accepting }))
+    .use(opsRoutes(core.db, core.metrics, { accepting: () => core.accepting, clusterJoined: () => core.hub.clusterJoined() }))
     .use(authRoutes(core.auth, { burst: config.authRateBurst, perSec: config.authRatePerSec }))
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))

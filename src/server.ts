@@ -1,6 +1,8 @@
 import type { Server } from 'bun'
 import { createApp, type Core } from './app'
 import { recordAddress } from './http/client-address'
+import { clientAddress } from './http/trust-proxy'
+import { logSockets } from './log/socket-log'
 import { createRealtime } from './realtime/connection'
 import { CLOSE_GOING_AWAY, type ConnectionData } from './realtime/socket'
 
@@ -28,10 +30,11 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.
       if (realtime.upgrade(request, server)) return undefined
-      recordAddress(request, server.requestIP(request)?.address)
+      const peer = server.requestIP(request)?.address
+      if (peer) recordAddress(request, clientAddress(core.config.trustProxy, peer, request.headers))
       return app.fetch(request)
     },
-    websocket: realtime.websocket,
+    websocket: logSockets(realtime.websocket, core.log),
   })
   core.hub.attach(server)
   let stopping: Promise<void> | undefined

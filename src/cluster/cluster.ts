@@ -1,6 +1,7 @@
 import { RedisClient } from 'bun'
 import { randomBytes } from 'node:crypto'
 import type { Config } from '../config'
+import type { Metrics } from '../ops/metrics'
 
 /** What a node does with what the other nodes tell it (the realtime hub implements it). */
 export interface ClusterPeer {
@@ -42,6 +43,30 @@ const HELLO = 'H'
 const BEAT = 'B'
 const BYE = 'X'
 
+export const REDIS_CONNECT_TIMEOUT_MS = 5000
+
+export class RedisUnreachable extends Error {}
+
+/**
+ * One connection attempt, bounded, without Bun's reconnect loop (which keeps a refused connection retrying
+ * for ~30 s): a node that cannot reach Redis at start says so at once, not after a silent half-minute.
+ */
+async function reachable(url: string): Promise<void> {
+  const probe = new RedisClient(url, { autoReconnect: false, connectionTimeout: REDIS_CONNECT_TIMEOUT_MS })
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    await Promise.race([
+      probe.connect(),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), REDIS_CONNECT_TIMEOUT_MS))),
+    ])
+  } catch (error) {
+    throw new RedisUnreachable(error instanceof Error ? error.message : String(error))
+  } finally {
+    clearTimeout(timer)
+    probe.close()
+  }
+}
+
 /**
  * Joins several nodes into one chat service over Redis pub/sub. Each node keeps its own sockets and
  * topics; what one node publishes on a topic is forwarded to the others, which publish it to their own
@@ -61,6 +86,7 @@ export class Cluster {
     private readonly sub: RedisClient,
     private readonly options: ClusterOptions,
     private readonly peer: ClusterPeer,
+    private readonly metrics: Metrics | undefined,
   ) {
     this.heartbeat = setInterval(() => {
       this.send(BEAT, String(options.heartbeatMs))
@@ -69,11 +95,12 @@ export class Cluster {
     this.heartbeat.unref()
   }
 
-  static async join(options: ClusterOptions, peer: ClusterPeer): Promise<Cluster> {
+  static async join(options: ClusterOptions, peer: ClusterPeer, metrics?: Metrics): Promise<Cluster> {
+    await reachable(options.redisUrl)
     const pub = new RedisClient(options.redisUrl)
     await pub.connect()
     const sub = await pub.duplicate()
-    const cluster = new Cluster(pub, sub, options, peer)
+    const cluster = new Cluster(pub, sub, options, peer, metrics)
     const listener = (message: string) => cluster.receive(message)
     await sub.subscribe(options.channel, listener)
     // Bun reconnects a dropped connection and keeps its listeners, but not the subscription on the
@@ -91,6 +118,28 @@ export class Cluster {
     }
     cluster.send(HELLO, String(options.heartbeatMs))
     return cluster
+  }
+
+  /**
+   * Tells every node that these sessions ended (from outside a node: the `user` CLI command), then says
+   * goodbye so the nodes forget the one-off sender at once.
+   */
+  static async announceSessionsEnded(options: ClusterOptions, sessionIds: string[]): Promise<void> {
+    await reachable(options.redisUrl)
+    const client = new RedisClient(options.redisUrl, { autoReconnect: false })
+    await client.connect()
+    const node = `cli${randomBytes(4).toString('hex')}`
+    try {
+      for (const id of sessionIds) await client.publish(options.channel, `${SESSION_ENDED}${node} ${Date.now()}\n${id}`)
+      await client.publish(options.channel, `${BYE}${node} ${Date.now()}\n`)
+    } finally {
+      client.close()
+    }
+  }
+
+  /** Both Redis connections up (Bun reconnects them when they drop). */
+  get connected(): boolean {
+    return this.pub.connected && this.sub.connected
   }
 
   /** True when some other node has a live connection of the user. */
@@ -177,6 +226,7 @@ export class Cluster {
     node.lastSaidAt = Number(message.slice(space + 1, newline))
     switch (kind) {
       case TOPIC: {
+        this.metrics?.clusterLag.observe(Math.max(0, Date.now() - node.lastSaidAt) / 1000)
         const split = payload.indexOf('\n')
         this.peer.deliver(payload.slice(0, split), payload.slice(split + 1))
         break

@@ -1,6 +1,8 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy'
+import { logOptions, type LogOptions } from '../log/logger'
 
 export type DatabaseTarget =
   | { dialect: 'sqlite'; path: string }
@@ -42,6 +44,13 @@ export interface Config {
   wsAuthTimeoutMs: number
   wsIdleTimeoutSec: number
   wsBackpressureBytes: number
+  /** When X-Forwarded-For / Forwarded name the client (see src/http/trust-proxy.ts). */
+  trustProxy: TrustProxy
+  log: LogOptions
+  /** Share of successful HTTP requests logged (errors always are): 1 all, 0 none. */
+  logHttpSample: number
+  /** How often live connections' sessions are checked for revocation by another process (the CLI). */
+  sessionCheckMs: number
 }
 
 export class ConfigError extends Error {
@@ -88,6 +97,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     wsAuthTimeoutMs: int(env, 'WS_AUTH_TIMEOUT_MS', 10_000, 1, 3_600_000),
     wsIdleTimeoutSec: int(env, 'WS_IDLE_TIMEOUT_SEC', 120, 0, 960),
     wsBackpressureBytes: int(env, 'WS_BACKPRESSURE_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    trustProxy: parseTrustProxy(env.TRUST_PROXY),
+    log: logOptions(env, production),
+    logHttpSample: num(env, 'LOG_HTTP_SAMPLE', 1, 0, 1),
+    sessionCheckMs: int(env, 'SESSION_CHECK_MS', 5000, 50, 3_600_000),
   }
 }
 

@@ -99,7 +99,10 @@ export class MessageWriter {
     const sends: SendInput[] = []
     const marks: MarkInput[] = []
     for (const p of batch) 'send' in p ? sends.push(p.send) : marks.push(p.mark)
-    return commitBatch(this.db, sends, marks, new Date())
+    const started = performance.now()
+    return commitBatch(this.db, sends, marks, new Date()).finally(() =>
+      this.metrics?.writerCommit.observe((performance.now() - started) / 1000),
+    )
   }
 
   private settle(batch: Pending[], outcomes: { sends: SendOutcome[]; marks: MarkOutcome[] }): void {

@@ -5,29 +5,60 @@ import type { Metrics } from './metrics'
 export interface Readiness {
   /** False once shutdown has begun. */
   accepting(): boolean
+  /** True without a cluster, or while joined to it (Redis connected). */
+  clusterJoined(): boolean
 }
 
-export const opsRoutes = (db: Db, metrics: Metrics, readiness: Readiness) =>
-  new Elysia({ tags: ['operations'] })
-    .get(
-      '/health',
-      async ({ set }) => {
-        const ok = readiness.accepting() && (await db.ping().then(() => true, () => false))
-        if (ok) return { status: 'ok' as const }
-        set.status = 503
-        return {
-          status: 'unavailable' as const,
-          error: { code: 'unavailable', message: 'not accepting work (database unreachable or shutting down)' },
-        }
+const Ready = t.Object({ status: t.Literal('ok') })
+const NotReady = t.Object({
+  status: t.Literal('unavailable'),
+  error: t.Object({ code: t.Literal('unavailable'), message: t.String() }),
+  checks: t.Record(t.String(), t.Boolean()),
+})
+
+/** What is not ready, or nothing: each check answers on its own, so the 503 says which one failed. */
+async function readiness(db: Db, ready: Readiness): Promise<Record<string, boolean>> {
+  const reachable = await db.ping().then(() => true, () => false)
+  return {
+    accepting: ready.accepting(),
+    database: reachable,
+    migrations: reachable && (await db.migrated().catch(() => false)),
+    cluster: ready.clusterJoined(),
+  }
+}
+
+export const opsRoutes = (db: Db, metrics: Metrics, ready: Readiness) => {
+  const readyHandler = async ({ set }: { set: { status?: number | string } }) => {
+    const checks = await readiness(db, ready)
+    const failed = Object.keys(checks).filter((name) => !checks[name])
+    if (failed.length === 0) return { status: 'ok' as const }
+    set.status = 503
+    return {
+      status: 'unavailable' as const,
+      error: { code: 'unavailable' as const, message: `not ready: ${failed.join(', ')}` },
+      checks,
+    }
+  }
+  const readyDoc = {
+    response: { 200: Ready, 503: NotReady },
+  }
+  return new Elysia({ tags: ['operations'] })
+    .get('/health', readyHandler, {
+      ...readyDoc,
+      detail: { summary: 'Readiness (same as /health/ready)', description: 'Kept for the original clients and load balancers.' },
+    })
+    .get('/health/ready', readyHandler, {
+      ...readyDoc,
+      detail: {
+        summary: 'Readiness',
+        description: 'Database reachable, migrations applied, Redis joined when configured, not shutting down. 503 names what failed.',
       },
-      {
-        response: {
-          200: t.Object({ status: t.Literal('ok') }),
-          503: t.Object({
-            status: t.Literal('unavailable'),
-            error: t.Object({ code: t.String(), message: t.String() }),
-          }),
-        },
-      },
-    )
-    .get('/metrics', () => new Response(metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4' } }))
+    })
+    .get('/health/live', () => ({ status: 'ok' as const }), {
+      response: { 200: Ready },
+      detail: { summary: 'Liveness', description: 'The process is up and its event loop answers; nothing else is checked.' },
+    })
+    .get('/metrics', () => new Response(metrics.render(), { headers: { 'content-type': 'text/plain; version=0.0.4' } }), {
+      detail: { summary: 'Prometheus metrics', description: 'Text exposition format 0.0.4.' },
+    })
+}

@@ -39,6 +39,7 @@ export function createRealtime(core: Core): Realtime {
   let refusing = false
 
   const reply = (ws: Socket, frame: string) => {
+    metrics.frameOut(frame)
     ws.send(frame)
     hub.guard(ws)
   }

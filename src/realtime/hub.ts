@@ -66,6 +66,7 @@ export class Hub implements RealtimePort, ClusterPeer {
 
   /** A reply that settles together with others (an ack): they leave in one write per connection (see Outbox). */
   replyLater(ws: Socket, frame: string): void {
+    this.metrics.frameOut(frame)
     this.outbox.push(ws, frame)
   }
 
@@ -220,6 +221,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     const from = origin as Socket | undefined
     if (from && from.readyState === 1 && from.data?.userId !== undefined) from.publish(topic, frame)
     else this.server.publish(topic, frame)
+    this.metrics.frameOut(frame)
     this.guardDialog(dialogId)
     this.cluster?.forward(topic, frame)
   }
@@ -227,6 +229,7 @@ export class Hub implements RealtimePort, ClusterPeer {
   private toUser(userId: number, frame: string): void {
     if (!this.server) return
     this.server.publish(userTopic(userId), frame)
+    this.metrics.frameOut(frame)
     this.guardUser(userId)
     this.cluster?.forward(userTopic(userId), frame)
   }
@@ -246,11 +249,22 @@ export class Hub implements RealtimePort, ClusterPeer {
     }
   }
 
+  /** Login sessions with a live connection on this node (checked for revocation by ops/session-check). */
+  liveSessions(): string[] {
+    return [...this.sessions.keys()]
+  }
+
+  /** True without a cluster, or while this node's Redis connections are up. */
+  clusterJoined(): boolean {
+    return this.cluster?.connected ?? true
+  }
+
   /** Another node's publish, for this node's subscribers only. */
   deliver(topic: string, frame: string): void {
     if (!this.server) return
     this.outbox.flush()
     this.server.publish(topic, frame)
+    this.metrics.frameOut(frame)
     const id = Number(topic.slice(topic.indexOf(':') + 1))
     if (topic.startsWith('dialog:')) this.guardDialog(id)
     else this.guardUser(id)
