@@ -1,0 +1,283 @@
+import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { eventually, runCli, serveCli } from './support/cli'
+import { freshDatabase, pgAvailable, type FreshDatabase } from './support/databases'
+import { redisAvailable, REDIS_URL } from './support/redis'
+import { connect, databaseUrl, http } from './support/server-process'
+
+// Each test starts real processes (a server, CLI runs, each a Bun start-up) on a shared two-core machine.
+setDefaultTimeout(90_000)
+
+const dirs: string[] = []
+const scratch = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chat-cli-'))
+  dirs.push(dir)
+  return dir
+}
+const dropped: FreshDatabase[] = []
+afterAll(async () => {
+  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }))
+  await Promise.all(dropped.map((d) => d.drop()))
+})
+const sqliteUrl = () => `sqlite://${join(scratch(), 'chat.db')}`
+
+describe('CLI basics', () => {
+  test('--help and --version answer and exit 0 without starting a server', async () => {
+    const env = { DATABASE_URL: sqliteUrl() }
+    const help = await runCli(['--help'], env)
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain('Usage: chat-server [command]')
+    for (const command of ['serve', 'migrate', 'backup <file>', 'restore <file>', 'user create <username>', 'user disable <username>'])
+      expect(help.stdout).toContain(command)
+    const version = await runCli(['--version'], env)
+    expect(version.code).toBe(0)
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
+    expect(version.stdout).not.toContain('chat server on')
+  })
+
+  test('an unknown command or a missing argument: one line, exit 2', async () => {
+    const unknown = await runCli(['frobnicate'], { DATABASE_URL: sqliteUrl() })
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toBe('unknown command "frobnicate"; see chat-server --help\n')
+    const missing = await runCli(['backup'], { DATABASE_URL: sqliteUrl() })
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toBe('backup: expected backup <file>; see chat-server --help\n')
+  })
+
+  test('migrate applies the migrations to an empty database and exits 0', async () => {
+    const url = sqliteUrl()
+    const run = await runCli(['migrate'], { DATABASE_URL: url })
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain('migrations applied to')
+    const again = await runCli(['migrate'], { DATABASE_URL: url })
+    expect(again.code).toBe(0)
+  })
+})
+
+describe('start-up failures: one line naming the variable, exit 1, no stack', () => {
+  test('REDIS_URL unreachable', async () => {
+    const started = Date.now()
+    const run = await runCli([], { DATABASE_URL: sqliteUrl(), REDIS_URL: 'redis://127.0.0.1:1' })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toMatch(/^REDIS_URL: cannot connect to redis:\/\/127\.0\.0\.1:1 within 5 s: .+\n$/)
+    expect(Date.now() - started).toBeLessThan(15_000)
+  })
+
+  test('DATABASE_URL: Postgres refusing connections', async () => {
+    const run = await runCli([], { DATABASE_URL: 'postgres://postgres:secret@127.0.0.1:1/chat' })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toBe('DATABASE_URL: cannot connect to postgres://postgres:***@127.0.0.1:1/chat within 5 s: connect ECONNREFUSED 127.0.0.1:1\n')
+  })
+
+  test('DATABASE_URL: a SQLite file that cannot be created', async () => {
+    const run = await runCli([], { DATABASE_URL: 'sqlite:///proc/no/such/dir/chat.db' })
+    expect(run.code).toBe(1)
+    expect(run.stderr.split('\n')).toHaveLength(2)
+    expect(run.stderr).toStartWith('DATABASE_URL: cannot open SQLite database /proc/no/such/dir/chat.db: ')
+  })
+
+  test('PORT in use', async () => {
+    const holder = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+    try {
+      const run = await runCli([], { DATABASE_URL: sqliteUrl(), PORT: String(holder.port) })
+      expect(run.code).toBe(1)
+      expect(run.stderr).toBe(`PORT ${holder.port} is in use (HOST 127.0.0.1)\n`)
+    } finally {
+      holder.stop(true)
+    }
+  })
+
+  test('a bad variable', async () => {
+    const run = await runCli([], { DATABASE_URL: sqliteUrl(), LOG_LEVEL: 'loud' })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toBe('config error: LOG_LEVEL: expected one of debug, info, warn, error, fatal, silent, got "loud"\n')
+  })
+
+  test('LOG_LEVEL=debug adds the stack; JSON logs give a JSON line', async () => {
+    const debug = await runCli([], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/chat', LOG_LEVEL: 'debug' })
+    expect(debug.code).toBe(1)
+    expect(debug.stderr.split('\n').length).toBeGreaterThan(2)
+    const json = await runCli([], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/chat', LOG_FORMAT: 'json' })
+    expect(json.code).toBe(1)
+    const line = JSON.parse(json.stderr)
+    expect(line.level).toBe('fatal')
+    expect(line.msg).toStartWith('DATABASE_URL: cannot connect to postgres://postgres@127.0.0.1:1/chat within 5 s')
+  })
+})
+
+const register = async (base: string, username: string, password = 'password-1') => {
+  const res = await http(base, 'POST', '/auth/register', { username, password })
+  expect(res.status).toBe(201)
+  return res.body
+}
+
+describe('backup and restore (SQLite)', () => {
+  test('a backup taken under WebSocket load restores to a database holding every message acknowledged before it', async () => {
+    const url = sqliteUrl()
+    const file = join(scratch(), 'backup.db')
+    const server = await serveCli({ DATABASE_URL: url })
+    const a = await register(server.base, 'alice')
+    const b = await register(server.base, 'bob')
+    const dialog = await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)
+    const acked: number[] = []
+    const ws = await connect(server.base, a.access_token, (frame) => {
+      if (frame.type === 'message:ack') acked.push(frame.message.id)
+    })
+    let sending = true
+    let n = 0
+    const load = (async () => {
+      while (sending) {
+        for (let i = 0; i < 20; i++)
+          ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.body.id, client_msg_id: `m${n++}`, msg_type: 'text', text: `load ${n}` }))
+        await Bun.sleep(5)
+      }
+    })()
+    await eventually(() => acked.length > 200, 'some acks')
+    const ackedBefore = [...acked]
+    const run = await runCli(['backup', file], { DATABASE_URL: url })
+    sending = false
+    await load
+    expect(run.code).toBe(0)
+    expect(run.stdout).toContain(`backup written to ${file}`)
+    expect(acked.length).toBeGreaterThan(ackedBefore.length)
+
+    // Restore refuses while the server runs.
+    const refused = await runCli(['restore', file], { DATABASE_URL: url })
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toMatch(/^restore: a server \(pid \d+\) has .+chat\.db open; stop it first\n$/)
+
+    ws.close()
+    expect(await server.stop()).toBe(0)
+    const restored = await runCli(['restore', file], { DATABASE_URL: url })
+    expect(restored.code).toBe(0)
+    expect(restored.stdout).toContain('restored ')
+
+    const again = await serveCli({ DATABASE_URL: url })
+    try {
+      const login = await http(again.base, 'POST', '/auth/login', { username: 'alice', password: 'password-1' })
+      const ids = new Set<number>()
+      let after = 0
+      for (;;) {
+        const page = await http(again.base, 'GET', `/dialogs/${dialog.body.id}/messages?after_id=${after}&limit=100`, undefined, login.body.access_token)
+        for (const m of page.body.messages) ids.add(m.id)
+        if (!page.body.has_more) break
+        after = page.body.messages.at(-1).id
+      }
+      const missing = ackedBefore.filter((id) => !ids.has(id))
+      expect(missing).toEqual([])
+    } finally {
+      await again.stop()
+    }
+  })
+
+  test('backup refuses to overwrite a file; restore refuses a file that is not a backup', async () => {
+    const url = sqliteUrl()
+    expect((await runCli(['migrate'], { DATABASE_URL: url })).code).toBe(0)
+    const existing = join(scratch(), 'there.db')
+    await Bun.write(existing, 'x')
+    const over = await runCli(['backup', existing], { DATABASE_URL: url })
+    expect(over.code).toBe(1)
+    expect(over.stderr).toBe(`backup: ${existing} already exists; choose a new file\n`)
+    const notBackup = await runCli(['restore', existing], { DATABASE_URL: url })
+    expect(notBackup.code).toBe(1)
+    expect(notBackup.stderr).toStartWith(`restore: ${existing} is not a `)
+  })
+})
+
+describe.skipIf(!pgAvailable)('Postgres', () => {
+  test('backup and restore say to use pg_dump / pg_restore', async () => {
+    const fresh = await freshDatabase('pg')
+    dropped.push(fresh)
+    const env = { DATABASE_URL: databaseUrl(fresh.target) }
+    const backup = await runCli(['backup', join(scratch(), 'x')], env)
+    expect(backup.code).toBe(1)
+    expect(backup.stderr).toContain('back it up with pg_dump')
+    const restore = await runCli(['restore', join(scratch(), 'x')], env)
+    expect(restore.code).toBe(1)
+    expect(restore.stderr).toContain('pg_restore')
+  })
+
+  test('four nodes started at once on an empty database all become ready', async () => {
+    const fresh = await freshDatabase('pg')
+    dropped.push(fresh)
+    const nodes = await Promise.all([1, 2, 3, 4].map(() => serveCli({ DATABASE_URL: databaseUrl(fresh.target) })))
+    try {
+      for (const node of nodes) {
+        const ready = await http(node.base, 'GET', '/health/ready')
+        expect(ready).toEqual({ status: 200, body: { status: 'ok' } })
+      }
+    } finally {
+      expect(await Promise.all(nodes.map((n) => n.stop()))).toEqual([0, 0, 0, 0])
+    }
+  })
+})
+
+describe('user commands against a running server', () => {
+  const userFlow = async (env: Record<string, string>) => {
+    const server = await serveCli(env)
+    try {
+      const created = await runCli(['user', 'create', 'carol'], env, { stdin: 'first-password\n' })
+      expect(created.code).toBe(0)
+      expect(created.stdout).toMatch(/created user carol \(id \d+\)/)
+      const taken = await runCli(['user', 'create', 'carol'], env, { stdin: 'first-password\n' })
+      expect(taken.code).toBe(1)
+      expect(taken.stderr).toBe('user create: username carol is taken\n')
+      const short = await runCli(['user', 'create', 'dave'], env, { stdin: 'short\n' })
+      expect(short.code).toBe(1)
+      expect(short.stderr).toBe('password: 8–256 characters\n')
+
+      const first = await http(server.base, 'POST', '/auth/login', { username: 'carol', password: 'first-password' })
+      expect(first.status).toBe(200)
+
+      const reset = await runCli(['user', 'reset-password', 'carol'], env, { stdin: 'second-password\n' })
+      expect(reset.code).toBe(0)
+      expect(reset.stdout).toContain('password of carol reset; 1 session ended')
+      expect((await http(server.base, 'GET', '/me', undefined, first.body.access_token)).status).toBe(401)
+      expect((await http(server.base, 'POST', '/auth/login', { username: 'carol', password: 'first-password' })).status).toBe(401)
+      const second = await http(server.base, 'POST', '/auth/login', { username: 'carol', password: 'second-password' })
+      expect(second.status).toBe(200)
+
+      let closed: { code: number } | undefined
+      const ws = await connect(server.base, second.body.access_token, () => {})
+      ws.addEventListener('close', (e) => (closed = { code: e.code }))
+      const disabled = await runCli(['user', 'disable', 'carol'], env)
+      expect(disabled.code).toBe(0)
+      expect(disabled.stdout).toContain('carol disabled; 1 session ended')
+      await eventually(() => closed !== undefined, 'the disabled user’s socket to close')
+      expect(closed!.code).toBe(4401)
+      const refused = await http(server.base, 'POST', '/auth/login', { username: 'carol', password: 'second-password' })
+      expect(refused.status).toBe(401)
+      expect(refused.body.error.code).toBe('invalid_credentials')
+      expect((await http(server.base, 'GET', '/me', undefined, second.body.access_token)).status).toBe(401)
+
+      const missing = await runCli(['user', 'disable', 'nobody'], env)
+      expect(missing.code).toBe(1)
+      expect(missing.stderr).toBe('user disable: no user named nobody\n')
+    } finally {
+      await server.stop()
+    }
+  }
+
+  test('create, reset-password, disable (single node: sockets close by the periodic session check)', async () => {
+    await userFlow({ DATABASE_URL: sqliteUrl(), SESSION_CHECK_MS: '200' })
+  })
+
+  test.skipIf(!redisAvailable)('in a cluster the disable reaches the node over Redis at once (no periodic check needed)', async () => {
+    await userFlow({
+      DATABASE_URL: sqliteUrl(),
+      SESSION_CHECK_MS: '3600000',
+      REDIS_URL,
+      REDIS_CHANNEL: `cli-test-${process.pid}-${Date.now()}`,
+    })
+  })
+})
+
+test('the server process leaves no record of itself once stopped', async () => {
+  const dir = scratch()
+  const server = await serveCli({ DATABASE_URL: `sqlite://${join(dir, 'chat.db')}` })
+  expect(existsSync(join(dir, 'chat.db.servers', String(server.proc.pid)))).toBe(true)
+  expect(await server.stop()).toBe(0)
+  expect(existsSync(join(dir, 'chat.db.servers', String(server.proc.pid)))).toBe(false)
+})
