@@ -14,7 +14,7 @@ const GOOD_ID = /^[A-Za-z0-9._:-]{1,128}$/
  */
 export const requestLog = (log: Logger, metrics: Metrics, sample: number) => {
   const started = new WeakMap<Request, { at: number; id: string }>()
-  const logging = log.enabled('info') && sample > 0
+  const logging = log.enabled('info')
   return new Elysia({ name: 'request-log' })
     .onRequest(({ request, set }) => {
       const given = request.headers.get('x-request-id')

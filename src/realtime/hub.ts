@@ -139,6 +139,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     // client sees. What was published before it was committed before it: a client catches up after
     // the greeting (GET /dialogs, ?after_id=) and misses nothing.
     ws.send(greeting)
+    this.metrics.frameOut(greeting)
     ws.subscribe(userTopic(userId))
     // Every live connection of the user follows the same dialogs (subscribing twice is harmless).
     this.follow(entry, userId, links.dialogs, links.peers)

@@ -1,0 +1,195 @@
+import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { clientAddress, parseTrustProxy } from '../src/http/trust-proxy'
+import { eventually, serveCli, type Served } from './support/cli'
+import { connect, http } from './support/server-process'
+
+setDefaultTimeout(60_000)
+
+const dirs: string[] = []
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
+const sqliteUrl = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chat-ops-'))
+  dirs.push(dir)
+  return `sqlite://${join(dir, 'chat.db')}`
+}
+
+const logLines = (server: Served) =>
+  server
+    .output()
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line))
+
+describe('request and connection logs (JSON lines)', () => {
+  test('one line per request with method, route pattern, status, duration, request id; the token in the query never appears', async () => {
+    const server = await serveCli({ DATABASE_URL: sqliteUrl(), LOG_FORMAT: 'json' })
+    try {
+      const secret = 'eyJhbGciOiJIUzI1NiJ9.SECRET-TOKEN-VALUE.sig'
+      const res = await fetch(`http://${server.base}/dialogs/42/messages?access_token=${secret}&limit=5`, {
+        headers: { 'x-request-id': 'req-abc.123' },
+      })
+      expect(res.status).toBe(401)
+      expect(res.headers.get('x-request-id')).toBe('req-abc.123')
+      const generated = await fetch(`http://${server.base}/health/live`)
+      const id = generated.headers.get('x-request-id')
+      expect(id).toMatch(/^[0-9a-f-]{36}$/)
+      // A client id that is not a plain token is replaced, not echoed.
+      const odd = await fetch(`http://${server.base}/health/live`, { headers: { 'x-request-id': 'a b<script>' } })
+      expect(odd.headers.get('x-request-id')).not.toBe('a b<script>')
+
+      const registered = await http(server.base, 'POST', '/auth/register', { username: 'logger', password: 'a-secret-password' })
+      const ws = await connect(server.base, registered.body.access_token, () => {})
+      ws.send(JSON.stringify({ type: 'ping' }))
+      ws.close(1000, 'bye')
+
+      await eventually(() => logLines(server).some((l) => l.msg === 'ws close'), 'the ws close line')
+      const lines = logLines(server)
+      const line = lines.find((l) => l.request_id === 'req-abc.123')
+      expect(line).toMatchObject({ level: 'info', msg: 'http', method: 'GET', route: '/dialogs/:dialog_id/messages', status: 401, client: '127.0.0.1' })
+      expect(typeof line.ms).toBe('number')
+      expect(typeof line.time).toBe('string')
+      expect(lines.find((l) => l.request_id === id)).toMatchObject({ route: '/health/live', status: 200 })
+      expect(lines.find((l) => l.msg === 'ws open')).toBeDefined()
+      expect(lines.find((l) => l.msg === 'ws close')).toMatchObject({ user_id: registered.body.user.id, code: 1000, reason: 'bye' })
+
+      const everything = server.output()
+      for (const hidden of [secret, 'SECRET-TOKEN-VALUE', registered.body.access_token, registered.body.refresh_token, 'a-secret-password'])
+        expect(everything).not.toContain(hidden)
+    } finally {
+      await server.stop()
+    }
+  })
+
+  test('LOG_HTTP_SAMPLE=0 drops successful request lines but keeps errors', async () => {
+    const server = await serveCli({ DATABASE_URL: sqliteUrl(), LOG_FORMAT: 'json', LOG_HTTP_SAMPLE: '0' })
+    try {
+      await fetch(`http://${server.base}/health/live`, { headers: { 'x-request-id': 'ok-1' } })
+      await fetch(`http://${server.base}/me`, { headers: { 'x-request-id': 'err-1' } })
+      await eventually(() => logLines(server).some((l) => l.request_id === 'err-1'), 'the error line')
+      expect(logLines(server).some((l) => l.request_id === 'ok-1')).toBe(false)
+    } finally {
+      await server.stop()
+    }
+  })
+})
+
+describe('TRUST_PROXY', () => {
+  const clientOf = async (server: Served, headers: Record<string, string>) => {
+    const id = `t-${Math.random().toString(36).slice(2)}`
+    await fetch(`http://${server.base}/health/live`, { headers: { ...headers, 'x-request-id': id } })
+    await eventually(() => logLines(server).some((l) => l.request_id === id), 'the line')
+    return logLines(server).find((l) => l.request_id === id).client
+  }
+
+  test('off (default): spoofed X-Forwarded-For and Forwarded are ignored, for logs and the auth rate limit', async () => {
+    const server = await serveCli({ DATABASE_URL: sqliteUrl(), LOG_FORMAT: 'json', AUTH_RATE_BURST: '2', AUTH_RATE_PER_SEC: '0.001' })
+    try {
+      expect(await clientOf(server, { 'x-forwarded-for': '203.0.113.7' })).toBe('127.0.0.1')
+      expect(await clientOf(server, { forwarded: 'for=203.0.113.8' })).toBe('127.0.0.1')
+      // Every attempt shares the peer's bucket, whatever the header claims.
+      const statuses = []
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`http://${server.base}/auth/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': `198.51.100.${i}` },
+          body: JSON.stringify({ username: 'nobody', password: 'whatever-1' }),
+        })
+        statuses.push(res.status)
+      }
+      expect(statuses).toEqual([401, 401, 429])
+    } finally {
+      await server.stop()
+    }
+  })
+
+  test('trusting the loopback proxy: the forwarded client is used, and gets its own rate-limit bucket', async () => {
+    const server = await serveCli({
+      DATABASE_URL: sqliteUrl(),
+      LOG_FORMAT: 'json',
+      TRUST_PROXY: 'loopback',
+      AUTH_RATE_BURST: '2',
+      AUTH_RATE_PER_SEC: '0.001',
+    })
+    try {
+      expect(await clientOf(server, { 'x-forwarded-for': '203.0.113.7' })).toBe('203.0.113.7')
+      expect(await clientOf(server, { forwarded: 'for="[2001:db8::1]:4711"' })).toBe('2001:db8::1')
+      // The client wrote its own header before the proxy appended the real address: only the real one counts.
+      expect(await clientOf(server, { 'x-forwarded-for': '6.6.6.6, 203.0.113.9' })).toBe('203.0.113.9')
+      const statuses = []
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`http://${server.base}/auth/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': `198.51.100.${i}` },
+          body: JSON.stringify({ username: 'nobody', password: 'whatever-1' }),
+        })
+        statuses.push(res.status)
+      }
+      expect(statuses).toEqual([401, 401, 401])
+    } finally {
+      await server.stop()
+    }
+  })
+
+  test('an untrusted peer (trusted range elsewhere) cannot spoof', async () => {
+    const server = await serveCli({ DATABASE_URL: sqliteUrl(), LOG_FORMAT: 'json', TRUST_PROXY: '10.0.0.0/8' })
+    try {
+      expect(await clientOf(server, { 'x-forwarded-for': '203.0.113.7' })).toBe('127.0.0.1')
+    } finally {
+      await server.stop()
+    }
+  })
+})
+
+describe('TRUST_PROXY resolution', () => {
+  const h = (init: Record<string, string>) => new Headers(init)
+  test('hop count trusts that many nearest proxies', () => {
+    const two = parseTrustProxy('2')
+    expect(clientAddress(two, '10.0.0.1', h({ 'x-forwarded-for': '1.1.1.1, 2.2.2.2, 10.0.0.2' }))).toBe('2.2.2.2')
+    expect(clientAddress(parseTrustProxy('1'), '10.0.0.1', h({ 'x-forwarded-for': '1.1.1.1, 2.2.2.2' }))).toBe('2.2.2.2')
+  })
+  test('a list walks past trusted proxies only; CIDRs in v4 and v6; garbage ends the walk', () => {
+    const list = parseTrustProxy('10.0.0.0/8, fd00::/8')
+    expect(clientAddress(list, '10.1.2.3', h({ 'x-forwarded-for': '9.9.9.9, 5.5.5.5, 10.9.9.9' }))).toBe('5.5.5.5')
+    expect(clientAddress(list, 'fd00::5', h({ 'x-forwarded-for': '5.5.5.5' }))).toBe('5.5.5.5')
+    expect(clientAddress(list, '11.0.0.1', h({ 'x-forwarded-for': '5.5.5.5' }))).toBe('11.0.0.1')
+    expect(clientAddress(list, '10.0.0.1', h({ 'x-forwarded-for': 'not-an-ip' }))).toBe('10.0.0.1')
+    expect(clientAddress(list, '::ffff:10.0.0.1', h({ forwarded: 'for=192.0.2.60;proto=http, for=10.0.0.7' }))).toBe('192.0.2.60')
+  })
+  test('a bad value names TRUST_PROXY', () => {
+    expect(() => parseTrustProxy('10.0.0.0/33')).toThrow('TRUST_PROXY')
+  })
+})
+
+describe('health and metrics', () => {
+  test('/health/live, /health/ready and /health; metrics carry latency histograms, frames out, process metrics', async () => {
+    const server = await serveCli({ DATABASE_URL: sqliteUrl() })
+    try {
+      expect(await http(server.base, 'GET', '/health/live')).toEqual({ status: 200, body: { status: 'ok' } })
+      expect(await http(server.base, 'GET', '/health/ready')).toEqual({ status: 200, body: { status: 'ok' } })
+      expect(await http(server.base, 'GET', '/health')).toEqual({ status: 200, body: { status: 'ok' } })
+      const registered = await http(server.base, 'POST', '/auth/register', { username: 'metric', password: 'a-secret-password' })
+      const ws = await connect(server.base, registered.body.access_token, () => {})
+      ws.close()
+      await Bun.sleep(250)
+      const text = await (await fetch(`http://${server.base}/metrics`)).text()
+      for (const needle of [
+        'chat_http_request_duration_seconds_bucket{route="/auth/register",le="0.5"}',
+        'chat_ws_frames_out_total{type="auth:ok"} 1',
+        'chat_writer_commit_seconds_count',
+        'chat_cluster_forward_lag_seconds_count',
+        'chat_event_loop_lag_seconds_count',
+        'process_cpu_seconds_total',
+        'process_resident_memory_bytes',
+        'process_open_fds',
+        'process_start_time_seconds',
+      ])
+        expect(text).toContain(needle)
+      expect(Number(/process_open_fds (\d+)/.exec(text)?.[1])).toBeGreaterThan(2)
+    } finally {
+      await server.stop()
+    }
+  })
+})
