@@ -1,12 +1,12 @@
 import { cors } from '@elysiajs/cors'
-import { openapi } from '@elysiajs/openapi'
-import { Elysia } from 'elysia'
+import { Elysia, type AnyElysia } from 'elysia'
 import { authRoutes } from './auth'
 import { Passwords } from './auth/passwords'
 import { AuthService } from './auth/service'
 import { Tokens } from './auth/tokens'
 import type { Config } from './config'
 import { dialogRoutes } from './dialogs'
+import { docsRoutes } from './docs'
 import { Membership } from './dialogs/membership'
 import { DialogService } from './dialogs/service'
 import { edge } from './http/edge'
@@ -70,21 +70,20 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
 /** The HTTP application: buildable without listening, so tests can call `app.handle(request)`. */
 export function createApp(core: Core) {
   const { config } = core
-  return new Elysia()
+  // The docs describe the whole app: they read it once it is built.
+  const root: { app?: AnyElysia } = {}
+  const app = new Elysia()
     .use(requestLog(core.log, core.metrics, config.logHttpSample))
     .use(edge(config.maxBodyBytes, core.metrics))
     .use(cors({ origin: config.corsOrigins === '*' ? true : config.corsOrigins }))
-    .use(
-      openapi({
-        path: '/docs',
-        documentation: { info: { title: 'Chat server', version: '1.0.0', description: 'REST half of CONTRACT.md' } },
-      }),
-    )
+    .use(docsRoutes(root))
     .use(opsRoutes(core.db, core.metrics, { accepting: () => core.accepting, clusterJoined: () => core.hub.clusterJoined() }))
     .use(authRoutes(core.auth, { burst: config.authRateBurst, perSec: config.authRatePerSec }))
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))
     .use(messageRoutes(core.auth, core.messages, { burst: config.sendRateBurst, perSec: config.sendRatePerSec }))
+  root.app = app
+  return app
 }
 
 export type App = ReturnType<typeof createApp>

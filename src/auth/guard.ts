@@ -22,6 +22,8 @@ export const authGuard = (auth: AuthService) => {
   if (seed === undefined) seeds.set(auth, (seed = ++seeded))
   return new Elysia({ name: 'auth-guard', seed }).macro({
     auth: {
+      // The OpenAPI document marks every such route as needing the bearer token.
+      detail: { security: [{ bearer: [] }] },
       async transform({ request }) {
         principals.set(request, await auth.authenticate(bearer(request.headers.get('authorization'))))
       },

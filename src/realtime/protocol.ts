@@ -131,3 +131,4 @@ export function errorFrame(error: AppError, raw?: RawFrame): string {
     ...(echoable(raw?.client_msg_id) ? { client_msg_id: raw.client_msg_id } : {}),
   })
 }
+export { schemas as CLIENT_FRAME_SCHEMAS }
