@@ -46,8 +46,8 @@ const results: Record<string, unknown> = { date: new Date().toISOString(), machi
 const rows: string[][] = []
 const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : '–')
 
-async function withTarget<T>(kind: Kind, work: (t: Target) => Promise<T>): Promise<T> {
-  const target = kind === 'raw' ? await startRaw() : await startProject(kind)
+async function withTarget<T>(kind: Kind, work: (t: Target) => Promise<T>, env?: Record<string, string>): Promise<T> {
+  const target = kind === 'raw' ? await startRaw() : await startProject(kind, env)
   try {
     return await work(target)
   } finally {
@@ -254,7 +254,14 @@ async function http() {
   const ceiling = raw['/const']!.requestsPerSec
   for (const [path, r] of Object.entries(project))
     rows.push(['http', `GET ${path.replace(/\/\d+\//, '/{id}/')}`, `${r.requestsPerSec} req/s`, `Elysia constant ${ceiling} req/s`, `p50/p99 ${r.p50}/${r.p99} ms`, r.errors ? `${r.errors} errors` : '', `÷const ${ratio(r.requestsPerSec, ceiling)}`])
-  results.http = { concurrency, constant: raw, project }
+  // The request log's cost: the same server with one line per request (the default) and with none.
+  type HttpRow = Record<string, { requestsPerSec: number; p50: number; p99: number }>
+  const quiet = await withTarget('sqlite-full', async (t) => loadgen<HttpRow>({ mode: 'http', base: t.http, ...(await t.httpPaths()), concurrency, seconds: SECONDS }), { LOG_HTTP_SAMPLE: '0' })
+  for (const [path, r] of Object.entries(quiet)) {
+    const logged = project[path]!.requestsPerSec
+    rows.push(['http', `GET ${path.replace(/\/\d+\//, '/{id}/')}, request log off`, `${r.requestsPerSec} req/s`, `log on ${logged} req/s`, `p50/p99 ${r.p50}/${r.p99} ms`, '', `on÷off ${ratio(logged, r.requestsPerSec)}`])
+  }
+  results.http = { concurrency, constant: raw, project, requestLogOff: quiet }
 }
 
 let svg: string | undefined

@@ -96,7 +96,7 @@ export async function startRaw(): Promise<Target> {
   }
 }
 
-export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> {
+export async function startProject(kind: Exclude<Kind, 'raw'>, extraEnv: Record<string, string> = {}): Promise<Target> {
   const p = nextPort()
   const dir = mkdtempSync(join(tmpdir(), 'bench-chat-'))
   const fresh = kind === 'pg' || kind === 'cluster' ? await freshDatabase('pg') : undefined
@@ -120,6 +120,7 @@ export async function startProject(kind: Exclude<Kind, 'raw'>): Promise<Target> 
       SEND_RATE_PER_SEC: '1000000000',
       WS_BACKPRESSURE_BYTES: String(64 * 1024 * 1024),
       ...(kind === 'cluster' ? { REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_CHANNEL: `bench:${dir}`, REUSE_PORT: 'true' } : {}),
+      ...extraEnv,
     },
     stdout: 'pipe',
     stderr: 'inherit',

