@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { clientAddress, parseTrustProxy } from '../src/http/trust-proxy'
+import { createTestApp } from './support/app'
 import { eventually, serveCli, type Served } from './support/cli'
 import { connect, http } from './support/server-process'
 
@@ -190,6 +191,24 @@ describe('health and metrics', () => {
       expect(Number(/process_open_fds (\d+)/.exec(text)?.[1])).toBeGreaterThan(2)
     } finally {
       await server.stop()
+    }
+  })
+})
+
+describe('the example Grafana dashboard', () => {
+  test('parses, and charts only metrics the server exports', async () => {
+    const dashboard = JSON.parse(await Bun.file(join(import.meta.dir, '..', 'docs', 'grafana-dashboard.json')).text())
+    const t = await createTestApp('sqlite')
+    try {
+      const exported = new Set([...(await t.call('GET', '/metrics')).body.matchAll(/^# TYPE (\S+) (\w+)/gm)].map((m: RegExpMatchArray) => m[1]))
+      const used = new Set<string>()
+      for (const panel of dashboard.panels)
+        for (const target of panel.targets)
+          for (const name of target.expr.match(/\b(chat|process)_[a-z_]+/g) ?? []) used.add(name.replace(/_(bucket|sum|count)$/, ''))
+      expect(used.size).toBeGreaterThan(10)
+      for (const name of used) expect(exported.has(name), name).toBe(true)
+    } finally {
+      await t.close()
     }
   })
 })
