@@ -56,6 +56,12 @@ describe('CLI basics', () => {
   })
 })
 
+test('four migrate processes at once on an empty SQLite database all succeed (BEGIN IMMEDIATE serialises them)', async () => {
+  const url = sqliteUrl()
+  const runs = await Promise.all([1, 2, 3, 4].map(() => runCli(['migrate'], { DATABASE_URL: url })))
+  expect(runs.map((r) => [r.code, r.stderr])).toEqual([1, 2, 3, 4].map(() => [0, '']))
+})
+
 describe('start-up failures: one line naming the variable, exit 1, no stack', () => {
   test('REDIS_URL unreachable', async () => {
     const started = Date.now()
