@@ -13,7 +13,8 @@ export function logSockets(handler: WebSocketHandler<ConnectionData>, log: Logge
     ...handler,
     open(ws) {
       opened.set(ws, performance.now())
-      log.info('ws open', { remote: ws.remoteAddress })
+      // The socket's peer: behind a proxy, the proxy (the HTTP lines carry the client address TRUST_PROXY finds).
+      log.info('ws open', { peer: ws.remoteAddress })
       return handler.open?.(ws)
     },
     close(ws, code, reason) {
