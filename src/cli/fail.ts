@@ -1,11 +1,8 @@
-import { ConfigError } from '../config'
+import { ConfigError, redact, type DatabaseTarget } from '../config'
 import { RedisUnreachable, REDIS_CONNECT_TIMEOUT_MS } from '../cluster/cluster'
-import type { DatabaseTarget } from '../config'
 
 /** A failure the CLI reports as its one line (already naming the variable or the command's argument). */
 export class CliError extends Error {}
-
-export const redactUrl = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
 
 const reason = (error: unknown) => {
   const e = error as { code?: unknown; message?: unknown }
@@ -17,7 +14,7 @@ const reason = (error: unknown) => {
 export function databaseFailure(target: DatabaseTarget, error: unknown, timeoutSec: number): CliError {
   if (target.dialect === 'sqlite') return new CliError(`DATABASE_URL: cannot open SQLite database ${target.path}: ${reason(error)}`)
   const code = (error as { code?: unknown })?.code
-  const where = redactUrl(target.url)
+  const where = redact(target.url)
   if (code === 'CONNECT_TIMEOUT' || code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH')
     return new CliError(`DATABASE_URL: cannot connect to ${where} within ${timeoutSec} s: ${reason(error)}`)
   return new CliError(`DATABASE_URL: ${where}: ${reason(error)}`)
@@ -25,7 +22,7 @@ export function databaseFailure(target: DatabaseTarget, error: unknown, timeoutS
 
 export function redisFailure(url: string, error: unknown): CliError {
   return new CliError(
-    `REDIS_URL: cannot connect to ${redactUrl(url)} within ${REDIS_CONNECT_TIMEOUT_MS / 1000} s: ${error instanceof RedisUnreachable ? error.message : reason(error)}`,
+    `REDIS_URL: cannot connect to ${redact(url)} within ${REDIS_CONNECT_TIMEOUT_MS / 1000} s: ${error instanceof RedisUnreachable ? error.message : reason(error)}`,
   )
 }
 

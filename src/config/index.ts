@@ -135,7 +135,8 @@ export function parseDatabaseUrl(url: string, cwd = process.cwd()): DatabaseTarg
   )
 }
 
-function redact(url: string): string {
+/** A URL with its password masked, for messages. */
+export function redact(url: string): string {
   return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
 }
 
