@@ -93,11 +93,12 @@ export async function openDatabase(target: DatabaseTarget, options: OpenOptions 
 function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): Db {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
   const client = new SqliteDriver(path, { create: true, strict: true })
+  // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
+  // First: switching to WAL takes a lock too, and nodes starting together race for it.
+  client.exec('PRAGMA busy_timeout = 5000')
   client.exec('PRAGMA journal_mode = WAL')
   client.exec(`PRAGMA synchronous = ${synchronous}`)
   client.exec('PRAGMA foreign_keys = ON')
-  // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
-  client.exec('PRAGMA busy_timeout = 5000')
   // drizzle compiles every statement with prepare(); query() is bun:sqlite's cached variant, so a statement
   // run again (the writer's, each batch) is compiled once.
   client.prepare = client.query.bind(client) as typeof client.prepare
