@@ -45,8 +45,12 @@ describe('request and connection logs (JSON lines)', () => {
       const ws = await connect(server.base, registered.body.access_token, () => {})
       ws.send(JSON.stringify({ type: 'ping' }))
       ws.close(1000, 'bye')
+      // A token in a WebSocket URL is not logged either.
+      const viaQuery = new WebSocket(`ws://${server.base}/ws?access_token=${registered.body.access_token}`)
+      await new Promise((resolve) => (viaQuery.onmessage = resolve))
+      viaQuery.close()
 
-      await eventually(() => logLines(server).some((l) => l.msg === 'ws close'), 'the ws close line')
+      await eventually(() => logLines(server).filter((l) => l.msg === 'ws close').length === 2, 'the ws close lines')
       const lines = logLines(server)
       const line = lines.find((l) => l.request_id === 'req-abc.123')
       expect(line).toMatchObject({ level: 'info', msg: 'http', method: 'GET', route: '/dialogs/:dialog_id/messages', status: 401, client: '127.0.0.1' })
