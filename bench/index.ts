@@ -254,14 +254,23 @@ async function http() {
   const ceiling = raw['/const']!.requestsPerSec
   for (const [path, r] of Object.entries(project))
     rows.push(['http', `GET ${path.replace(/\/\d+\//, '/{id}/')}`, `${r.requestsPerSec} req/s`, `Elysia constant ${ceiling} req/s`, `p50/p99 ${r.p50}/${r.p99} ms`, r.errors ? `${r.errors} errors` : '', `÷const ${ratio(r.requestsPerSec, ceiling)}`])
-  // The request log's cost: the same server with one line per request (the default) and with none.
+  // The request log's cost: one server with a line per request (the default) and one with none, in
+  // alternating rounds (the machine's speed drifts between runs); the median of the paired ratios.
   type HttpRow = Record<string, { requestsPerSec: number; p50: number; p99: number }>
-  const quiet = await withTarget('sqlite-full', async (t) => loadgen<HttpRow>({ mode: 'http', base: t.http, ...(await t.httpPaths()), concurrency, seconds: SECONDS }), { LOG_HTTP_SAMPLE: '0' })
-  for (const [path, r] of Object.entries(quiet)) {
-    const logged = project[path]!.requestsPerSec
-    rows.push(['http', `GET ${path.replace(/\/\d+\//, '/{id}/')}, request log off`, `${r.requestsPerSec} req/s`, `log on ${logged} req/s`, `p50/p99 ${r.p50}/${r.p99} ms`, '', `on÷off ${ratio(logged, r.requestsPerSec)}`])
+  const logRounds = quick ? 1 : 3
+  const on: HttpRow[] = []
+  const off: HttpRow[] = []
+  for (let round = 0; round < logRounds; round++)
+    for (const [into, env] of [[on, {}], [off, { LOG_HTTP_SAMPLE: '0' }]] as const)
+      into.push(await withTarget('sqlite-full', async (t) => loadgen<HttpRow>({ mode: 'http', base: t.http, ...(await t.httpPaths()), concurrency, seconds: SECONDS }), env))
+  const requestLog: Record<string, { ratio: number; on: number[]; off: number[] }> = {}
+  for (const path of Object.keys(on[0]!)) {
+    const rates = (rows: HttpRow[]) => rows.map((r) => r[path]!.requestsPerSec)
+    const paired = median(rates(on).map((x, i) => x / rates(off)[i]!))
+    requestLog[path] = { ratio: Math.round(paired * 100) / 100, on: rates(on), off: rates(off) }
+    rows.push(['http', `GET ${path.replace(/\/\d+\//, '/{id}/')}, request log on vs off`, `on ${median(rates(on))} req/s`, `off ${median(rates(off))} req/s`, `median of ${logRounds}`, '', `on÷off ${paired.toFixed(2)}`])
   }
-  results.http = { concurrency, constant: raw, project, requestLogOff: quiet }
+  results.http = { concurrency, constant: raw, project, requestLog }
 }
 
 let svg: string | undefined
