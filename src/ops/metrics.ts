@@ -68,6 +68,13 @@ export class Metrics {
   )
   readonly wsFrames = new Counter('chat_ws_frames_total', 'WebSocket frames received by type')
   readonly wsClosedSlow = new Counter('chat_ws_slow_consumer_closes_total', 'Connections closed for backpressure')
+  readonly pushSent = new Counter('chat_push_sent_total', 'Web Push requests a push service accepted')
+  readonly pushFailed = new Counter(
+    'chat_push_failed_total',
+    'Pushes given up, by reason (gone, rejected, expired, queue_full)',
+  )
+  readonly pushRetries = new Counter('chat_push_retries_total', 'Push attempts to be tried again, by reason')
+  readonly pushQueueDepth = new Counter('chat_push_queue_depth', 'Pushes waiting, retries included', 'gauge')
 
   render(): string {
     return (
@@ -78,6 +85,10 @@ export class Metrics {
         this.writeBatchSize,
         this.wsFrames,
         this.wsClosedSlow,
+        this.pushSent,
+        this.pushFailed,
+        this.pushRetries,
+        this.pushQueueDepth,
       ]
         .map((m) => m.render())
         .join('\n') + '\n'
