@@ -36,7 +36,11 @@ export interface PushOptions {
 export class PushService {
   private readonly queue: BoundedQueue<Job>
   private readonly vapid: VapidKeys
-  private readonly blocked: BlockedPredicate
+  /**
+   * Asked before each push: true while either user blocks the other. Always false until blocking exists;
+   * then createCore wires the blocking service's answer here.
+   */
+  blocked: BlockedPredicate
   private inFlight = 0
   private pumpScheduled = false
   private readonly running = new Set<Promise<void>>()
