@@ -17,13 +17,44 @@ export type Outcome =
   /** Anything else the service refused (400, 401, 403, 413…): trying again would fail again. */
   | { kind: 'rejected'; status: number }
 
+const VAPID_TTL_SECONDS = 12 * 3600
+const VAPID_RENEW_MS = 11 * 3600_000
+const MAX_ORIGINS = 1_000
+
 /**
- * One Web Push request: web-push builds it (RFC 8291 aes128gcm encryption to the subscription's keys, RFC
- * 8292 VAPID signature for the endpoint's origin) and Bun's fetch sends it, so the request has our timeout
- * and cancellation and web-push's own https client is never used.
+ * VAPID `Authorization` headers (RFC 8292), one per push service origin, signed by web-push and reused
+ * until an hour before they expire: signing costs as much as encrypting, and a few origins serve everyone.
+ */
+export class VapidSigner {
+  private readonly signed = new Map<string, { header: string; renewAt: number }>()
+
+  constructor(readonly keys: VapidKeys) {}
+
+  authorization(endpoint: string, now = Date.now()): string {
+    const origin = new URL(endpoint).origin
+    const kept = this.signed.get(origin)
+    if (kept && now < kept.renewAt) return kept.header
+    const { Authorization } = webpush.getVapidHeaders(
+      origin,
+      this.keys.subject,
+      this.keys.publicKey,
+      this.keys.privateKey,
+      'aes128gcm',
+      Math.floor(now / 1000) + VAPID_TTL_SECONDS,
+    )
+    if (this.signed.size >= MAX_ORIGINS) this.signed.clear()
+    this.signed.set(origin, { header: Authorization, renewAt: now + VAPID_RENEW_MS })
+    return Authorization
+  }
+}
+
+/**
+ * One Web Push request: web-push builds it (RFC 8291 aes128gcm encryption to the subscription's keys), the
+ * signer adds VAPID for the endpoint's origin, and Bun's fetch sends it, so the request has our timeout and
+ * cancellation and web-push's own https client is never used.
  */
 export async function sendPush(
-  vapid: VapidKeys,
+  vapid: VapidSigner,
   sub: SubscriptionRecord,
   payload: string,
   ttlSeconds: number,
@@ -33,9 +64,10 @@ export async function sendPush(
     TTL: ttlSeconds,
     urgency: 'high',
     contentEncoding: 'aes128gcm',
-    vapidDetails: vapid,
+    // No vapidDetails (and none set globally with setVapidDetails): the signer adds Authorization below.
   })
   const headers = Object.fromEntries(Object.entries(details.headers).map(([k, v]) => [k, String(v)]))
+  headers.Authorization = vapid.authorization(sub.endpoint)
   let response: Response
   try {
     // No redirects: the request goes to the endpoint the browser gave, or nowhere.

@@ -5,7 +5,7 @@ import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
 import { checkEndpoint, checkKeys, MAX_SUBSCRIPTIONS_PER_USER, previewOf, type PushPayload } from './model'
 import { BoundedQueue } from './queue'
-import { sendPush, type Outcome, type VapidKeys } from './sender'
+import { sendPush, VapidSigner, type Outcome } from './sender'
 import { deleteGone, deleteSubscription, liveSubscriptions, saveSubscription, usernames, type SubscriptionRecord } from './store'
 
 /** The contract's TTL: a push the browser has not fetched within a day is of no use. */
@@ -35,7 +35,7 @@ export interface PushOptions {
  */
 export class PushService {
   private readonly queue: BoundedQueue<Job>
-  private readonly vapid: VapidKeys
+  private readonly vapid: VapidSigner
   /**
    * Asked before each push: true while either user blocks the other. Always false until blocking exists;
    * then createCore wires the blocking service's answer here.
@@ -52,7 +52,7 @@ export class PushService {
     private readonly metrics: Metrics,
     private readonly options: PushOptions,
   ) {
-    this.vapid = { publicKey: config.vapidPublicKey, privateKey: config.vapidPrivateKey, subject: config.vapidSubject }
+    this.vapid = new VapidSigner({ publicKey: config.vapidPublicKey, privateKey: config.vapidPrivateKey, subject: config.vapidSubject })
     this.blocked = options.blocked ?? (() => false)
     this.queue = new BoundedQueue<Job>(
       config.queueMax,
@@ -63,7 +63,7 @@ export class PushService {
   }
 
   get publicKey(): string {
-    return this.vapid.publicKey
+    return this.vapid.keys.publicKey
   }
 
   async subscribe(
