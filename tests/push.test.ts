@@ -94,7 +94,7 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
     expect(await liveSubs(alice.user.id)).toHaveLength(10)
   })
 
-  test('an offline recipient gets one push per subscription: aes128gcm, TTL 86400, Urgency high, VAPID for the endpoint origin; the sender none', async () => {
+  test('an offline recipient gets one push per subscription: aes128gcm, TTL 86400, Urgency high, VAPID for the endpoint origin; the sender and receipts none', async () => {
     const { a: alice, b: bob, dialogId } = await live.t.pair()
     const bobLaptop = new Browser(service, 'bob-laptop')
     const bobPhone = new Browser(service, 'bob-phone')
@@ -133,7 +133,9 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
         preview: [...text].slice(0, 100).join(''),
       })
     }
-    // Bob answers: Alice's browser hears of Bob's message, and never heard of her own.
+    // Bob reads it (a receipt: no push), then answers: Alice's browser hears of Bob's message, and never
+    // heard of her own or of the receipt.
+    expect((await call('POST', `/dialogs/${dialogId}/read_up_to`, bob.access_token, { last_read_message_id: message.id })).status).toBe(200)
     const reply = await send(bob, dialogId, 'hi back')
     const [toAlice] = await service.waitFor(aliceLaptop.name)
     expect(aliceLaptop.decrypt(toAlice!.body)).toMatchObject({ message_id: reply.id, sender: { id: bob.user.id }, preview: 'hi back' })

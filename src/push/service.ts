@@ -43,6 +43,7 @@ export class PushService {
   blocked: BlockedPredicate
   private inFlight = 0
   private pumpScheduled = false
+  private readonly warned = new Map<string, number>()
   private readonly running = new Set<Promise<void>>()
   private readonly stopping = new AbortController()
 
@@ -96,7 +97,7 @@ export class PushService {
    * queued for a push. Returns at once; the work happens in the worker.
    */
   messageNew(message: MessageDto, recipientId: number): void {
-    if (this.stopping.signal.aborted || recipientId === message.sender_id || this.options.isOnline(recipientId)) return
+    if (this.stopping.signal.aborted || this.options.isOnline(recipientId)) return
     this.queue.push({ kind: 'message', message, recipientId, at: Date.now() })
   }
 
@@ -171,6 +172,16 @@ export class PushService {
     }
   }
 
+  /** Once a minute per push service and status at most: a key mismatch (401/403) would refuse every push. */
+  private warnRejected(origin: string, status: number): void {
+    const key = `${origin} ${status}`
+    const now = Date.now()
+    if ((this.warned.get(key) ?? 0) > now - 60_000) return
+    if (this.warned.size >= 1_000) this.warned.clear()
+    this.warned.set(key, now)
+    console.warn(`push: ${origin} refused a push with ${status} (a 401/403 usually means the VAPID keys changed since the browser subscribed)`)
+  }
+
   private async deliver(job: Extract<Job, { kind: 'delivery' }>): Promise<void> {
     const left = job.deadline - Date.now()
     if (left <= 0) return this.metrics.pushFailed.inc({ reason: 'expired' })
@@ -188,7 +199,7 @@ export class PushService {
         return
       case 'rejected':
         this.metrics.pushFailed.inc({ reason: 'rejected' })
-        console.warn(`push: ${new URL(job.sub.endpoint).origin} refused a push with ${outcome.status}`)
+        this.warnRejected(new URL(job.sub.endpoint).origin, outcome.status)
         return
       case 'retry': {
         const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** job.attempt) * (0.8 + Math.random() * 0.4)
