@@ -60,6 +60,15 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
     expect(await liveSubs(a.user.id)).toEqual([])
   })
 
+  test('GET /push/sw.js serves the service worker, allowed to control the whole site', async () => {
+    const res = await fetch(`${live.base.replace('ws:', 'http:')}/push/sw.js`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toStartWith('text/javascript')
+    expect(res.headers.get('service-worker-allowed')).toBe('/')
+    const source = await res.text()
+    for (const event of ['push', 'notificationclick']) expect(source).toContain(`addEventListener('${event}'`)
+  })
+
   test('subscriptions are validated: https or loopback http, real P-256 keys, a token, at most 10 per user', async () => {
     const alice = await live.t.register()
     const ok = new Browser(service).subscription()

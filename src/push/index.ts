@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import { authGuard } from '../auth/guard'
 import type { AuthService } from '../auth/service'
+import serviceWorker from './sw.js' with { type: 'text' }
 import { SubscribeBody, SubscriptionSchema, UnsubscribeBody, VapidKeySchema } from './model'
 import type { PushService } from './service'
 
@@ -9,6 +10,18 @@ export const pushRoutes = (auth: AuthService, push: PushService) =>
   new Elysia({ prefix: '/push', tags: ['push'] })
     .use(authGuard(auth))
     .get('/vapid-public-key', () => ({ key: push.publicKey }), { response: { 200: VapidKeySchema } })
+    // The web app's service worker; it may control the whole site although it lives under /push/.
+    .get(
+      '/sw.js',
+      () =>
+        new Response(serviceWorker, {
+          headers: {
+            'content-type': 'text/javascript; charset=utf-8',
+            'service-worker-allowed': '/',
+            'cache-control': 'no-cache',
+          },
+        }),
+    )
     .post(
       '/subscriptions',
       async ({ principal, body, set }) => {
