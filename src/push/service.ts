@@ -18,8 +18,19 @@ const FAN_OUT_BATCH = 256
 /** True while either user blocks the other: nothing is pushed between them. */
 export type BlockedPredicate = (a: number, b: number) => boolean | Promise<boolean>
 
+/** What a push needs of a message; the preview is cut when queued, so a full queue holds no whole texts. */
+interface Committed {
+  dialogId: number
+  messageId: number
+  seq: number
+  senderId: number
+  preview: string
+  /** When the message's TTL runs out (ms). */
+  deadline: number
+}
+
 type Job =
-  | { kind: 'message'; message: MessageDto; recipientId: number; at: number }
+  | { kind: 'message'; message: Committed; recipientId: number; at: number }
   | { kind: 'delivery'; sub: SubscriptionRecord; payload: string; deadline: number; attempt: number; at: number }
 
 export interface PushOptions {
@@ -98,7 +109,15 @@ export class PushService {
    */
   messageNew(message: MessageDto, recipientId: number): void {
     if (this.stopping.signal.aborted || this.options.isOnline(recipientId)) return
-    this.queue.push({ kind: 'message', message, recipientId, at: Date.now() })
+    const committed: Committed = {
+      dialogId: message.dialog_id,
+      messageId: message.id,
+      seq: message.seq,
+      senderId: message.sender_id,
+      preview: this.config.preview ? previewOf(message.text) : '',
+      deadline: Date.parse(message.created_at) + PUSH_TTL_SECONDS * 1000,
+    }
+    this.queue.push({ kind: 'message', message: committed, recipientId, at: Date.now() })
   }
 
   /** Shutdown: what is queued is dropped (pushes are best effort) and requests in flight are cancelled. */
@@ -155,20 +174,20 @@ export class PushService {
     if (subs.length === 0 || this.stopping.signal.aborted) return
     const byUser = Map.groupBy(subs, (sub) => sub.userId)
     const wanted = jobs.filter((j) => byUser.has(j.recipientId))
-    const names = await this.db.read((s) => usernames(s, [...new Set(wanted.map((j) => j.message.sender_id))]))
+    const names = await this.db.read((s) => usernames(s, [...new Set(wanted.map((j) => j.message.senderId))]))
     for (const { message, recipientId, at } of wanted) {
-      if (await this.blocked(message.sender_id, recipientId)) continue
+      if (await this.blocked(message.senderId, recipientId)) continue
       const payload: PushPayload = {
         type: 'message:new',
-        dialog_id: message.dialog_id,
-        message_id: message.id,
+        dialog_id: message.dialogId,
+        message_id: message.messageId,
         seq: message.seq,
-        sender: { id: message.sender_id, username: names.get(message.sender_id) ?? '' },
-        preview: this.config.preview ? previewOf(message.text) : '',
+        sender: { id: message.senderId, username: names.get(message.senderId) ?? '' },
+        preview: message.preview,
       }
       const text = JSON.stringify(payload)
-      const deadline = Date.parse(message.created_at) + PUSH_TTL_SECONDS * 1000
-      for (const sub of byUser.get(recipientId)!) this.queue.push({ kind: 'delivery', sub, payload: text, deadline, attempt: 0, at })
+      for (const sub of byUser.get(recipientId)!)
+        this.queue.push({ kind: 'delivery', sub, payload: text, deadline: message.deadline, attempt: 0, at })
     }
   }
 
