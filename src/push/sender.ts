@@ -76,8 +76,8 @@ export async function sendPush(
     const name = (error as Error)?.name
     return { kind: 'retry', reason: name === 'TimeoutError' || name === 'AbortError' ? 'timeout' : 'network' }
   }
-  // The body is never needed; reading it lets the connection be reused.
-  await response.arrayBuffer().catch(() => undefined)
+  // The body is never needed, and not read: an endpoint could answer with any amount of it.
+  await response.body?.cancel().catch(() => undefined)
   const status = response.status
   if (status >= 200 && status < 300) return { kind: 'sent' }
   if (status === 404 || status === 410) return { kind: 'gone', status }
