@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateVAPIDKeys } from 'web-push'
 import { ConfigError, loadConfig } from '../src/config'
+import { eq } from 'drizzle-orm'
 import { liveSubscriptions } from '../src/push/store'
+import { rows } from '../src/storage/database'
 import { createTestApp, expectContractError, TEST_SECRET, type Session } from './support/app'
 import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
 import { Browser, LocalPushService, verifyVapid } from './support/push-service'
@@ -23,7 +25,7 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
   let live: LiveServer
   beforeAll(async () => {
     live = await startLive(dialect)
-  })
+  }, 20_000)
   afterAll(() => live.close())
 
   const call = (method: string, path: string, token?: string, body?: unknown) => live.t.call(method, path, { token, body })
@@ -156,21 +158,57 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
     expect(sent).toBe(3)
   })
 
-  test('the push service answering 410 removes the subscription; 404 too', async () => {
+  test('the push service answering 410 removes the subscription; 404 too; 403 is given up but keeps it', async () => {
     const { a: alice, b: bob, dialogId } = await live.t.pair()
     const gone = new Browser(service)
     const missing = new Browser(service)
+    const refused = new Browser(service)
     service.plan(gone.name, { status: 410 })
     service.plan(missing.name, { status: 404 })
-    await subscribe(bob, gone)
-    await subscribe(bob, missing)
-    const before = metric(await metrics(), 'chat_push_failed_total{reason="gone"}')
+    service.plan(refused.name, { status: 403 })
+    for (const browser of [gone, missing, refused]) await subscribe(bob, browser)
+    const before = await metrics()
     await send(alice, dialogId, 'are you there?')
-    await service.waitFor(gone.name)
-    await service.waitFor(missing.name)
-    for (let i = 0; i < 50 && (await liveSubs(bob.user.id)).length > 0; i++) await Bun.sleep(20)
+    for (const browser of [gone, missing, refused]) await service.waitFor(browser.name)
+    for (let i = 0; i < 50 && (await liveSubs(bob.user.id)).length > 1; i++) await Bun.sleep(20)
+    expect((await liveSubs(bob.user.id)).map((s) => s.endpoint)).toEqual([refused.endpoint])
+    const after = await metrics()
+    const line = (reason: string) => `chat_push_failed_total{reason="${reason}"}`
+    expect(metric(after, line('gone')) - metric(before, line('gone'))).toBe(2)
+    expect(metric(after, line('rejected')) - metric(before, line('rejected'))).toBe(1)
+    // Not tried again: the next message is the next thing it hears.
+    await send(alice, dialogId, 'hello?')
+    expect(await service.waitFor(refused.name, 2)).toHaveLength(2)
+  })
+
+  test('an endpoint that cannot be reached is tried again (network)', async () => {
+    const { a: alice, b: bob, dialogId } = await live.t.pair()
+    const closed = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response() })
+    const endpoint = `http://127.0.0.1:${closed.port}/push/nobody`
+    closed.stop(true)
+    const browser = new Browser(service).subscription()
+    expect((await call('POST', '/push/subscriptions', bob.access_token, { ...browser, endpoint })).status).toBe(201)
+    const before = metric(await metrics(), 'chat_push_retries_total{reason="network"}')
+    await send(alice, dialogId, 'anyone?')
+    let retries = 0
+    for (let i = 0; i < 100 && (retries = metric(await metrics(), 'chat_push_retries_total{reason="network"}') - before) < 1; i++) await Bun.sleep(20)
+    expect(retries).toBeGreaterThanOrEqual(1)
+  })
+
+  test('an endpoint subscribed by another account moves to it: the first account\'s messages stop going there', async () => {
+    const { a: alice, b: bob, dialogId } = await live.t.pair()
+    const carol = await live.t.register()
+    const { body: withCarol } = await call('POST', '/dialogs', alice.access_token, { peer_user_id: carol.user.id })
+    const sharedBrowser = new Browser(service)
+    expect((await subscribe(bob, sharedBrowser)).status).toBe(201)
+    expect((await subscribe(carol, sharedBrowser)).status).toBe(201)
     expect(await liveSubs(bob.user.id)).toEqual([])
-    expect(metric(await metrics(), 'chat_push_failed_total{reason="gone"}') - before).toBe(2)
+    await send(alice, dialogId, 'to bob')
+    const toCarol = await send(alice, withCarol.id, 'to carol')
+    const [push] = await service.waitFor(sharedBrowser.name)
+    expect(sharedBrowser.decrypt(push!.body).message_id).toBe(toCarol.id)
+    await Bun.sleep(100)
+    expect(service.of(sharedBrowser.name)).toHaveLength(1)
   })
 
   test('500 (Retry-After: 1) then 201: tried again after the time it asked for, delivered once; 429 alike', async () => {
@@ -199,7 +237,7 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
     const text = await metrics()
     expect(metric(text, 'chat_push_retries_total{reason="server_error"}')).toBeGreaterThanOrEqual(1)
     expect(metric(text, 'chat_push_retries_total{reason="rate_limited"}')).toBeGreaterThanOrEqual(1)
-  })
+  }, 20_000)
 
   test('logout ends the session\'s subscriptions; the user\'s other sessions keep theirs', async () => {
     const { a: alice, b: bob, dialogId } = await live.t.pair()
@@ -280,7 +318,7 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
     // Requests in flight are capped (PUSH_CONCURRENCY), so the rest wait in the queue.
     expect(metric(await metrics(), 'chat_push_queue_depth')).toBeGreaterThan(0)
     await aliceWs.close()
-  })
+  }, 20_000)
 })
 
 describe.each(dialects)('Web Push options on %s', (dialect) => {
@@ -306,7 +344,33 @@ describe.each(dialects)('Web Push options on %s', (dialect) => {
     } finally {
       await t.close()
     }
-  })
+  }, 20_000)
+
+  test('a login session that expired gets no pushes, though its subscription was never deleted', async () => {
+    const t = await createTestApp(dialect, { REFRESH_TOKEN_TTL_SECONDS: '1' })
+    try {
+      const { a: alice, b: bob, dialogId } = await t.pair()
+      const expiring = new Browser(service)
+      expect((await t.call('POST', '/push/subscriptions', { token: bob.access_token, body: expiring.subscription() })).status).toBe(201)
+      await Bun.sleep(1_100)
+      // Carol's session starts now (and lives its second): she still gets hers.
+      const carol = await t.register()
+      const { body: withCarol } = await t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: carol.user.id } })
+      const control = new Browser(service)
+      expect((await t.call('POST', '/push/subscriptions', { token: carol.access_token, body: control.subscription() })).status).toBe(201)
+      await t.call('POST', `/dialogs/${dialogId}/messages`, { token: alice.access_token, body: { client_msg_id: 'e-1', type: 'text', text: 'late' } })
+      await t.call('POST', `/dialogs/${withCarol.id}/messages`, { token: alice.access_token, body: { client_msg_id: 'e-2', type: 'text', text: 'on time' } })
+      await service.waitFor(control.name)
+      await Bun.sleep(100)
+      expect(service.of(expiring.name)).toEqual([])
+      const kept = await t.db.read(function* (s) {
+        return yield* rows(s.db.select().from(s.t.pushSubscriptions).where(eq(s.t.pushSubscriptions.userId, bob.user.id)))
+      })
+      expect(kept.map((r) => r.endpoint)).toEqual([expiring.endpoint])
+    } finally {
+      await t.close()
+    }
+  }, 20_000)
 
   test('PUSH_QUEUE_MAX bounds the queue: when full the oldest is dropped and counted', async () => {
     const t = await createTestApp(dialect, { PUSH_QUEUE_MAX: '5', PUSH_CONCURRENCY: '1' })
@@ -327,7 +391,7 @@ describe.each(dialects)('Web Push options on %s', (dialect) => {
     } finally {
       await t.close()
     }
-  })
+  }, 20_000)
 
   test('blocked pairs get no push (the predicate is injectable until blocking exists)', async () => {
     const t = await createTestApp(dialect)
@@ -352,7 +416,7 @@ describe.each(dialects)('Web Push options on %s', (dialect) => {
     } finally {
       await t.close()
     }
-  })
+  }, 20_000)
 })
 
 describe.skipIf(!redisAvailable).each(dialects)('Web Push across two nodes on %s', (dialect) => {
@@ -364,7 +428,7 @@ describe.skipIf(!redisAvailable).each(dialects)('Web Push across two nodes on %s
     database = await freshDatabase(dialect)
     a = await startLive(dialect, clusterEnv(channel), database)
     b = await startLive(dialect, clusterEnv(channel), database)
-  })
+  }, 20_000)
   afterAll(async () => {
     await a.close()
     await b.close()
@@ -400,7 +464,7 @@ describe.skipIf(!redisAvailable).each(dialects)('Web Push across two nodes on %s
     const [push] = await service.waitFor(browser.name)
     expect(browser.decrypt(push!.body).message_id).toBe(pushed.id)
     expect(service.of(browser.name)).toHaveLength(1)
-  })
+  }, 20_000)
 })
 
 describe('VAPID keys', () => {
@@ -459,5 +523,5 @@ describe('VAPID keys', () => {
     } finally {
       await t.close()
     }
-  })
+  }, 20_000)
 })
