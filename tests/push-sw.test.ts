@@ -84,11 +84,11 @@ describe.skipIf(!chromiumAvailable)('service worker in Chromium', () => {
       // With previews off the notification says only who wrote.
       { title: 'alice', body: 'Sent you a message', tag: 'dialog-8', data: { dialog_id: 8, message_id: 43 } },
     ])
-  })
+  }, 20_000)
 
   test('a push that is not a message is still shown (browsers require every push to be seen)', async () => {
     await push('not json')
     const shown = await until(notifications, (list) => list.some((n) => n.tag === 'chat'))
     expect(shown.find((n) => n.tag === 'chat')).toEqual({ title: 'New message', body: 'Sent you a message', tag: 'chat', data: {} })
-  })
+  }, 20_000)
 })
