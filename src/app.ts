@@ -17,6 +17,8 @@ import { MessageService } from './messages/service'
 import { MessageWriter } from './messages/writer'
 import { opsRoutes } from './ops'
 import { Metrics } from './ops/metrics'
+import { pushRoutes } from './push'
+import { PushService } from './push/service'
 import { Hub } from './realtime/hub'
 import type { Db } from './storage/database'
 import { userRoutes } from './users'
@@ -33,6 +35,7 @@ export interface Core {
   messages: MessageService
   membership: Membership
   writer: MessageWriter
+  push: PushService
   /** The realtime port the services publish through; a no-op until serve() attaches a server. */
   hub: Hub
   /** False once shutdown has begun: /health answers 503. */
@@ -51,6 +54,8 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const writer = new MessageWriter(db, { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs }, metrics, () =>
     hub.flushReplies(),
   )
+  // `blocked` stays false until blocking exists (see docs/push.md).
+  const push = new PushService(db, { ...config.push, production: config.production }, metrics, { isOnline: (id) => hub.isOnline(id) })
   return {
     config,
     db,
@@ -58,9 +63,10 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
     auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost), hub),
     users: new UserService(db),
     dialogs: new DialogService(db, membership, hub),
-    messages: new MessageService(db, writer, membership, hub),
+    messages: new MessageService(db, writer, membership, hub, (message, recipientId) => push.messageNew(message, recipientId)),
     membership,
     writer,
+    push,
     hub,
     accepting: true,
     log,
@@ -82,6 +88,7 @@ export function createApp(core: Core) {
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))
     .use(messageRoutes(core.auth, core.messages, { burst: config.sendRateBurst, perSec: config.sendRatePerSec }))
+    .use(pushRoutes(core.auth, core.push))
   root.app = app
   return app
 }

@@ -54,6 +54,7 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
         await Promise.race([closed, Bun.sleep(CLOSE_GRACE_MS)])
         await server.stop(true)
         await core.writer.drain()
+        await core.push.stop()
         await core.db.close()
       })()),
   }

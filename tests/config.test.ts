@@ -2,7 +2,12 @@ import { afterAll, describe, expect, test } from 'bun:test'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { generateVAPIDKeys } from 'web-push'
 import { ConfigError, loadConfig, parseDatabaseUrl } from '../src/config'
+
+// Production also requires VAPID keys (tests/push.test.ts checks them); these tests are about the rest.
+const keys = generateVAPIDKeys()
+const VAPID = { VAPID_PUBLIC_KEY: keys.publicKey, VAPID_PRIVATE_KEY: keys.privateKey }
 
 const dirs: string[] = []
 const scratch = () => {
@@ -60,7 +65,7 @@ describe('configuration', () => {
       expect(error).toBeInstanceOf(ConfigError)
       expect((error as Error).message).toStartWith('JWT_SECRET_KEY: ')
     }
-    const ok = loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'k'.repeat(32) }, scratch())
+    const ok = loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'k'.repeat(32), ...VAPID }, scratch())
     expect(ok.production).toBe(true)
     expect(ok.jwtSecret).toBe('k'.repeat(32))
   })
@@ -155,7 +160,7 @@ describe('configuration: more forms and the data folder', () => {
       expect(existsSync(join(dir, 'data', 'jwt-secret'))).toBe(false)
     }
     // 16 two-byte characters are 32 bytes.
-    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'é'.repeat(16) }, scratch()).jwtSecret).toBe('é'.repeat(16))
+    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'é'.repeat(16), ...VAPID }, scratch()).jwtSecret).toBe('é'.repeat(16))
   })
 
   test('outside production the generated secret goes to DATA_DIR/jwt-secret (0600), is reused, and a given one wins', () => {

@@ -1,4 +1,5 @@
 import { and, eq, isNull } from 'drizzle-orm'
+import { deleteOfSession } from '../push/store'
 import { exec, rows, type Routine, type Scope } from '../storage/database'
 
 export interface SessionRecord {
@@ -50,6 +51,9 @@ export function* rotateSession(
   return changed.length === 1
 }
 
-export function* revokeSession({ db, t }: Scope, id: string, at: Date): Routine<void> {
+/** Ends a login session, and with it the session's push subscriptions. */
+export function* revokeSession(s: Scope, id: string, at: Date): Routine<void> {
+  const { db, t } = s
   yield* exec(db.update(t.sessions).set({ revokedAt: at }).where(and(eq(t.sessions.id, id), isNull(t.sessions.revokedAt))))
+  yield* deleteOfSession(s, id)
 }

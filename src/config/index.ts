@@ -1,8 +1,8 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy'
 import { logOptions, type LogOptions } from '../log/logger'
+import { createECDH, randomBytes } from 'node:crypto'
 
 export type DatabaseTarget =
   | { dialect: 'sqlite'; path: string }
@@ -51,6 +51,21 @@ export interface Config {
   logHttpSample: number
   /** How often live connections' sessions are checked for revocation by another process (the CLI). */
   sessionCheckMs: number
+  push: PushConfig
+}
+
+/** Web Push (see docs/push.md). Keys are base64url: the public one a 65-byte P-256 point, the private one 32 bytes. */
+export interface PushConfig {
+  vapidPublicKey: string
+  vapidPrivateKey: string
+  vapidSubject: string
+  /** False: pushes carry no text of the message (`preview: ""`). */
+  preview: boolean
+  /** Pushes waiting (retries included) before the oldest is dropped. */
+  queueMax: number
+  /** Requests to push services in flight at once. */
+  concurrency: number
+  timeoutMs: number
 }
 
 export class ConfigError extends Error {
@@ -101,6 +116,14 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     log: logOptions(env, production),
     logHttpSample: num(env, 'LOG_HTTP_SAMPLE', 1, 0, 1),
     sessionCheckMs: int(env, 'SESSION_CHECK_MS', 5000, 50, 3_600_000),
+    push: {
+      ...resolveVapid(env, production, dataDir),
+      vapidSubject: parseVapidSubject(env.VAPID_SUBJECT),
+      preview: bool(env, 'PUSH_PREVIEW', true),
+      queueMax: int(env, 'PUSH_QUEUE_MAX', 10_000, 1, 10_000_000),
+      concurrency: int(env, 'PUSH_CONCURRENCY', 16, 1, 10_000),
+      timeoutMs: int(env, 'PUSH_TIMEOUT_MS', 10_000, 1, 600_000),
+    },
   }
 }
 
@@ -159,6 +182,80 @@ function resolveSecret(given: string | undefined, production: boolean, dataDir: 
   writeFileSync(file, generated + '\n', { mode: 0o600 })
   chmodSync(file, 0o600)
   return generated
+}
+
+const VAPID_FILE = 'vapid-keys.json'
+
+/**
+ * VAPID keys as the JWT secret: from the environment, or generated once into DATA_DIR outside production.
+ * Production requires them: keys made per machine would differ between the nodes of a cluster and change
+ * with a lost data folder, and every browser subscription is bound to the key it was made with.
+ */
+function resolveVapid(env: Env, production: boolean, dataDir: string): { vapidPublicKey: string; vapidPrivateKey: string } {
+  const publicKey = env.VAPID_PUBLIC_KEY?.trim()
+  const privateKey = env.VAPID_PRIVATE_KEY?.trim()
+  if (publicKey || privateKey) {
+    if (!publicKey) throw new ConfigError('VAPID_PUBLIC_KEY', 'required when VAPID_PRIVATE_KEY is set')
+    if (!privateKey) throw new ConfigError('VAPID_PRIVATE_KEY', 'required when VAPID_PUBLIC_KEY is set')
+    checkVapidPair(publicKey, privateKey)
+    return { vapidPublicKey: publicKey, vapidPrivateKey: privateKey }
+  }
+  if (production)
+    throw new ConfigError('VAPID_PUBLIC_KEY', 'VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY are required when NODE_ENV=production (npx web-push generate-vapid-keys)')
+  const file = join(dataDir, VAPID_FILE)
+  if (existsSync(file)) {
+    const kept = JSON.parse(readFileSync(file, 'utf8')) as { publicKey: string; privateKey: string }
+    checkVapidPair(kept.publicKey, kept.privateKey, file)
+    return { vapidPublicKey: kept.publicKey, vapidPrivateKey: kept.privateKey }
+  }
+  const ecdh = createECDH('prime256v1')
+  ecdh.generateKeys()
+  // A private key with leading zero bytes comes out short; VAPID wants all 32.
+  const raw = ecdh.getPrivateKey()
+  const generated = {
+    publicKey: ecdh.getPublicKey('base64url'),
+    privateKey: Buffer.concat([Buffer.alloc(32 - raw.length), raw]).toString('base64url'),
+  }
+  mkdirSync(dataDir, { recursive: true })
+  // Written aside and linked into place, which fails if another process got there first: then theirs is kept.
+  const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`
+  writeFileSync(aside, JSON.stringify(generated) + '\n', { mode: 0o600 })
+  chmodSync(aside, 0o600)
+  try {
+    linkSync(aside, file)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    return resolveVapid(env, production, dataDir)
+  } finally {
+    unlinkSync(aside)
+  }
+  return { vapidPublicKey: generated.publicKey, vapidPrivateKey: generated.privateKey }
+}
+
+const BASE64URL = /^[A-Za-z0-9_-]+$/
+
+function checkVapidPair(publicKey: string, privateKey: string, source?: string): void {
+  const where = source ? ` (in ${source})` : ''
+  const pub = BASE64URL.test(publicKey) ? Buffer.from(publicKey, 'base64url') : Buffer.alloc(0)
+  if (pub.length !== 65 || pub[0] !== 4)
+    throw new ConfigError('VAPID_PUBLIC_KEY', `expected a base64url P-256 public key (65 bytes, uncompressed)${where}`)
+  const priv = BASE64URL.test(privateKey) ? Buffer.from(privateKey, 'base64url') : Buffer.alloc(0)
+  if (priv.length !== 32) throw new ConfigError('VAPID_PRIVATE_KEY', `expected a base64url P-256 private key (32 bytes)${where}`)
+  const ecdh = createECDH('prime256v1')
+  try {
+    ecdh.setPrivateKey(priv)
+  } catch {
+    throw new ConfigError('VAPID_PRIVATE_KEY', `not a valid P-256 private key${where}`)
+  }
+  if (!ecdh.getPublicKey().equals(pub)) throw new ConfigError('VAPID_PUBLIC_KEY', `is not the public key of VAPID_PRIVATE_KEY${where}`)
+}
+
+/** RFC 8292: a mailto: or https: URI the push service can reach the operator at. */
+function parseVapidSubject(value: string | undefined): string {
+  const subject = value?.trim() || 'mailto:admin@localhost'
+  if (!/^(mailto:\S+@\S+|https:\/\/\S+)$/i.test(subject) || !URL.canParse(subject))
+    throw new ConfigError('VAPID_SUBJECT', `expected mailto:you@example.com or https://…, got "${value}"`)
+  return subject
 }
 
 function parseSynchronous(value: string | undefined): 'FULL' | 'NORMAL' {

@@ -32,6 +32,8 @@ export class MessageService {
     private readonly writer: MessageWriter,
     private readonly membership: Membership,
     private readonly realtime: RealtimePort,
+    /** Told of each new message once it is committed and published, with its recipient (Web Push). */
+    private readonly committed?: (message: MessageDto, recipientId: number) => void,
   ) {}
 
   /**
@@ -42,7 +44,7 @@ export class MessageService {
   async send(senderId: number, cmd: SendCommand, origin?: Origin): Promise<{ created: boolean; message: MessageDto }> {
     checkClientMsgId(cmd.clientMsgId)
     checkText(cmd.text)
-    await this.membership.require(cmd.dialogId, senderId)
+    const members = await this.membership.require(cmd.dialogId, senderId)
     const outcome = await this.writer.submit({
       dialogId: cmd.dialogId,
       senderId,
@@ -57,6 +59,7 @@ export class MessageService {
     if (this.dialogOf.size >= MAX_REMEMBERED) this.dialogOf.clear()
     this.dialogOf.set(message.id, message.dialog_id)
     this.realtime.messageNew(message, origin)
+    this.committed?.(message, peerOf(members, senderId))
     return { created: true, message }
   }
 

@@ -112,6 +112,13 @@ export class Metrics {
     timer.unref()
     return () => clearInterval(timer)
   }
+  readonly pushSent = new Counter('chat_push_sent_total', 'Web Push requests a push service accepted')
+  readonly pushFailed = new Counter(
+    'chat_push_failed_total',
+    'Pushes given up, by reason (gone, rejected, expired, queue_full)',
+  )
+  readonly pushRetries = new Counter('chat_push_retries_total', 'Push attempts to be tried again, by reason')
+  readonly pushQueueDepth = new Counter('chat_push_queue_depth', 'Pushes waiting, retries included', 'gauge')
 
   render(): string {
     return (
@@ -127,6 +134,10 @@ export class Metrics {
         this.wsClosedSlow,
         this.clusterLag,
         this.eventLoopLag,
+        this.pushSent,
+        this.pushFailed,
+        this.pushRetries,
+        this.pushQueueDepth,
       ]
         .map((m) => m.render())
         .join('\n') +

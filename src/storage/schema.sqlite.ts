@@ -100,3 +100,29 @@ export const messages = sqliteTable(
     uniqueIndex('messages_client_id_uq').on(t.dialogId, t.senderId, t.clientMsgId),
   ],
 )
+
+/**
+ * A browser's Web Push subscription, owned by the login session that made it: it ends with the session.
+ * An endpoint names one browser profile, so it is unique: a second account subscribing it takes it over.
+ */
+export const pushSubscriptions = sqliteTable(
+  'push_subscriptions',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    userId: integer('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    sessionId: text('session_id')
+      .notNull()
+      .references(() => sessions.id, { onDelete: 'cascade' }),
+    endpoint: text('endpoint').notNull(),
+    p256dh: text('p256dh').notNull(),
+    auth: text('auth').notNull(),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('push_subscriptions_endpoint_uq').on(t.endpoint),
+    index('push_subscriptions_user_idx').on(t.userId),
+    index('push_subscriptions_session_idx').on(t.sessionId),
+  ],
+)

@@ -93,6 +93,7 @@ export async function createTestApp(dialect: Dialect, env: Record<string, string
     },
     close: async () => {
       await core.writer.drain()
+      await core.push.stop()
       await db.close()
       if (!shared) await fresh.drop()
     },
