@@ -17,7 +17,7 @@ import { http, startServer, type ServerProcess } from './support/server-process'
 const PASSWORD = 'correct horse battery'
 const T = 30_000
 /** Where the run's screenshots go; docs/screenshot.png is a copy of chat.png. */
-export const SCREENSHOT_DIR = join(tmpdir(), 'bun-chat-screenshots')
+const SCREENSHOT_DIR = join(tmpdir(), 'bun-chat-screenshots')
 
 describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
   let db: FreshDatabase
@@ -170,7 +170,8 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
 
   test('no horizontal scrolling at 390 px wide, in the list and in a chat', async () => {
     await bob.setViewportSize({ width: 390, height: 800 })
-    const overflow = () => bob.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+    // Evaluated in the page (a string: the tests' types have no DOM).
+    const overflow = () => bob.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')
     await log(bob).waitFor()
     await write(bob, `A long line without spaces ${'x'.repeat(300)}`)
     await log(bob).locator('[data-status]').last().waitFor()
