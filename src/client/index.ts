@@ -285,8 +285,8 @@ export class ChatClient {
       for (const dialog of await this.dialogs()) this.emitter.emit('dialog', { dialog, created: !known.has(dialog.id) })
       // Later (the changes API): one `changed_after` call per dialog here brings edits and deletions too.
       await Promise.all([...this.cursors.keys()].filter((id) => known.has(id)).map((id) => this.fill(id, generation)))
-      for (const cursor of this.cursors.values()) cursor.filling = false
-      if (generation === this.generation && this.socket.authenticated) {
+      if (generation !== this.generation) return
+      if (this.socket.authenticated) {
         this.socket.healthy()
         this.setState('live')
       }

@@ -70,19 +70,26 @@ export function connectStore(client: ChatClient, state: State, changed: () => vo
     upsert(dialog)
     changed()
   })
-  client.on('message', ({ message }) => {
+  const add = (message: Message) => {
     const chat = state.chats.get(message.dialog_id)
-    if (!chat) return
+    if (!chat || chat.messages.has(message.id)) return
     chat.messages.set(message.id, message)
     const { dialog } = chat
     if (!dialog.last_message || dialog.last_message.id < message.id) dialog.last_message = message
     const mine = message.sender_id === state.session?.user.id
     if (!mine && message.id > dialog.last_read_message_id && !(state.openId === dialog.id && isVisible())) dialog.unread_count++
+  }
+  client.on('message', ({ message }) => {
+    add(message)
     changed()
   })
   client.on('pending', ({ pending }) => {
-    if (pending.state === 'sent') state.pending.delete(pending.client_msg_id)
-    else state.pending.set(pending.client_msg_id, pending)
+    if (pending.state !== 'sent') state.pending.set(pending.client_msg_id, pending)
+    else {
+      // Shown as stored at once (its `message` event may wait for a catch-up to put it in order).
+      state.pending.delete(pending.client_msg_id)
+      if (pending.message) add(pending.message)
+    }
     changed()
   })
   client.on('receipt', (receipt) => {
