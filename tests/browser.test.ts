@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { uniqueName } from './support/app'
-import { chromiumAvailable, freePort, launchChromium } from './support/browser'
+import { chromiumAvailable, launchChromium } from './support/browser'
 import { freshDatabase, type FreshDatabase } from './support/databases'
+import { freePort } from './support/ports'
 import { http, startServer, type ServerProcess } from './support/server-process'
 
 /*

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
 import { ChatClient, ChatError, type ClientEvent, type Message, type Session } from 'bun-chat/client'
 import { uniqueName } from './support/app'
-import { freePort } from './support/browser'
+import { freePort } from './support/ports'
 import { freshDatabase, type FreshDatabase } from './support/databases'
 import { http, startServer, type ServerProcess } from './support/server-process'
 
