@@ -152,6 +152,14 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
     console.log(`screenshot: ${join(SCREENSHOT_DIR, 'chat.png')}`)
     expect(await log(alice).getByText('Written while the server was down').count()).toBe(1)
 
+    // Dark when the system is dark.
+    const background = () => alice.evaluate<string>('getComputedStyle(document.body).backgroundColor')
+    const light = await background()
+    await alice.emulateMedia({ colorScheme: 'dark' })
+    expect(await background()).not.toBe(light)
+    await alice.screenshot({ path: join(SCREENSHOT_DIR, 'chat-dark.png') })
+    await alice.emulateMedia({ colorScheme: 'light' })
+
     // The server agrees: stored once.
     const session = JSON.parse((await bob.evaluate(() => localStorage.getItem('bun-chat.session')))!)
     const dialogs = await http(server.base, 'GET', '/dialogs', undefined, session.access_token)

@@ -96,6 +96,8 @@ export class ReconnectingSocket {
     try {
       token = await this.hooks.token()
     } catch {
+      // Signed out meanwhile (the refresh was refused): nothing more to do.
+      if (!this.wanted) return
       // No token now (offline, or the server down while refreshing): try again later.
       this.hooks.down({ code: 0, reason: 'no access token', unauthorized: false })
       return this.schedule()

@@ -30,6 +30,8 @@ const visible = () => document.visibilityState === 'visible'
 let client: ChatClient
 let state: State = initialState(null)
 let scheduled = false
+/** Set while the user logs out, so that the end of the session is not reported as a failure. */
+let loggingOut = false
 
 /** Say what went wrong in words a person understands (shown with role="alert"). */
 function describe(error: unknown): string {
@@ -68,6 +70,7 @@ const actions = {
     await authenticate(() => client.register(username, password))
   },
   async logout() {
+    loggingOut = true
     try {
       await client.logout()
     } catch {
@@ -181,10 +184,11 @@ function markRead(): void {
   const { dialog } = chat
   if (latest <= dialog.last_read_message_id && dialog.unread_count === 0) return
   if (latest > dialog.last_read_message_id) {
+    const before = dialog.last_read_message_id
     dialog.last_read_message_id = latest
     client.markRead(dialog.id, latest).catch(() => {
-      // Offline: the next visit (or the next message) marks it again.
-      dialog.last_read_message_id = 0
+      // Offline: the catch-up after the reconnect brings the server's watermark, and this runs again.
+      if (dialog.last_read_message_id === latest) dialog.last_read_message_id = before
     })
   }
   dialog.unread_count = 0
@@ -203,7 +207,10 @@ function start(session: Session | null): void {
     if (!next && wasSignedIn) {
       // Ended here (log out) or by the server: start over with a clean client and state.
       sessionStorage.removeItem(OPEN_KEY)
+      const ended = !loggingOut
+      loggingOut = false
       start(null)
+      if (ended) state.alert = 'Your session has ended. Please log in again.'
     }
     render()
   })

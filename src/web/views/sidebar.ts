@@ -48,7 +48,7 @@ export function sidebarView(actions: SidebarActions) {
     const button = h('button', { type: 'button', class: 'chat' })
     button.append(
       h('span', { class: 'avatar', 'aria-hidden': 'true' }),
-      h('span', { class: 'who' }, h('span', { class: 'name' }), h('span', { class: 'preview' })),
+      h('span', { class: 'who' }, h('span', {}, h('span', { class: 'name' }), h('span', { class: 'sr-only presence-word' })), h('span', { class: 'preview' })),
       h('span', { class: 'side' }, h('time', { class: 'when' }), h('span', { class: 'badge' })),
     )
     return h('li', {}, button)
@@ -63,6 +63,7 @@ export function sidebarView(actions: SidebarActions) {
     text(avatar, dialog.peer.username.slice(0, 1).toUpperCase())
     attr(avatar, 'data-online', dialog.peer.online)
     text(button.querySelector('.name')!, dialog.peer.username)
+    text(button.querySelector('.presence-word')!, dialog.peer.online ? ' (online)' : '')
     const last = dialog.last_message
     const mine = last && last.sender_id === state.session?.user.id
     text(button.querySelector('.preview')!, chat.peerTyping ? 'typing…' : last ? `${mine ? 'You: ' : ''}${last.text}` : dialog.peer.online ? 'online' : '')
