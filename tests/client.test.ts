@@ -1,4 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { ChatClient, ChatError, type ClientEvent, type Message, type Session } from 'bun-chat/client'
 import { uniqueName } from './support/app'
 import { freePort } from './support/ports'
@@ -211,6 +214,51 @@ describe('client library against a real server process', () => {
     await alice.client.send(dialogId, 'a', queued[0]!.client_msg_id).sent
     expect(await stored(server, alice.client.session!, dialogId)).toEqual(['a', 'b', 'c'])
     expect(bob.texts(dialogId)).toEqual(['a', 'b', 'c'])
+  }, T)
+})
+
+describe('client library outside Bun', () => {
+  let db: FreshDatabase
+  let server: Server
+  const dir = mkdtempSync(join(tmpdir(), 'chat-client-node-'))
+
+  beforeAll(async () => {
+    db = await freshDatabase('sqlite')
+    server = await new Server(db).start()
+  }, T)
+  afterAll(async () => {
+    await server.kill()
+    await db.drop()
+    rmSync(dir, { recursive: true, force: true })
+  }, T)
+
+  test('bundled for browsers (no server code inside), it chats from Node', async () => {
+    const build = await Bun.build({ entrypoints: [join(import.meta.dir, '../src/client/index.ts')], target: 'browser', format: 'esm' })
+    expect(build.success).toBe(true)
+    const code = await build.outputs[0]!.text()
+    expect(code).not.toMatch(/elysia|typebox|drizzle|bun:/)
+    await Bun.write(join(dir, 'client.mjs'), code)
+    await Bun.write(
+      join(dir, 'chat.mjs'),
+      `import { ChatClient } from './client.mjs'
+const [base, n] = process.argv.slice(2)
+const a = new ChatClient({ baseUrl: base }), b = new ChatClient({ baseUrl: base })
+await a.register('na_' + n, 'password123'); await b.register('nb_' + n, 'password123')
+const got = new Promise((resolve) => b.on('message', ({ message }) => resolve(message.text)))
+a.connect(); b.connect()
+const dialog = await a.openDialogWith('nb_' + n)
+const sent = await a.send(dialog.id, 'hello from node').sent
+console.log(JSON.stringify({ seq: sent.seq, got: await got }))
+a.close(); b.close()
+`,
+    )
+    // Node 22 has a global WebSocket; Node 20 and 21 behind a flag.
+    const probe = Bun.spawnSync(['node', '-p', 'typeof WebSocket'])
+    if (probe.exitCode !== 0) throw new Error('node is not installed')
+    const flags = probe.stdout.toString().trim() === 'function' ? [] : ['--experimental-websocket']
+    const run = Bun.spawnSync(['node', ...flags, join(dir, 'chat.mjs'), server.url, uniqueName('n')], { timeout: 20_000 })
+    if (run.exitCode !== 0) throw new Error(`node failed: ${run.stderr.toString()}`)
+    expect(JSON.parse(run.stdout.toString())).toEqual({ seq: 1, got: 'hello from node' })
   }, T)
 })
 

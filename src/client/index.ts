@@ -46,6 +46,8 @@ export interface ClientEvents {
   presence: { user_id: number; online: boolean; last_seen_at: string }
   /** A failure that belongs to no message (a bad frame, a catch-up that failed). */
   error: { error: ChatError }
+  /** Every frame from the server as it is, handled or not: a frame type newer than this client is still seen. */
+  frame: { frame: ServerFrame }
 }
 export type ClientEvent = EventOf<ClientEvents>
 
@@ -351,6 +353,7 @@ export class ChatClient {
   }
 
   private onFrame(frame: ServerFrame): void {
+    this.emitter.emit('frame', { frame })
     switch (frame.type) {
       case 'message:new':
         return this.ingest(frame.message)
