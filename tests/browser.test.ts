@@ -41,9 +41,9 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
     server = await startServer(db.target, { PORT: String(port) })
   }
 
-  const newPage = async (label: string) => {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 760 } })
-    contexts.push(context)
+  const newPage = async (label: string, existing?: BrowserContext) => {
+    const context = existing ?? (await browser.newContext({ viewport: { width: 1100, height: 760 } }))
+    if (!existing) contexts.push(context)
     const page = await context.newPage()
     page.on('console', (message) => {
       if (message.type() !== 'error') return
@@ -175,6 +175,26 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
     for (const text of ['Hello Bob!', 'Hi Alice, welcome!', 'Written while the server was down', 'Got it'])
       expect(await log(bob).getByText(text).count()).toBe(1)
     expect(await log(bob).locator('[data-status="read"]').count()).toBe(2)
+  }, T)
+
+  test('a message written while the server is down survives closing the tab, and is sent once when both are back', async () => {
+    expected = /ERR_CONNECTION_REFUSED|WebSocket connection to .* failed/
+    server.proc.kill('SIGKILL')
+    await server.exited
+    await bob.getByRole('status').getByText('Reconnecting…').waitFor()
+    await write(bob, 'Kept across a reload')
+    await log(bob).locator('[data-status="pending"]').filter({ hasText: 'Kept across a reload' }).waitFor()
+    // The tab is closed before the server is back; opened again later, its saved outbox goes out.
+    const context = bob.context()
+    await bob.close()
+    await start()
+    bob = await newPage('bob', context)
+    await log(alice).getByText('Kept across a reload').waitFor({ timeout: 20_000 })
+    expected = undefined
+    await chatItem(bob, names.alice).getByRole('button').click()
+    await log(bob).locator('[data-status="read"]').filter({ hasText: 'Kept across a reload' }).waitFor()
+    expect(await log(alice).getByText('Kept across a reload').count()).toBe(1)
+    expect(await log(bob).getByText('Kept across a reload').count()).toBe(1)
   }, T)
 
   test('no horizontal scrolling at 390 px wide, in the list and in a chat', async () => {

@@ -215,6 +215,24 @@ describe('client library against a real server process', () => {
     expect(await stored(server, alice.client.session!, dialogId)).toEqual(['a', 'b', 'c'])
     expect(bob.texts(dialogId)).toEqual(['a', 'b', 'c'])
   }, T)
+
+  test('saved() and `outbox`: unacknowledged messages outlive the client object (an app restart)', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    await server.kill()
+    await until('alice offline', () => alice.client.state !== 'live')
+    const written = alice.client.send(dialogId, 'outlives its client')
+    const saved = JSON.parse(JSON.stringify(alice.client.saved()))
+    expect(saved).toEqual([{ client_msg_id: written.client_msg_id, dialog_id: dialogId, text: 'outlives its client', created_at: written.created_at }])
+    alice.client.close()
+    await server.start()
+    const again = new ChatClient({ baseUrl: server.url, session: alice.client.session, outbox: saved })
+    clients.push(again)
+    expect(again.pending().map((p) => p.state)).toEqual(['queued'])
+    again.connect()
+    expect((await again.pending()[0]!.sent).client_msg_id).toBe(written.client_msg_id)
+    await until('bob has it', () => bob.texts(dialogId).length === 1)
+    expect(await stored(server, again.session!, dialogId)).toEqual(['outlives its client'])
+  }, T)
 })
 
 describe('client library outside Bun', () => {

@@ -11,7 +11,7 @@
 import { Api, type ApiOptions, type HistoryQuery, type Session } from './api'
 import { Emitter, type EventOf } from './emitter'
 import { ChatError } from './errors'
-import { Outbox, type PendingMessage } from './outbox'
+import { Outbox, type PendingMessage, type SavedMessage } from './outbox'
 import { ReconnectingSocket, type Backoff, type WebSocketLike } from './socket'
 import type { Dialog, HistoryPageBody, Message, Receipt, ServerFrame } from './types'
 
@@ -19,7 +19,7 @@ export { Api } from './api'
 export { ChatError } from './errors'
 export { newClientMsgId } from './outbox'
 export { backoffDelay } from './socket'
-export type { HistoryQuery, PendingMessage, Session }
+export type { HistoryQuery, PendingMessage, SavedMessage, Session }
 export type * from './types'
 
 /**
@@ -57,6 +57,8 @@ export interface ChatClientOptions extends ApiOptions {
   reconnect?: Backoff
   /** Tell the server that received messages reached this device (`message:delivered`); default true. */
   autoDeliver?: boolean
+  /** Unacknowledged messages saved by an earlier run (`saved()`): queued again, sent once connected. */
+  outbox?: SavedMessage[]
 }
 
 /** Where the client stands in one dialog: the last message it reported, and live messages held during a fill. */
@@ -127,6 +129,7 @@ export class ChatClient {
         this.socket.send({ type: 'message:send', dialog_id: entry.dialog_id, client_msg_id: entry.client_msg_id, msg_type: 'text', text: entry.text }),
       (pending) => this.emitter.emit('pending', { pending }),
     )
+    for (const saved of options.outbox ?? []) this.outbox.add(saved.dialog_id, saved.text, saved.client_msg_id, saved.created_at)
   }
 
   // ---- session ---------------------------------------------------------------------------------
@@ -231,6 +234,10 @@ export class ChatClient {
   /** Unacknowledged messages, oldest first. */
   pending(): PendingMessage[] {
     return this.outbox.pending()
+  }
+  /** The unacknowledged messages as plain values, to store and pass back as `outbox` after a restart. */
+  saved(): SavedMessage[] {
+    return this.outbox.saved()
   }
   retry = (clientMsgId: string) => this.outbox.retry(clientMsgId)
   discard = (clientMsgId: string) => this.outbox.discard(clientMsgId)

@@ -24,6 +24,9 @@ interface Entry extends PendingMessage {
   timer?: ReturnType<typeof setTimeout>
 }
 
+/** What to store of an unacknowledged message to send it after a restart of the app (`ChatClient.outbox`). */
+export type SavedMessage = Pick<PendingMessage, 'client_msg_id' | 'dialog_id' | 'text' | 'created_at'>
+
 /** Errors that say the message itself will never be accepted as it is; anything else is retried. */
 const FINAL = new Set(['validation_failed', 'not_found', 'blocked', 'forbidden', 'bad_request', 'payload_too_large'])
 
@@ -48,7 +51,7 @@ export class Outbox {
     private readonly changed: (entry: PendingMessage) => void,
   ) {}
 
-  add(dialogId: number, text: string, clientMsgId = newClientMsgId()): PendingMessage {
+  add(dialogId: number, text: string, clientMsgId = newClientMsgId(), createdAt = new Date().toISOString()): PendingMessage {
     const existing = this.entries.get(clientMsgId)
     if (existing) return existing
     let resolve!: (message: Message) => void
@@ -59,7 +62,7 @@ export class Outbox {
     })
     // A caller that never awaits `sent` should not get an unhandled rejection for a message shown as failed.
     sent.catch(() => {})
-    const entry: Entry = { client_msg_id: clientMsgId, dialog_id: dialogId, text, created_at: new Date().toISOString(), state: 'queued', sent, resolve, reject }
+    const entry: Entry = { client_msg_id: clientMsgId, dialog_id: dialogId, text, created_at: createdAt, state: 'queued', sent, resolve, reject }
     this.entries.set(clientMsgId, entry)
     this.changed(entry)
     this.flushOne(entry)
@@ -69,6 +72,13 @@ export class Outbox {
   /** Everything still waiting for its ack, oldest first. */
   pending(): PendingMessage[] {
     return [...this.entries.values()]
+  }
+
+  /** The messages worth keeping across an app restart: not acknowledged and not failed. */
+  saved(): SavedMessage[] {
+    return this.pending()
+      .filter((p) => p.state !== 'failed')
+      .map(({ client_msg_id, dialog_id, text, created_at }) => ({ client_msg_id, dialog_id, text, created_at }))
   }
 
   /** After (re)authentication: send every message not yet acknowledged, in order. */

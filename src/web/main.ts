@@ -1,4 +1,4 @@
-import { ChatClient, ChatError, type Session } from '../client'
+import { ChatClient, ChatError, type SavedMessage, type Session } from '../client'
 import { h } from './dom'
 import { connectStore, initialState, type State } from './store'
 import { authView } from './views/auth'
@@ -13,6 +13,8 @@ import { sidebarView } from './views/sidebar'
 
 const SESSION_KEY = 'bun-chat.session'
 const OPEN_KEY = 'bun-chat.open'
+/** Messages written but not yet acknowledged, per user: they survive a reload while the server is away. */
+const outboxKey = (session: Session) => `bun-chat.outbox.${session.user.id}`
 
 const loadSession = (): Session | null => {
   try {
@@ -196,9 +198,11 @@ function markRead(): void {
 }
 
 function start(session: Session | null): void {
-  client = new ChatClient({ baseUrl: '', session, onSession: saveSession, loadSession })
+  const outbox = session ? (JSON.parse(localStorage.getItem(outboxKey(session)) ?? '[]') as SavedMessage[]) : []
+  client = new ChatClient({ baseUrl: '', session, onSession: saveSession, loadSession, outbox })
   state = initialState(session)
   connectStore(client, state, render, visible)
+  for (const pending of client.pending()) state.pending.set(pending.client_msg_id, pending)
   const reopen = Number(sessionStorage.getItem(OPEN_KEY)) || null
   client.on('session', ({ session: next }) => {
     const wasSignedIn = state.session !== null
@@ -207,6 +211,7 @@ function start(session: Session | null): void {
     if (!next && wasSignedIn) {
       // Ended here (log out) or by the server: start over with a clean client and state.
       sessionStorage.removeItem(OPEN_KEY)
+      for (const key of Object.keys(localStorage)) if (key.startsWith('bun-chat.outbox.')) localStorage.removeItem(key)
       const ended = !loggingOut
       loggingOut = false
       start(null)
@@ -219,6 +224,7 @@ function start(session: Session | null): void {
   })
   client.on('pending', ({ pending }) => {
     if (pending.state === 'failed') state.alert = `Message not sent: ${describe(pending.error)}`
+    if (state.session) localStorage.setItem(outboxKey(state.session), JSON.stringify(client.saved()))
   })
   if (session) client.connect()
   render()
