@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ChatClient, ChatError, type ClientEvent, type Message, type Session } from 'bun-chat/client'
+import { backoffDelay, ChatClient, ChatError, type ClientEvent, type Message, type Session } from 'bun-chat/client'
 import { uniqueName } from './support/app'
 import { freePort } from './support/ports'
 import { freshDatabase, type FreshDatabase } from './support/databases'
@@ -233,6 +233,15 @@ describe('client library against a real server process', () => {
     await until('bob has it', () => bob.texts(dialogId).length === 1)
     expect(await stored(server, again.session!, dialogId)).toEqual(['outlives its client'])
   }, T)
+})
+
+test('reconnect delays grow exponentially to a cap, each drawn from the upper half of its step', () => {
+  const backoff = { initialMs: 500, maxMs: 15_000 }
+  expect([0, 1, 2, 3, 4, 5, 10].map((n) => backoffDelay(n, backoff, () => 1))).toEqual([500, 1000, 2000, 4000, 8000, 15_000, 15_000])
+  expect([0, 1, 5].map((n) => backoffDelay(n, backoff, () => 0))).toEqual([250, 500, 7500])
+  const draws = new Set(Array.from({ length: 50 }, () => backoffDelay(3, backoff)))
+  expect(draws.size).toBeGreaterThan(10)
+  for (const d of draws) expect(d >= 2000 && d <= 4000).toBe(true)
 })
 
 describe('client library outside Bun', () => {
