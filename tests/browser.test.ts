@@ -211,6 +211,20 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
     await bob.screenshot({ path: join(SCREENSHOT_DIR, 'phone.png') })
   }, T)
 
+  test('the chat list keeps the most recent activity first', async () => {
+    const carol = uniqueName('carol')
+    expect((await http(server.base, 'POST', '/auth/register', { username: carol, password: PASSWORD })).status).toBe(201)
+    await alice.getByRole('textbox', { name: 'Find user' }).fill(carol)
+    await alice.getByRole('button', { name: 'Start chat' }).click()
+    const order = () => alice.getByRole('list', { name: 'Chats' }).getByRole('listitem').locator('.name').allTextContents()
+    await chatItem(alice, carol).waitFor()
+    expect(await order()).toEqual([carol, names.bob])
+    await chatItem(bob, names.alice).getByRole('button').click()
+    await write(bob, 'Me again')
+    await log(alice).getByText('Me again').or(chatItem(alice, names.bob).getByText('Me again')).first().waitFor()
+    expect(await order()).toEqual([names.bob, carol])
+  }, T)
+
   test('log out ends the session, here and on the server', async () => {
     const stored = JSON.parse((await alice.evaluate(() => localStorage.getItem('bun-chat.session')))!)
     await alice.getByRole('button', { name: 'Log out' }).click()

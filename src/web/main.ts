@@ -167,7 +167,7 @@ function draw(): void {
   const screen = signedIn ? shell : auth.element
   if (root.firstElementChild !== screen) {
     root.replaceChildren(screen)
-    if (!signedIn) auth.focus()
+    if (!signedIn) auth.shown()
   }
   if (!signedIn) return auth.update(state)
   shell.dataset.view = state.openId === null ? 'list' : 'chat'

@@ -41,6 +41,10 @@ export function authView(actions: AuthActions) {
       text(alert, state.alert ?? '')
       login.disabled = register.disabled = state.busy
     },
-    focus: () => username.focus(),
+    /** Shown again (after a log out): no password left in the field. */
+    shown() {
+      password.value = ''
+      username.focus()
+    },
   }
 }
