@@ -25,7 +25,8 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     reusePort: options.reusePort ?? false,
     // The app answers oversize bodies with the contract's 413; this is only the backstop for abuse.
     maxRequestBodySize: core.config.maxBodyBytes * 4,
-    // The web app (`/` and its bundled assets); everything else goes to fetch.
+    // The web app (`/` and its bundled assets); everything else goes to fetch. Not Bun's development mode:
+    // the page is bundled minified, without the hot-reload client.
     routes: webRoutes,
     development: false,
     fetch(request, server) {
