@@ -41,6 +41,8 @@ export class ReconnectingSocket {
   private retryTimer: ReturnType<typeof setTimeout> | undefined
   private pingTimer: ReturnType<typeof setInterval> | undefined
   private lastHeard = 0
+  /** Bumped by every open() and stop(): an open() that awaited its token after a newer one gives up. */
+  private opening = 0
 
   constructor(
     private readonly url: string,
@@ -62,6 +64,7 @@ export class ReconnectingSocket {
 
   stop(): void {
     this.wanted = false
+    this.opening++
     clearTimeout(this.retryTimer)
     this.teardown(1000, 'client closed', false)
   }
@@ -92,17 +95,18 @@ export class ReconnectingSocket {
   }
 
   private async open(): Promise<void> {
+    const attempt = ++this.opening
     let token: string
     try {
       token = await this.hooks.token()
     } catch {
-      // Signed out meanwhile (the refresh was refused): nothing more to do.
-      if (!this.wanted) return
+      // Signed out meanwhile (the refresh was refused), or superseded: nothing more to do.
+      if (!this.wanted || attempt !== this.opening) return
       // No token now (offline, or the server down while refreshing): try again later.
       this.hooks.down({ code: 0, reason: 'no access token', unauthorized: false })
       return this.schedule()
     }
-    if (!this.wanted) return
+    if (!this.wanted || attempt !== this.opening) return
     const ws = new this.WebSocketCtor(this.url)
     this.ws = ws
     this.authed = false
