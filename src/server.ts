@@ -5,6 +5,7 @@ import { clientAddress } from './http/trust-proxy'
 import { logSockets } from './log/socket-log'
 import { createRealtime } from './realtime/connection'
 import { CLOSE_GOING_AWAY, type ConnectionData } from './realtime/socket'
+import { webRoutes } from './web/routes'
 
 /** How long shutdown waits for clients to answer the close handshake (and HTTP responses to finish). */
 const CLOSE_GRACE_MS = 2_000
@@ -26,6 +27,10 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     reusePort: options.reusePort ?? false,
     // The app answers oversize bodies with the contract's 413; this is only the backstop for abuse.
     maxRequestBodySize: core.config.maxBodyBytes * 4,
+    // The web app (`/` and its bundled assets); everything else goes to fetch. Not Bun's development mode:
+    // the page is bundled minified, without the hot-reload client.
+    routes: webRoutes,
+    development: false,
     fetch(request, server) {
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.

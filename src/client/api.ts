@@ -1,0 +1,207 @@
+import { ChatError } from './errors'
+import type { Dialog, DialogListBody, HistoryPageBody, Message, ReadStateBody, TokenPairBody, User } from './types'
+
+/**
+ * What a login is, as a plain value: store it (the web app keeps it in localStorage) and hand it back to a
+ * new client to resume. `access_expires_at` is epoch milliseconds.
+ */
+export interface Session {
+  user: User
+  access_token: string
+  refresh_token: string
+  access_expires_at: number
+}
+
+export interface ApiOptions {
+  /** http(s)://host:port of the server; '' means the page's own origin (browsers). */
+  baseUrl: string
+  session?: Session | null
+  /** Called whenever the session changes (login, refresh, logout, or ended by the server: null). */
+  onSession?: (session: Session | null) => void
+  /**
+   * Reads the session as stored now, before a refresh: when another tab sharing the storage has already
+   * rotated the refresh token, its pair is adopted instead of presenting the old token (which the server
+   * would take for theft and end the session).
+   */
+  loadSession?: () => Session | null
+  fetch?: FetchLike
+}
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>
+
+export type HistoryQuery = {
+  limit?: number
+  before?: string
+  before_id?: number
+  after_id?: number
+}
+
+const toSession = (body: TokenPairBody): Session => ({
+  user: body.user,
+  access_token: body.access_token,
+  refresh_token: body.refresh_token,
+  access_expires_at: Date.now() + body.expires_in * 1000,
+})
+
+/** Refresh this long before the access token expires: a minute, or a third of a short lifetime. */
+const refreshMargin = (session: Session, now = Date.now()) =>
+  Math.min(60_000, Math.max(0, (session.access_expires_at - now) / 3))
+
+/** The REST half: auth with token refresh (before expiry, and once on a 401), then typed calls. */
+export class Api {
+  private current: Session | null
+  private refreshing: Promise<Session> | undefined
+  private margin = 0
+  private readonly fetch: FetchLike
+  readonly baseUrl: string
+
+  constructor(private readonly options: ApiOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '')
+    this.current = options.session ?? null
+    this.fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init))
+    if (this.current) this.margin = refreshMargin(this.current)
+  }
+
+  get session(): Session | null {
+    return this.current
+  }
+
+  private setSession(session: Session | null): void {
+    this.current = session
+    if (session) this.margin = refreshMargin(session)
+    this.options.onSession?.(session)
+  }
+
+  async register(username: string, password: string): Promise<Session> {
+    const body = await this.call<TokenPairBody>('POST', '/auth/register', { username, password }, false)
+    this.setSession(toSession(body))
+    return this.current!
+  }
+
+  async login(username: string, password: string): Promise<Session> {
+    const body = await this.call<TokenPairBody>('POST', '/auth/login', { username, password }, false)
+    this.setSession(toSession(body))
+    return this.current!
+  }
+
+  /** Ends the session on the server (its refresh token stops working, its sockets close) and forgets it. */
+  async logout(): Promise<void> {
+    const session = this.current
+    if (!session) return
+    try {
+      await this.call('POST', '/auth/logout', { refresh_token: session.refresh_token }, false)
+    } catch (error) {
+      // Already ended on the server: forgetting it is all that is left to do.
+      if (!(error instanceof ChatError) || error.code !== 'unauthorized') throw error
+    } finally {
+      this.setSession(null)
+    }
+  }
+
+  /** When the access token should next be refreshed (epoch ms), or undefined without a session. */
+  refreshDueAt(): number | undefined {
+    return this.current ? this.current.access_expires_at - this.margin : undefined
+  }
+
+  /** A valid access token, refreshed first when it is about to expire. */
+  async accessToken(): Promise<string> {
+    const session = this.current
+    if (!session) throw new ChatError('unauthorized', 'not signed in', 401)
+    if (Date.now() < session.access_expires_at - this.margin) return session.access_token
+    return (await this.refresh()).access_token
+  }
+
+  /**
+   * Rotates the token pair; concurrent callers share one rotation (a refresh token works once). A 401
+   * means the session is over: it is forgotten and `onSession(null)` tells the caller.
+   */
+  refresh(): Promise<Session> {
+    return (this.refreshing ??= (async () => {
+      try {
+        const held = this.current
+        if (!held) throw new ChatError('unauthorized', 'not signed in', 401)
+        const stored = this.options.loadSession?.()
+        if (stored && stored.refresh_token !== held.refresh_token && stored.user.id === held.user.id) {
+          this.current = stored
+          if (Date.now() < stored.access_expires_at - refreshMargin(stored)) return stored
+        }
+        try {
+          const body = await this.call<TokenPairBody>('POST', '/auth/refresh', { refresh_token: this.current!.refresh_token }, false)
+          this.setSession(toSession(body))
+        } catch (error) {
+          if (error instanceof ChatError && error.status === 401) this.setSession(null)
+          throw error
+        }
+        return this.current!
+      } finally {
+        this.refreshing = undefined
+      }
+    })())
+  }
+
+  /** One REST call; authenticated calls refresh first when due, and once more after a 401. */
+  async call<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
+    if (!auth) return this.send<T>(method, path, body)
+    const token = await this.accessToken()
+    try {
+      return await this.send<T>(method, path, body, token)
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.status !== 401 || !this.current) throw error
+      // The token was refused before its time (a server restart with a new secret, clock skew): refresh once.
+      if (this.current.access_token === token) await this.refresh()
+      return this.send<T>(method, path, body, this.current!.access_token)
+    }
+  }
+
+  private async send<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
+    const headers: Record<string, string> = {}
+    if (body !== undefined) headers['content-type'] = 'application/json'
+    if (token) headers.authorization = `Bearer ${token}`
+    let response: Response
+    try {
+      response = await this.fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      })
+    } catch (error) {
+      throw new ChatError('network', `cannot reach the server (${error instanceof Error ? error.message : String(error)})`)
+    }
+    const text = await response.text()
+    let parsed: unknown
+    try {
+      parsed = text ? JSON.parse(text) : undefined
+    } catch {
+      throw new ChatError(response.ok ? 'network' : 'internal', `unexpected answer (${response.status})`, response.status)
+    }
+    if (response.ok) return parsed as T
+    const error = (parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | undefined)?.error
+    const retryAfter = Number(response.headers.get('retry-after')) || undefined
+    throw new ChatError(error?.code ?? 'internal', error?.message ?? `HTTP ${response.status}`, response.status, error?.details, retryAfter)
+  }
+
+  // ---- typed routes ----------------------------------------------------------------------------
+
+  me = () => this.call<User>('GET', '/me')
+  /** The user with exactly this name (case-insensitive), or null. */
+  findUser = async (username: string) =>
+    (await this.call<{ users: User[] }>('GET', `/users?username=${encodeURIComponent(username)}`)).users[0] ?? null
+  searchUsers = async (prefix: string, limit = 20) =>
+    (await this.call<{ users: User[] }>('GET', `/users?q=${encodeURIComponent(prefix)}&limit=${limit}`)).users
+  dialogs = async (query: { limit?: number; before?: string } = {}) =>
+    (await this.call<DialogListBody>('GET', `/dialogs${qs(query)}`)).dialogs
+  dialog = (dialogId: number) => this.call<Dialog>('GET', `/dialogs/${dialogId}`)
+  /** Finds or creates the dialog with that user. */
+  openDialog = (peerUserId: number) => this.call<Dialog>('POST', '/dialogs', { peer_user_id: peerUserId })
+  history = (dialogId: number, query: HistoryQuery = {}) =>
+    this.call<HistoryPageBody>('GET', `/dialogs/${dialogId}/messages${qs(query)}`)
+  sendMessage = (dialogId: number, clientMsgId: string, text: string) =>
+    this.call<Message>('POST', `/dialogs/${dialogId}/messages`, { client_msg_id: clientMsgId, type: 'text', text })
+  readUpTo = (dialogId: number, lastReadMessageId: number) =>
+    this.call<ReadStateBody>('POST', `/dialogs/${dialogId}/read_up_to`, { last_read_message_id: lastReadMessageId })
+}
+
+const qs = (query: Record<string, string | number | undefined>) => {
+  const entries = Object.entries(query).filter(([, v]) => v !== undefined) as [string, string | number][]
+  return entries.length ? `?${entries.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&')}` : ''
+}

@@ -1,0 +1,448 @@
+/*
+ * bun-chat/client: the server's REST and WebSocket protocol behind one object. Runs anywhere with fetch,
+ * WebSocket and crypto.getRandomValues (browsers, Bun, Node ≥ 22): no Node or Bun APIs.
+ *
+ *   const chat = new ChatClient({ baseUrl: 'http://localhost:5000' })
+ *   await chat.login('alice', 'secret password')
+ *   chat.on('message', ({ message }) => console.log(message.text))
+ *   chat.connect()
+ *   await chat.send(dialogId, 'hi').sent
+ */
+import { Api, type ApiOptions, type HistoryQuery, type Session } from './api'
+import { Emitter, type EventOf } from './emitter'
+import { ChatError } from './errors'
+import { Outbox, type PendingMessage, type SavedMessage } from './outbox'
+import { ReconnectingSocket, type Backoff, type WebSocketLike } from './socket'
+import type { Dialog, HistoryPageBody, Message, Receipt, ServerFrame } from './types'
+
+export { Api } from './api'
+export { ChatError } from './errors'
+export { newClientMsgId } from './outbox'
+export { backoffDelay } from './socket'
+export type { HistoryQuery, PendingMessage, SavedMessage, Session }
+export type * from './types'
+
+/**
+ * `connecting`: opening and authenticating; `catching_up`: connected, fetching what was missed;
+ * `live`: up to date, events arrive as they happen; `offline`: down, a reconnect is scheduled;
+ * `closed`: not connected and not trying (before connect(), after close() or logout).
+ */
+export type ConnectionState = 'closed' | 'connecting' | 'catching_up' | 'live' | 'offline'
+
+export interface ClientEvents {
+  state: { state: ConnectionState }
+  /** Login, refresh, logout; `null` also when the server ended the session. */
+  session: { session: Session | null }
+  /** A dialog seen for the first time (`created: true`) or refreshed (after a catch-up or a read on another device). */
+  dialog: { dialog: Dialog; created: boolean }
+  /** Each message once, in `seq` order within its dialog: live, caught up after a reconnect, or a gap filled. */
+  message: { message: Message }
+  /** An own unacknowledged message changed state (queued, sending, sent, failed). */
+  pending: { pending: PendingMessage }
+  /** Someone's delivered or read watermark moved. */
+  receipt: Receipt
+  /** Whether the peer is typing; a `start` that is not followed by anything expires by itself. */
+  typing: { dialog_id: number; user_id: number; typing: boolean }
+  presence: { user_id: number; online: boolean; last_seen_at: string }
+  /** A failure that belongs to no message (a bad frame, a catch-up that failed). */
+  error: { error: ChatError }
+  /** Every frame from the server as it is, handled or not: a frame type newer than this client is still seen. */
+  frame: { frame: ServerFrame }
+}
+export type ClientEvent = EventOf<ClientEvents>
+
+export interface ChatClientOptions extends ApiOptions {
+  /** Defaults to the global WebSocket. */
+  WebSocket?: WebSocketLike
+  reconnect?: Backoff
+  /** Tell the server that received messages reached this device (`message:delivered`); default true. */
+  autoDeliver?: boolean
+  /** Unacknowledged messages saved by an earlier run (`saved()`): queued again, sent once connected. */
+  outbox?: SavedMessage[]
+}
+
+/** Where the client stands in one dialog: the last message it reported, and live messages held during a fill. */
+interface Cursor {
+  lastId: number
+  lastSeq: number
+  filling: boolean
+  held: Message[]
+}
+
+const TYPING_REPEAT_MS = 3_000
+const TYPING_IDLE_MS = 3_000
+const TYPING_EXPIRES_MS = 6_000
+const PAGE = 100
+
+export class ChatClient {
+  readonly api: Api
+  private readonly emitter = new Emitter<ClientEvents>()
+  private readonly socket: ReconnectingSocket
+  private readonly outbox: Outbox
+  private readonly cursors = new Map<number, Cursor>()
+  private readonly typingOut = new Map<number, { sentAt: number; idle: ReturnType<typeof setTimeout> }>()
+  private readonly typingIn = new Map<string, ReturnType<typeof setTimeout>>()
+  private readonly deliverTimers = new Map<number, ReturnType<typeof setTimeout>>()
+  private readonly deliverUpTo = new Map<number, number>()
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined
+  private currentState: ConnectionState = 'closed'
+  /** Bumped on every connection, so a catch-up of a connection that has since dropped stops reporting. */
+  private generation = 0
+
+  constructor(private readonly options: ChatClientOptions) {
+    this.api = new Api({
+      ...options,
+      onSession: (session) => {
+        options.onSession?.(session)
+        this.emitter.emit('session', { session })
+        if (session) this.scheduleRefresh()
+        else this.ended()
+      },
+    })
+    const base = this.api.baseUrl || ((globalThis as { location?: { origin: string } }).location?.origin ?? '')
+    const WebSocketCtor = options.WebSocket ?? (globalThis.WebSocket as WebSocketLike)
+    this.socket = new ReconnectingSocket(
+      `${base.replace(/^http/, 'ws')}/ws`,
+      {
+        token: () => this.api.accessToken(),
+        up: () => void this.caughtUp(),
+        frame: (frame) => this.onFrame(frame),
+        down: () => {
+          this.outbox.disconnected()
+          this.setState('offline')
+        },
+        unauthorized: async () => {
+          // The token was refused: one refresh, then try again; if the session is over, stop.
+          try {
+            await this.api.refresh()
+            return true
+          } catch (error) {
+            return !(error instanceof ChatError && error.status === 401)
+          }
+        },
+      },
+      options.reconnect ?? { initialMs: 500, maxMs: 15_000 },
+      WebSocketCtor,
+    )
+    this.outbox = new Outbox(
+      (entry) =>
+        this.socket.send({ type: 'message:send', dialog_id: entry.dialog_id, client_msg_id: entry.client_msg_id, msg_type: 'text', text: entry.text }),
+      (pending) => this.emitter.emit('pending', { pending }),
+    )
+    for (const saved of options.outbox ?? []) this.outbox.add(saved.dialog_id, saved.text, saved.client_msg_id, saved.created_at)
+  }
+
+  // ---- session ---------------------------------------------------------------------------------
+
+  get session(): Session | null {
+    return this.api.session
+  }
+  get user() {
+    return this.api.session?.user ?? null
+  }
+  get state(): ConnectionState {
+    return this.currentState
+  }
+
+  register = (username: string, password: string) => this.api.register(username, password)
+  login = (username: string, password: string) => this.api.login(username, password)
+
+  /** Ends the session on the server and here: the connection closes and unsent messages are dropped. */
+  async logout(): Promise<void> {
+    this.close()
+    await this.api.logout()
+  }
+
+  // ---- events ----------------------------------------------------------------------------------
+
+  on<K extends keyof ClientEvents>(type: K, listener: (event: { type: K } & ClientEvents[K]) => void): () => void {
+    return this.emitter.on(type, listener)
+  }
+  events(): AsyncIterableIterator<ClientEvent> {
+    return this.emitter.events()
+  }
+
+  // ---- realtime --------------------------------------------------------------------------------
+
+  /** Opens the realtime connection (needs a session) and keeps it open, reconnecting, until close(). */
+  connect(): void {
+    if (!this.api.session) throw new ChatError('unauthorized', 'sign in before connecting', 401)
+    if (this.currentState === 'closed') this.setState('connecting')
+    this.scheduleRefresh()
+    this.socket.start()
+  }
+
+  /** Closes the connection and stops reconnecting; unacknowledged messages stay queued for the next connect(). */
+  close(): void {
+    this.socket.stop()
+    clearTimeout(this.refreshTimer)
+    for (const timer of this.typingIn.values()) clearTimeout(timer)
+    for (const { idle } of this.typingOut.values()) clearTimeout(idle)
+    for (const timer of this.deliverTimers.values()) clearTimeout(timer)
+    this.typingIn.clear()
+    this.typingOut.clear()
+    this.deliverTimers.clear()
+    this.outbox.disconnected()
+    this.setState('closed')
+  }
+
+  /** Reconnect at once (e.g. when the browser says it is online again) rather than after the backoff. */
+  reconnectNow(): void {
+    this.socket.reconnectNow()
+  }
+
+  // ---- dialogs and history ---------------------------------------------------------------------
+
+  /** Every dialog, most recent activity first; the client follows each from its last message on. */
+  async dialogs(): Promise<Dialog[]> {
+    const all: Dialog[] = []
+    for (let before: string | undefined; ; ) {
+      const page = await this.api.dialogs({ limit: PAGE, before })
+      all.push(...page)
+      for (const dialog of page) this.follow(dialog)
+      const last = page.at(-1)
+      if (page.length < PAGE || !last) return all
+      before = last.last_message?.created_at ?? last.created_at
+    }
+  }
+
+  /** Finds or creates the dialog with the user of that exact name; null when there is no such user. */
+  async openDialogWith(username: string): Promise<Dialog | null> {
+    const user = await this.api.findUser(username)
+    if (!user) return null
+    const dialog = await this.api.openDialog(user.id)
+    if (this.follow(dialog)) this.emitter.emit('dialog', { dialog, created: true })
+    return dialog
+  }
+
+  /** A page of history (ascending). Messages it returns are history, not events: `message` is for what is new. */
+  async history(dialogId: number, query: HistoryQuery = {}): Promise<HistoryPageBody> {
+    return this.api.history(dialogId, query)
+  }
+
+  // ---- sending ---------------------------------------------------------------------------------
+
+  /**
+   * Queues a text message and returns it at once, pending; `sent` resolves on the server's ack. It is
+   * sent now if connected, else after the reconnect, always with the same client_msg_id.
+   */
+  send(dialogId: number, text: string, clientMsgId?: string): PendingMessage {
+    this.stopTyping(dialogId)
+    return this.outbox.add(dialogId, text, clientMsgId)
+  }
+
+  /** Unacknowledged messages, oldest first. */
+  pending(): PendingMessage[] {
+    return this.outbox.pending()
+  }
+  /** The unacknowledged messages as plain values, to store and pass back as `outbox` after a restart. */
+  saved(): SavedMessage[] {
+    return this.outbox.saved()
+  }
+  retry = (clientMsgId: string) => this.outbox.retry(clientMsgId)
+  discard = (clientMsgId: string) => this.outbox.discard(clientMsgId)
+
+  /** Moves the read watermark (over the socket when connected, else REST). */
+  async markRead(dialogId: number, lastReadMessageId: number): Promise<void> {
+    const frame = { type: 'message:read', dialog_id: dialogId, last_read_message_id: lastReadMessageId } as const
+    if (!this.socket.send(frame)) await this.api.readUpTo(dialogId, lastReadMessageId)
+  }
+
+  /** Call on every keystroke: sends `start` at most every few seconds and `stop` once the typing pauses. */
+  typing(dialogId: number): void {
+    const now = Date.now()
+    const current = this.typingOut.get(dialogId)
+    if (current) clearTimeout(current.idle)
+    const idle = setTimeout(() => this.stopTyping(dialogId), TYPING_IDLE_MS)
+    if (current && now - current.sentAt < TYPING_REPEAT_MS) return void (current.idle = idle)
+    this.socket.send({ type: 'typing', dialog_id: dialogId, state: 'start' })
+    this.typingOut.set(dialogId, { sentAt: now, idle })
+  }
+
+  stopTyping(dialogId: number): void {
+    const current = this.typingOut.get(dialogId)
+    if (!current) return
+    clearTimeout(current.idle)
+    this.typingOut.delete(dialogId)
+    this.socket.send({ type: 'typing', dialog_id: dialogId, state: 'stop' })
+  }
+
+  // ---- inside ----------------------------------------------------------------------------------
+
+  private setState(state: ConnectionState): void {
+    if (state === this.currentState) return
+    this.currentState = state
+    this.emitter.emit('state', { state })
+  }
+
+  /** Starts following a dialog at its last message; true when it was new to the client. */
+  private follow(dialog: Dialog): boolean {
+    if (this.cursors.has(dialog.id)) return false
+    const last = dialog.last_message
+    this.cursors.set(dialog.id, { lastId: last?.id ?? 0, lastSeq: last?.seq ?? 0, filling: false, held: [] })
+    return true
+  }
+
+  /** After auth:ok: resend the outbox, then fetch the dialogs and what each missed; then `live`. */
+  private async caughtUp(): Promise<void> {
+    const generation = ++this.generation
+    this.setState('catching_up')
+    this.outbox.flush()
+    for (const cursor of this.cursors.values()) cursor.filling = true
+    try {
+      const known = new Set(this.cursors.keys())
+      for (const dialog of await this.dialogs()) this.emitter.emit('dialog', { dialog, created: !known.has(dialog.id) })
+      // Later (the changes API): one `changed_after` call per dialog here brings edits and deletions too.
+      await Promise.all([...this.cursors.keys()].filter((id) => known.has(id)).map((id) => this.fill(id, generation)))
+      if (generation !== this.generation) return
+      if (this.socket.authenticated) {
+        this.socket.healthy()
+        this.setState('live')
+      }
+    } catch (error) {
+      if (generation !== this.generation) return
+      this.emitter.emit('error', { error: asChatError(error) })
+      // Not up to date, so not live: drop the connection (with backoff) and catch up on the next one.
+      if (this.api.session) this.socket.drop('catch-up failed')
+    }
+  }
+
+  /** Fetches everything after the cursor (a reconnect or a seq gap), then replays the live messages held meanwhile. */
+  private async fill(dialogId: number, generation = this.generation): Promise<void> {
+    const cursor = this.cursors.get(dialogId)!
+    cursor.filling = true
+    for (;;) {
+      const page = await this.api.history(dialogId, { after_id: cursor.lastId, limit: PAGE })
+      if (generation !== this.generation) return
+      for (const message of page.messages) this.accept(cursor, message)
+      if (!page.has_more || !page.messages.length) break
+    }
+    const held = cursor.held.sort((a, b) => a.seq - b.seq)
+    cursor.held = []
+    cursor.filling = false
+    for (const message of held) this.ingest(message)
+  }
+
+  /** A message from the wire (new or acked): reported once, in order; a gap in seq is filled first. */
+  private ingest(message: Message): void {
+    let cursor = this.cursors.get(message.dialog_id)
+    if (!cursor) {
+      // A dialog this client has not seen (its dialog:new is still on its way): follow it from the start.
+      cursor = { lastId: 0, lastSeq: 0, filling: false, held: [] }
+      this.cursors.set(message.dialog_id, cursor)
+      void this.api.dialog(message.dialog_id).then(
+        (dialog) => this.emitter.emit('dialog', { dialog, created: true }),
+        () => {},
+      )
+    }
+    if (cursor.filling) return void cursor.held.push(message)
+    if (message.seq <= cursor.lastSeq) return
+    if (message.seq === cursor.lastSeq + 1) return this.accept(cursor, message)
+    cursor.held.push(message)
+    this.fill(message.dialog_id).catch((error) => {
+      // The connection is probably going down too; its reconnect catches up this dialog.
+      cursor.filling = false
+      cursor.held = []
+      this.emitter.emit('error', { error: asChatError(error) })
+    })
+  }
+
+  private accept(cursor: Cursor, message: Message): void {
+    if (message.seq <= cursor.lastSeq) return
+    cursor.lastSeq = message.seq
+    cursor.lastId = Math.max(cursor.lastId, message.id)
+    const me = this.api.session?.user.id
+    if (message.sender_id !== me) {
+      this.peerStoppedTyping(message.dialog_id, message.sender_id)
+      this.scheduleDelivered(message.dialog_id, message.id)
+    }
+    this.emitter.emit('message', { message })
+  }
+
+  private onFrame(frame: ServerFrame): void {
+    this.emitter.emit('frame', { frame })
+    switch (frame.type) {
+      case 'message:new':
+        return this.ingest(frame.message)
+      case 'message:ack':
+        this.outbox.ack(frame.client_msg_id, frame.message)
+        return this.ingest(frame.message)
+      case 'message:status': {
+        const { type: _, ...receipt } = frame
+        this.emitter.emit('receipt', receipt)
+        // Read on another device of mine: the unread count changed; fetch it rather than guess.
+        if (receipt.user_id === this.api.session?.user.id && receipt.status === 'read')
+          void this.api.dialog(receipt.dialog_id).then((dialog) => this.emitter.emit('dialog', { dialog, created: false }), () => {})
+        return
+      }
+      case 'typing':
+        if (frame.state === 'stop') return this.peerStoppedTyping(frame.dialog_id, frame.user_id)
+        return this.peerTyping(frame.dialog_id, frame.user_id)
+      case 'presence':
+        return this.emitter.emit('presence', { user_id: frame.user_id, online: frame.online, last_seen_at: frame.last_seen_at })
+      case 'dialog:new':
+        if (this.follow(frame.dialog)) this.emitter.emit('dialog', { dialog: frame.dialog, created: true })
+        return
+      case 'error': {
+        const error = new ChatError(frame.code, frame.message, 0, frame.details, frame.retry_after)
+        if (frame.frame_type === 'message:send' && frame.client_msg_id) return this.outbox.failed(frame.client_msg_id, error)
+        return this.emitter.emit('error', { error })
+      }
+    }
+  }
+
+  private peerTyping(dialogId: number, userId: number): void {
+    const key = `${dialogId}:${userId}`
+    const was = this.typingIn.get(key)
+    clearTimeout(was)
+    this.typingIn.set(key, setTimeout(() => this.peerStoppedTyping(dialogId, userId), TYPING_EXPIRES_MS))
+    if (!was) this.emitter.emit('typing', { dialog_id: dialogId, user_id: userId, typing: true })
+  }
+
+  private peerStoppedTyping(dialogId: number, userId: number): void {
+    const key = `${dialogId}:${userId}`
+    const was = this.typingIn.get(key)
+    if (!was) return
+    clearTimeout(was)
+    this.typingIn.delete(key)
+    this.emitter.emit('typing', { dialog_id: dialogId, user_id: userId, typing: false })
+  }
+
+  /** One `message:delivered` per dialog for a burst of received messages: watermarks mean "up to". */
+  private scheduleDelivered(dialogId: number, messageId: number): void {
+    if (this.options.autoDeliver === false) return
+    this.deliverUpTo.set(dialogId, Math.max(this.deliverUpTo.get(dialogId) ?? 0, messageId))
+    if (this.deliverTimers.has(dialogId)) return
+    this.deliverTimers.set(
+      dialogId,
+      setTimeout(() => {
+        this.deliverTimers.delete(dialogId)
+        const upTo = this.deliverUpTo.get(dialogId)
+        if (upTo !== undefined && this.socket.send({ type: 'message:delivered', message_id: upTo })) this.deliverUpTo.delete(dialogId)
+      }, 50),
+    )
+  }
+
+  /** Refreshes the access token ahead of its expiry while connected, so the next reconnect has a valid one. */
+  private scheduleRefresh(): void {
+    clearTimeout(this.refreshTimer)
+    const due = this.api.refreshDueAt()
+    if (due === undefined || this.currentState === 'closed') return
+    this.refreshTimer = setTimeout(() => {
+      this.api.refresh().catch(() => {
+        // Offline: retried before the next request or connection; a 401 has already ended the session.
+        if (this.api.session) this.refreshTimer = setTimeout(() => this.scheduleRefresh(), 5_000)
+      })
+    }, Math.max(0, due - Date.now()))
+  }
+
+  /** The session ended (logout, or refused by the server): stop everything. */
+  private ended(): void {
+    this.close()
+    this.outbox.clear()
+    this.cursors.clear()
+  }
+}
+
+const asChatError = (error: unknown) =>
+  error instanceof ChatError ? error : new ChatError('internal', error instanceof Error ? error.message : String(error))

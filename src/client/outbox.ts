@@ -1,0 +1,154 @@
+import { ChatError } from './errors'
+import type { Message } from './types'
+
+export type PendingState = 'queued' | 'sending' | 'sent' | 'failed'
+
+/** A message handed to `send()`: shown at once, settled by the server's ack (or a per-message error). */
+export interface PendingMessage {
+  readonly client_msg_id: string
+  readonly dialog_id: number
+  readonly text: string
+  readonly created_at: string
+  state: PendingState
+  /** The stored message, once acknowledged. */
+  message?: Message
+  /** Why it failed (`state: 'failed'`); `retry()` sends it again with the same client_msg_id. */
+  error?: ChatError
+  /** Resolves with the stored message on `message:ack`; rejects with a ChatError that is not worth retrying. */
+  readonly sent: Promise<Message>
+}
+
+interface Entry extends PendingMessage {
+  resolve(message: Message): void
+  reject(error: ChatError): void
+  timer?: ReturnType<typeof setTimeout>
+}
+
+/** What to store of an unacknowledged message to send it after a restart of the app (`ChatClient.outbox`). */
+export type SavedMessage = Pick<PendingMessage, 'client_msg_id' | 'dialog_id' | 'text' | 'created_at'>
+
+/** Errors that say the message itself will never be accepted as it is; anything else is retried. */
+const FINAL = new Set(['validation_failed', 'not_found', 'blocked', 'forbidden', 'bad_request', 'payload_too_large'])
+
+/** A client-chosen id: time plus randomness (crypto.getRandomValues works outside secure contexts too). */
+export function newClientMsgId(): string {
+  const bytes = new Uint8Array(8)
+  globalThis.crypto.getRandomValues(bytes)
+  return `${Date.now().toString(36)}-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`
+}
+
+/**
+ * Unacknowledged sends, in the order written. Each is transmitted when the connection is up and again after
+ * every reconnect with the same client_msg_id: the server answers a repeat with the original, so a message
+ * is stored once however many times it went out.
+ */
+export class Outbox {
+  private readonly entries = new Map<string, Entry>()
+
+  constructor(
+    /** Puts the frame on the wire; false when there is no authenticated connection right now. */
+    private readonly transmit: (entry: PendingMessage) => boolean,
+    private readonly changed: (entry: PendingMessage) => void,
+  ) {}
+
+  add(dialogId: number, text: string, clientMsgId = newClientMsgId(), createdAt = new Date().toISOString()): PendingMessage {
+    const existing = this.entries.get(clientMsgId)
+    if (existing) return existing
+    let resolve!: (message: Message) => void
+    let reject!: (error: ChatError) => void
+    const sent = new Promise<Message>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    // A caller that never awaits `sent` should not get an unhandled rejection for a message shown as failed.
+    sent.catch(() => {})
+    const entry: Entry = { client_msg_id: clientMsgId, dialog_id: dialogId, text, created_at: createdAt, state: 'queued', sent, resolve, reject }
+    this.entries.set(clientMsgId, entry)
+    this.changed(entry)
+    this.flushOne(entry)
+    return entry
+  }
+
+  /** Everything still waiting for its ack, oldest first. */
+  pending(): PendingMessage[] {
+    return [...this.entries.values()]
+  }
+
+  /** The messages worth keeping across an app restart: not acknowledged and not failed. */
+  saved(): SavedMessage[] {
+    return this.pending()
+      .filter((p) => p.state !== 'failed')
+      .map(({ client_msg_id, dialog_id, text, created_at }) => ({ client_msg_id, dialog_id, text, created_at }))
+  }
+
+  /** After (re)authentication: send every message not yet acknowledged, in order. */
+  flush(): void {
+    for (const entry of this.entries.values()) if (entry.state !== 'failed' && !entry.timer) this.flushOne(entry)
+  }
+
+  /** The connection went down: whatever was on the wire goes again after the reconnect. */
+  disconnected(): void {
+    for (const entry of this.entries.values()) if (entry.state === 'sending') this.set(entry, 'queued')
+  }
+
+  ack(clientMsgId: string, message: Message): PendingMessage | undefined {
+    const entry = this.entries.get(clientMsgId)
+    if (!entry || entry.dialog_id !== message.dialog_id) return undefined
+    clearTimeout(entry.timer)
+    this.entries.delete(clientMsgId)
+    entry.message = message
+    entry.error = undefined
+    this.set(entry, 'sent')
+    entry.resolve(message)
+    return entry
+  }
+
+  /** An `error` frame naming one of ours: final errors fail it, `rate_limited` waits its retry, others wait for a reconnect. */
+  failed(clientMsgId: string, error: ChatError): void {
+    const entry = this.entries.get(clientMsgId)
+    if (!entry) return
+    entry.error = error
+    if (FINAL.has(error.code)) {
+      this.set(entry, 'failed')
+      entry.reject(error)
+      return
+    }
+    this.set(entry, 'queued')
+    if (error.code === 'rate_limited') {
+      entry.timer = setTimeout(() => {
+        entry.timer = undefined
+        this.flushOne(entry)
+      }, (error.retryAfter ?? 1) * 1000)
+    }
+  }
+
+  /** Sends a failed message again, same client_msg_id; its `sent` promise stays settled, so a new one is made. */
+  retry(clientMsgId: string): PendingMessage | undefined {
+    const entry = this.entries.get(clientMsgId)
+    if (!entry || entry.state !== 'failed') return entry
+    this.entries.delete(clientMsgId)
+    return this.add(entry.dialog_id, entry.text, clientMsgId)
+  }
+
+  /** Gives up on a message that has not been acknowledged. */
+  discard(clientMsgId: string): void {
+    const entry = this.entries.get(clientMsgId)
+    if (!entry) return
+    clearTimeout(entry.timer)
+    this.entries.delete(clientMsgId)
+    if (entry.state !== 'failed') entry.reject(new ChatError('cancelled', 'discarded before it was acknowledged'))
+  }
+
+  clear(): void {
+    for (const id of [...this.entries.keys()]) this.discard(id)
+  }
+
+  private flushOne(entry: Entry): void {
+    if (this.transmit(entry)) this.set(entry, 'sending')
+  }
+
+  private set(entry: Entry, state: PendingState): void {
+    entry.state = state
+    this.changed(entry)
+  }
+}

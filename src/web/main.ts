@@ -1,0 +1,239 @@
+import { ChatClient, ChatError, type SavedMessage, type Session } from '../client'
+import { h } from './dom'
+import { connectStore, initialState, type State } from './store'
+import { authView } from './views/auth'
+import { conversationView } from './views/conversation'
+import { sidebarView } from './views/sidebar'
+
+/*
+ * The web app: the state lives in one object (store.ts), the client library's events update it, and
+ * render() brings the views up to date. The app never calls fetch or opens a socket: the client does.
+ * Later features (edit, reactions, search, attachments) are new actions here and new parts of a view.
+ */
+
+const SESSION_KEY = 'bun-chat.session'
+const OPEN_KEY = 'bun-chat.open'
+/** Messages written but not yet acknowledged, per user: they survive a reload while the server is away. */
+const outboxKey = (session: Session) => `bun-chat.outbox.${session.user.id}`
+
+const loadSession = (): Session | null => {
+  try {
+    return JSON.parse(localStorage.getItem(SESSION_KEY) ?? 'null') as Session | null
+  } catch {
+    return null
+  }
+}
+const saveSession = (session: Session | null) =>
+  session ? localStorage.setItem(SESSION_KEY, JSON.stringify(session)) : localStorage.removeItem(SESSION_KEY)
+
+const root = document.getElementById('app')!
+const visible = () => document.visibilityState === 'visible'
+
+let client: ChatClient
+let state: State = initialState(null)
+let scheduled = false
+/** Set while the user logs out, so that the end of the session is not reported as a failure. */
+let loggingOut = false
+
+/** Say what went wrong in words a person understands (shown with role="alert"). */
+function describe(error: unknown): string {
+  if (!(error instanceof ChatError)) return 'Something went wrong. Please try again.'
+  switch (error.code) {
+    case 'invalid_credentials':
+      return 'Wrong username or password.'
+    case 'username_taken':
+      return 'That username is taken. Pick another one, or log in.'
+    case 'network':
+      return 'Cannot reach the server. Check that it is running, then try again.'
+    case 'rate_limited':
+      return `Too many attempts. Try again in ${error.retryAfter ?? 'a few'} seconds.`
+    case 'validation_failed':
+      return humanField(error)
+    case 'blocked':
+      return 'You cannot message this person.'
+    default:
+      return error.message ? `${error.message[0]!.toUpperCase()}${error.message.slice(1)}.` : 'Something went wrong.'
+  }
+}
+
+function humanField(error: ChatError): string {
+  const field = error.details?.field
+  if (field === 'username') return 'Usernames are 3–32 letters, digits, “_”, “.” or “-”.'
+  if (field === 'password') return 'Passwords are 8–256 characters.'
+  if (field === 'peer_user_id') return 'That is you. Find someone else to chat with.'
+  return error.message
+}
+
+const actions = {
+  async login(username: string, password: string) {
+    await authenticate(() => client.login(username, password))
+  },
+  async register(username: string, password: string) {
+    await authenticate(() => client.register(username, password))
+  },
+  async logout() {
+    loggingOut = true
+    try {
+      await client.logout()
+    } catch {
+      // The server is unreachable: the session is forgotten here anyway (the client did that).
+    }
+  },
+  async startChat(username: string) {
+    if (!username) return
+    state.alert = null
+    try {
+      const dialog = await client.openDialogWith(username)
+      if (!dialog) state.alert = `No user is called “${username}”.`
+      else {
+        sidebar.clearFind()
+        await actions.open(dialog.id)
+      }
+    } catch (error) {
+      state.alert = describe(error)
+    }
+    render()
+  },
+  async open(dialogId: number) {
+    state.openId = dialogId
+    sessionStorage.setItem(OPEN_KEY, String(dialogId))
+    render()
+    const chat = state.chats.get(dialogId)
+    if (!chat || chat.loaded) return
+    try {
+      const page = await client.history(dialogId, { limit: 50 })
+      for (const message of page.messages) chat.messages.set(message.id, message)
+      chat.loaded = true
+      chat.hasMore = page.has_more
+    } catch (error) {
+      state.alert = describe(error)
+    }
+    render()
+  },
+  async loadOlder(dialogId: number) {
+    const chat = state.chats.get(dialogId)
+    if (!chat) return
+    const oldest = Math.min(...[...chat.messages.keys()])
+    try {
+      const page = await client.history(dialogId, { limit: 50, before_id: oldest })
+      for (const message of page.messages) chat.messages.set(message.id, message)
+      chat.hasMore = page.has_more
+    } catch (error) {
+      state.alert = describe(error)
+    }
+    render()
+  },
+  send: (dialogId: number, text: string) => void client.send(dialogId, text),
+  typing: (dialogId: number) => client.typing(dialogId),
+  retry: (clientMsgId: string) => void client.retry(clientMsgId),
+  back() {
+    state.openId = null
+    sessionStorage.removeItem(OPEN_KEY)
+    render()
+  },
+}
+
+async function authenticate(attempt: () => Promise<Session>) {
+  state.busy = true
+  state.alert = null
+  render()
+  try {
+    await attempt()
+  } catch (error) {
+    state.alert = describe(error)
+  } finally {
+    state.busy = false
+    render()
+  }
+}
+
+const auth = authView(actions)
+const sidebar = sidebarView(actions)
+const conversation = conversationView(actions)
+const shell = h('div', { class: 'shell' }, sidebar.status, sidebar.element, conversation.element)
+
+/** Brings the page up to date with the state, at most once per frame. */
+function render(): void {
+  if (scheduled) return
+  scheduled = true
+  requestAnimationFrame(() => {
+    scheduled = false
+    draw()
+  })
+}
+
+function draw(): void {
+  const signedIn = state.session !== null
+  const screen = signedIn ? shell : auth.element
+  if (root.firstElementChild !== screen) {
+    root.replaceChildren(screen)
+    if (!signedIn) auth.shown()
+  }
+  if (!signedIn) return auth.update(state)
+  shell.dataset.view = state.openId === null ? 'list' : 'chat'
+  sidebar.update(state)
+  conversation.update(state)
+  markRead()
+}
+
+/** A chat open in front of the user has its messages read. */
+function markRead(): void {
+  const chat = state.openId === null ? undefined : state.chats.get(state.openId)
+  if (!chat || !visible() || !chat.loaded) return
+  const me = state.session?.user.id
+  let latest = 0
+  for (const message of chat.messages.values()) if (message.sender_id !== me && message.id > latest) latest = message.id
+  const { dialog } = chat
+  if (latest <= dialog.last_read_message_id && dialog.unread_count === 0) return
+  if (latest > dialog.last_read_message_id) {
+    const before = dialog.last_read_message_id
+    dialog.last_read_message_id = latest
+    client.markRead(dialog.id, latest).catch(() => {
+      // Offline: the catch-up after the reconnect brings the server's watermark, and this runs again.
+      if (dialog.last_read_message_id === latest) dialog.last_read_message_id = before
+    })
+  }
+  dialog.unread_count = 0
+  render()
+}
+
+function start(session: Session | null): void {
+  const outbox = session ? (JSON.parse(localStorage.getItem(outboxKey(session)) ?? '[]') as SavedMessage[]) : []
+  client = new ChatClient({ baseUrl: '', session, onSession: saveSession, loadSession, outbox })
+  state = initialState(session)
+  connectStore(client, state, render, visible)
+  for (const pending of client.pending()) state.pending.set(pending.client_msg_id, pending)
+  const reopen = Number(sessionStorage.getItem(OPEN_KEY)) || null
+  client.on('session', ({ session: next }) => {
+    const wasSignedIn = state.session !== null
+    state.session = next
+    if (next && !wasSignedIn) client.connect()
+    if (!next && wasSignedIn) {
+      // Ended here (log out) or by the server: start over with a clean client and state.
+      sessionStorage.removeItem(OPEN_KEY)
+      for (const key of Object.keys(localStorage)) if (key.startsWith('bun-chat.outbox.')) localStorage.removeItem(key)
+      const ended = !loggingOut
+      loggingOut = false
+      start(null)
+      if (ended) state.alert = 'Your session has ended. Please log in again.'
+    }
+    render()
+  })
+  client.on('dialog', ({ dialog }) => {
+    if (reopen === dialog.id && state.openId === null) void actions.open(dialog.id)
+  })
+  client.on('pending', ({ pending }) => {
+    if (pending.state === 'failed') state.alert = `Message not sent: ${describe(pending.error)}`
+    if (state.session) localStorage.setItem(outboxKey(state.session), JSON.stringify(client.saved()))
+  })
+  if (session) client.connect()
+  render()
+}
+
+document.addEventListener('visibilitychange', render)
+addEventListener('online', () => client.reconnectNow())
+// Another tab signed out: follow it.
+addEventListener('storage', (event: StorageEvent) => {
+  if (event.key === SESSION_KEY && event.newValue === null && state.session) void client.logout().catch(() => {})
+})
+start(loadSession())

@@ -1,0 +1,114 @@
+import type { ChatClient, ConnectionState, Dialog, Message, MessageStatus, PendingMessage, Session } from '../client'
+
+/** One chat as the app knows it: the server's dialog, the messages loaded so far, and the peer's typing. */
+export interface Chat {
+  dialog: Dialog
+  messages: Map<number, Message>
+  /** History has been fetched (the newest page at least). */
+  loaded: boolean
+  hasMore: boolean
+  peerTyping: boolean
+}
+
+/** All the app's state, in one place; views render from it and never keep their own. */
+export interface State {
+  session: Session | null
+  connection: ConnectionState
+  /** Has been live, or has failed to connect, since sign-in: then a down socket reads "Reconnecting…". */
+  wasLive: boolean
+  chats: Map<number, Chat>
+  openId: number | null
+  pending: Map<string, PendingMessage>
+  /** What went wrong, in words (shown with role="alert"). */
+  alert: string | null
+  busy: boolean
+}
+
+export const initialState = (session: Session | null): State => ({
+  session,
+  connection: 'closed',
+  wasLive: false,
+  chats: new Map(),
+  openId: null,
+  pending: new Map(),
+  alert: null,
+  busy: false,
+})
+
+const RANK: Record<MessageStatus, number> = { sent: 0, delivered: 1, read: 2 }
+
+/** An own message's tick: what the server said, moved on by the peer's watermarks since. */
+export function statusOf(message: Message, dialog: Dialog): MessageStatus {
+  const byWatermark: MessageStatus =
+    dialog.peer_last_read_message_id >= message.id ? 'read' : dialog.peer_last_delivered_message_id >= message.id ? 'delivered' : 'sent'
+  return RANK[byWatermark] > RANK[message.status] ? byWatermark : message.status
+}
+
+export const activityOf = (dialog: Dialog) => dialog.last_message?.created_at ?? dialog.created_at
+
+/** Chats by most recent activity first. */
+export const chatList = (state: State) =>
+  [...state.chats.values()].sort((a, b) => activityOf(b.dialog).localeCompare(activityOf(a.dialog)) || b.dialog.id - a.dialog.id)
+
+/**
+ * Wires the client's events into the state. `changed` re-renders; `isVisible` says whether the open chat
+ * is in front of the user (then its new messages are read, not unread).
+ */
+export function connectStore(client: ChatClient, state: State, changed: () => void, isVisible: () => boolean): void {
+  const upsert = (dialog: Dialog) => {
+    const chat = state.chats.get(dialog.id)
+    if (chat) chat.dialog = dialog
+    else state.chats.set(dialog.id, { dialog, messages: new Map(), loaded: false, hasMore: false, peerTyping: false })
+  }
+
+  client.on('state', ({ state: connection }) => {
+    state.connection = connection
+    if (connection === 'live' || connection === 'offline') state.wasLive = true
+    changed()
+  })
+  client.on('dialog', ({ dialog }) => {
+    upsert(dialog)
+    changed()
+  })
+  const add = (message: Message) => {
+    const chat = state.chats.get(message.dialog_id)
+    if (!chat || chat.messages.has(message.id)) return
+    chat.messages.set(message.id, message)
+    const { dialog } = chat
+    if (!dialog.last_message || dialog.last_message.id < message.id) dialog.last_message = message
+    const mine = message.sender_id === state.session?.user.id
+    if (!mine && message.id > dialog.last_read_message_id && !(state.openId === dialog.id && isVisible())) dialog.unread_count++
+  }
+  client.on('message', ({ message }) => {
+    add(message)
+    changed()
+  })
+  client.on('pending', ({ pending }) => {
+    if (pending.state !== 'sent') state.pending.set(pending.client_msg_id, pending)
+    else {
+      // Shown as stored at once (its `message` event may wait for a catch-up to put it in order).
+      state.pending.delete(pending.client_msg_id)
+      if (pending.message) add(pending.message)
+    }
+    changed()
+  })
+  client.on('receipt', (receipt) => {
+    const chat = state.chats.get(receipt.dialog_id)
+    if (!chat || receipt.user_id !== chat.dialog.peer.id) return
+    const d = chat.dialog
+    d.peer_last_delivered_message_id = Math.max(d.peer_last_delivered_message_id, receipt.message_id)
+    if (receipt.status === 'read') d.peer_last_read_message_id = Math.max(d.peer_last_read_message_id, receipt.message_id)
+    changed()
+  })
+  client.on('typing', ({ dialog_id, user_id, typing }) => {
+    const chat = state.chats.get(dialog_id)
+    if (!chat || chat.dialog.peer.id !== user_id) return
+    chat.peerTyping = typing
+    changed()
+  })
+  client.on('presence', ({ user_id, online, last_seen_at }) => {
+    for (const chat of state.chats.values())
+      if (chat.dialog.peer.id === user_id) chat.dialog.peer = { ...chat.dialog.peer, online, last_seen_at }
+    changed()
+  })
+}

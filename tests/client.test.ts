@@ -1,0 +1,352 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { backoffDelay, ChatClient, ChatError, type ClientEvent, type Message, type Session } from 'bun-chat/client'
+import { uniqueName } from './support/app'
+import { freePort } from './support/ports'
+import { freshDatabase, type FreshDatabase } from './support/databases'
+import { http, startServer, type ServerProcess } from './support/server-process'
+
+/*
+ * The client library against the real server process (`bun src/index.ts`), which these tests kill with
+ * SIGKILL and start again on the same port and database.
+ */
+
+const T = 30_000
+const PASSWORD = 'correct horse battery'
+
+async function until(what: string, condition: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await Bun.sleep(10)
+  }
+}
+
+/** A server process that can be killed and started again at the same address, on the same database. */
+class Server {
+  proc!: ServerProcess
+  readonly port = freePort()
+  constructor(
+    readonly db: FreshDatabase,
+    readonly env: Record<string, string> = {},
+  ) {}
+  get url() {
+    return `http://127.0.0.1:${this.port}`
+  }
+  async start() {
+    this.proc = await startServer(this.db.target, { PORT: String(this.port), ...this.env })
+    return this
+  }
+  async kill() {
+    this.proc.proc.kill('SIGKILL')
+    await this.proc.exited
+  }
+}
+
+/** A signed-up user's client, recording every event it reports. */
+async function person(server: Server, options: { connect?: boolean; WebSocket?: typeof WebSocket } = {}) {
+  const sessions: (Session | null)[] = []
+  const client = new ChatClient({ baseUrl: server.url, onSession: (s) => sessions.push(s), WebSocket: options.WebSocket })
+  const events: ClientEvent[] = []
+  const stream = client.events()
+  void (async () => {
+    for await (const event of stream) events.push(event)
+  })()
+  const name = uniqueName('u')
+  await client.register(name, PASSWORD)
+  if (options.connect !== false) {
+    client.connect()
+    await until(`${name} live`, () => client.state === 'live')
+  }
+  const texts = (dialogId?: number) =>
+    events.flatMap((e) => (e.type === 'message' && (dialogId === undefined || e.message.dialog_id === dialogId) ? [e.message.text] : []))
+  clients.push(client)
+  return { client, name, events, texts, sessions }
+}
+
+const clients: ChatClient[] = []
+afterEach(() => {
+  for (const client of clients.splice(0)) client.close()
+})
+
+async function pair(server: Server) {
+  const alice = await person(server)
+  const bob = await person(server)
+  const dialog = (await alice.client.openDialogWith(bob.name))!
+  await until('bob follows the dialog', () => bob.events.some((e) => e.type === 'dialog' && e.dialog.id === dialog.id))
+  return { alice, bob, dialogId: dialog.id }
+}
+
+/** What the server has stored in the dialog, oldest first. */
+async function stored(server: Server, session: Session, dialogId: number): Promise<string[]> {
+  const texts: string[] = []
+  for (let after = 0; ; ) {
+    const page = await http(`127.0.0.1:${server.port}`, 'GET', `/dialogs/${dialogId}/messages?after_id=${after}&limit=100`, undefined, session.access_token)
+    texts.push(...page.body.messages.map((m: Message) => m.text))
+    if (!page.body.has_more) return texts
+    after = page.body.messages.at(-1).id
+  }
+}
+
+describe('client library against a real server process', () => {
+  let db: FreshDatabase
+  let server: Server
+
+  beforeAll(async () => {
+    db = await freshDatabase('sqlite')
+    server = await new Server(db).start()
+  }, T)
+  afterAll(async () => {
+    await server.kill()
+    await db.drop()
+  }, T)
+
+  test('messages, receipts, typing and presence arrive as typed events', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    const pending = alice.client.send(dialogId, 'hello')
+    expect(pending.client_msg_id.length).toBeGreaterThan(0)
+    expect(['queued', 'sending']).toContain(pending.state)
+    const message = await pending.sent
+    expect(message).toMatchObject({ dialog_id: dialogId, seq: 1, text: 'hello', client_msg_id: pending.client_msg_id })
+    await until('bob gets it', () => bob.texts(dialogId).length === 1)
+    // Bob's client said it was delivered; then bob reads it.
+    await until('delivered receipt', () => alice.events.some((e) => e.type === 'receipt' && e.status === 'delivered' && e.message_id === message.id))
+    await bob.client.markRead(dialogId, message.id)
+    await until('read receipt', () => alice.events.some((e) => e.type === 'receipt' && e.status === 'read' && e.message_id === message.id))
+
+    bob.client.typing(dialogId)
+    bob.client.typing(dialogId)
+    await until('typing', () => alice.events.some((e) => e.type === 'typing' && e.typing && e.user_id === bob.client.user!.id))
+    bob.client.stopTyping(dialogId)
+    await until('typing stops', () => alice.events.some((e) => e.type === 'typing' && !e.typing))
+
+    bob.client.close()
+    await until('bob offline', () => alice.events.some((e) => e.type === 'presence' && !e.online && e.user_id === bob.client.user!.id))
+  }, T)
+
+  test('per-message errors: not_found, validation_failed; rejected sends fail alone', async () => {
+    const { alice, dialogId } = await pair(server)
+    const stranger = alice.client.send(999_999, 'to nowhere')
+    const blank = alice.client.send(dialogId, '   ')
+    const fine = alice.client.send(dialogId, 'fine')
+    expect(await stranger.sent.catch((e: ChatError) => e.code)).toBe('not_found')
+    expect(await blank.sent.catch((e: ChatError) => e.code)).toBe('validation_failed')
+    expect(stranger.state).toBe('failed')
+    expect((await fine.sent).text).toBe('fine')
+    expect(alice.client.pending().map((p) => p.client_msg_id).sort()).toEqual([stranger.client_msg_id, blank.client_msg_id].sort())
+  }, T)
+
+  test('a reconnect catches up with after_id before reporting live', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    bob.client.close()
+    for (let i = 1; i <= 5; i++) await alice.client.send(dialogId, `missed ${i}`).sent
+    const before = bob.events.length
+    bob.client.connect()
+    await until('bob live again', () => bob.client.state === 'live')
+    const after = bob.events.slice(before)
+    const live = after.findIndex((e) => e.type === 'state' && e.state === 'live')
+    const caught = after.flatMap((e, i) => (e.type === 'message' ? [i] : []))
+    expect(caught.length).toBe(5)
+    expect(Math.max(...caught)).toBeLessThan(live)
+    expect(bob.texts(dialogId)).toEqual(['missed 1', 'missed 2', 'missed 3', 'missed 4', 'missed 5'])
+  }, T)
+
+  test('a lost message:new (a seq gap) is noticed and filled, in order', async () => {
+    let dropped = 0
+    // A lossy network: the first message:new for bob never arrives.
+    class Lossy extends WebSocket {
+      constructor(url: string) {
+        super(url)
+        this.addEventListener('message', (event) => {
+          if (dropped === 0 && String(event.data).includes('"message:new"')) {
+            dropped++
+            event.stopImmediatePropagation()
+          }
+        })
+      }
+    }
+    const alice = await person(server)
+    const bob = await person(server, { WebSocket: Lossy as typeof WebSocket })
+    const dialogId = (await alice.client.openDialogWith(bob.name))!.id
+    await until('bob follows', () => bob.events.some((e) => e.type === 'dialog' && e.dialog.id === dialogId))
+    await alice.client.send(dialogId, 'one').sent
+    await alice.client.send(dialogId, 'two').sent
+    await alice.client.send(dialogId, 'three').sent
+    await until('bob has all three', () => bob.texts(dialogId).length === 3)
+    expect(dropped).toBe(1)
+    expect(bob.texts(dialogId)).toEqual(['one', 'two', 'three'])
+  }, T)
+
+  test('server killed (SIGKILL) and restarted mid-stream: nothing lost, nothing doubled', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    const texts = Array.from({ length: 60 }, (_, i) => `m${i}`)
+    const sends = texts.slice(0, 30).map((text) => alice.client.send(dialogId, text))
+    await sends[5]!.sent
+    await server.kill()
+    // Written while the server is down: queued, sent after the reconnect.
+    sends.push(...texts.slice(30).map((text) => alice.client.send(dialogId, text)))
+    await until('alice notices', () => alice.client.state === 'offline' || alice.client.state === 'connecting')
+    await server.start()
+    const acked = await Promise.all(sends.map((p) => p.sent))
+    expect(acked.map((m) => m.text)).toEqual(texts)
+    expect(new Set(acked.map((m) => m.id)).size).toBe(texts.length)
+    await until('bob has them all', () => bob.texts(dialogId).length >= texts.length)
+    await until('bob live', () => bob.client.state === 'live')
+    expect(bob.texts(dialogId)).toEqual(texts)
+    expect(await stored(server, alice.client.session!, dialogId)).toEqual(texts)
+    expect(alice.client.pending()).toEqual([])
+  }, T)
+
+  test('the outbox survives a restart: sent while down, delivered exactly once after', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    await server.kill()
+    await until('alice offline', () => alice.client.state !== 'live')
+    const queued = ['a', 'b', 'c'].map((text) => alice.client.send(dialogId, text))
+    expect(queued.map((p) => p.state)).toEqual(['queued', 'queued', 'queued'])
+    expect(alice.client.pending().map((p) => p.client_msg_id)).toEqual(queued.map((p) => p.client_msg_id))
+    await server.start()
+    const acked = await Promise.all(queued.map((p) => p.sent))
+    expect(acked.map((m) => m.client_msg_id)).toEqual(queued.map((p) => p.client_msg_id))
+    await until('bob has them', () => bob.texts(dialogId).length === 3)
+    // Resending an acknowledged id is answered with the original: still stored once.
+    await alice.client.send(dialogId, 'a', queued[0]!.client_msg_id).sent
+    expect(await stored(server, alice.client.session!, dialogId)).toEqual(['a', 'b', 'c'])
+    expect(bob.texts(dialogId)).toEqual(['a', 'b', 'c'])
+  }, T)
+
+  test('saved() and `outbox`: unacknowledged messages outlive the client object (an app restart)', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    await server.kill()
+    await until('alice offline', () => alice.client.state !== 'live')
+    const written = alice.client.send(dialogId, 'outlives its client')
+    const saved = JSON.parse(JSON.stringify(alice.client.saved()))
+    expect(saved).toEqual([{ client_msg_id: written.client_msg_id, dialog_id: dialogId, text: 'outlives its client', created_at: written.created_at }])
+    alice.client.close()
+    await server.start()
+    const again = new ChatClient({ baseUrl: server.url, session: alice.client.session, outbox: saved })
+    clients.push(again)
+    expect(again.pending().map((p) => p.state)).toEqual(['queued'])
+    again.connect()
+    expect((await again.pending()[0]!.sent).client_msg_id).toBe(written.client_msg_id)
+    await until('bob has it', () => bob.texts(dialogId).length === 1)
+    expect(await stored(server, again.session!, dialogId)).toEqual(['outlives its client'])
+  }, T)
+})
+
+test('reconnect delays grow exponentially to a cap, each drawn from the upper half of its step', () => {
+  const backoff = { initialMs: 500, maxMs: 15_000 }
+  expect([0, 1, 2, 3, 4, 5, 10].map((n) => backoffDelay(n, backoff, () => 1))).toEqual([500, 1000, 2000, 4000, 8000, 15_000, 15_000])
+  expect([0, 1, 5].map((n) => backoffDelay(n, backoff, () => 0))).toEqual([250, 500, 7500])
+  const draws = new Set(Array.from({ length: 50 }, () => backoffDelay(3, backoff)))
+  expect(draws.size).toBeGreaterThan(10)
+  for (const d of draws) expect(d >= 2000 && d <= 4000).toBe(true)
+})
+
+describe('client library outside Bun', () => {
+  let db: FreshDatabase
+  let server: Server
+  const dir = mkdtempSync(join(tmpdir(), 'chat-client-node-'))
+
+  beforeAll(async () => {
+    db = await freshDatabase('sqlite')
+    server = await new Server(db).start()
+  }, T)
+  afterAll(async () => {
+    await server.kill()
+    await db.drop()
+    rmSync(dir, { recursive: true, force: true })
+  }, T)
+
+  test('bundled for browsers (no server code inside), it chats from Node', async () => {
+    const build = await Bun.build({ entrypoints: [join(import.meta.dir, '../src/client/index.ts')], target: 'browser', format: 'esm' })
+    expect(build.success).toBe(true)
+    const code = await build.outputs[0]!.text()
+    expect(code).not.toMatch(/elysia|typebox|drizzle|bun:/)
+    await Bun.write(join(dir, 'client.mjs'), code)
+    await Bun.write(
+      join(dir, 'chat.mjs'),
+      `import { ChatClient } from './client.mjs'
+const [base, n] = process.argv.slice(2)
+const a = new ChatClient({ baseUrl: base }), b = new ChatClient({ baseUrl: base })
+await a.register('na_' + n, 'password123'); await b.register('nb_' + n, 'password123')
+const got = new Promise((resolve) => b.on('message', ({ message }) => resolve(message.text)))
+a.connect(); b.connect()
+const dialog = await a.openDialogWith('nb_' + n)
+const sent = await a.send(dialog.id, 'hello from node').sent
+console.log(JSON.stringify({ seq: sent.seq, got: await got }))
+a.close(); b.close()
+`,
+    )
+    // Node 22 has a global WebSocket; Node 20 and 21 behind a flag.
+    const probe = Bun.spawnSync(['node', '-p', 'typeof WebSocket'])
+    if (probe.exitCode !== 0) throw new Error('node is not installed')
+    const flags = probe.stdout.toString().trim() === 'function' ? [] : ['--experimental-websocket']
+    const run = Bun.spawnSync(['node', ...flags, join(dir, 'chat.mjs'), server.url, uniqueName('n')], { timeout: 20_000 })
+    if (run.exitCode !== 0) throw new Error(`node failed: ${run.stderr.toString()}`)
+    expect(JSON.parse(run.stdout.toString())).toEqual({ seq: 1, got: 'hello from node' })
+  }, T)
+})
+
+describe('client library: tokens and limits', () => {
+  let db: FreshDatabase
+  let server: Server
+
+  beforeAll(async () => {
+    db = await freshDatabase('sqlite')
+    server = await new Server(db, { ACCESS_TOKEN_TTL_SECONDS: '2', SEND_RATE_BURST: '3', SEND_RATE_PER_SEC: '2' }).start()
+  }, T)
+  afterAll(async () => {
+    await server.kill()
+    await db.drop()
+  }, T)
+
+  test('a long connection refreshes its access token before expiry; REST and reconnects keep working', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    const first = alice.client.session!.access_token
+    await Bun.sleep(4_500)
+    // Refreshed ahead of expiry by the client's timer, more than once in 4.5 s of a 2 s token.
+    expect(alice.sessions.filter((s) => s !== null).length).toBeGreaterThanOrEqual(3)
+    expect(alice.client.session!.access_token).not.toBe(first)
+    expect(alice.client.state).toBe('live')
+    expect((await alice.client.api.me()).username).toBe(alice.name)
+    await server.kill()
+    await server.start()
+    await until('alice live again', () => alice.client.state === 'live')
+    expect((await alice.client.send(dialogId, 'after refresh').sent).text).toBe('after refresh')
+    await until('bob has it', () => bob.texts(dialogId).includes('after refresh'))
+  }, T)
+
+  test('a 401 on a token the client thought valid is refreshed once and retried', async () => {
+    const alice = await person(server, { connect: false })
+    const session = alice.client.session!
+    // Expiry is in whole seconds (rounded up): past 3 s the 2 s token is expired for sure.
+    await Bun.sleep(3_200)
+    // The same session, but the client is told the (now expired) token is good for an hour.
+    const resumed = new ChatClient({ baseUrl: server.url, session: { ...session, access_expires_at: Date.now() + 3_600_000 } })
+    expect((await resumed.api.me()).username).toBe(alice.name)
+    expect(resumed.session!.access_token).not.toBe(session.access_token)
+  }, T)
+
+  test('rate_limited sends wait for the retry the server names, then go through', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    const texts = ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']
+    const sends = texts.map((text) => alice.client.send(dialogId, text))
+    await until('one is rate limited', () => sends.some((p) => p.error?.code === 'rate_limited'))
+    const acked = await Promise.all(sends.map((p) => p.sent))
+    expect(acked.map((m) => m.text).sort()).toEqual(texts)
+    await until('bob has them', () => bob.texts(dialogId).length === texts.length)
+    expect(await stored(server, alice.client.session!, dialogId)).toHaveLength(texts.length)
+  }, T)
+
+  test('a session ended on the server ends the client: logout revokes it', async () => {
+    const alice = await person(server)
+    const refresh = alice.client.session!.refresh_token
+    await alice.client.logout()
+    expect(alice.client.session).toBeNull()
+    expect(alice.client.state).toBe('closed')
+    expect((await http(`127.0.0.1:${server.port}`, 'POST', '/auth/refresh', { refresh_token: refresh })).status).toBe(401)
+    expect(alice.sessions.at(-1)).toBeNull()
+  }, T)
+})
