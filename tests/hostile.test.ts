@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { expectContractError, type Session } from './support/app'
+import { dialects } from './support/databases'
+import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
+
+/*
+ * One regression test per defect an attack run found (issue #13), each named after it. They drive the real
+ * listening server (raw TCP where a header must be what no well-behaved client sends).
+ */
+
+describe.each(dialects)('hostile clients on %s', (dialect) => {
+  let live: LiveServer
+  let a: Session
+  let b: Session
+  let dialogId: number
+  let messageId: number
+
+  beforeAll(async () => {
+    live = await startLive(dialect)
+    ;({ a, b, dialogId } = await live.t.pair())
+    const sent = await live.t.call('POST', `/dialogs/${dialogId}/messages`, {
+      token: b.access_token,
+      body: { client_msg_id: 'first', type: 'text', text: 'hello' },
+    })
+    messageId = sent.body.id
+  })
+  afterAll(() => live.close())
+
+  test('#13.1 timestamps outside years 0001–9999 in UTC are 422 in bodies, queries and frames; the bounds themselves are fine', async () => {
+    const outside = [
+      '0000-12-31T23:59:59Z',
+      '9999-12-31T23:59:59-23:59', // year 10000 in UTC
+      '0001-01-01T00:00:00+00:01', // year 0000 in UTC
+      '0001-01-01T00:30:00+01:00',
+    ]
+    const token = a.access_token
+    for (const at of outside) {
+      expectContractError(
+        await live.t.call('POST', `/dialogs/${dialogId}/read_up_to`, { token, body: { last_read_message_id: messageId, read_at: at } }),
+        422,
+        'validation_failed',
+        'read_at',
+      )
+      const q = encodeURIComponent(at)
+      expectContractError(await live.t.call('GET', `/dialogs?before=${q}`, { token }), 422, 'validation_failed', 'before')
+      expectContractError(await live.t.call('GET', `/dialogs/${dialogId}/messages?before=${q}`, { token }), 422, 'validation_failed', 'before')
+    }
+    const ws = await Client.login(live.base, a)
+    for (const at of outside) {
+      ws.send({ type: 'message:read', dialog_id: dialogId, last_read_message_id: messageId, read_at: at })
+      expect(await ws.next('error')).toMatchObject({ code: 'validation_failed', details: { field: 'read_at' } })
+      ws.send({ type: 'message:delivered', message_id: messageId, delivered_at: at })
+      expect(await ws.next('error')).toMatchObject({ code: 'validation_failed', details: { field: 'delivered_at' } })
+    }
+    // The first and last representable instants are ordinary timestamps.
+    for (const at of ['0001-01-01T00:00:00Z', '9999-12-31T23:59:59.999Z', '9999-12-31T23:59:59+23:59', '0001-01-01T00:00:00-23:59']) {
+      const q = encodeURIComponent(at)
+      expect((await live.t.call('GET', `/dialogs?before=${q}`, { token })).status).toBe(200)
+      expect((await live.t.call('GET', `/dialogs/${dialogId}/messages?before=${q}`, { token })).status).toBe(200)
+    }
+    ws.send({ type: 'message:delivered', message_id: messageId, delivered_at: '0001-01-01T00:00:00Z' })
+    expect(await ws.drain()).toEqual([])
+    await ws.close()
+    // Still sending: nothing poisoned.
+    const after = await live.t.call('POST', `/dialogs/${dialogId}/messages`, { token, body: { client_msg_id: 'ts-after', type: 'text', text: 'x' } })
+    expect(after.status).toBe(201)
+  })
+})
