@@ -1,6 +1,7 @@
 import type { Server } from 'bun'
 import { createApp, type Core } from './app'
 import { recordAddress } from './http/client-address'
+import { withRoutableHost } from './http/host'
 import { createRealtime } from './realtime/connection'
 import { CLOSE_GOING_AWAY, type ConnectionData } from './realtime/socket'
 
@@ -28,8 +29,9 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.
       if (realtime.upgrade(request, server)) return undefined
-      recordAddress(request, server.requestIP(request)?.address)
-      return app.fetch(request)
+      const routable = withRoutableHost(request)
+      recordAddress(routable, server.requestIP(request)?.address)
+      return app.fetch(routable)
     },
     websocket: realtime.websocket,
   })

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
+import { rawRequest } from './support/raw-http'
 import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
 
 /*
@@ -64,5 +65,28 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
     // Still sending: nothing poisoned.
     const after = await live.t.call('POST', `/dialogs/${dialogId}/messages`, { token, body: { client_msg_id: 'ts-after', type: 'text', text: 'x' } })
     expect(after.status).toBe(201)
+  })
+
+  test('#13.2 a Host of 3 characters or fewer routes like any other; Host: x with /abc/metrics does not serve /metrics', async () => {
+    const port = live.running.server.port!
+    for (const host of ['x', 'ab', 'api', 'web', 'app', 'x:1', 'a:80', '[::1]', 'localhost']) {
+      const health = await rawRequest(port, `GET /health HTTP/1.1\r\nHost: ${host}`)
+      expect({ host, status: health?.status, body: health?.json }).toEqual({ host, status: 200, body: { status: 'ok' } })
+      const me = await rawRequest(port, `GET /me HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${a.access_token}`)
+      expect({ host, status: me?.status, id: me?.json?.id }).toEqual({ host, status: 200, id: a.user.id })
+      const body = JSON.stringify({ client_msg_id: `host-${host}`, type: 'text', text: 'hi' })
+      const sent = await rawRequest(
+        port,
+        `POST /dialogs/${dialogId}/messages HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${a.access_token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}`,
+        body,
+      )
+      expect({ host, status: sent?.status }).toEqual({ host, status: 201 })
+      // The path is the path: a prefix never gets cut off into another route.
+      for (const path of ['/abc/metrics', '/abcd/health', '/x/me']) {
+        const res = await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: ${host}`)
+        expect({ host, path, status: res?.status, code: res?.json?.error?.code }).toEqual({ host, path, status: 404, code: 'not_found' })
+        expect(res!.text).not.toContain('chat_')
+      }
+    }
   })
 })
