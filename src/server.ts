@@ -23,8 +23,9 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     port: options.port,
     hostname: options.hostname,
     reusePort: options.reusePort ?? false,
-    // The app answers oversize bodies with the contract's 413; this is only the backstop for abuse.
-    maxRequestBodySize: core.config.maxBodyBytes * 4,
+    // Unbounded here so that every oversize body reaches the edge, which answers the contract's JSON 413 (Bun's
+    // own is bare) without reading it: an announced length is refused on arrival, a chunked body at the limit.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     fetch(request, server) {
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.

@@ -89,4 +89,28 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
       }
     }
   })
+
+  test('#13.4 bodies of any size over the limit get the contract JSON 413, announced, sent or chunked', async () => {
+    const port = live.running.server.port!
+    const post = (path: string, headers: string) => `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n${headers}`
+    const expect413 = (res: Awaited<ReturnType<typeof rawRequest>>) => {
+      expect({ status: res?.status, type: res?.headers['content-type'], code: res?.json?.error?.code }).toEqual({
+        status: 413,
+        type: 'application/json; charset=utf-8',
+        code: 'payload_too_large',
+      })
+    }
+    for (const size of [70_000, 300_000, 2 * 1024 * 1024]) {
+      const body = JSON.stringify({ username: 'someone', password: 'x'.repeat(size) })
+      expect413(await rawRequest(port, post('/auth/login', `Content-Length: ${body.length}`), body))
+      // Chunked: no length announced, the limit is found while reading.
+      const chunked = `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`
+      expect413(await rawRequest(port, post('/auth/login', 'Transfer-Encoding: chunked'), chunked))
+    }
+    // A length announced and never sent is refused at once, without waiting for the bytes.
+    expect413(await rawRequest(port, post('/auth/login', 'Content-Length: 1000000000000'), '{}', 2_000))
+    expect413(await rawRequest(port, post(`/dialogs/${dialogId}/messages`, `Authorization: Bearer ${a.access_token}\r\nContent-Length: 500000`), '{}', 2_000))
+    // The server is fine afterwards.
+    expect((await rawRequest(port, 'GET /health HTTP/1.1\r\nHost: localhost'))?.status).toBe(200)
+  })
 })
