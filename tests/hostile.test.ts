@@ -113,4 +113,27 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
     // The server is fine afterwards.
     expect((await rawRequest(port, 'GET /health HTTP/1.1\r\nHost: localhost'))?.status).toBe(200)
   })
+
+  test('#13.5 client_msg_id is 1–64 characters (code points), not UTF-16 units, on REST and WebSocket', async () => {
+    const id64 = '😀'.repeat(63) + 'é'
+    const id65 = '😀'.repeat(65)
+    const token = a.access_token
+    const send = (client_msg_id: string) => live.t.call('POST', `/dialogs/${dialogId}/messages`, { token, body: { client_msg_id, type: 'text', text: 'x' } })
+    const sent = await send(id64)
+    expect(sent.status).toBe(201)
+    expect(sent.body.client_msg_id).toBe(id64)
+    expect((await send(id64)).status).toBe(200)
+    expectContractError(await send(id65), 422, 'validation_failed', 'client_msg_id')
+
+    const ws = await Client.login(live.base, a)
+    const wsId = '🙂'.repeat(64)
+    ws.send(sendFrame(dialogId, wsId))
+    expect((await ws.next('message:ack')).message.client_msg_id).toBe(wsId)
+    ws.send(sendFrame(dialogId, '🙂'.repeat(65)))
+    expect(await ws.next('error')).toMatchObject({ code: 'validation_failed', details: { field: 'client_msg_id' } })
+    // An error about a 64-character id echoes it, so the client can match it to its pending send.
+    ws.send(sendFrame(987654, wsId))
+    expect(await ws.next('error')).toMatchObject({ code: 'not_found', client_msg_id: wsId })
+    await ws.close()
+  })
 })

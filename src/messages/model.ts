@@ -20,7 +20,9 @@ export const MessageSchema = t.Object({
 export type MessageDto = typeof MessageSchema.static
 export type MessageStatus = MessageDto['status']
 
-export const ClientMsgId = t.String({ minLength: 1, maxLength: 64 })
+export const MAX_CLIENT_MSG_ID_CHARS = 64
+// Bounds the raw size; `checkClientMsgId` counts characters (code points): 64 emoji are a valid id.
+export const ClientMsgId = t.String({ minLength: 1, maxLength: MAX_CLIENT_MSG_ID_CHARS * 2 })
 // The schema bounds the raw size; `checkText` counts characters (code points) and rejects blank text.
 export const MessageText = t.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 2 })
 
@@ -104,6 +106,8 @@ const unstorable = (value: string) => value.includes('\u0000') || !value.isWellF
 
 export function checkClientMsgId(clientMsgId: string): void {
   if (unstorable(clientMsgId)) throw invalidField('client_msg_id', 'must be Unicode text without NUL characters')
+  if (charCount(clientMsgId, MAX_CLIENT_MSG_ID_CHARS) > MAX_CLIENT_MSG_ID_CHARS)
+    throw invalidField('client_msg_id', `at most ${MAX_CLIENT_MSG_ID_CHARS} characters`)
 }
 
 export function checkText(text: string): void {
