@@ -65,7 +65,8 @@ export function createApp(core: Core) {
   const { config } = core
   return new Elysia()
     .use(edge(config.maxBodyBytes, core.metrics))
-    .use(cors({ origin: config.corsOrigins === '*' ? true : config.corsOrigins }))
+    // Any origin: `*`, which browsers never pair with credentials. Credentials only for origins listed by name.
+    .use(cors(config.corsOrigins === '*' ? { origin: '*', credentials: false } : { origin: config.corsOrigins, credentials: true }))
     .use(
       openapi({
         path: '/docs',

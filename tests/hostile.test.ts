@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { expectContractError, type Session } from './support/app'
+import { createTestApp, expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
 import { rawRequest } from './support/raw-http'
 import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
@@ -135,5 +135,31 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
     ws.send(sendFrame(987654, wsId))
     expect(await ws.next('error')).toMatchObject({ code: 'not_found', client_msg_id: wsId })
     await ws.close()
+  })
+
+  test('#13.6 CORS: with CORS_ORIGINS=* any origin gets * without credentials; a list echoes (with credentials) only its origins', async () => {
+    const cors = (res: { headers: Headers }) => ({
+      origin: res.headers.get('access-control-allow-origin'),
+      credentials: res.headers.get('access-control-allow-credentials'),
+    })
+    const preflight = { 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' }
+    for (const origin of ['https://evil.example', 'null', 'http://localhost:3000']) {
+      expect(cors(await live.t.call('GET', '/health', { headers: { origin } }))).toEqual({ origin: '*', credentials: null })
+      expect(cors(await live.t.call('OPTIONS', '/auth/login', { headers: { origin, ...preflight } }))).toEqual({ origin: '*', credentials: null })
+    }
+    const listed = await createTestApp(dialect, { CORS_ORIGINS: 'https://app.example,https://admin.example' })
+    try {
+      for (const origin of ['https://app.example', 'https://admin.example']) {
+        expect(cors(await listed.call('GET', '/health', { headers: { origin } }))).toEqual({ origin, credentials: 'true' })
+        const pre = await listed.call('OPTIONS', '/auth/login', { headers: { origin, ...preflight } })
+        expect(cors(pre)).toEqual({ origin, credentials: 'true' })
+      }
+      for (const origin of ['https://evil.example', 'null', 'http://app.example', 'https://app.example.evil.example']) {
+        expect(cors(await listed.call('GET', '/health', { headers: { origin } })).origin).toBeNull()
+        expect(cors(await listed.call('OPTIONS', '/auth/login', { headers: { origin, ...preflight } })).origin).toBeNull()
+      }
+    } finally {
+      await listed.close()
+    }
   })
 })
