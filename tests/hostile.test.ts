@@ -162,4 +162,27 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
       await listed.close()
     }
   })
+
+  test('#13.7 only canonical base64url tokens verify: padding or a twin last character is 401, and a padded refresh token is not reuse', async () => {
+    const session = await live.t.register()
+    // Same bytes, another spelling: the last character of a 43-character signature carries 2 unused bits.
+    const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const twin = (token: string) => {
+      const last = B64.indexOf(token.at(-1)!)
+      return token.slice(0, -1) + B64[last ^ 1]
+    }
+    const variants = (token: string) => [token + '=', token + '==', twin(token), token.replace('.', '=.')]
+    for (const bad of variants(session.access_token))
+      expectContractError(await live.t.call('GET', '/me', { token: bad }), 401, 'unauthorized')
+    for (const bad of variants(session.refresh_token)) {
+      expectContractError(await live.t.call('POST', '/auth/refresh', { body: { refresh_token: bad } }), 401, 'unauthorized')
+      expectContractError(await live.t.call('POST', '/auth/logout', { body: { refresh_token: bad } }), 401, 'unauthorized')
+    }
+    const ws = await Client.open(`${live.base}/ws`)
+    ws.send({ type: 'auth', access_token: session.access_token + '=' })
+    expect((await ws.closed).code).toBe(4401)
+    // None of that touched the session: its tokens still work, and its refresh token rotates once.
+    expect((await live.t.call('GET', '/me', { token: session.access_token })).status).toBe(200)
+    expect((await live.t.call('POST', '/auth/refresh', { body: { refresh_token: session.refresh_token } })).status).toBe(200)
+  })
 })
