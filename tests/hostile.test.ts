@@ -185,4 +185,23 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
     expect((await live.t.call('GET', '/me', { token: session.access_token })).status).toBe(200)
     expect((await live.t.call('POST', '/auth/refresh', { body: { refresh_token: session.refresh_token } })).status).toBe(200)
   })
+
+  test('#13.8 usernames compare ASCII-lowercased: the Kelvin sign reaches nobody; login refuses what register refuses', async () => {
+    const name = `k${Math.random().toString(36).slice(2, 10)}`
+    const owner = await live.t.register(name, 'correct horse battery')
+    const kelvin = '\u212A' + name.slice(1)
+    expect(kelvin.toLowerCase()).toBe(name)
+    expectContractError(
+      await live.t.call('POST', '/auth/login', { body: { username: kelvin, password: 'correct horse battery' } }),
+      422,
+      'validation_failed',
+      'username',
+    )
+    expectContractError(await live.t.call('POST', '/auth/register', { body: { username: kelvin, password: 'correct horse battery' } }), 422, 'validation_failed', 'username')
+    for (const query of [`username=${encodeURIComponent(kelvin)}`, `q=${encodeURIComponent(kelvin)}`])
+      expect((await live.t.call('GET', `/users?${query}`, { token: a.access_token })).body).toEqual({ users: [] })
+    // ASCII case still folds.
+    expect((await live.t.call('POST', '/auth/login', { body: { username: name.toUpperCase(), password: 'correct horse battery' } })).status).toBe(200)
+    expect((await live.t.call('GET', `/users?username=${name.toUpperCase()}`, { token: a.access_token })).body).toEqual({ users: [owner.user] })
+  })
 })
