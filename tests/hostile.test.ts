@@ -204,4 +204,37 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
     expect((await live.t.call('POST', '/auth/login', { body: { username: name.toUpperCase(), password: 'correct horse battery' } })).status).toBe(200)
     expect((await live.t.call('GET', `/users?username=${name.toUpperCase()}`, { token: a.access_token })).body).toEqual({ users: [owner.user] })
   })
+
+  test('#13.9 "__proto__" in a body or frame is an ordinary key, ignored: it never supplies fields', async () => {
+    const token = a.access_token
+    const peer = await live.t.register()
+    const raw = (obj: string) => ({ token, raw: obj })
+    expectContractError(await live.t.call('POST', '/dialogs', raw(`{"__proto__": {"peer_user_id": ${peer.user.id}}}`)), 422, 'validation_failed', 'peer_user_id')
+    expectContractError(
+      await live.t.call('POST', '/auth/register', { raw: `{"username": "proto_${Date.now() % 1e6}", "__proto__": {"password": "correct horse battery"}}` }),
+      422,
+      'validation_failed',
+      'password',
+    )
+    // Escaped spelling, nested: still just a key.
+    expectContractError(
+      await live.t.call('POST', `/dialogs/${dialogId}/messages`, raw(`{"client_msg_id": "p1", "type": "text", "\\u005f_proto__": {"text": "smuggled"}}`)),
+      422,
+      'validation_failed',
+      'text',
+    )
+    // Beside the real fields it changes nothing.
+    const opened = await live.t.call('POST', '/dialogs', raw(`{"peer_user_id": ${peer.user.id}, "__proto__": {"peer_user_id": 1, "x": {"__proto__": null}}}`))
+    expect(opened.status).toBe(201)
+    expect(opened.body.peer.id).toBe(peer.user.id)
+
+    const ws = await Client.login(live.base, a)
+    ws.send(`{"type": "message:send", "client_msg_id": "p2", "msg_type": "text", "text": "t", "__proto__": {"dialog_id": ${dialogId}}}`)
+    expect(await ws.next('error')).toMatchObject({ code: 'validation_failed', details: { field: 'dialog_id' } })
+    ws.send(`{"__proto__": {"type": "ping"}}`)
+    expect(await ws.next('error')).toMatchObject({ code: 'bad_request', details: { field: 'type' } })
+    ws.send(`{"type": "ping", "__proto__": {"type": "auth"}}`)
+    expect(await ws.next()).toEqual({ type: 'pong' })
+    await ws.close()
+  })
 })

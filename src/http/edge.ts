@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import { AppError, errorBody, toAppError } from '../errors'
 import type { Metrics } from '../ops/metrics'
+import { parseJson } from '../shared/json'
 
 /** Elysia's validation error, read only for the field it names. */
 interface ValidationLike {
@@ -49,7 +50,7 @@ export const edge = (maxBodyBytes: number, metrics: Metrics) =>
       if (bytes.byteLength === 0) throw new AppError('bad_request', 'body must be a JSON object')
       let value: unknown
       try {
-        value = JSON.parse(utf8.decode(bytes))
+        value = parseJson(utf8.decode(bytes))
       } catch {
         throw new AppError('bad_request', 'body is not valid JSON')
       }

@@ -6,6 +6,7 @@ import type { MessageDto, StatusEvent } from '../messages/model'
 import { MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS } from '../messages/model'
 import { charCount } from '../shared/text'
 import { MAX_ID } from '../shared/ids'
+import { parseJson } from '../shared/json'
 
 /*
  * The WebSocket protocol of CONTRACT.md: the client frames' schemas (compiled once, so checking a frame
@@ -64,7 +65,7 @@ export function parseFrame(data: string | Buffer): RawFrame {
   if (typeof data !== 'string') throw new AppError('bad_request', 'frames are JSON text, not binary')
   let value: unknown
   try {
-    value = JSON.parse(data)
+    value = parseJson(data)
   } catch {
     throw new AppError('bad_request', 'frame is not valid JSON')
   }
