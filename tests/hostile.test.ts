@@ -237,4 +237,39 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
     expect(await ws.next()).toEqual({ type: 'pong' })
     await ws.close()
   })
+
+  test('#13.10 body ids are JSON integers; path and query ids are canonical decimal digits', async () => {
+    const token = a.access_token
+    const peer = await live.t.register()
+    for (const peer_user_id of [String(peer.user.id), `${peer.user.id}.5`, [peer.user.id], { id: peer.user.id }, true, null])
+      expectContractError(await live.t.call('POST', '/dialogs', { token, body: { peer_user_id } }), 422, 'validation_failed', 'peer_user_id')
+    expectContractError(
+      await live.t.call('POST', `/dialogs/${dialogId}/read_up_to`, { token, body: { last_read_message_id: String(messageId) } }),
+      422,
+      'validation_failed',
+      'last_read_message_id',
+    )
+    const noncanonical = (id: number) => [`0${id}`, `+${id}`, `${id}.0`, `${id}e0`, `0x${id.toString(16)}`, `%20${id}`, `${id}%20`, `${id}%00`, '']
+    for (const spelled of noncanonical(dialogId)) {
+      if (spelled !== '') {
+        expectContractError(await live.t.call('GET', `/dialogs/${spelled}`, { token }), 422, 'validation_failed', 'dialog_id')
+        expectContractError(await live.t.call('GET', `/dialogs/${spelled}/messages`, { token }), 422, 'validation_failed', 'dialog_id')
+        expectContractError(
+          await live.t.call('POST', `/dialogs/${spelled}/messages`, { token, body: { client_msg_id: 'nc', type: 'text', text: 'x' } }),
+          422,
+          'validation_failed',
+          'dialog_id',
+        )
+      }
+    }
+    for (const spelled of noncanonical(messageId)) {
+      for (const key of ['before_id', 'after_id'])
+        expectContractError(await live.t.call('GET', `/dialogs/${dialogId}/messages?${key}=${spelled}`, { token }), 422, 'validation_failed', key)
+    }
+    // The canonical spellings still work, after_id=0 included.
+    expect((await live.t.call('POST', '/dialogs', { token, body: { peer_user_id: peer.user.id } })).status).toBe(201)
+    expect((await live.t.call('GET', `/dialogs/${dialogId}`, { token })).status).toBe(200)
+    expect((await live.t.call('GET', `/dialogs/${dialogId}/messages?after_id=0`, { token })).status).toBe(200)
+    expect((await live.t.call('GET', `/dialogs/${dialogId}/messages?before_id=${messageId}`, { token })).status).toBe(200)
+  })
 })

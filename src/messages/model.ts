@@ -1,6 +1,6 @@
 import { t } from 'elysia'
 import { invalidField } from '../errors'
-import { MAX_ID } from '../shared/ids'
+import { BodyId, ParamId } from '../shared/ids'
 import { charCount } from '../shared/text'
 
 export const MESSAGE_TYPES = ['text'] as const
@@ -35,14 +35,14 @@ export const SendBody = t.Object({
 export const HistoryQuery = t.Object({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
   before: t.Optional(t.String({ maxLength: 64 })),
-  before_id: t.Optional(t.Integer({ minimum: 1, maximum: MAX_ID })),
-  after_id: t.Optional(t.Integer({ minimum: 0, maximum: MAX_ID })),
+  before_id: t.Optional(ParamId('before_id')),
+  after_id: t.Optional(ParamId('after_id', 0)),
 })
 
 export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() })
 
 export const ReadUpToBody = t.Object({
-  last_read_message_id: t.Integer({ minimum: 1, maximum: MAX_ID }),
+  last_read_message_id: BodyId(),
   read_at: t.Optional(t.String({ maxLength: 64 })),
 })
 
