@@ -16,6 +16,7 @@ import { MessageWriter } from './messages/writer'
 import { opsRoutes } from './ops'
 import { Metrics } from './ops/metrics'
 import { Hub } from './realtime/hub'
+import { UserLimits } from './limits/user-limits'
 import type { Db } from './storage/database'
 import { userRoutes } from './users'
 import { UserService } from './users/service'
@@ -31,6 +32,8 @@ export interface Core {
   messages: MessageService
   membership: Membership
   writer: MessageWriter
+  /** Per-user send rate and connection cap, shared by REST and every WebSocket wire. */
+  limits: UserLimits
   /** The realtime port the services publish through; a no-op until serve() attaches a server. */
   hub: Hub
   /** False once shutdown has begun: /health answers 503. */
@@ -55,6 +58,11 @@ export function createCore(config: Config, db: Db): Core {
     messages: new MessageService(db, writer, membership, hub),
     membership,
     writer,
+    limits: new UserLimits({
+      sendBurst: config.sendRateBurst,
+      sendPerSec: config.sendRatePerSec,
+      maxConnections: config.wsMaxConnectionsPerUser,
+    }),
     hub,
     accepting: true,
   }
@@ -77,7 +85,7 @@ export function createApp(core: Core) {
     .use(authRoutes(core.auth, { burst: config.authRateBurst, perSec: config.authRatePerSec }))
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))
-    .use(messageRoutes(core.auth, core.messages, { burst: config.sendRateBurst, perSec: config.sendRatePerSec }))
+    .use(messageRoutes(core.auth, core.messages, core.limits))
 }
 
 export type App = ReturnType<typeof createApp>

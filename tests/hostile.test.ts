@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createTestApp, expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
 import { rawRequest } from './support/raw-http'
-import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
+import { Client, sendFrame, startLive, type Frame, type LiveServer } from './support/ws'
 
 /*
  * One regression test per defect an attack run found (issue #13), each named after it. They drive the real
@@ -271,5 +271,51 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
     expect((await live.t.call('GET', `/dialogs/${dialogId}`, { token })).status).toBe(200)
     expect((await live.t.call('GET', `/dialogs/${dialogId}/messages?after_id=0`, { token })).status).toBe(200)
     expect((await live.t.call('GET', `/dialogs/${dialogId}/messages?before_id=${messageId}`, { token })).status).toBe(200)
+  })
+})
+
+describe.each(dialects)('hostile connections on %s', (dialect) => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive(dialect, { SEND_RATE_BURST: '6', SEND_RATE_PER_SEC: '0.01', WS_MAX_CONNECTIONS_PER_USER: '3' })
+  })
+  afterAll(() => live.close())
+
+  test('#13.3 the send bucket is per user across all its connections (and REST); connections per user are capped, over it → close 4429', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const devices = await Promise.all([0, 1, 2].map(() => Client.login(live.base, a)))
+    devices.forEach((ws, d) => [0, 1, 2].forEach((i) => ws.send(sendFrame(dialogId, `d${d}-${i}`))))
+    const answersOf = async (ws: Client) => {
+      const got: Frame[] = []
+      while (got.length < 3) {
+        const f = await ws.next()
+        if (f.type === 'message:ack' || f.type === 'error') got.push(f)
+      }
+      return got
+    }
+    const answers = (await Promise.all(devices.map(answersOf))).flat()
+    expect(answers.filter((f) => f.type === 'message:ack')).toHaveLength(6)
+    const limited = answers.filter((f) => f.type === 'error')
+    expect(limited).toHaveLength(3)
+    for (const f of limited) expect(f).toMatchObject({ code: 'rate_limited', frame_type: 'message:send' })
+    // REST draws on the same bucket.
+    const rest = await live.t.call('POST', `/dialogs/${dialogId}/messages`, { token: a.access_token, body: { client_msg_id: 'rest', type: 'text', text: 'x' } })
+    expectContractError(rest, 429, 'rate_limited')
+    // Another user has a bucket of their own.
+    expect((await live.t.call('POST', `/dialogs/${dialogId}/messages`, { token: b.access_token, body: { client_msg_id: 'b', type: 'text', text: 'x' } })).status).toBe(201)
+
+    // A fourth connection of the same user is refused, with a frame saying why and close code 4429.
+    const fourth = await Client.open(`${live.base}/ws`)
+    fourth.send({ type: 'auth', access_token: a.access_token })
+    expect(await fourth.next()).toMatchObject({ type: 'error', code: 'rate_limited', frame_type: 'auth' })
+    expect((await fourth.closed).code).toBe(4429)
+    const byQuery = await Client.open(`${live.base}/ws?access_token=${a.access_token}`)
+    expect((await byQuery.closed).code).toBe(4429)
+    // The three still work; the other user connects; once one closes there is room again.
+    expect((await devices[0]!.drain()).map((f) => f.type)).toEqual(['message:new']) // b's REST message
+    const other = await Client.login(live.base, b)
+    await devices[2]!.close()
+    const again = await Client.login(live.base, a)
+    await Promise.all([devices[0]!.close(), devices[1]!.close(), again.close(), other.close()])
   })
 })

@@ -33,7 +33,7 @@ export interface Config {
   /** Login/register/refresh attempts per client address: bucket size and refill per second. */
   authRateBurst: number
   authRatePerSec: number
-  /** Message sends per user (REST) or connection (WebSocket). */
+  /** Message sends (and WebSocket receipts) per user, across REST and all the user's connections, per node. */
   sendRateBurst: number
   sendRatePerSec: number
   /** Group commit: a batch closes at this many sends or this many ms after its first. */
@@ -42,6 +42,8 @@ export interface Config {
   wsAuthTimeoutMs: number
   wsIdleTimeoutSec: number
   wsBackpressureBytes: number
+  /** Authenticated WebSocket connections per user, per node. */
+  wsMaxConnectionsPerUser: number
 }
 
 export class ConfigError extends Error {
@@ -88,6 +90,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     wsAuthTimeoutMs: int(env, 'WS_AUTH_TIMEOUT_MS', 10_000, 1, 3_600_000),
     wsIdleTimeoutSec: int(env, 'WS_IDLE_TIMEOUT_SEC', 120, 0, 960),
     wsBackpressureBytes: int(env, 'WS_BACKPRESSURE_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    wsMaxConnectionsPerUser: int(env, 'WS_MAX_CONNECTIONS_PER_USER', 20, 1, 1_000_000),
   }
 }
 
