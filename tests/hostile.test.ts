@@ -319,3 +319,31 @@ describe.each(dialects)('hostile connections on %s', (dialect) => {
     await Promise.all([devices[0]!.close(), devices[1]!.close(), again.close(), other.close()])
   })
 })
+
+describe.each(dialects)('garbage floods on %s', (dialect) => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive(dialect)
+  })
+  afterAll(() => live.close())
+
+  test('#13.11 invalid frames spend a per-connection budget: a connection that keeps sending garbage is closed with 1008', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const [flooder, bystander] = await Promise.all([Client.login(live.base, a), Client.login(live.base, b)])
+    const garbage = ['not json', '[]', '{"type": 5}', '{"type": "nope"}', JSON.stringify(sendFrame(dialogId, 'g', '  ')), '{"type":"message:read"}']
+    for (let i = 0; i < 1_000 && flooder.ws.readyState === WebSocket.OPEN; i++) flooder.send(garbage[i % garbage.length])
+    const closed = await Promise.race([flooder.closed, Bun.sleep(5_000).then(() => ({ code: 0, reason: 'still open after 5 s' }))])
+    expect(closed).toMatchObject({ code: 1008 })
+    // Each refused frame got its error frame until the budget ran out; far fewer than were sent.
+    const errors = flooder.frames.filter((f) => f.type === 'error')
+    expect(errors.length).toBeGreaterThan(20)
+    expect(errors.length).toBeLessThan(200)
+    // The others carry on, and the flooder's user may come back.
+    bystander.send(sendFrame(dialogId, 'still-here'))
+    expect((await bystander.next('message:ack')).client_msg_id).toBe('still-here')
+    const back = await Client.login(live.base, a)
+    back.send({ type: 'ping' })
+    expect(await back.next('pong')).toEqual({ type: 'pong' })
+    await Promise.all([bystander.close(), back.close()])
+  }, 15_000)
+})

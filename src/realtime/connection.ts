@@ -3,6 +3,7 @@ import type { Core } from '../app'
 import { peerOf } from '../dialogs/membership'
 import { AppError, toAppError, unauthorized } from '../errors'
 import { TokenBucket } from '../limits/token-bucket'
+import { CLOSE_POLICY_VIOLATION, InvalidFrames } from '../limits/invalid-frames'
 import { CLOSE_TOO_MANY_CONNECTIONS } from '../limits/user-limits'
 import { parseInstant } from '../shared/time'
 import {
@@ -38,6 +39,7 @@ export function createRealtime(core: Core): Realtime {
   let inFlight = 0
   let idle: (() => void) | undefined
   let refusing = false
+  const invalidFrames = new InvalidFrames()
 
   const reply = (ws: Socket, frame: string) => {
     ws.send(frame)
@@ -160,6 +162,9 @@ export function createRealtime(core: Core): Realtime {
     } catch (error) {
       if (!frame) metrics.wsFrames.inc({ type: 'invalid' })
       fail(ws, error, raw)
+      const code = error instanceof AppError ? error.code : undefined
+      if ((code === 'bad_request' || code === 'validation_failed') && !invalidFrames.take(ws))
+        closeSocket(ws, CLOSE_POLICY_VIOLATION, 'too many invalid frames')
     }
   }
 
