@@ -217,7 +217,8 @@ export function createRealtime(core: Core): Realtime {
     websocket,
     upgrade(request, server) {
       const url = request.url
-      const pathStart = url.indexOf('/', url.indexOf('//') + 2)
+      // The bare path when the Host header is one Bun cannot use (see http/host.ts).
+      const pathStart = url.startsWith('/') ? 0 : url.indexOf('/', url.indexOf('//') + 2)
       const queryStart = url.indexOf('?', pathStart)
       if (!PATHS.has(queryStart === -1 ? url.slice(pathStart) : url.slice(pathStart, queryStart))) return false
       const queryToken = queryStart === -1 ? undefined : new URLSearchParams(url.slice(queryStart)).get('access_token')
