@@ -7,10 +7,9 @@ import {
   encode,
   expectContractAnswer,
   nearMissValue,
-  openDialog,
   register,
   RUNS,
-  startTarget,
+  startScene,
   type Account,
   type Target,
 } from './support/fuzz'
@@ -39,16 +38,8 @@ describe.each(dialects)('REST fuzz on %s', (dialect) => {
   let bystanders: Bystanders
 
   beforeAll(async () => {
-    target = await startTarget(dialect)
-    ;[me, peer, spare] = await Promise.all([register(target.base), register(target.base), register(target.base)])
-    dialogId = await openDialog(target.base, me, peer)
-    const sent = await fetch(`http://${target.base}/dialogs/${dialogId}/messages`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${peer.token}` },
-      body: JSON.stringify({ client_msg_id: 'seed', type: 'text', text: 'seed' }),
-    })
-    messageId = ((await sent.json()) as { id: number }).id
-    bystanders = await Bystanders.start(target.base)
+    ;({ target, me, peer, dialogId, messageId, bystanders } = await startScene(dialect))
+    spare = await register(target.base)
   }, 30_000)
   afterAll(() => target?.stop())
 

@@ -9,11 +9,9 @@ import {
   encode,
   expectContractAnswer,
   formatStamp,
-  openDialog,
-  register,
   RUNS,
   stampParts,
-  startTarget,
+  startScene,
   timestamp,
   type Account,
   type StampParts,
@@ -75,7 +73,6 @@ type Channel = 'read_up_to' | 'dialogs?before' | 'messages?before' | 'message:de
 describe.each(dialects)('timestamps through the server on %s', (dialect) => {
   let target: Target
   let me: Account
-  let peer: Account
   let dialogId: number
   let messageId: number
   let bystanders: Bystanders
@@ -84,16 +81,7 @@ describe.each(dialects)('timestamps through the server on %s', (dialect) => {
   const connectWs = () => Client.login(`ws://${target.base}`, { access_token: me.token } as Session)
 
   beforeAll(async () => {
-    target = await startTarget(dialect)
-    ;[me, peer] = await Promise.all([register(target.base), register(target.base)])
-    dialogId = await openDialog(target.base, me, peer)
-    const sent = await fetch(`http://${target.base}/dialogs/${dialogId}/messages`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${peer.token}` },
-      body: JSON.stringify({ client_msg_id: 'seed', type: 'text', text: 'seed' }),
-    })
-    messageId = ((await sent.json()) as { id: number }).id
-    bystanders = await Bystanders.start(target.base)
+    ;({ target, me, dialogId, messageId, bystanders } = await startScene(dialect))
     ws = await connectWs()
   }, 30_000)
   afterAll(() => target?.stop())

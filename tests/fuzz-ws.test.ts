@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import fc from 'fast-check'
 import type { Session } from './support/app'
 import { dialects } from './support/databases'
-import { Bystanders, CONTRACT_STATUS, nearMiss, openDialog, register, RUNS, startTarget, type Account, type Target } from './support/fuzz'
+import { Bystanders, CONTRACT_STATUS, nearMiss, RUNS, startScene, type Account, type Target } from './support/fuzz'
 import { Client, type Frame } from './support/ws'
 
 /*
@@ -27,23 +27,13 @@ function expectProtocolFrame(frame: Frame, sent: string): void {
 describe.each(dialects)('WebSocket fuzz on %s', (dialect) => {
   let target: Target
   let me: Account
-  let peer: Account
   let dialogId: number
   let messageId: number
   let bystanders: Bystanders
   const base = () => `ws://${target.base}`
 
   beforeAll(async () => {
-    target = await startTarget(dialect)
-    ;[me, peer] = await Promise.all([register(target.base), register(target.base)])
-    dialogId = await openDialog(target.base, me, peer)
-    const sent = await fetch(`http://${target.base}/dialogs/${dialogId}/messages`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${peer.token}` },
-      body: JSON.stringify({ client_msg_id: 'seed', type: 'text', text: 'seed' }),
-    })
-    messageId = ((await sent.json()) as { id: number }).id
-    bystanders = await Bystanders.start(target.base)
+    ;({ target, me, dialogId, messageId, bystanders } = await startScene(dialect))
   }, 30_000)
   afterAll(() => target?.stop())
 

@@ -282,3 +282,26 @@ export function bodyText(valid: Record<string, unknown>): fc.Arbitrary<string> {
     { arbitrary: fc.string({ unit: 'binary', maxLength: 40 }), weight: 1 },
   )
 }
+
+/** What every fuzz suite attacks: a server, a user with a dialog holding one message from the peer, bystanders. */
+export interface Scene {
+  target: Target
+  me: Account
+  peer: Account
+  dialogId: number
+  messageId: number
+  bystanders: Bystanders
+}
+
+export async function startScene(dialect: Dialect): Promise<Scene> {
+  const target = await startTarget(dialect)
+  const [me, peer] = await Promise.all([register(target.base), register(target.base)])
+  const dialogId = await openDialog(target.base, me, peer)
+  const sent = await fetch(`http://${target.base}/dialogs/${dialogId}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${peer.token}` },
+    body: JSON.stringify({ client_msg_id: 'seed', type: 'text', text: 'seed' }),
+  })
+  const messageId = ((await sent.json()) as { id: number }).id
+  return { target, me, peer, dialogId, messageId, bystanders: await Bystanders.start(target.base) }
+}
