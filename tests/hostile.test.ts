@@ -67,6 +67,24 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
     expect(after.status).toBe(201)
   })
 
+  test('#13.1 bad receipts sent together with messages (one write batch) never cost those messages their message:new', async () => {
+    const [sender, watcher] = await Promise.all([Client.login(live.base, a), Client.login(live.base, b)])
+    // One burst: the frames arrive in one event-loop turn, so the sends and receipts meet in one batch.
+    for (let i = 0; i < 5; i++) {
+      sender.send(sendFrame(dialogId, `batch-${i}`))
+      sender.send({ type: 'message:read', dialog_id: dialogId, last_read_message_id: messageId, read_at: '9999-12-31T23:59:59-23:59' })
+      sender.send({ type: 'message:delivered', message_id: messageId, delivered_at: '0000-06-01T00:00:00Z' })
+    }
+    const acks: string[] = []
+    while (acks.length < 5) acks.push((await sender.next('message:ack')).message.client_msg_id)
+    expect(acks.sort()).toEqual([0, 1, 2, 3, 4].map((i) => `batch-${i}`))
+    const published: string[] = []
+    while (published.length < 5) published.push((await watcher.next('message:new')).message.client_msg_id)
+    expect(published.sort()).toEqual(acks)
+    expect(sender.frames.filter((f) => f.type === 'error').map((f) => f.code)).toEqual(Array(10).fill('validation_failed'))
+    await Promise.all([sender.close(), watcher.close()])
+  })
+
   test('#13.2 a Host of 3 characters or fewer routes like any other; Host: x with /abc/metrics does not serve /metrics', async () => {
     const port = live.running.server.port!
     // Also Hosts Bun cannot use at all (it then hands on the bare path as the URL).

@@ -142,16 +142,17 @@ export class Bystanders {
     bystanders.ws = await connect(base, listener.token, (frame) => {
       if (frame.type === 'message:new') bystanders.published.add(frame.message.id)
     })
-    bystanders.loop = bystanders.run()
+    // Several sends in flight, so that they share write batches with whatever the fuzz submits.
+    bystanders.loop = Promise.all([0, 1, 2, 3].map((lane) => bystanders.run(lane))).then(() => {})
     return bystanders
   }
 
-  private async run(): Promise<void> {
+  private async run(lane: number): Promise<void> {
     for (let i = 0; this.running; i++) {
       const res = await fetch(`http://${this.base}/dialogs/${this.dialogId}/messages`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${this.sender.token}` },
-        body: JSON.stringify({ client_msg_id: `bystander-${i}`, type: 'text', text: `message ${i}` }),
+        body: JSON.stringify({ client_msg_id: `bystander-${lane}-${i}`, type: 'text', text: `message ${i}` }),
       })
       this.statuses.push(res.status)
       const body = (await res.json()) as { id?: number }
