@@ -6,7 +6,7 @@ import {
   Bystanders,
   encode,
   expectContractAnswer,
-  nearMissValue,
+  nearMissFor,
   register,
   RUNS,
   startScene,
@@ -57,7 +57,7 @@ describe.each(dialects)('REST fuzz on %s', (dialect) => {
       .array(
         fc.oneof(
           fc.constantFrom(...Object.entries(valid)),
-          fc.tuple(fc.constantFrom(...Object.keys(valid)), nearMissValue.map((v) => (typeof v === 'string' ? v : JSON.stringify(v) ?? ''))),
+          fc.constantFrom(...Object.keys(valid)).chain((k) => nearMissFor(k).map((v) => [k, typeof v === 'string' ? v : JSON.stringify(v) ?? ''] as const)),
           fc.tuple(fc.constantFrom('__proto__', 'constructor', 'limit[]', 'a[b]', ''), fc.string({ maxLength: 8 })),
         ),
         { maxLength: 4 },
