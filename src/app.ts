@@ -20,6 +20,7 @@ import { Metrics } from './ops/metrics'
 import { pushRoutes } from './push'
 import { PushService } from './push/service'
 import { Hub } from './realtime/hub'
+import { UserLimits } from './limits/user-limits'
 import type { Db } from './storage/database'
 import { userRoutes } from './users'
 import { UserService } from './users/service'
@@ -36,6 +37,8 @@ export interface Core {
   membership: Membership
   writer: MessageWriter
   push: PushService
+  /** Per-user send rate and connection cap, shared by REST and every WebSocket wire. */
+  limits: UserLimits
   /** The realtime port the services publish through; a no-op until serve() attaches a server. */
   hub: Hub
   /** False once shutdown has begun: /health answers 503. */
@@ -67,6 +70,11 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
     membership,
     writer,
     push,
+    limits: new UserLimits({
+      sendBurst: config.sendRateBurst,
+      sendPerSec: config.sendRatePerSec,
+      maxConnections: config.wsMaxConnectionsPerUser,
+    }),
     hub,
     accepting: true,
     log,
@@ -81,13 +89,14 @@ export function createApp(core: Core) {
   const app = new Elysia()
     .use(requestLog(core.log, core.metrics, config.logHttpSample))
     .use(edge(config.maxBodyBytes, core.metrics))
-    .use(cors({ origin: config.corsOrigins === '*' ? true : config.corsOrigins }))
+    // Any origin: `*`, which browsers never pair with credentials. Credentials only for origins listed by name.
+    .use(cors(config.corsOrigins === '*' ? { origin: '*', credentials: false } : { origin: config.corsOrigins, credentials: true }))
     .use(docsRoutes(root))
     .use(opsRoutes(core.db, core.metrics, { accepting: () => core.accepting, clusterJoined: () => core.hub.clusterJoined() }))
     .use(authRoutes(core.auth, { burst: config.authRateBurst, perSec: config.authRatePerSec }))
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))
-    .use(messageRoutes(core.auth, core.messages, { burst: config.sendRateBurst, perSec: config.sendRatePerSec }))
+    .use(messageRoutes(core.auth, core.messages, core.limits))
     .use(pushRoutes(core.auth, core.push))
   root.app = app
   return app

@@ -3,6 +3,7 @@ import { createApp, type Core } from './app'
 import { recordAddress } from './http/client-address'
 import { clientAddress } from './http/trust-proxy'
 import { logSockets } from './log/socket-log'
+import { withRoutableHost } from './http/host'
 import { createRealtime } from './realtime/connection'
 import { CLOSE_GOING_AWAY, type ConnectionData } from './realtime/socket'
 import { webRoutes } from './web/routes'
@@ -25,8 +26,9 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     port: options.port,
     hostname: options.hostname,
     reusePort: options.reusePort ?? false,
-    // The app answers oversize bodies with the contract's 413; this is only the backstop for abuse.
-    maxRequestBodySize: core.config.maxBodyBytes * 4,
+    // Unbounded here so that every oversize body reaches the edge, which answers the contract's JSON 413 (Bun's
+    // own is bare) without reading it: an announced length is refused on arrival, a chunked body at the limit.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     // The web app (`/` and its bundled assets); everything else goes to fetch. Not Bun's development mode:
     // the page is bundled minified, without the hot-reload client.
     routes: webRoutes,
@@ -35,9 +37,10 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.
       if (realtime.upgrade(request, server)) return undefined
+      const routable = withRoutableHost(request)
       const peer = server.requestIP(request)?.address
-      if (peer) recordAddress(request, clientAddress(core.config.trustProxy, peer, request.headers))
-      return app.fetch(request)
+      if (peer) recordAddress(routable, clientAddress(core.config.trustProxy, peer, request.headers))
+      return app.fetch(routable)
     },
     websocket: logSockets(realtime.websocket, core.log),
   })

@@ -87,8 +87,8 @@ describe.each(dialects)('REST errors on %s', (dialect) => {
     expect(page.body.messages.map((m: { text: string }) => m.text)).toEqual(['m'])
   })
 
-  test('401 invalid_credentials for a login no user can have (NUL in the name) — not a 500', async () => {
-    expectContractError(await t.call('POST', '/auth/login', { body: { username: 'a\u0000b', password: 'whatever-1' } }), 401, 'invalid_credentials')
+  test('422 validation_failed for a login no user can have (NUL in the name), as register answers — not a 500', async () => {
+    expectContractError(await t.call('POST', '/auth/login', { body: { username: 'a\u0000b', password: 'whatever-1' } }), 422, 'validation_failed', 'username')
   })
 
   test('404 not_found: unknown routes and methods, unknown dialog', async () => {

@@ -8,13 +8,16 @@ const PASSWORD_RULE = `${PASSWORD_CHARS.min}–${PASSWORD_CHARS.max} characters`
 
 // The schemas bound the raw size (a character is one or two UTF-16 units); `checkPassword` counts characters
 // (code points), so 256 emoji are a valid password, and login accepts every password register accepted.
+const Username = t.String({ pattern: USERNAME_PATTERN, error: 'username: 3–32 characters of A-Z a-z 0-9 _ . -' })
+
 export const Credentials = t.Object({
-  username: t.String({ pattern: USERNAME_PATTERN, error: 'username: 3–32 characters of A-Z a-z 0-9 _ . -' }),
+  username: Username,
   password: t.String({ minLength: PASSWORD_CHARS.min, maxLength: PASSWORD_CHARS.max * 2, error: `password: ${PASSWORD_RULE}` }),
 })
 
+// A username register would refuse names no account: refused alike (422), never looked up.
 export const LoginBody = t.Object({
-  username: t.String({ minLength: 1, maxLength: 256 }),
+  username: Username,
   password: t.String({ minLength: 1, maxLength: PASSWORD_CHARS.max * 2 }),
 })
 

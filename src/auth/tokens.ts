@@ -44,6 +44,7 @@ export class Tokens {
       if (Date.now() < cached.expiresAtMs) return cached.claims.kind === kind ? cached.claims : undefined
       this.verified.delete(token)
     }
+    if (!isCanonical(token)) return undefined
     const payload = await this.signer.verify(token, { algorithms: ['HS256'] })
     if (!payload || typeof payload.sid !== 'string' || typeof payload.sub !== 'string' || typeof payload.exp !== 'number')
       return undefined
@@ -55,4 +56,14 @@ export class Tokens {
     this.verified.set(token, { claims, expiresAtMs: payload.exp * 1000 })
     return claims.kind === kind ? claims : undefined
   }
+}
+
+/**
+ * Three base64url parts, each spelled the one way its bytes encode: no padding, no stray unused bits in the
+ * last character. The verifier decodes leniently, so `token=` would pass as `token` (and a padded refresh
+ * token, being another string, would count as reuse and revoke its own session).
+ */
+function isCanonical(token: string): boolean {
+  const parts = token.split('.')
+  return parts.length === 3 && parts.every((part) => /^[A-Za-z0-9_-]+$/.test(part) && Buffer.from(part, 'base64url').toString('base64url') === part)
 }

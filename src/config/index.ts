@@ -35,7 +35,7 @@ export interface Config {
   /** Login/register/refresh attempts per client address: bucket size and refill per second. */
   authRateBurst: number
   authRatePerSec: number
-  /** Message sends per user (REST) or connection (WebSocket). */
+  /** Message sends (and WebSocket receipts) per user, across REST and all the user's connections, per node. */
   sendRateBurst: number
   sendRatePerSec: number
   /** Group commit: a batch closes at this many sends or this many ms after its first. */
@@ -51,6 +51,8 @@ export interface Config {
   logHttpSample: number
   /** How often live connections' sessions are checked for revocation by another process (the CLI). */
   sessionCheckMs: number
+  /** Authenticated WebSocket connections per user, per node. */
+  wsMaxConnectionsPerUser: number
   push: PushConfig
 }
 
@@ -124,6 +126,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       concurrency: int(env, 'PUSH_CONCURRENCY', 16, 1, 10_000),
       timeoutMs: int(env, 'PUSH_TIMEOUT_MS', 10_000, 1, 600_000),
     },
+    wsMaxConnectionsPerUser: int(env, 'WS_MAX_CONNECTIONS_PER_USER', 20, 1, 1_000_000),
   }
 }
 

@@ -1,6 +1,6 @@
 import { t } from 'elysia'
 import { MessageSchema } from '../messages/model'
-import { MAX_ID } from '../shared/ids'
+import { BodyId, ParamId } from '../shared/ids'
 
 export const DialogSchema = t.Object({
   id: t.Integer(),
@@ -26,6 +26,6 @@ export const DialogListQuery = t.Object({
   before: t.Optional(t.String({ maxLength: 64 })),
 })
 
-export const CreateDialogBody = t.Object({ peer_user_id: t.Integer({ minimum: 1, maximum: MAX_ID }) })
+export const CreateDialogBody = t.Object({ peer_user_id: BodyId() })
 
-export const DialogParams = t.Object({ dialog_id: t.Integer({ minimum: 1, maximum: MAX_ID }) })
+export const DialogParams = t.Object({ dialog_id: ParamId('dialog_id') })

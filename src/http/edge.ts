@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import { AppError, errorBody, toAppError } from '../errors'
 import type { Metrics } from '../ops/metrics'
+import { parseJson } from '../shared/json'
 
 /** Elysia's validation error, read only for the field it names. */
 interface ValidationLike {
@@ -45,12 +46,11 @@ export const edge = (maxBodyBytes: number, metrics: Metrics) =>
     })
     .onParse({ as: 'global' }, async ({ request }) => {
       if (!BODY_METHODS.has(request.method)) return
-      const bytes = await request.arrayBuffer()
-      if (bytes.byteLength > maxBodyBytes) throw tooLarge(maxBodyBytes)
+      const bytes = await readCapped(request, maxBodyBytes)
       if (bytes.byteLength === 0) throw new AppError('bad_request', 'body must be a JSON object')
       let value: unknown
       try {
-        value = JSON.parse(utf8.decode(bytes))
+        value = parseJson(utf8.decode(bytes))
       } catch {
         throw new AppError('bad_request', 'body is not valid JSON')
       }
@@ -78,5 +78,21 @@ export const edge = (maxBodyBytes: number, metrics: Metrics) =>
       const status = responseValue instanceof Response ? responseValue.status : Number(set.status ?? 200)
       metrics.httpRequests.inc({ route: route || 'unmatched', status: String(status) })
     })
+
+/**
+ * The body, up to `limit` bytes, else 413. A body with a Content-Length (checked on arrival) is read whole; a
+ * chunked one is read chunk by chunk and abandoned past the limit, never held entire.
+ */
+async function readCapped(request: Request, limit: number): Promise<Uint8Array> {
+  if (request.headers.has('content-length') || !request.body) return new Uint8Array(await request.arrayBuffer())
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of request.body) {
+    size += chunk.byteLength
+    if (size > limit) throw tooLarge(limit)
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks, size)
+}
 
 const tooLarge = (limit: number) => new AppError('payload_too_large', `request body over ${limit} bytes`)

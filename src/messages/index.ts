@@ -2,17 +2,12 @@ import { Elysia } from 'elysia'
 import { authGuard } from '../auth/guard'
 import type { AuthService } from '../auth/service'
 import { DialogParams } from '../dialogs/model'
-import { AppError, invalidField } from '../errors'
-import { KeyedRateLimit } from '../limits/token-bucket'
+import { invalidField } from '../errors'
+import type { UserLimits } from '../limits/user-limits'
 import { parseInstant } from '../shared/time'
 import { HistoryPage, HistoryQuery, MessageSchema, ReadState, ReadUpToBody, SendBody } from './model'
 import type { MessageService } from './service'
 import type { HistoryCursor } from './store'
-
-export interface SendRateLimit {
-  burst: number
-  perSec: number
-}
 
 function cursorOf(query: typeof HistoryQuery.static): HistoryCursor {
   const given = (['before', 'before_id', 'after_id'] as const).filter((k) => query[k] !== undefined)
@@ -23,8 +18,7 @@ function cursorOf(query: typeof HistoryQuery.static): HistoryCursor {
   return { newest: true }
 }
 
-export const messageRoutes = (auth: AuthService, messages: MessageService, limit: SendRateLimit) => {
-  const sends = new KeyedRateLimit<number>(limit.burst, limit.perSec)
+export const messageRoutes = (auth: AuthService, messages: MessageService, limits: UserLimits) => {
   return new Elysia({ prefix: '/dialogs/:dialog_id', tags: ['messages'] })
     .use(authGuard(auth))
     .get(
@@ -36,8 +30,7 @@ export const messageRoutes = (auth: AuthService, messages: MessageService, limit
     .post(
       '/messages',
       async ({ principal, params, body, set }) => {
-        const wait = sends.take(principal.userId)
-        if (wait > 0) throw new AppError('rate_limited', 'sending too fast', undefined, wait)
+        limits.takeSend(principal.userId)
         const { created, message } = await messages.send(principal.userId, {
           dialogId: params.dialog_id,
           clientMsgId: body.client_msg_id,

@@ -1,6 +1,6 @@
 import { t } from 'elysia'
 import { invalidField } from '../errors'
-import { MAX_ID } from '../shared/ids'
+import { BodyId, ParamId } from '../shared/ids'
 import { charCount } from '../shared/text'
 
 export const MESSAGE_TYPES = ['text'] as const
@@ -20,7 +20,9 @@ export const MessageSchema = t.Object({
 export type MessageDto = typeof MessageSchema.static
 export type MessageStatus = MessageDto['status']
 
-export const ClientMsgId = t.String({ minLength: 1, maxLength: 64 })
+export const MAX_CLIENT_MSG_ID_CHARS = 64
+// Bounds the raw size; `checkClientMsgId` counts characters (code points): 64 emoji are a valid id.
+export const ClientMsgId = t.String({ minLength: 1, maxLength: MAX_CLIENT_MSG_ID_CHARS * 2 })
 // The schema bounds the raw size; `checkText` counts characters (code points) and rejects blank text.
 export const MessageText = t.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 2 })
 
@@ -33,14 +35,14 @@ export const SendBody = t.Object({
 export const HistoryQuery = t.Object({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
   before: t.Optional(t.String({ maxLength: 64 })),
-  before_id: t.Optional(t.Integer({ minimum: 1, maximum: MAX_ID })),
-  after_id: t.Optional(t.Integer({ minimum: 0, maximum: MAX_ID })),
+  before_id: t.Optional(ParamId('before_id')),
+  after_id: t.Optional(ParamId('after_id', 0)),
 })
 
 export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() })
 
 export const ReadUpToBody = t.Object({
-  last_read_message_id: t.Integer({ minimum: 1, maximum: MAX_ID }),
+  last_read_message_id: BodyId(),
   read_at: t.Optional(t.String({ maxLength: 64 })),
 })
 
@@ -104,6 +106,8 @@ const unstorable = (value: string) => value.includes('\u0000') || !value.isWellF
 
 export function checkClientMsgId(clientMsgId: string): void {
   if (unstorable(clientMsgId)) throw invalidField('client_msg_id', 'must be Unicode text without NUL characters')
+  if (charCount(clientMsgId, MAX_CLIENT_MSG_ID_CHARS) > MAX_CLIENT_MSG_ID_CHARS)
+    throw invalidField('client_msg_id', `at most ${MAX_CLIENT_MSG_ID_CHARS} characters`)
 }
 
 export function checkText(text: string): void {

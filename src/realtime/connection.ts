@@ -3,6 +3,8 @@ import type { Core } from '../app'
 import { peerOf } from '../dialogs/membership'
 import { AppError, toAppError, unauthorized } from '../errors'
 import { TokenBucket } from '../limits/token-bucket'
+import { CLOSE_POLICY_VIOLATION, InvalidFrames } from '../limits/invalid-frames'
+import { CLOSE_TOO_MANY_CONNECTIONS } from '../limits/user-limits'
 import { parseInstant } from '../shared/time'
 import {
   ackFrame,
@@ -37,6 +39,7 @@ export function createRealtime(core: Core): Realtime {
   let inFlight = 0
   let idle: (() => void) | undefined
   let refusing = false
+  const invalidFrames = new InvalidFrames()
 
   const reply = (ws: Socket, frame: string) => {
     metrics.frameOut(frame)
@@ -63,12 +66,25 @@ export function createRealtime(core: Core): Realtime {
     closeSocket(ws, CLOSE_UNAUTHORIZED, 'unauthorized')
   }
 
+  /** Counts the connection against the user's cap (released on close); over it → error frame, close 4429. */
+  const admit = (ws: Socket, userId: number, raw?: RawFrame) => {
+    try {
+      core.limits.admit(userId, ws)
+      return true
+    } catch (error) {
+      ws.send(errorFrame(toAppError(error), raw))
+      closeSocket(ws, CLOSE_TOO_MANY_CONNECTIONS, 'too many connections for this user')
+      return false
+    }
+  }
+
   /** Checks the token, then registers the connection with the hub; auth:ok only once it is subscribed. */
   const authenticate = (ws: Socket, token: string, raw?: RawFrame) => {
     const authing = (async () => {
       try {
         const principal = await core.auth.authenticate(token)
         if (ws.data.closing) return false
+        if (!admit(ws, principal.userId, raw)) return false
         ws.data.userId = principal.userId
         ws.data.sessionId = principal.sessionId
         clearTimeout(ws.data.authTimer)
@@ -127,10 +143,10 @@ export function createRealtime(core: Core): Realtime {
   }
 
   const limit = (ws: Socket, frame: ClientFrame) => {
-    const bucket =
-      frame.type === 'typing' ? ws.data.typing : frame.type === 'ping' || frame.type === 'auth' ? undefined : ws.data.sends
-    const wait = bucket?.take() ?? 0
-    if (wait > 0) throw new AppError('rate_limited', 'sending too fast', undefined, Math.max(1, Math.ceil(wait)))
+    if (frame.type === 'ping' || frame.type === 'auth') return
+    if (frame.type !== 'typing') return core.limits.takeSend(ws.data.userId!)
+    const wait = ws.data.typing.take()
+    if (wait > 0) throw new AppError('rate_limited', 'typing too fast', undefined, Math.max(1, Math.ceil(wait)))
   }
 
   const handle = (ws: Socket, data: string | Buffer) => {
@@ -147,6 +163,9 @@ export function createRealtime(core: Core): Realtime {
     } catch (error) {
       if (!frame) metrics.wsFrames.inc({ type: 'invalid' })
       fail(ws, error, raw)
+      const code = error instanceof AppError ? error.code : undefined
+      if ((code === 'bad_request' || code === 'validation_failed') && !invalidFrames.take(ws))
+        closeSocket(ws, CLOSE_POLICY_VIOLATION, 'too many invalid frames')
     }
   }
 
@@ -190,6 +209,7 @@ export function createRealtime(core: Core): Realtime {
       metrics.openConnections.inc({}, -1)
       ws.data.closing = true
       clearTimeout(ws.data.authTimer)
+      if (ws.data.userId !== undefined) core.limits.release(ws.data.userId, ws)
       hub.disconnect(ws)
     },
   }
@@ -198,7 +218,8 @@ export function createRealtime(core: Core): Realtime {
     websocket,
     upgrade(request, server) {
       const url = request.url
-      const pathStart = url.indexOf('/', url.indexOf('//') + 2)
+      // The bare path when the Host header is one Bun cannot use (see http/host.ts).
+      const pathStart = url.startsWith('/') ? 0 : url.indexOf('/', url.indexOf('//') + 2)
       const queryStart = url.indexOf('?', pathStart)
       if (!PATHS.has(queryStart === -1 ? url.slice(pathStart) : url.slice(pathStart, queryStart))) return false
       const queryToken = queryStart === -1 ? undefined : new URLSearchParams(url.slice(queryStart)).get('access_token')
@@ -210,7 +231,6 @@ export function createRealtime(core: Core): Realtime {
           authing: undefined,
           authTimer: undefined,
           closing: false,
-          sends: new TokenBucket(config.sendRateBurst, config.sendRatePerSec),
           typing: new TokenBucket(TYPING_BURST, TYPING_PER_SEC),
         },
       })

@@ -3,8 +3,10 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { DialogDto } from '../dialogs/model'
 import { AppError } from '../errors'
 import type { MessageDto, StatusEvent } from '../messages/model'
-import { MAX_TEXT_CHARS } from '../messages/model'
+import { MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS } from '../messages/model'
+import { charCount } from '../shared/text'
 import { MAX_ID } from '../shared/ids'
+import { parseJson } from '../shared/json'
 
 /*
  * The WebSocket protocol of CONTRACT.md: the client frames' schemas (compiled once, so checking a frame
@@ -15,7 +17,8 @@ import { MAX_ID } from '../shared/ids'
 const Id = T.Integer({ minimum: 1, maximum: MAX_ID })
 // Timestamps are parsed by parseInstant (which names the field); the schema only bounds their size.
 const Instant = T.String({ maxLength: 64 })
-const ClientMsgId = T.String({ minLength: 1, maxLength: 64 })
+// Bounds the raw size; MessageService counts characters (code points), as for text.
+const ClientMsgId = T.String({ minLength: 1, maxLength: MAX_CLIENT_MSG_ID_CHARS * 2 })
 
 const schemas = {
   auth: T.Object({ type: T.Literal('auth'), access_token: T.String({ minLength: 1, maxLength: 4096 }) }),
@@ -62,7 +65,7 @@ export function parseFrame(data: string | Buffer): RawFrame {
   if (typeof data !== 'string') throw new AppError('bad_request', 'frames are JSON text, not binary')
   let value: unknown
   try {
-    value = JSON.parse(data)
+    value = parseJson(data)
   } catch {
     throw new AppError('bad_request', 'frame is not valid JSON')
   }
@@ -114,7 +117,8 @@ export const presenceFrame = (userId: number, online: boolean, lastSeenAt: Date)
 export const dialogNewFrame = (dialog: DialogDto) => JSON.stringify({ type: 'dialog:new', dialog })
 
 // Echoed values are the client's own, so they are bounded: an oversize one is the failing field anyway.
-const echoable = (value: unknown): value is string => typeof value === 'string' && value.length <= 64
+const echoable = (value: unknown): value is string =>
+  typeof value === 'string' && value.length <= MAX_CLIENT_MSG_ID_CHARS * 2 && charCount(value, MAX_CLIENT_MSG_ID_CHARS) <= MAX_CLIENT_MSG_ID_CHARS
 
 /**
  * `type` is "error" on every error frame, so the offending frame's type is echoed as `frame_type`;

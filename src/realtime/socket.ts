@@ -14,8 +14,7 @@ export interface ConnectionData {
   authTimer: ReturnType<typeof setTimeout> | undefined
   /** Set by the first close() so that a second reason (slow and unauthorized, say) does not close twice. */
   closing: boolean
-  /** message:send / delivered / read. */
-  sends: TokenBucket
+  /** message:send / delivered / read draw on the user's bucket (UserLimits); typing on the connection's. */
   typing: TokenBucket
 }
 

@@ -3,12 +3,19 @@ import { invalidField } from '../errors'
 // ISO 8601 date-time with an explicit offset (Z, ±hh:mm, ±hhmm or ±hh); seconds optional, fractions of any length.
 const ISO_WITH_OFFSET = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}(?::?\d{2})?)$/i
 
-/** Parses a client timestamp; anything but a real ISO 8601 date-time with an offset is a validation error. */
+/**
+ * Parses a client timestamp; anything but a real ISO 8601 date-time with an offset is a validation error, and
+ * so is an instant outside years 0001–9999 in UTC (an offset can carry 9999-12-31 into year 10000): Postgres
+ * cannot store year 0000, and our own output format has four-digit years.
+ */
 export function parseInstant(field: string, value: string): Date {
   const time = instantOf(value)
-  if (time === undefined) throw invalidField(field, 'expected an ISO 8601 date-time with an offset')
+  if (time === undefined) throw invalidField(field, 'expected an ISO 8601 date-time with an offset, in years 0001–9999 (UTC)')
   return new Date(time)
 }
+
+const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00.000Z')
+const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z')
 
 function instantOf(value: string): number | undefined {
   const m = ISO_WITH_OFFSET.exec(value)
@@ -24,7 +31,7 @@ function instantOf(value: string): number | undefined {
   const zone = offset!.toUpperCase() === 'Z' ? 'Z' : /^[+-]\d{2}$/.test(offset!) ? `${offset}:00` : offset!.replace(/^([+-]\d{2})(\d{2})$/, '$1:$2')
   if (zone !== 'Z' && (Number(zone.slice(1, 3)) > 23 || Number(zone.slice(4, 6)) > 59)) return undefined
   const time = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}${fraction.slice(0, 4)}${zone}`)
-  return Number.isNaN(time) ? undefined : time
+  return time >= FIRST_INSTANT && time <= LAST_INSTANT ? time : undefined
 }
 
 export const iso = (date: Date) => date.toISOString()

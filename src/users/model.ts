@@ -2,6 +2,12 @@ import { t } from 'elysia'
 
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]{3,32}$'
 
+/**
+ * Usernames are ASCII, and compare case-insensitively by ASCII case only: `toLowerCase` would also fold
+ * the Kelvin sign (U+212A) into `k`, letting `\u212Axyz` reach `kxyz`.
+ */
+export const usernameKey = (username: string) => username.replace(/[A-Z]+/g, (upper) => upper.toLowerCase())
+
 export const UserSchema = t.Object({
   id: t.Integer(),
   username: t.String(),

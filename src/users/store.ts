@@ -1,6 +1,6 @@
 import { and, asc, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm'
 import { exec, rows, type Routine, type Scope, type Tables } from '../storage/database'
-import type { UserRecord } from './model'
+import { usernameKey, type UserRecord } from './model'
 
 const publicColumns = (t: Tables) => ({
   id: t.users.id,
@@ -17,7 +17,7 @@ export function* insertUser(
   const [row] = yield* rows(
     db
       .insert(t.users)
-      .values({ ...user, usernameLower: user.username.toLowerCase() })
+      .values({ ...user, usernameLower: usernameKey(user.username) })
       .onConflictDoNothing({ target: t.users.usernameLower })
       .returning(publicColumns(t)),
   )
@@ -33,7 +33,7 @@ export function* userWithHash({ db, t }: Scope, username: string): Routine<(User
     db
       .select({ ...publicColumns(t), passwordHash: t.users.passwordHash })
       .from(t.users)
-      .where(eq(t.users.usernameLower, username.toLowerCase())),
+      .where(eq(t.users.usernameLower, usernameKey(username))),
   )
   return row
 }
@@ -46,7 +46,7 @@ export function* userById({ db, t }: Scope, id: number): Routine<UserRecord | un
 export function* usersByPrefix({ db, t }: Scope, prefix: string, limit: number): Routine<UserRecord[]> {
   if (holdsNul(prefix)) return []
   // Usernames may contain `_`, a LIKE wildcard: escape it (and `%`, `\`) so the prefix is literal.
-  const pattern = prefix.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`) + '%'
+  const pattern = usernameKey(prefix).replace(/[\\%_]/g, (c) => `\\${c}`) + '%'
   return yield* rows(
     db
       .select(publicColumns(t))
