@@ -59,12 +59,17 @@ const EXTRA: Record<string, Partial<Record<number, string>>> = {
 /**
  * Elysia's numeric path and query parameters are coerced from strings, and the generator shows them as
  * "string (format integer) or integer": a client author wants "integer". Folds such `anyOf`s into their
- * number branch, everywhere in the document.
+ * number branch, everywhere in the document; ids decoded from digits are shown as the integers they are.
  */
 function foldNumeric(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(foldNumeric)
   if (node === null || typeof node !== 'object') return node
   const object = node as Json
+  // A path or query id travels as digits and is decoded by the route (src/shared/ids.ts): to a client, an integer.
+  if (object.type === 'string' && object['x-id']) {
+    const { 'x-id': bounds, ...rest } = object
+    return { ...rest, type: 'integer', ...(bounds as Json) }
+  }
   if (Array.isArray(object.anyOf) && object.anyOf.length === 2) {
     const [text, number] = object.anyOf as Json[]
     if (
