@@ -1,7 +1,7 @@
 import { and, desc, eq, lt, sql, type SQL } from 'drizzle-orm'
 import { alias } from 'drizzle-orm/sqlite-core'
 import type { MessageRecord, Watermarks } from '../messages/model'
-import { messageColumns, unreadOf } from '../messages/store'
+import { messageColumns, unreadOf } from '../messages/history'
 import { exec, rows, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 
 /** One dialog as one member sees it, before presence and status are applied. */

@@ -7,7 +7,7 @@ import { KeyedRateLimit } from '../limits/token-bucket'
 import { parseInstant } from '../shared/time'
 import { HistoryPage, HistoryQuery, MessageSchema, ReadState, ReadUpToBody, SendBody } from './model'
 import type { MessageService } from './service'
-import type { HistoryCursor } from './store'
+import type { HistoryCursor } from './history'
 
 export interface SendRateLimit {
   burst: number

@@ -11,7 +11,7 @@ import {
   type ReadStateDto,
   type StatusEvent,
 } from './model'
-import { history, messageById, watermarks, type HistoryCursor } from './store'
+import { history, messageById, watermarks, type HistoryCursor } from './history'
 import type { MessageWriter } from './writer'
 
 export interface SendCommand {
