@@ -30,6 +30,10 @@ describe.each(dialects)('messages on %s', (dialect) => {
       text: 'hello',
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
       status: 'sent',
+      edited_at: null,
+      deleted: false,
+      reactions: [],
+      version: 1,
     })
     const retry = await send(a, dialogId, 'c-1', 'different text')
     expect(retry.status).toBe(200)

@@ -43,6 +43,7 @@ describe.each(dialects)('REST dialogs on %s', (dialect) => {
       last_read_message_id: 0,
       peer_last_read_message_id: 0,
       peer_last_delivered_message_id: 0,
+      version: 0,
     })
     const again = await open(a, b.user.id)
     expect(again.status).toBe(200)

@@ -46,6 +46,10 @@ describe.each(dialects)('REST messages on %s', (dialect) => {
       text: 'hello',
       created_at: expect.stringMatching(ISO_MS),
       status: 'sent',
+      edited_at: null,
+      deleted: false,
+      reactions: [],
+      version: 1,
     })
     const elsewhere = await send(other.a, other.dialogId, 'c-1')
     const second = await send(b, dialogId, 'c-2', 'hi back')

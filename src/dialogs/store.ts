@@ -9,6 +9,7 @@ export interface DialogRecord {
   id: number
   createdAt: Date
   lastActivityAt: Date
+  version: number
   me: Watermarks
   peer: Watermarks & { username: string; lastSeenAt: Date | null }
   unreadCount: number
@@ -78,6 +79,7 @@ export function* dialogsOf(
     id: d.id,
     createdAt: d.createdAt,
     lastActivityAt: d.lastActivityAt,
+    version: d.version,
     me: { userId, lastReadMessageId: d.myRead, lastDeliveredMessageId: d.myDelivered },
     peer: {
       userId: d.peerId,
@@ -102,6 +104,7 @@ function dialogsQuery(db: QueryDb, t: Tables, shape: 'newest' | 'before' | 'one'
       id: t.dialogs.id,
       createdAt: t.dialogs.createdAt,
       lastActivityAt: t.dialogs.lastActivityAt,
+      version: t.dialogs.version,
       peerId: me.peerId,
       myRead: me.lastReadMessageId,
       myDelivered: me.lastDeliveredMessageId,

@@ -84,27 +84,27 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
     return index
   })
   const column = <T>(pick: (s: SendInput) => T) => sql.param(unique.map(pick))
-  const inserted = await execute<{ id: number; dialog_id: number; seq: number; created_ms: number }>(
+  const inserted = await execute<{ id: number; dialog_id: number; seq: number; version: number; created_ms: number }>(
       sql`with locked as (
-          select id, last_seq, last_activity_at from ${t.dialogs}
+          select id, last_seq, version, last_activity_at from ${t.dialogs}
           where id = any(${sql.param([...new Set(unique.map((s) => s.dialogId))])}::int[]) order by id for update
         ), batch as (
           select * from unnest(${column((s) => s.dialogId)}::int[], ${column((s) => s.senderId)}::int[], ${column((s) => s.clientMsgId)}::text[],
             ${column((s) => s.type)}::text[], ${column((s) => s.text)}::text[], ${sql.param(unique.map((_, i) => i))}::int[])
             as b(dialog_id, sender_id, client_msg_id, type, text, ord)
         ), numbered as (
-          select b.dialog_id, l.last_seq + row_number() over (partition by b.dialog_id order by b.ord) as seq, b.sender_id,
+          select b.dialog_id, l.last_seq + row_number() over w as seq, l.version + row_number() over w as version, b.sender_id,
             b.client_msg_id, b.type, b.text, greatest(l.last_activity_at, ${now.toISOString()}::timestamptz) as created_at, b.ord
-          from batch b join locked l on l.id = b.dialog_id
+          from batch b join locked l on l.id = b.dialog_id window w as (partition by b.dialog_id order by b.ord)
         ), inserted as (
-          insert into ${t.messages} (dialog_id, seq, sender_id, client_msg_id, type, text, created_at)
-          select dialog_id, seq, sender_id, client_msg_id, type, text, created_at from numbered order by ord
-          returning id, dialog_id, seq, created_at
+          insert into ${t.messages} (dialog_id, seq, version, sender_id, client_msg_id, type, text, created_at)
+          select dialog_id, seq, version, sender_id, client_msg_id, type, text, created_at from numbered order by ord
+          returning id, dialog_id, seq, version, created_at
         ), moved as (
-          update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = latest.created_at
-          from (select dialog_id, max(seq) as seq, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
+          update ${t.dialogs} set last_seq = latest.seq, version = latest.version, last_message_id = latest.id, last_activity_at = latest.created_at
+          from (select dialog_id, max(seq) as seq, max(version) as version, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
           where ${t.dialogs.id} = latest.dialog_id
-        ) select id, dialog_id, seq, (extract(epoch from created_at) * 1000)::float8 as created_ms from inserted order by id`
+        ) select id, dialog_id, seq, version, (extract(epoch from created_at) * 1000)::float8 as created_ms from inserted order by id`
   )
   // Rows come back in insertion order (ids grow with it), which is the batch's order less the sends of
   // missing dialogs: a dialog is either locked, and all its sends inserted, or absent.
@@ -114,7 +114,7 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
     if (!present.has(send.dialogId)) return undefined
     const row = inserted[next++]!
     if (row.dialog_id !== send.dialogId) throw new Error('inserted rows out of order')
-    return { ...send, id: row.id, seq: row.seq, createdAt: new Date(row.created_ms) }
+    return { ...send, id: row.id, seq: row.seq, version: row.version, createdAt: new Date(row.created_ms), editedAt: null, deleted: false }
   })
   const seen = new Set<number>()
   return order.map((index): Placed => {
@@ -136,13 +136,14 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
 async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[], now: Date, mayHaveCommitted: boolean): Promise<Placed[]> {
   // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
   // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
-  const locked = await execute<{ id: number; last_seq: number; last_activity_ms: number }>(
+  const locked = await execute<{ id: number; last_seq: number; version: number; last_activity_ms: number }>(
       // The time as epoch milliseconds: a number, whatever text format the driver would give a timestamp.
-      sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)},
+      sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)}, ${sql.identifier(t.dialogs.version.name)},
         (extract(epoch from ${sql.identifier(t.dialogs.lastActivityAt.name)}) * 1000)::float8 as last_activity_ms from ${t.dialogs}
         where ${t.dialogs.id} = any(${sql.param([...new Set(sends.map((s) => s.dialogId))])}::int[]) order by 1 for update`,
   )
   const lastSeq = new Map(locked.map((d) => [d.id, d.last_seq]))
+  const version = new Map(locked.map((d) => [d.id, d.version]))
   const createdAt = new Map(locked.map((d) => [d.id, createdAtAfter(new Date(d.last_activity_ms), now)]))
   const existing = new Map<string, MessageRecord>()
   // The batch's (dialog, sender, client_msg_id) keys as three array parameters: one probe of the unique
@@ -160,7 +161,7 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
   const expected = !mayHaveCommitted ? [] : sends.filter((x) => lastSeq.has(x.dialogId)).map((x) => sendKey(x.dialogId, x.senderId, x.clientMsgId))
   const ours = expected.length > 0 && expected.every((key) => existing.has(key)) ? new Set(expected) : new Set<string>()
 
-  const fresh: (SendInput & { seq: number; createdAt: Date })[] = []
+  const fresh: Omit<MessageRecord, 'id'>[] = []
   const plan: ({ kind: 'missing' } | { kind: 'old'; message: MessageRecord; ours: boolean } | { kind: 'new'; key: string; first: boolean })[] = []
   const claimed = new Set<string>()
   for (const send of sends) {
@@ -173,8 +174,10 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
     else if (claimed.has(key)) plan.push({ kind: 'new', key, first: false })
     else {
       claimed.add(key)
+      const next = version.get(send.dialogId)! + 1
       lastSeq.set(send.dialogId, seq + 1)
-      fresh.push({ ...send, seq: seq + 1, createdAt: createdAt.get(send.dialogId)! })
+      version.set(send.dialogId, next)
+      fresh.push({ ...send, seq: seq + 1, version: next, createdAt: createdAt.get(send.dialogId)!, editedAt: null, deleted: false })
       plan.push({ kind: 'new', key, first: true })
     }
   }
@@ -186,19 +189,19 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
     // drizzle configures it, serializes no timestamp arrays. The dialogs' activity moves in the same
     // statement, from the rows it inserted.
     const column = <T>(pick: (m: (typeof fresh)[number]) => T) => sql.param(fresh.map(pick))
-    const into = [t.messages.dialogId, t.messages.seq, t.messages.senderId, t.messages.clientMsgId, t.messages.type, t.messages.text, t.messages.createdAt]
+    const into = [t.messages.dialogId, t.messages.seq, t.messages.version, t.messages.senderId, t.messages.clientMsgId, t.messages.type, t.messages.text, t.messages.createdAt]
     const ids = await execute<{ id: number; dialog_id: number; seq: number }>(
         sql`with inserted as (
           insert into ${t.messages} (${sql.join(
             into.map((c) => sql.identifier(c.name)),
             sql`, `,
-          )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.senderId)}::int[], ${column(
+          )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.version)}::int[], ${column((m) => m.senderId)}::int[], ${column(
             (m) => m.clientMsgId,
           )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[])
           returning id, dialog_id, seq, created_at
         ), moved as (
-          update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = latest.created_at
-          from (select dialog_id, max(seq) as seq, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
+          update ${t.dialogs} set last_seq = latest.seq, version = latest.version, last_message_id = latest.id, last_activity_at = latest.created_at
+          from (select dialog_id, max(seq) as seq, max(version) as version, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
           where ${t.dialogs.id} = latest.dialog_id
         ) select id, dialog_id, seq from inserted`,
     )

@@ -49,7 +49,7 @@ interface Changes {
 function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: SendInput[], now: Date): Placed[] {
   const seqOf = memo('dialogs.lastSeq', (db) =>
     db
-      .select({ lastSeq: t.dialogs.lastSeq, lastActivityAt: t.dialogs.lastActivityAt })
+      .select({ lastSeq: t.dialogs.lastSeq, version: t.dialogs.version, lastActivityAt: t.dialogs.lastActivityAt })
       .from(t.dialogs)
       .where(eq(t.dialogs.id, sql.placeholder('id')))
       .prepare(),
@@ -65,6 +65,7 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
         type: sql.placeholder('type'),
         text: sql.placeholder('text'),
         createdAt: sql.placeholder('createdAt'),
+        version: sql.placeholder('version'),
       })
       .onConflictDoNothing()
       .prepare(),
@@ -86,31 +87,37 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
     db
       .update(t.dialogs)
       // Placeholders in SET go in as SQL; this path is SQLite's, where timestamps are stored as ms.
-      .set({ lastSeq: sql`${sql.placeholder('seq')}`, lastMessageId: sql`${sql.placeholder('id')}`, lastActivityAt: sql`${sql.placeholder('at')}` })
+      .set({
+        lastSeq: sql`${sql.placeholder('seq')}`,
+        version: sql`${sql.placeholder('version')}`,
+        lastMessageId: sql`${sql.placeholder('id')}`,
+        lastActivityAt: sql`${sql.placeholder('at')}`,
+      })
       .where(eq(t.dialogs.id, sql.placeholder('dialogId')))
       .prepare(),
   )
 
-  const dialogs = new Map<number, { lastSeq: number; at: Date } | undefined>()
+  const dialogs = new Map<number, { lastSeq: number; version: number; at: Date } | undefined>()
   const lastOf = new Map<number, MessageRecord>()
   const placed: Placed[] = []
   for (const send of sends) {
     if (!dialogs.has(send.dialogId)) {
       const [row] = seqOf.all({ id: send.dialogId })
-      dialogs.set(send.dialogId, row && { lastSeq: row.lastSeq, at: createdAtAfter(row.lastActivityAt, now) })
+      dialogs.set(send.dialogId, row && { lastSeq: row.lastSeq, version: row.version, at: createdAtAfter(row.lastActivityAt, now) })
     }
     const dialog = dialogs.get(send.dialogId)
     if (dialog === undefined) {
       placed.push({ kind: 'missing' })
       continue
     }
-    const message = { ...send, seq: dialog.lastSeq + 1, createdAt: dialog.at, id: 0 }
+    const message: MessageRecord = { ...send, seq: dialog.lastSeq + 1, version: dialog.version + 1, createdAt: dialog.at, editedAt: null, deleted: false, id: 0 }
     // No RETURNING: the row is what we inserted, and its id is SQLite's last rowid.
     // bun:sqlite's run() reports changes and the rowid; drizzle's bun-sqlite types leave that out.
-    const result = insert.run(message) as unknown as Changes
+    const result = insert.run({ ...message }) as unknown as Changes
     if (result.changes === 1) {
       message.id = Number(result.lastInsertRowid)
       dialog.lastSeq = message.seq
+      dialog.version = message.version
       lastOf.set(send.dialogId, message)
       placed.push({ kind: 'created', message })
       continue
@@ -119,7 +126,7 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
     if (!old) throw new Error('insert ignored without a conflicting message')
     placed.push({ kind: 'duplicate', message: old })
   }
-  for (const m of lastOf.values()) moveActivity.run({ seq: m.seq, id: m.id, at: m.createdAt.getTime(), dialogId: m.dialogId })
+  for (const m of lastOf.values()) moveActivity.run({ seq: m.seq, version: m.version, id: m.id, at: m.createdAt.getTime(), dialogId: m.dialogId })
   return placed
 }
 

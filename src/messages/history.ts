@@ -3,13 +3,28 @@ import { rows, type PgTables, type QueryDb, type Routine, type Scope, type Table
 import { isStorableId } from '../shared/ids'
 import type { MessageRecord, Watermarks } from './model'
 
-type MessageColumns<M extends Tables['messages'] | PgTables['messages']> = Pick<M, 'id' | 'dialogId' | 'seq' | 'senderId' | 'clientMsgId' | 'type' | 'text' | 'createdAt'>
+type MessageColumns<M extends Tables['messages'] | PgTables['messages']> = Pick<
+  M,
+  'id' | 'dialogId' | 'seq' | 'senderId' | 'clientMsgId' | 'type' | 'text' | 'createdAt' | 'version' | 'editedAt' | 'deleted'
+>
 
 /** A message's columns, in either dialect's tables (typed as that dialect's). */
 export function messageColumns(t: Tables): MessageColumns<Tables['messages']>
 export function messageColumns(t: PgTables): MessageColumns<PgTables['messages']>
 export function messageColumns({ messages: m }: Tables | PgTables) {
-  return { id: m.id, dialogId: m.dialogId, seq: m.seq, senderId: m.senderId, clientMsgId: m.clientMsgId, type: m.type, text: m.text, createdAt: m.createdAt }
+  return {
+    id: m.id,
+    dialogId: m.dialogId,
+    seq: m.seq,
+    senderId: m.senderId,
+    clientMsgId: m.clientMsgId,
+    type: m.type,
+    text: m.text,
+    createdAt: m.createdAt,
+    version: m.version,
+    editedAt: m.editedAt,
+    deleted: m.deleted,
+  }
 }
 
 /** A member's unread count, as a column of a query over its `dialog_members` row: the peer's messages above its read watermark. */
