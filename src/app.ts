@@ -16,6 +16,8 @@ import { MessageWriter } from './messages/writer'
 import { opsRoutes } from './ops'
 import { Metrics } from './ops/metrics'
 import { Hub } from './realtime/hub'
+import { searchRoutes } from './search'
+import { SearchService } from './search/service'
 import type { Db } from './storage/database'
 import { userRoutes } from './users'
 import { UserService } from './users/service'
@@ -29,6 +31,7 @@ export interface Core {
   users: UserService
   dialogs: DialogService
   messages: MessageService
+  search: SearchService
   membership: Membership
   writer: MessageWriter
   /** The realtime port the services publish through; a no-op until serve() attaches a server. */
@@ -53,6 +56,7 @@ export function createCore(config: Config, db: Db): Core {
     users: new UserService(db),
     dialogs: new DialogService(db, membership, hub),
     messages: new MessageService(db, writer, membership, hub),
+    search: new SearchService(db, membership),
     membership,
     writer,
     hub,
@@ -77,6 +81,7 @@ export function createApp(core: Core) {
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))
     .use(messageRoutes(core.auth, core.messages, { burst: config.sendRateBurst, perSec: config.sendRatePerSec }))
+    .use(searchRoutes(core.auth, core.search))
 }
 
 export type App = ReturnType<typeof createApp>

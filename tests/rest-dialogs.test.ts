@@ -11,6 +11,7 @@ type Dialog = {
   last_read_message_id: number
   peer_last_read_message_id: number
   peer_last_delivered_message_id: number
+  version: number
 }
 
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/

@@ -12,6 +12,10 @@ type Message = {
   text: string
   created_at: string
   status: 'sent' | 'delivered' | 'read'
+  edited_at: string | null
+  deleted: boolean
+  reactions: { emoji: string; user_ids: number[] }[]
+  version: number
 }
 type Page = { messages: Message[]; has_more: boolean }
 
