@@ -118,7 +118,7 @@ describe.each(dialects)('edit, delete, reactions and changed_after on %s', (dial
 
   test('events: every connection of both members, the acting one included, gets message:edited, message:reactions, message:deleted', async () => {
     const { a, b, dialogId } = await live.t.pair()
-    const [a1, a2, b1, b2] = await Promise.all([a, a, b, b].map((s) => Client.login(live.base, s)))
+    const [a1, a2, b1, b2] = await Promise.all([a, a, b, b].map((s) => Client.login(live.base, s))) as [Client, Client, Client, Client]
     const m = await send(a, dialogId, 'ev1', 'first')
     for (const c of [a1, a2, b1, b2]) await c.next('message:new')
     a1.send({ type: 'message:edit', message_id: m.id, text: 'second' })
