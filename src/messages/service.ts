@@ -11,6 +11,7 @@ import {
   type MessageDto,
   type MessageRecord,
   type ReadStateDto,
+  type Watermarks,
   type StatusEvent,
 } from './model'
 import { changedAfter, deleteMessage, editMessage, NoChange, reactionsOfMany, setReaction } from './changes'
@@ -131,7 +132,7 @@ export class MessageService {
     return dialogId
   }
 
-  private statusOf(m: MessageRecord, members: [number, number], marks: { userId: number; lastReadMessageId: number; lastDeliveredMessageId: number }[]) {
+  private statusOf(m: MessageRecord, members: [number, number], marks: Watermarks[]) {
     return statusFor(m.id, marks.find((w) => w.userId === peerOf(members, m.senderId)))
   }
 

@@ -12,8 +12,13 @@ import { rows, type Routine, type Scope } from '../storage/database'
 export const matchers = {
   sqlite: (words: string[], id: unknown) =>
     sql`${id} in (select rowid from messages_fts where messages_fts match ${words.map((w) => `"${w}"*`).join(' AND ')})`,
-  pg: (words: string[], text: unknown) =>
-    sql`to_tsvector('simple', ${text}) @@ to_tsquery('simple', ${words.map((w) => `'${w}':*`).join(' & ')})`,
+  // The matching ids as an array computed once (an InitPlan, from the GIN index): as a plain predicate,
+  // Postgres may instead walk the id index backwards and compute to_tsvector row by row until the page
+  // is full — seconds over a million messages when the words are rare in the caller's dialogs.
+  pg: (words: string[], id: unknown, table: unknown) =>
+    sql`${id} = any(array(select s.id from ${table} s where to_tsvector('simple', s.text) @@ to_tsquery('simple', ${words
+      .map((w) => `'${w}':*`)
+      .join(' & ')})))`,
 }
 
 export interface SearchInput {
@@ -29,7 +34,7 @@ export function* searchMessages({ db, t }: Scope, dialect: 'sqlite' | 'pg', inpu
   const m = t.messages
   const me = t.dialogMembers
   const filters = [
-    dialect === 'sqlite' ? matchers.sqlite(input.words, m.id) : matchers.pg(input.words, m.text),
+    dialect === 'sqlite' ? matchers.sqlite(input.words, m.id) : matchers.pg(input.words, m.id, m),
     eq(m.deleted, false),
   ]
   if (input.dialogId !== undefined) filters.push(eq(m.dialogId, input.dialogId))
