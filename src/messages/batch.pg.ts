@@ -85,7 +85,7 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
   })
   const column = <T>(pick: (s: SendInput) => T) => sql.param(unique.map(pick))
   const inserted = await execute<{ id: number; dialog_id: number; seq: number; version: number; created_ms: number }>(
-      sql`with locked as (
+    sql`with locked as (
           select id, last_seq, version, last_activity_at from ${t.dialogs}
           where id = any(${sql.param([...new Set(unique.map((s) => s.dialogId))])}::int[]) order by id for update
         ), batch as (
@@ -104,7 +104,7 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
           update ${t.dialogs} set last_seq = latest.seq, version = latest.version, last_message_id = latest.id, last_activity_at = latest.created_at
           from (select dialog_id, max(seq) as seq, max(version) as version, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
           where ${t.dialogs.id} = latest.dialog_id
-        ) select id, dialog_id, seq, version, (extract(epoch from created_at) * 1000)::float8 as created_ms from inserted order by id`
+        ) select id, dialog_id, seq, version, (extract(epoch from created_at) * 1000)::float8 as created_ms from inserted order by id`,
   )
   // Rows come back in insertion order (ids grow with it), which is the batch's order less the sends of
   // missing dialogs: a dialog is either locked, and all its sends inserted, or absent.
@@ -126,7 +126,6 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
   })
 }
 
-
 /**
  * The careful way, in a transaction (after the one statement met a duplicate, or may have committed): a
  * fixed handful of statements, since each is a round trip — lock, look the batch's keys up, then one
@@ -137,8 +136,8 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
   // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
   // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
   const locked = await execute<{ id: number; last_seq: number; version: number; last_activity_ms: number }>(
-      // The time as epoch milliseconds: a number, whatever text format the driver would give a timestamp.
-      sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)}, ${sql.identifier(t.dialogs.version.name)},
+    // The time as epoch milliseconds: a number, whatever text format the driver would give a timestamp.
+    sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)}, ${sql.identifier(t.dialogs.version.name)},
         (extract(epoch from ${sql.identifier(t.dialogs.lastActivityAt.name)}) * 1000)::float8 as last_activity_ms from ${t.dialogs}
         where ${t.dialogs.id} = any(${sql.param([...new Set(sends.map((s) => s.dialogId))])}::int[]) order by 1 for update`,
   )
@@ -149,12 +148,12 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
   // The batch's (dialog, sender, client_msg_id) keys as three array parameters: one probe of the unique
   // index per key, and a statement whose size does not grow with the batch.
   const candidates = await db
-      .select(messageColumns(t))
-      .from(t.messages)
-      .where(
-        sql`(${t.messages.dialogId}, ${t.messages.senderId}, ${t.messages.clientMsgId}) in (select * from unnest(${sql.param(
-          sends.map((s) => s.dialogId),
-        )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
+    .select(messageColumns(t))
+    .from(t.messages)
+    .where(
+      sql`(${t.messages.dialogId}, ${t.messages.senderId}, ${t.messages.clientMsgId}) in (select * from unnest(${sql.param(
+        sends.map((s) => s.dialogId),
+      )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
     )
   for (const m of candidates) existing.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
   // The earlier attempt committed iff every key it would have inserted (those of dialogs that exist) is here.
