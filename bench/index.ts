@@ -1,5 +1,5 @@
 /**
- * `bun run bench [e2e|fanout|connections|storage|http] [--quick]`: each scenario against its ceiling
+ * `bun run bench [e2e|fanout|connections|storage|http|search] [--quick]`: each scenario against its ceiling
  * measured in the same run; a table on the terminal, bench/results/<date>.json and an SVG chart beside it.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FlowResult, Job, Latency } from './loadgen'
 import { chart, table } from './report'
+import { benchSearch } from './search'
 import { benchWriter } from './storage-writer'
 import { rawPostgres, rawSqlite } from './storage-raw'
 import { seededDatabase } from './storage-setup'
@@ -15,7 +16,7 @@ import { rssKiB, startProject, startRaw, type Kind, type Target } from './target
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const only = args.filter((a) => !a.startsWith('--'))
-const SCENARIOS = ['e2e', 'fanout', 'connections', 'storage', 'http'] as const
+const SCENARIOS = ['e2e', 'fanout', 'connections', 'storage', 'http', 'search'] as const
 const chosen = only.length ? SCENARIOS.filter((s) => only.includes(s)) : SCENARIOS
 const SECONDS = quick ? 2 : 5
 
@@ -273,6 +274,19 @@ async function http() {
   results.http = { concurrency, constant: raw, project, requestLog }
 }
 
+/** Search over 1 000 000 messages in 1 000 dialogs (--quick: 100 000 in 100), one query at a time. */
+async function search() {
+  const size = quick ? { messages: 100_000, dialogs: 100 } : { messages: 1_000_000, dialogs: 1_000 }
+  const out = []
+  for (const dialect of ['sqlite', 'pg'] as const) {
+    const r = await benchSearch(dialect, { ...size, seconds: SECONDS })
+    out.push(r)
+    for (const [who, m] of [['one dialog', r.oneDialog], ['all dialogs', r.allDialogs]] as const)
+      rows.push(['search', `${dialect}, ${r.messages} msgs / ${r.dialogs} dialogs, ${who}`, `${m.qps} q/s`, `p50/p99 ${m.p50}/${m.p99} ms`, `mean hits ${m.meanHits}`, `seeded in ${r.seedSeconds} s`, ''])
+  }
+  results.search = out
+}
+
 let svg: string | undefined
 for (const scenario of chosen) {
   console.error(`… ${scenario}`)
@@ -281,6 +295,7 @@ for (const scenario of chosen) {
   if (scenario === 'connections') await connections()
   if (scenario === 'storage') await storage()
   if (scenario === 'http') await http()
+  if (scenario === 'search') await search()
 }
 console.log(table(rows))
 const dir = join(import.meta.dir, 'results')

@@ -10,6 +10,8 @@ export interface Seeded {
   target: DatabaseTarget
   /** Each dialog with the member who sends in it. */
   dialogs: { id: number; sender: number }[]
+  /** The user who is the other member of every dialog. */
+  owner: number
   drop(): Promise<void>
 }
 
@@ -27,7 +29,7 @@ export async function seededDatabase(dialect: 'sqlite' | 'pg', dialogCount: numb
       const { id } = await db.tx((s) => findOrCreateDialog(s, users[0]!, users[i]!, new Date()))
       dialogs.push({ id, sender: users[i]! })
     }
-    return { target, dialogs, drop }
+    return { target, dialogs, owner: users[0]!, drop }
   } finally {
     await db.close()
   }

@@ -21,6 +21,8 @@ import { pushRoutes } from './push'
 import { PushService } from './push/service'
 import { Hub } from './realtime/hub'
 import { UserLimits } from './limits/user-limits'
+import { searchRoutes } from './search'
+import { SearchService } from './search/service'
 import type { Db } from './storage/database'
 import { userRoutes } from './users'
 import { UserService } from './users/service'
@@ -34,6 +36,7 @@ export interface Core {
   users: UserService
   dialogs: DialogService
   messages: MessageService
+  search: SearchService
   membership: Membership
   writer: MessageWriter
   push: PushService
@@ -67,6 +70,7 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
     users: new UserService(db),
     dialogs: new DialogService(db, membership, hub),
     messages: new MessageService(db, writer, membership, hub, (message, recipientId) => push.messageNew(message, recipientId)),
+    search: new SearchService(db, membership),
     membership,
     writer,
     push,
@@ -98,6 +102,7 @@ export function createApp(core: Core) {
     .use(dialogRoutes(core.auth, core.dialogs))
     .use(messageRoutes(core.auth, core.messages, core.limits))
     .use(pushRoutes(core.auth, core.push))
+    .use(searchRoutes(core.auth, core.search))
   root.app = app
   return app
 }

@@ -52,6 +52,7 @@ describe.each(dialects)('users and dialogs on %s', (dialect) => {
       last_read_message_id: 0,
       peer_last_read_message_id: 0,
       peer_last_delivered_message_id: 0,
+      version: 0,
     })
     const again = await t.call('POST', '/dialogs', { token: a.access_token, body: { peer_user_id: b.user.id } })
     expect(again.status).toBe(200)

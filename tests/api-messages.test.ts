@@ -2,7 +2,21 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createTestApp, type Session, type TestApp } from './support/app'
 import { dialects } from './support/databases'
 
-type Message = { id: number; dialog_id: number; seq: number; text: string; client_msg_id: string; type: string; status: string; sender_id: number; created_at: string }
+type Message = {
+  id: number
+  dialog_id: number
+  seq: number
+  text: string
+  client_msg_id: string
+  type: string
+  status: string
+  sender_id: number
+  created_at: string
+  edited_at: string | null
+  deleted: boolean
+  reactions: { emoji: string; user_ids: number[] }[]
+  version: number
+}
 
 describe.each(dialects)('messages on %s', (dialect) => {
   let t: TestApp
@@ -30,6 +44,10 @@ describe.each(dialects)('messages on %s', (dialect) => {
       text: 'hello',
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
       status: 'sent',
+      edited_at: null,
+      deleted: false,
+      reactions: [],
+      version: 1,
     })
     const retry = await send(a, dialogId, 'c-1', 'different text')
     expect(retry.status).toBe(200)

@@ -30,7 +30,7 @@ describe.each(dialects)('bad input on %s', (dialect) => {
       ['not json', { code: 'bad_request' }],
       ['[1,2]', { code: 'bad_request' }],
       [{ dialog_id: dialogId }, { code: 'bad_request', details: { field: 'type' } }],
-      [{ type: 'message:delete', client_msg_id: 'c-0' }, { code: 'bad_request', frame_type: 'message:delete', client_msg_id: 'c-0' }],
+      [{ type: 'message:explode', client_msg_id: 'c-0' }, { code: 'bad_request', frame_type: 'message:explode', client_msg_id: 'c-0' }],
       [{ type: 'auth', access_token: a.access_token }, { code: 'bad_request', frame_type: 'auth' }],
       [{ type: 'message:send', dialog_id: dialogId, client_msg_id: 'c-1', msg_type: 'text' }, { code: 'validation_failed', details: { field: 'text' }, frame_type: 'message:send', client_msg_id: 'c-1' }],
       [sendFrame(dialogId, 'c-2', '   \n '), { code: 'validation_failed', details: { field: 'text' }, client_msg_id: 'c-2' }],

@@ -11,6 +11,7 @@ type Dialog = {
   last_read_message_id: number
   peer_last_read_message_id: number
   peer_last_delivered_message_id: number
+  version: number
 }
 
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
@@ -43,6 +44,7 @@ describe.each(dialects)('REST dialogs on %s', (dialect) => {
       last_read_message_id: 0,
       peer_last_read_message_id: 0,
       peer_last_delivered_message_id: 0,
+      version: 0,
     })
     const again = await open(a, b.user.id)
     expect(again.status).toBe(200)

@@ -12,6 +12,10 @@ type Message = {
   text: string
   created_at: string
   status: 'sent' | 'delivered' | 'read'
+  edited_at: string | null
+  deleted: boolean
+  reactions: { emoji: string; user_ids: number[] }[]
+  version: number
 }
 type Page = { messages: Message[]; has_more: boolean }
 
@@ -46,6 +50,10 @@ describe.each(dialects)('REST messages on %s', (dialect) => {
       text: 'hello',
       created_at: expect.stringMatching(ISO_MS),
       status: 'sent',
+      edited_at: null,
+      deleted: false,
+      reactions: [],
+      version: 1,
     })
     const elsewhere = await send(other.a, other.dialogId, 'c-1')
     const second = await send(b, dialogId, 'c-2', 'hi back')

@@ -203,6 +203,28 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     expect(late).toMatchObject({ readMoved: false, deliveredMoved: false, lastReadMessageId: ids[1], lastDeliveredMessageId: ids[2] })
   })
 
+  test('a receipt that fails does not poison its batch: the sends are created, counted, and later retries are duplicates', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const persisted = async () => Number(/chat_messages_persisted_total (\d+)/.exec((await t.call('GET', '/metrics')).body)?.[1])
+    // Both members send once first, so the sends below reach the writer in one turn (membership cached).
+    const first = await t.core.messages.send(a.user.id, { dialogId, clientMsgId: 'seen', type: 'text', text: 'seen' })
+    await t.core.messages.send(b.user.id, { dialogId, clientMsgId: 'seen', type: 'text', text: 'seen' })
+    const before = await persisted()
+    const sendAs = (userId: number, id: string) => t.core.messages.send(userId, { dialogId, clientMsgId: id, type: 'text', text: id })
+    // A mark of a user who is not a member fails on both dialects; it rides the same batch as 20 sends.
+    const results = await Promise.allSettled([
+      ...Array.from({ length: 10 }, (_, i) => sendAs(a.user.id, `p${i}`)),
+      t.core.writer.mark({ dialogId, userId: 987654, messageId: first.message.id, at: new Date(), read: true }),
+      ...Array.from({ length: 10 }, (_, i) => sendAs(b.user.id, `q${i}`)),
+    ])
+    expect(results[10]!.status).toBe('rejected')
+    const created = results.filter((_, i) => i !== 10).map((r) => r.status === 'fulfilled' && (r.value as { created: boolean }).created)
+    expect(created).toEqual(Array.from({ length: 20 }, () => true))
+    expect((await persisted()) - before).toBe(20)
+    const again = await t.call('POST', `/dialogs/${dialogId}/messages`, { token: a.access_token, body: { client_msg_id: 'p3', type: 'text', text: 'p3' } })
+    expect(again.status).toBe(200)
+  })
+
   test('drain waits until everything submitted is committed', async () => {
     const { a, dialogId } = await t.pair()
     const pending = Array.from({ length: 20 }, (_, i) => t.core.writer.submit(send(dialogId, a.user.id, `d${i}`)))
@@ -247,5 +269,73 @@ describe.each(dialects.filter((d) => d === 'pg'))('receipts racing on %s', (dial
     } finally {
       await other.end({ timeout: 1 })
     }
+  })
+})
+
+describe.each(dialects.filter((d) => d === 'pg'))('a batch whose receipts or answer fail on %s', (dialect) => {
+  let t: TestApp
+  beforeAll(async () => {
+    t = await createTestApp(dialect)
+  })
+  afterAll(() => t.close())
+
+  test('a read_at Postgres cannot store (year 0000) fails that receipt alone: the sends of its batch are created and published', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const first = await t.core.messages.send(a.user.id, { dialogId, clientMsgId: 'base', type: 'text', text: 'base' })
+    // Below the edge's validation, as a receipt that got past it would arrive.
+    const year0 = new Date('0000-06-01T00:00:00.000Z')
+    const published: number[] = []
+    const realtime = t.core.hub
+    const original = realtime.messageNew.bind(realtime)
+    realtime.messageNew = (message, origin) => {
+      published.push(message.id)
+      original(message, origin)
+    }
+    try {
+      const results = await Promise.allSettled([
+        ...Array.from({ length: 15 }, (_, i) => t.core.messages.send(a.user.id, { dialogId, clientMsgId: `y${i}`, type: 'text', text: `y${i}` })),
+        t.core.messages.readUpTo(b.user.id, dialogId, first.message.id, year0),
+        ...Array.from({ length: 15 }, (_, i) => t.core.messages.send(b.user.id, { dialogId, clientMsgId: `z${i}`, type: 'text', text: `z${i}` })),
+      ])
+      expect(results[15]!.status).toBe('rejected')
+      const sends = results.filter((_, i) => i !== 15).map((r) => (r.status === 'fulfilled' ? (r.value as { created: boolean; message: { id: number } }) : undefined))
+      expect(sends.map((r) => r?.created)).toEqual(Array.from({ length: 30 }, () => true))
+      expect(published.sort((x, y) => x - y)).toEqual(sends.map((r) => r!.message.id).sort((x, y) => x - y))
+    } finally {
+      realtime.messageNew = original
+    }
+  })
+
+  test('sends whose one-statement commit succeeded but whose answer was lost are reported created, not as duplicates of themselves', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const stored = await t.core.writer.submit(send(dialogId, a.user.id, 'before'))
+    if (stored.kind !== 'created') throw new Error('not created')
+    // The same database, but the first statement's answer is lost after it committed, as when the connection drops.
+    let lose = true
+    const lost = <T>(work: Promise<T>) =>
+      work.then((value) => {
+        if (!lose) return value
+        lose = false
+        throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' })
+      })
+    const db = t.db as typeof t.db & { pg?: { read: (w: never) => Promise<unknown>; tx: (w: never) => Promise<unknown> } }
+    const flaky = {
+      ...db,
+      read: (routine: never) => lost(db.read(routine)),
+      ...(db.pg ? { pg: { read: (work: never) => lost(db.pg!.read(work)), tx: db.pg.tx } } : {}),
+    } as typeof t.db
+    const writer = new MessageWriter(flaky, { batchMax: 64, batchWaitMs: 0 })
+    const outcomes = await Promise.all([
+      writer.submit(send(dialogId, a.user.id, 'lost-1')),
+      writer.submit(send(dialogId, b.user.id, 'lost-2')),
+      writer.submit(send(dialogId, a.user.id, 'lost-1')),
+      writer.submit(send(dialogId, b.user.id, 'lost-3')),
+    ])
+    expect(lose).toBe(false)
+    expect(outcomes.map((o) => o.kind)).toEqual(['created', 'created', 'duplicate', 'created'])
+    expect(outcomes.map((o) => (o.kind === 'missing' ? 0 : o.message.seq))).toEqual([2, 3, 2, 4])
+    // A real retry afterwards is a duplicate, as always.
+    const retry = await writer.submit(send(dialogId, b.user.id, 'lost-2'))
+    expect(retry.kind).toBe('duplicate')
   })
 })

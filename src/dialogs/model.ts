@@ -16,6 +16,8 @@ export const DialogSchema = t.Object({
   last_read_message_id: t.Integer(),
   peer_last_read_message_id: t.Integer(),
   peer_last_delivered_message_id: t.Integer(),
+  /** The dialog's change counter: its latest message change (see GET …/messages?changed_after=). */
+  version: t.Integer(),
 })
 export type DialogDto = typeof DialogSchema.static
 

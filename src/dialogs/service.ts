@@ -1,5 +1,6 @@
 import { invalidField, notFound } from '../errors'
-import { statusFor, toMessageDto } from '../messages/model'
+import { reactionsOfMany } from '../messages/changes'
+import { statusFor, toMessageDto, type ReactionDto } from '../messages/model'
 import type { RealtimePort } from '../realtime/port'
 import { isoOrNull } from '../shared/time'
 import type { Db } from '../storage/database'
@@ -34,17 +35,20 @@ export class DialogService {
   }
 
   async get(userId: number, dialogId: number): Promise<DialogDto> {
-    const [found] = await this.db.read((s) => dialogsOf(s, userId, { limit: 1, dialogId }))
+    const [found] = await this.list(userId, 1, undefined, dialogId)
     if (!found) throw notFound('dialog')
-    return this.toDto(found)
+    return found
   }
 
-  async list(userId: number, limit: number, before?: Date): Promise<DialogDto[]> {
-    const found = await this.db.read((s) => dialogsOf(s, userId, { limit, before }))
-    return found.map((d) => this.toDto(d))
+  async list(userId: number, limit: number, before?: Date, dialogId?: number): Promise<DialogDto[]> {
+    const { found, reactions } = await this.db.read(function* (s) {
+      const found = yield* dialogsOf(s, userId, { limit, before, dialogId })
+      return { found, reactions: yield* reactionsOfMany(s, found.flatMap((d) => (d.lastMessage ? [d.lastMessage.id] : []))) }
+    })
+    return found.map((d) => this.toDto(d, d.lastMessage ? reactions.get(d.lastMessage.id) : undefined))
   }
 
-  private toDto(d: DialogRecord): DialogDto {
+  private toDto(d: DialogRecord, reactions: ReactionDto[] | undefined): DialogDto {
     const last = d.lastMessage
     return {
       id: d.id,
@@ -55,11 +59,12 @@ export class DialogService {
         last_seen_at: isoOrNull(d.peer.lastSeenAt),
       },
       created_at: d.createdAt.toISOString(),
-      last_message: last ? toMessageDto(last, statusFor(last.id, last.senderId === d.me.userId ? d.peer : d.me)) : null,
+      last_message: last ? toMessageDto(last, statusFor(last.id, last.senderId === d.me.userId ? d.peer : d.me), reactions) : null,
       unread_count: d.unreadCount,
       last_read_message_id: d.me.lastReadMessageId,
       peer_last_read_message_id: d.peer.lastReadMessageId,
       peer_last_delivered_message_id: d.peer.lastDeliveredMessageId,
+      version: d.version,
     }
   }
 }

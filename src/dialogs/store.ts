@@ -1,7 +1,7 @@
 import { and, desc, eq, lt, sql, type SQL } from 'drizzle-orm'
 import { alias } from 'drizzle-orm/sqlite-core'
 import type { MessageRecord, Watermarks } from '../messages/model'
-import { messageColumns, unreadOf } from '../messages/store'
+import { messageColumns, unreadOf } from '../messages/history'
 import { exec, rows, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 
 /** One dialog as one member sees it, before presence and status are applied. */
@@ -9,6 +9,7 @@ export interface DialogRecord {
   id: number
   createdAt: Date
   lastActivityAt: Date
+  version: number
   me: Watermarks
   peer: Watermarks & { username: string; lastSeenAt: Date | null }
   unreadCount: number
@@ -78,6 +79,7 @@ export function* dialogsOf(
     id: d.id,
     createdAt: d.createdAt,
     lastActivityAt: d.lastActivityAt,
+    version: d.version,
     me: { userId, lastReadMessageId: d.myRead, lastDeliveredMessageId: d.myDelivered },
     peer: {
       userId: d.peerId,
@@ -102,6 +104,7 @@ function dialogsQuery(db: QueryDb, t: Tables, shape: 'newest' | 'before' | 'one'
       id: t.dialogs.id,
       createdAt: t.dialogs.createdAt,
       lastActivityAt: t.dialogs.lastActivityAt,
+      version: t.dialogs.version,
       peerId: me.peerId,
       myRead: me.lastReadMessageId,
       myDelivered: me.lastDeliveredMessageId,

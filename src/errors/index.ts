@@ -3,6 +3,7 @@ export const ERROR_STATUS = {
   bad_request: 400,
   unauthorized: 401,
   invalid_credentials: 401,
+  forbidden: 403,
   not_found: 404,
   username_taken: 409,
   payload_too_large: 413,

@@ -31,6 +31,7 @@ function coercedField(request: Request, params: Record<string, unknown>, value: 
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+const NO_BODY_OK = new Set(['PUT', 'DELETE'])
 /** Bodies are UTF-8: bytes that are not are a body that is not JSON (400), not text to patch up with U+FFFD. */
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -47,6 +48,8 @@ export const edge = (maxBodyBytes: number, metrics: Metrics) =>
     .onParse({ as: 'global' }, async ({ request }) => {
       if (!BODY_METHODS.has(request.method)) return
       const bytes = await readCapped(request, maxBodyBytes)
+      // PUT and DELETE usually have no body (a reaction, a deletion): none is an empty object.
+      if (bytes.byteLength === 0 && NO_BODY_OK.has(request.method)) return {}
       if (bytes.byteLength === 0) throw new AppError('bad_request', 'body must be a JSON object')
       let value: unknown
       try {

@@ -5,13 +5,14 @@ import { DialogParams } from '../dialogs/model'
 import { invalidField } from '../errors'
 import type { UserLimits } from '../limits/user-limits'
 import { parseInstant } from '../shared/time'
-import { HistoryPage, HistoryQuery, MessageSchema, ReadState, ReadUpToBody, SendBody } from './model'
+import { EditBody, HistoryPage, HistoryQuery, MessageParams, MessageSchema, ReactionParams, ReadState, ReadUpToBody, SendBody } from './model'
 import type { MessageService } from './service'
-import type { HistoryCursor } from './store'
+import type { HistoryCursor } from './history'
 
-function cursorOf(query: typeof HistoryQuery.static): HistoryCursor {
-  const given = (['before', 'before_id', 'after_id'] as const).filter((k) => query[k] !== undefined)
-  if (given.length > 1) throw invalidField(given[1]!, 'give at most one of before, before_id, after_id')
+function cursorOf(query: typeof HistoryQuery.static): HistoryCursor | { changedAfter: number } {
+  const given = (['before', 'before_id', 'after_id', 'changed_after'] as const).filter((k) => query[k] !== undefined)
+  if (given.length > 1) throw invalidField(given[1]!, 'give at most one of before, before_id, after_id, changed_after')
+  if (query.changed_after !== undefined) return { changedAfter: query.changed_after }
   if (query.before !== undefined) return { before: parseInstant('before', query.before) }
   if (query.before_id !== undefined) return { beforeId: query.before_id }
   if (query.after_id !== undefined) return { afterId: query.after_id }
@@ -19,6 +20,7 @@ function cursorOf(query: typeof HistoryQuery.static): HistoryCursor {
 }
 
 export const messageRoutes = (auth: AuthService, messages: MessageService, limits: UserLimits) => {
+  // Edits, deletions and reactions are writes too: they share the sender's bucket (REST and WebSocket).
   return new Elysia({ prefix: '/dialogs/:dialog_id', tags: ['messages'] })
     .use(authGuard(auth))
     .get(
@@ -52,5 +54,40 @@ export const messageRoutes = (auth: AuthService, messages: MessageService, limit
           body.read_at === undefined ? new Date() : parseInstant('read_at', body.read_at),
         ),
       { auth: true, params: DialogParams, body: ReadUpToBody, response: { 200: ReadState } },
+    )
+    .patch(
+      '/messages/:message_id',
+      ({ principal, params, body }) => {
+        limits.takeSend(principal.userId)
+        return messages.edit(principal.userId, params.dialog_id, params.message_id, body.text)
+      },
+      { auth: true, params: MessageParams, body: EditBody, response: { 200: MessageSchema } },
+    )
+    .delete(
+      '/messages/:message_id',
+      async ({ principal, params, set }) => {
+        limits.takeSend(principal.userId)
+        await messages.remove(principal.userId, params.dialog_id, params.message_id)
+        set.status = 204
+      },
+      { auth: true, params: MessageParams },
+    )
+    .put(
+      '/messages/:message_id/reactions/:emoji',
+      async ({ principal, params, set }) => {
+        limits.takeSend(principal.userId)
+        await messages.react(principal.userId, params.dialog_id, params.message_id, params.emoji, true)
+        set.status = 204
+      },
+      { auth: true, params: ReactionParams },
+    )
+    .delete(
+      '/messages/:message_id/reactions/:emoji',
+      async ({ principal, params, set }) => {
+        limits.takeSend(principal.userId)
+        await messages.react(principal.userId, params.dialog_id, params.message_id, params.emoji, false)
+        set.status = 204
+      },
+      { auth: true, params: ReactionParams },
     )
 }

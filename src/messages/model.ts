@@ -6,6 +6,9 @@ import { charCount } from '../shared/text'
 export const MESSAGE_TYPES = ['text'] as const
 export const MAX_TEXT_CHARS = 4000
 
+export const ReactionSchema = t.Object({ emoji: t.String(), user_ids: t.Array(t.Integer()) })
+export type ReactionDto = typeof ReactionSchema.static
+
 export const MessageSchema = t.Object({
   id: t.Integer(),
   dialog_id: t.Integer(),
@@ -16,6 +19,11 @@ export const MessageSchema = t.Object({
   text: t.String(),
   created_at: t.String({ format: 'date-time' }),
   status: t.Union([t.Literal('sent'), t.Literal('delivered'), t.Literal('read')]),
+  edited_at: t.Union([t.String({ format: 'date-time' }), t.Null()]),
+  deleted: t.Boolean(),
+  reactions: t.Array(ReactionSchema),
+  /** The dialog's version at this message's last change (see GET …/messages?changed_after=). */
+  version: t.Integer(),
 })
 export type MessageDto = typeof MessageSchema.static
 export type MessageStatus = MessageDto['status']
@@ -37,7 +45,22 @@ export const HistoryQuery = t.Object({
   before: t.Optional(t.String({ maxLength: 64 })),
   before_id: t.Optional(ParamId('before_id')),
   after_id: t.Optional(ParamId('after_id', 0)),
+  changed_after: t.Optional(ParamId('changed_after', 0)),
 })
+
+export const MessageParams = t.Object({
+  dialog_id: ParamId('dialog_id'),
+  message_id: ParamId('message_id'),
+})
+
+// Bounded generously: the longest emoji (a tagged subdivision flag, a ZWJ family) is well under this.
+export const ReactionParams = t.Object({
+  dialog_id: ParamId('dialog_id'),
+  message_id: ParamId('message_id'),
+  emoji: t.String({ minLength: 1, maxLength: 64 }),
+})
+
+export const EditBody = t.Object({ text: MessageText })
 
 export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() })
 
@@ -63,6 +86,9 @@ export interface MessageRecord {
   type: string
   text: string
   createdAt: Date
+  version: number
+  editedAt: Date | null
+  deleted: boolean
 }
 
 /** A member's progress through a dialog. */
@@ -80,13 +106,26 @@ export interface StatusEvent {
   at: string
 }
 
+export interface DeletedEvent {
+  dialog_id: number
+  message_id: number
+  version: number
+}
+
+export interface ReactionsEvent {
+  dialog_id: number
+  message_id: number
+  reactions: ReactionDto[]
+  version: number
+}
+
 export function statusFor(messageId: number, recipient: Watermarks | undefined): MessageStatus {
   if (!recipient) return 'sent'
   if (recipient.lastReadMessageId >= messageId) return 'read'
   return recipient.lastDeliveredMessageId >= messageId ? 'delivered' : 'sent'
 }
 
-export const toMessageDto = (m: MessageRecord, status: MessageStatus): MessageDto => ({
+export const toMessageDto = (m: MessageRecord, status: MessageStatus, reactions: ReactionDto[] = []): MessageDto => ({
   id: m.id,
   dialog_id: m.dialogId,
   seq: m.seq,
@@ -96,6 +135,10 @@ export const toMessageDto = (m: MessageRecord, status: MessageStatus): MessageDt
   text: m.text,
   created_at: m.createdAt.toISOString(),
   status,
+  edited_at: m.editedAt?.toISOString() ?? null,
+  deleted: m.deleted,
+  reactions: m.deleted ? [] : reactions,
+  version: m.version,
 })
 
 /**
@@ -114,4 +157,17 @@ export function checkText(text: string): void {
   if (!/\S/.test(text)) throw invalidField('text', 'must not be only whitespace')
   if (unstorable(text)) throw invalidField('text', 'must be Unicode text without NUL characters')
   if (charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
+}
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' })
+
+/**
+ * Exactly one emoji: one grapheme cluster that is pictographic (ZWJ sequences, skin tones and
+ * variation selectors included), a flag (two regional indicators) or a keycap.
+ */
+export function checkEmoji(emoji: string): void {
+  const clusters = [...graphemes.segment(emoji)]
+  const one = clusters.length === 1 ? clusters[0]!.segment : ''
+  const isEmoji = /\p{Extended_Pictographic}/u.test(one) || /^\p{Regional_Indicator}{2}$/u.test(one) || /^[0-9#*]\uFE0F?\u20E3$/u.test(one)
+  if (!isEmoji || !one.isWellFormed()) throw invalidField('emoji', 'must be exactly one emoji')
 }

@@ -4,14 +4,18 @@ import type { Origin, RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
 import {
   checkClientMsgId,
+  checkEmoji,
   checkText,
   statusFor,
   toMessageDto,
   type MessageDto,
+  type MessageRecord,
   type ReadStateDto,
+  type Watermarks,
   type StatusEvent,
 } from './model'
-import { history, messageById, watermarks, type HistoryCursor } from './store'
+import { changedAfter, deleteMessage, editMessage, NoChange, reactionsOfMany, setReaction } from './changes'
+import { history, messageById, watermarks, type HistoryCursor } from './history'
 import type { MessageWriter } from './writer'
 
 export interface SendCommand {
@@ -63,20 +67,84 @@ export class MessageService {
     return { created: true, message }
   }
 
+  /** A page of history, or with `changedAfter` the messages changed after that version (ascending by version). */
   async history(
     userId: number,
     dialogId: number,
-    cursor: HistoryCursor,
+    cursor: HistoryCursor | { changedAfter: number },
     limit: number,
   ): Promise<{ messages: MessageDto[]; has_more: boolean }> {
     const members = await this.membership.require(dialogId, userId)
-    const { page, marks } = await this.db.read(function* (s) {
-      return { page: yield* history(s, dialogId, cursor, limit), marks: yield* watermarks(s, dialogId) }
+    const { page, marks, reactions } = await this.db.read(function* (s) {
+      const page = 'changedAfter' in cursor ? yield* changedAfter(s, dialogId, cursor.changedAfter, limit) : yield* history(s, dialogId, cursor, limit)
+      return {
+        page,
+        marks: yield* watermarks(s, dialogId),
+        reactions: yield* reactionsOfMany(
+          s,
+          page.messages.map((m) => m.id),
+        ),
+      }
     })
     const recipientOf = (senderId: number) => marks.find((w) => w.userId === peerOf(members, senderId))
     return {
-      messages: page.messages.map((m) => toMessageDto(m, statusFor(m.id, recipientOf(m.senderId)))),
+      messages: page.messages.map((m) => toMessageDto(m, statusFor(m.id, recipientOf(m.senderId)), reactions.get(m.id))),
       has_more: page.hasMore,
+    }
+  }
+
+  /** Replaces the text of the caller's own message; every connection of both members gets message:edited. */
+  async edit(userId: number, dialogId: number, messageId: number, text: string): Promise<MessageDto> {
+    checkText(text)
+    const members = await this.membership.require(dialogId, userId)
+    const { message, reactions, marks } = await this.db.tx((s) => editMessage(s, dialogId, messageId, userId, text, new Date()))
+    const dto = toMessageDto(message, this.statusOf(message, members, marks), reactions)
+    this.realtime.messageEdited(dto)
+    return dto
+  }
+
+  /** Deletes the caller's own message for everyone (again: nothing happens); everyone gets message:deleted. */
+  async remove(userId: number, dialogId: number, messageId: number): Promise<void> {
+    await this.membership.require(dialogId, userId)
+    const version = await this.unlessNoChange(this.db.tx((s) => deleteMessage(s, dialogId, messageId, userId)))
+    if (version !== undefined) this.realtime.messageDeleted({ dialog_id: dialogId, message_id: messageId, version })
+  }
+
+  /** Adds (on) or removes the caller's reaction; a change sends everyone message:reactions with the whole set. */
+  async react(userId: number, dialogId: number, messageId: number, emoji: string, on: boolean): Promise<void> {
+    checkEmoji(emoji)
+    await this.membership.require(dialogId, userId)
+    const changed = await this.unlessNoChange(this.db.tx((s) => setReaction(s, dialogId, messageId, userId, emoji, on, new Date())))
+    if (changed)
+      this.realtime.reactions({ dialog_id: dialogId, message_id: messageId, reactions: changed.reactions, version: changed.version })
+  }
+
+  /** The WebSocket frames name only the message: its dialog is looked up, and must be the caller's. */
+  async editById(userId: number, messageId: number, text: string): Promise<void> {
+    await this.edit(userId, await this.dialogOfOwn(userId, messageId), messageId, text)
+  }
+
+  async removeById(userId: number, messageId: number): Promise<void> {
+    await this.remove(userId, await this.dialogOfOwn(userId, messageId), messageId)
+  }
+
+  private async dialogOfOwn(userId: number, messageId: number): Promise<number> {
+    const dialogId = await this.dialogOfMessage(messageId)
+    if (dialogId === undefined) throw notFound('message')
+    await this.membership.require(dialogId, userId)
+    return dialogId
+  }
+
+  private statusOf(m: MessageRecord, members: [number, number], marks: Watermarks[]) {
+    return statusFor(m.id, marks.find((w) => w.userId === peerOf(members, m.senderId)))
+  }
+
+  private async unlessNoChange<T>(work: Promise<T>): Promise<T | undefined> {
+    try {
+      return await work
+    } catch (error) {
+      if (error instanceof NoChange) return undefined
+      throw error
     }
   }
 
@@ -106,7 +174,7 @@ export class MessageService {
       this.realtime.status(this.statusEvent(dialogId, state.lastDeliveredMessageId, 'delivered', userId, state.deliveredAt), origin)
   }
 
-  /** A message's dialog; messages are never deleted or moved, so an answer once read stays true. */
+  /** A message's dialog; messages are never removed or moved (a deleted one keeps its row), so an answer once read stays true. */
   private async dialogOfMessage(messageId: number): Promise<number | undefined> {
     return this.dialogOf.get(messageId) ?? (await this.db.read((s) => messageById(s, messageId)))?.dialogId
   }

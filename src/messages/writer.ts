@@ -1,10 +1,12 @@
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
-import { commitBatch, type MarkInput, type MarkOutcome, type SendInput, type SendOutcome } from './store'
+import { commitBatch, type Settled } from './batch'
+import type { MarkInput, MarkOutcome } from './receipts'
+import type { SendInput, SendOutcome } from './sends'
 
-type Pending =
-  | { send: SendInput; resolve: (outcome: SendOutcome) => void; reject: (error: unknown) => void }
-  | { mark: MarkInput; resolve: (outcome: MarkOutcome) => void; reject: (error: unknown) => void }
+type PendingSend = { send: SendInput; resolve: (outcome: SendOutcome) => void; reject: (error: unknown) => void }
+type PendingMark = { mark: MarkInput; resolve: (outcome: MarkOutcome) => void; reject: (error: unknown) => void }
+type Pending = PendingSend | PendingMark
 
 export interface WriterOptions {
   /** A batch closes at this many sends and receipts… */
@@ -81,42 +83,42 @@ export class MessageWriter {
   }
 
   private async commit(batch: Pending[]): Promise<void> {
-    try {
-      this.settle(batch, await this.write(batch))
-    } catch {
-      // One bad item must not sink its batch-mates: retry each alone, and fail only the ones that fail alone.
-      for (const pending of batch) {
-        try {
-          this.settle([pending], await this.write([pending]))
-        } catch (error) {
-          pending.reject(error)
-        }
-      }
-    }
-  }
-
-  private write(batch: Pending[]) {
-    const sends: SendInput[] = []
-    const marks: MarkInput[] = []
-    for (const p of batch) 'send' in p ? sends.push(p.send) : marks.push(p.mark)
-    const started = performance.now()
-    return commitBatch(this.db, sends, marks, new Date()).finally(() =>
-      this.metrics?.writerCommit.observe((performance.now() - started) / 1000),
-    )
-  }
-
-  private settle(batch: Pending[], outcomes: { sends: SendOutcome[]; marks: MarkOutcome[] }): void {
-    let created = 0
-    let send = 0
-    let mark = 0
-    for (const p of batch) {
-      if ('send' in p) {
-        const outcome = outcomes.sends[send++]!
-        if (outcome.kind === 'created') created++
-        p.resolve(outcome)
-      } else p.resolve(outcomes.marks[mark++]!)
-    }
+    const sends = batch.filter((p): p is PendingSend => 'send' in p)
+    const marks = batch.filter((p): p is PendingMark => 'mark' in p)
+    const outcome = await this.write(sends, marks)
     this.metrics?.writeBatchSize.observe(batch.length)
-    this.metrics?.messagesPersisted.inc({}, created)
+    await Promise.all([this.settleSends(sends, outcome.sends), this.settleMarks(marks, outcome.marks)])
+  }
+
+  private write(sends: PendingSend[], marks: PendingMark[]) {
+    const started = performance.now()
+    return commitBatch(
+      this.db,
+      sends.map((p) => p.send),
+      marks.map((p) => p.mark),
+      new Date(),
+    ).finally(() => this.metrics?.writerCommit.observe((performance.now() - started) / 1000))
+  }
+
+  // A part of a batch (its sends, its receipts) that failed is retried item by item: one bad item fails
+  // alone, and the rest commit. The sends' part never waits on, nor fails with, the receipts'.
+
+  private async settleSends(sends: PendingSend[], outcome: Settled<SendOutcome[]>): Promise<void> {
+    if (outcome.ok) {
+      let created = 0
+      sends.forEach((p, i) => {
+        const o = outcome.value[i]!
+        if (o.kind === 'created') created++
+        p.resolve(o)
+      })
+      this.metrics?.messagesPersisted.inc({}, created)
+    } else if (sends.length === 1) sends[0]!.reject(outcome.error)
+    else for (const p of sends) await this.settleSends([p], (await this.write([p], [])).sends)
+  }
+
+  private async settleMarks(marks: PendingMark[], outcome: Settled<MarkOutcome[]>): Promise<void> {
+    if (outcome.ok) marks.forEach((p, i) => p.resolve(outcome.value[i]!))
+    else if (marks.length === 1) marks[0]!.reject(outcome.error)
+    else for (const p of marks) await this.settleMarks([p], (await this.write([], [p])).marks)
   }
 }

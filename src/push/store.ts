@@ -20,9 +20,9 @@ export function* saveSubscription(
   max: number,
 ): Routine<{ created: boolean } | 'full'> {
   const { db, t } = s
-  // Two subscribes of one user must not both pass the count below: on Postgres the user's row lock makes
-  // them take turns (SQLite's BEGIN IMMEDIATE already does).
-  if (s.execute) yield* rows(s.execute(sql`select id from users where id = ${sub.userId} for update`))
+  // Two subscribes of one user must not both pass the count below: a no-op update of the user's row locks it
+  // on Postgres, so they take turns (SQLite's BEGIN IMMEDIATE already does); the same statement on both.
+  yield* exec(db.update(t.users).set({ username: sql`${t.users.username}` }).where(eq(t.users.id, sub.userId)))
   yield* pruneEnded(s, sub.userId, sub.now)
   const [held] = yield* rows(
     db

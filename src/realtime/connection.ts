@@ -129,6 +129,10 @@ export function createRealtime(core: Core): Realtime {
           frame,
           core.messages.readUpTo(userId, frame.dialog_id, frame.last_read_message_id, instant('read_at', frame.read_at), ws),
         )
+      case 'message:edit':
+        return track(ws, frame, core.messages.editById(userId, frame.message_id, frame.text))
+      case 'message:delete':
+        return track(ws, frame, core.messages.removeById(userId, frame.message_id))
       case 'typing':
         return track(
           ws,

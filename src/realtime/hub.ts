@@ -2,14 +2,14 @@ import type { Server } from 'bun'
 import type { Cluster, ClusterPeer } from '../cluster/cluster'
 import type { DialogDto } from '../dialogs/model'
 import { dialogIdsOf, peerIdsOf } from '../dialogs/store'
-import type { MessageDto, StatusEvent } from '../messages/model'
+import type { DeletedEvent, MessageDto, ReactionsEvent, StatusEvent } from '../messages/model'
 import { unauthorized } from '../errors'
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
 import { setLastSeen } from '../users/store'
 import { Outbox } from './outbox'
 import type { Origin, RealtimePort } from './port'
-import { dialogNewFrame, errorFrame, newFrame, presenceFrame, statusFrame, typingFrame } from './protocol'
+import { deletedFrame, dialogNewFrame, editedFrame, errorFrame, newFrame, presenceFrame, reactionsFrame, statusFrame, typingFrame } from './protocol'
 import { closeSocket, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, type ConnectionData, type Socket } from './socket'
 
 const dialogTopic = (id: number) => `dialog:${id}`
@@ -89,6 +89,18 @@ export class Hub implements RealtimePort, ClusterPeer {
 
   status(event: StatusEvent, origin?: Origin): void {
     this.toDialog(event.dialog_id, statusFrame(event), origin)
+  }
+
+  messageEdited(message: MessageDto): void {
+    this.toDialog(message.dialog_id, editedFrame(message), undefined)
+  }
+
+  messageDeleted(event: DeletedEvent): void {
+    this.toDialog(event.dialog_id, deletedFrame(event), undefined)
+  }
+
+  reactions(event: ReactionsEvent): void {
+    this.toDialog(event.dialog_id, reactionsFrame(event), undefined)
   }
 
   /** Subscribes both members' live connections to the new dialog, then sends each member its own view. */

@@ -1,5 +1,5 @@
 import type { DialogDto } from '../dialogs/model'
-import type { MessageDto, StatusEvent } from '../messages/model'
+import type { DeletedEvent, MessageDto, ReactionsEvent, StatusEvent } from '../messages/model'
 
 /** A connection that caused an event: it gets an ack instead of the broadcast. */
 export type Origin = unknown
@@ -12,6 +12,10 @@ export interface RealtimePort {
   isOnline(userId: number): boolean
   messageNew(message: MessageDto, origin?: Origin): void
   status(event: StatusEvent, origin?: Origin): void
+  /** Changes to a sent message go to every connection of both members, the acting one included. */
+  messageEdited(message: MessageDto): void
+  messageDeleted(event: DeletedEvent): void
+  reactions(event: ReactionsEvent): void
   dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): void
   /** A session was revoked (logout, refresh token reuse): its live connections close. */
   sessionEnded(sessionId: string): void

@@ -2,7 +2,7 @@ import { Type as T, type Static, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { DialogDto } from '../dialogs/model'
 import { AppError } from '../errors'
-import type { MessageDto, StatusEvent } from '../messages/model'
+import type { DeletedEvent, MessageDto, ReactionsEvent, StatusEvent } from '../messages/model'
 import { MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS } from '../messages/model'
 import { charCount } from '../shared/text'
 import { MAX_ID } from '../shared/ids'
@@ -41,6 +41,13 @@ const schemas = {
     last_read_message_id: Id,
     read_at: T.Optional(Instant),
   }),
+  'message:edit': T.Object({
+    type: T.Literal('message:edit'),
+    message_id: Id,
+    // Bounds the raw size; MessageService counts characters and rejects blank text, as for a send.
+    text: T.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 2 }),
+  }),
+  'message:delete': T.Object({ type: T.Literal('message:delete'), message_id: Id }),
   typing: T.Object({
     type: T.Literal('typing'),
     dialog_id: Id,
@@ -107,6 +114,12 @@ export const ackFrame = (clientMsgId: string, message: MessageDto) =>
 export const newFrame = (message: MessageDto) => `{"type":"message:new","message":${encode(message)}}`
 
 export const statusFrame = (event: StatusEvent) => JSON.stringify({ type: 'message:status', ...event })
+
+export const editedFrame = (message: MessageDto) => `{"type":"message:edited","message":${encode(message)}}`
+
+export const deletedFrame = (event: DeletedEvent) => JSON.stringify({ type: 'message:deleted', ...event })
+
+export const reactionsFrame = (event: ReactionsEvent) => JSON.stringify({ type: 'message:reactions', ...event })
 
 export const typingFrame = (dialogId: number, userId: number, state: 'start' | 'stop') =>
   JSON.stringify({ type: 'typing', dialog_id: dialogId, user_id: userId, state })

@@ -3,8 +3,8 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { drizzle as drizzleSqlite, type BunSQLiteDatabase } from 'drizzle-orm/bun-sqlite'
 import type { SQL } from 'drizzle-orm'
-import { PgDialect } from 'drizzle-orm/pg-core'
-import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
+import { PgDialect, type PgDatabase } from 'drizzle-orm/pg-core'
+import { drizzle as drizzlePg, type PostgresJsQueryResultHKT } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
 import type { DatabaseTarget } from '../config'
 import { migratePg, migrateSqlite, newestMigration } from './migrate'
@@ -30,12 +30,6 @@ export interface Scope {
    * each statement is a round trip, they use few multi-row ones instead.
    */
   memo?: <T>(key: string, build: (db: QueryDb, t: Tables) => T) => T
-  /**
-   * Postgres only: a statement drizzle's builders cannot express (an INSERT … SELECT that leaves the
-   * identity column out, a CTE), for `rows()`. Outside a transaction it is prepared on its connection, so
-   * Postgres plans it once per connection rather than on every call (drizzle prepares only named queries).
-   */
-  execute?: <T>(query: SQL) => { all(): T[] }
   /**
    * A hot query built once under `key` (with `sql.placeholder`s) and run with `params`, for `rows()`:
    * compiled once on SQLite; on Postgres prepared by name, so it is also planned once per connection.
@@ -63,8 +57,37 @@ export function* exec(query: { run(): unknown }): Routine<void> {
   yield { rows: false, query }
 }
 
-export interface Db {
-  readonly dialect: 'sqlite' | 'pg'
+/**
+ * Postgres as itself, for the code that is Postgres's own (how a batch of sends commits): its builders
+ * and tables with their Postgres types, awaited directly.
+ */
+export type PgTables = typeof pgSchema
+export interface PgScope {
+  db: PgDatabase<PostgresJsQueryResultHKT, PgTables>
+  t: PgTables
+  /**
+   * A statement drizzle's builders cannot express (an INSERT … SELECT that leaves the identity column
+   * out, a CTE). Outside a transaction it is prepared on its connection, so Postgres plans it once per
+   * connection rather than on every call (drizzle prepares only named queries).
+   */
+  execute<T>(query: SQL): Promise<T[]>
+}
+export interface PgAccess {
+  /** Outside a transaction: each statement is its own. */
+  read<T>(work: (s: PgScope) => Promise<T>): Promise<T>
+  tx<T>(work: (s: PgScope) => Promise<T>): Promise<T>
+}
+
+export type Db = SqliteDb | PgDb
+export interface SqliteDb extends DbCommon {
+  readonly dialect: 'sqlite'
+}
+export interface PgDb extends DbCommon {
+  readonly dialect: 'pg'
+  readonly pg: PgAccess
+}
+
+interface DbCommon {
   /** Runs a routine outside a transaction. */
   read<T>(routine: (s: Scope) => Routine<T>): Promise<T>
   /** Runs a routine in one transaction: synchronously on bun:sqlite (BEGIN IMMEDIATE), awaited on Postgres. */
@@ -90,7 +113,7 @@ export async function openDatabase(target: DatabaseTarget, options: OpenOptions 
     : openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5)
 }
 
-function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): Db {
+function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): SqliteDb {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
   const client = new SqliteDriver(path, { create: true, strict: true })
   // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
@@ -109,7 +132,14 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): Db {
     let next = routine.next()
     while (!next.done) {
       const step = next.value
-      next = routine.next(step.rows ? step.query.all() : step.query.run())
+      let result: unknown
+      try {
+        result = step.rows ? step.query.all() : step.query.run()
+      } catch (error) {
+        next = routine.throw(error)
+        continue
+      }
+      next = routine.next(result)
     }
     return next.value
   }
@@ -123,7 +153,7 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): Db {
     return { all: () => statement.all(params) }
   }
   return {
-    dialect: 'sqlite',
+    dialect: 'sqlite' as const,
     read: async (routine) => drive(routine({ db, t: sqliteSchema, memo, prepared })),
     tx: async (routine) =>
       db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema, memo, prepared })), {
@@ -139,7 +169,7 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): Db {
   }
 }
 
-async function openPg(url: string, max: number, connectTimeoutSec: number): Promise<Db> {
+async function openPg(url: string, max: number, connectTimeoutSec: number): Promise<PgDb> {
   const client = postgres(url, { max, onnotice: () => {}, connect_timeout: connectTimeoutSec })
   try {
     await migratePg(client)
@@ -151,15 +181,25 @@ async function openPg(url: string, max: number, connectTimeoutSec: number): Prom
 
   const drive = async <T>(routine: Routine<T>): Promise<T> => {
     let next = routine.next()
-    while (!next.done) next = routine.next(await (next.value.query as unknown as PromiseLike<unknown>))
+    while (!next.done) {
+      let result: unknown
+      try {
+        result = await (next.value.query as unknown as PromiseLike<unknown>)
+      } catch (error) {
+        next = routine.throw(error)
+        continue
+      }
+      next = routine.next(result)
+    }
     return next.value
   }
   // The pg builders and tables are typed as SQLite ones (see QueryDb); at run time they are awaited, not .all()'d.
   const t = pgSchema as unknown as Tables
   const dialect = new PgDialect()
-  const preparedSql = (query: SQL) => {
+  // Rows as the driver gives them: the statement's author names their type.
+  const preparedSql = async <T>(query: SQL): Promise<T[]> => {
     const { sql, params } = dialect.sqlToQuery(query)
-    return client.unsafe(sql, params as postgres.ParameterOrJSON<never>[], { prepare: true })
+    return (await client.unsafe(sql, params as postgres.ParameterOrJSON<never>[], { prepare: true })) as T[]
   }
   // pg builders' prepare() takes the statement's name; at run time the query is awaited (see drive).
   type PgPrepared = { execute(placeholders: Record<string, unknown>): Promise<unknown> }
@@ -171,28 +211,26 @@ async function openPg(url: string, max: number, connectTimeoutSec: number): Prom
     if (!statement) named.set(key, (statement = prepare(build(pg as unknown as QueryDb, t), key)))
     return run(statement, params)
   }
-  const scope = (db: unknown, execute: (query: SQL) => unknown, prepared: Scope['prepared']): Scope => ({
-    db: db as QueryDb,
-    t,
-    execute: execute as Scope['execute'],
-    prepared,
-  })
+  const scope = (db: unknown, prepared: Scope['prepared']): Scope => ({ db: db as QueryDb, t, prepared })
   return {
-    dialect: 'pg',
-    read: (routine) => drive(routine(scope(pg, preparedSql, prepared))),
+    dialect: 'pg' as const,
+    read: (routine) => drive(routine(scope(pg, prepared))),
     tx: (routine) =>
       pg.transaction((tx) =>
         drive(
           routine(
-            scope(
-              tx,
-              (query) => tx.execute(query),
-              // Built on the transaction's connection each time: a statement kept from outside would run outside it.
-              (key, build, params) => run(prepare(build(tx as unknown as QueryDb, t), key), params),
-            ),
+            // Built on the transaction's connection each time: a statement kept from outside would run outside it.
+            scope(tx, (key, build, params) => run(prepare(build(tx as unknown as QueryDb, t), key), params)),
           ),
         ),
       ),
+    pg: {
+      read: (work) => work({ db: pg, t: pgSchema, execute: preparedSql }),
+      tx: (work) =>
+        pg.transaction((tx) =>
+          work({ db: tx, t: pgSchema, execute: async <T>(query: SQL) => (await tx.execute(query)) as T[] }),
+        ),
+    },
     ping: async () => {
       await client`select 1`
     },

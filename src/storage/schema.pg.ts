@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { check, index, integer, pgTable as table, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core'
+import { boolean, check, index, integer, pgTable as table, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core'
 
 // Millisecond precision, as the contract's timestamps.
 const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 3, mode: 'date' })
@@ -50,6 +50,8 @@ export const dialogs = table(
     // Not indexed: lists sort one user's dialogs (found through dialog_members), and every batch of
     // sends moves it, which an index would make a costlier (on Postgres, non-HOT) update.
     lastActivityAt: ts('last_activity_at').notNull(),
+    // The dialog's change counter: every new message, edit, delete and reaction change takes the next one.
+    version: integer('version').notNull().default(0),
   },
   (t) => [
     uniqueIndex('dialogs_pair_uq').on(t.userLow, t.userHigh),
@@ -94,10 +96,17 @@ export const messages = table(
     // Not indexed: within a dialog it grows with seq (the writer sees to it), so history by time is a
     // binary search on (dialog, seq), and every send saves an index update.
     createdAt: ts('created_at').notNull(),
+    // The dialog's version at this message's last change (its creation, an edit, a delete, a reaction).
+    version: integer('version').notNull().default(0),
+    editedAt: ts('edited_at'),
+    // A deleted message keeps its row (id, seq) and loses its content: text '' and no reactions.
+    deleted: boolean('deleted').notNull().default(false),
   },
   (t) => [
     uniqueIndex('messages_dialog_seq_uq').on(t.dialogId, t.seq),
     uniqueIndex('messages_client_id_uq').on(t.dialogId, t.senderId, t.clientMsgId),
+    // Catching up: a dialog's messages changed after a version, in version order.
+    index('messages_dialog_version_idx').on(t.dialogId, t.version),
   ],
 )
 
@@ -125,4 +134,20 @@ export const pushSubscriptions = table(
     index('push_subscriptions_user_idx').on(t.userId),
     index('push_subscriptions_session_idx').on(t.sessionId),
   ],
+)
+
+/** One row per (message, emoji, user): a user's reaction with that emoji. */
+export const messageReactions = table(
+  'message_reactions',
+  {
+    messageId: integer('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    emoji: text('emoji').notNull(),
+    userId: integer('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.messageId, t.emoji, t.userId] })],
 )

@@ -1,0 +1,133 @@
+import { and, asc, desc, eq, gt, lte, ne, sql, type SQL } from 'drizzle-orm'
+import { rows, type PgTables, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
+import { isStorableId } from '../shared/ids'
+import type { MessageRecord, Watermarks } from './model'
+
+type MessageColumns<M extends Tables['messages'] | PgTables['messages']> = Pick<
+  M,
+  'id' | 'dialogId' | 'seq' | 'senderId' | 'clientMsgId' | 'type' | 'text' | 'createdAt' | 'version' | 'editedAt' | 'deleted'
+>
+
+/** A message's columns, in either dialect's tables (typed as that dialect's). */
+export function messageColumns(t: Tables): MessageColumns<Tables['messages']>
+export function messageColumns(t: PgTables): MessageColumns<PgTables['messages']>
+export function messageColumns({ messages: m }: Tables | PgTables) {
+  return {
+    id: m.id,
+    dialogId: m.dialogId,
+    seq: m.seq,
+    senderId: m.senderId,
+    clientMsgId: m.clientMsgId,
+    type: m.type,
+    text: m.text,
+    createdAt: m.createdAt,
+    version: m.version,
+    editedAt: m.editedAt,
+    deleted: m.deleted,
+  }
+}
+
+/** A member's unread count, as a column of a query over its `dialog_members` row: the peer's messages above its read watermark. */
+export const unreadOf = (db: QueryDb, t: Tables, member: Tables['dialogMembers']) =>
+  db.$count(t.messages, and(eq(t.messages.dialogId, member.dialogId), ne(t.messages.senderId, member.userId), gt(t.messages.id, member.lastReadMessageId)))
+
+export type HistoryCursor = { before: Date } | { beforeId: number } | { afterId: number } | { newest: true }
+
+/**
+ * A page of history in ascending order, and whether more exist beyond it (older, or newer for afterId).
+ * Every cursor becomes a seq bound, so each page is one range scan of the (dialog, seq) index.
+ */
+export function* history(
+  scope: Scope,
+  dialogId: number,
+  cursor: HistoryCursor,
+  limit: number,
+): Routine<{ messages: MessageRecord[]; hasMore: boolean }> {
+  let found: MessageRecord[]
+  const params = { dialogId, limit: limit + 1, bound: 0 }
+  if ('afterId' in cursor) {
+    params.bound = yield* seqBound(scope, dialogId, (m) => m.id <= cursor.afterId, cursor.afterId, 0)
+    found = yield* rows(scope.prepared('history.after', (db, t) => historyQuery(db, t, 'after'), params))
+  } else if ('newest' in cursor) {
+    found = yield* rows(scope.prepared('history.newest', (db, t) => historyQuery(db, t, 'newest'), params))
+  } else {
+    params.bound =
+      'before' in cursor
+        ? yield* seqBound(scope, dialogId, (m) => m.createdAt < cursor.before)
+        : yield* seqBound(scope, dialogId, (m) => m.id < cursor.beforeId, cursor.beforeId, -1)
+    found = yield* rows(scope.prepared('history.upTo', (db, t) => historyQuery(db, t, 'upTo'), params))
+  }
+  const hasMore = found.length > limit
+  const page = hasMore ? found.slice(0, limit) : found
+  if (!('afterId' in cursor)) page.reverse()
+  return { messages: page, hasMore }
+}
+
+/** A page of a dialog as one range of its (dialog, seq) index: after a seq ascending, else up to one (or the newest) descending. */
+function historyQuery(db: QueryDb, t: Tables, shape: 'after' | 'upTo' | 'newest') {
+  const inDialog = eq(t.messages.dialogId, sql.placeholder('dialogId'))
+  const base = db.select(messageColumns(t)).from(t.messages)
+  const page =
+    shape === 'after'
+      ? base.where(and(inDialog, gt(t.messages.seq, sql.placeholder('bound')))).orderBy(asc(t.messages.seq))
+      : base.where(shape === 'upTo' ? and(inDialog, lte(t.messages.seq, sql.placeholder('bound'))) : inDialog).orderBy(desc(t.messages.seq))
+  return page.limit(sql.placeholder('limit'))
+}
+
+/**
+ * The largest seq of the dialog whose message passes `below` (0 when none). Within a dialog both id and
+ * created_at grow with seq (ids are taken under the dialog's lock; the writer never lets created_at go
+ * back), so this is a binary search of point reads on the (dialog, seq) index. When the cursor is a
+ * message id of this very dialog, its own seq answers at once (`offset` from it).
+ */
+function* seqBound(
+  { db, t }: Scope,
+  dialogId: number,
+  below: (m: { id: number; createdAt: Date }) => boolean,
+  messageId?: number,
+  offset = 0,
+): Routine<number> {
+  const probe = (where: SQL | undefined) =>
+    rows(db.select({ id: t.messages.id, seq: t.messages.seq, dialogId: t.messages.dialogId, createdAt: t.messages.createdAt }).from(t.messages).where(where))
+  if (messageId !== undefined) {
+    const [own] = yield* probe(eq(t.messages.id, messageId))
+    if (own?.dialogId === dialogId) return own.seq + offset
+  }
+  const [dialog] = yield* rows(db.select({ lastSeq: t.dialogs.lastSeq }).from(t.dialogs).where(eq(t.dialogs.id, dialogId)))
+  let lo = 0
+  let hi = dialog?.lastSeq ?? 0
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2)
+    const [m] = yield* probe(and(eq(t.messages.dialogId, dialogId), eq(t.messages.seq, mid)))
+    if (m && below(m)) lo = mid
+    else hi = mid - 1
+  }
+  return lo
+}
+
+export function* watermarks(scope: Scope, dialogId: number): Routine<Watermarks[]> {
+  return yield* rows(
+    scope.prepared(
+      'watermarks',
+      (db, t) =>
+        db
+          .select({
+            userId: t.dialogMembers.userId,
+            lastReadMessageId: t.dialogMembers.lastReadMessageId,
+            lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
+          })
+          .from(t.dialogMembers)
+          .where(eq(t.dialogMembers.dialogId, sql.placeholder('dialogId'))),
+      { dialogId },
+    ),
+  )
+}
+
+export function* messageById(scope: Scope, id: number): Routine<MessageRecord | undefined> {
+  if (!isStorableId(id)) return undefined
+  const [row] = yield* rows(
+    scope.prepared('messageById', (db, t) => db.select(messageColumns(t)).from(t.messages).where(eq(t.messages.id, sql.placeholder('id'))), { id }),
+  )
+  return row
+}
+

@@ -1,0 +1,67 @@
+import { and, desc, eq, inArray, lt, sql } from 'drizzle-orm'
+import { messageColumns } from '../messages/history'
+import type { MessageRecord } from '../messages/model'
+import { rows, type Routine, type Scope } from '../storage/database'
+
+/**
+ * The text predicate of each dialect, for words from `wordsOf` (letters, digits and marks only), every
+ * one quoted and matched as a prefix, all of them required. SQLite: the FTS5 table `messages_fts`
+ * (external content over messages, unicode61 with diacritics removed). Postgres: the GIN index on
+ * to_tsvector('simple', text); the expression must be the index's, word for word.
+ */
+export const matchers = {
+  sqlite: (words: string[], id: unknown) =>
+    sql`${id} in (select rowid from messages_fts where messages_fts match ${words.map((w) => `"${w}"*`).join(' AND ')})`,
+  // The matching ids as an array computed once (an InitPlan, from the GIN index): as a plain predicate,
+  // Postgres may instead walk the id index backwards and compute to_tsvector row by row until the page
+  // is full — seconds over a million messages when the words are rare in the caller's dialogs.
+  pg: (words: string[], id: unknown, table: unknown) =>
+    sql`${id} = any(array(select s.id from ${table} s where to_tsvector('simple', s.text) @@ to_tsquery('simple', ${words
+      .map((w) => `'${w}':*`)
+      .join(' & ')})))`,
+}
+
+export interface SearchInput {
+  userId: number
+  words: string[]
+  dialogId?: number
+  beforeId?: number
+  limit: number
+}
+
+/** The caller's messages matching every word, newest first, strictly before `beforeId`; one more than `limit` tells has_more. */
+export function* searchMessages({ db, t }: Scope, dialect: 'sqlite' | 'pg', input: SearchInput): Routine<MessageRecord[]> {
+  const m = t.messages
+  const me = t.dialogMembers
+  const filters = [
+    dialect === 'sqlite' ? matchers.sqlite(input.words, m.id) : matchers.pg(input.words, m.id, m),
+    eq(m.deleted, false),
+  ]
+  if (input.dialogId !== undefined) filters.push(eq(m.dialogId, input.dialogId))
+  if (input.beforeId !== undefined) filters.push(lt(m.id, input.beforeId))
+  return yield* rows(
+    db
+      .select(messageColumns(t))
+      .from(m)
+      .innerJoin(me, and(eq(me.dialogId, m.dialogId), eq(me.userId, input.userId)))
+      .where(and(...filters))
+      .orderBy(desc(m.id))
+      .limit(input.limit + 1),
+  )
+}
+
+/** Both members' watermarks of these dialogs, for the messages' status. */
+export function* membersOf({ db, t }: Scope, dialogIds: number[]) {
+  if (dialogIds.length === 0) return []
+  return yield* rows(
+    db
+      .select({
+        dialogId: t.dialogMembers.dialogId,
+        userId: t.dialogMembers.userId,
+        lastReadMessageId: t.dialogMembers.lastReadMessageId,
+        lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
+      })
+      .from(t.dialogMembers)
+      .where(inArray(t.dialogMembers.dialogId, dialogIds)),
+  )
+}
