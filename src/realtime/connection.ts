@@ -7,7 +7,6 @@ import { parseInstant } from '../shared/time'
 import {
   ackFrame,
   authOkFrame,
-  errorFrame,
   parseFrame,
   PONG,
   validateFrame,
@@ -15,6 +14,7 @@ import {
   type RawFrame,
 } from './protocol'
 import { closeSocket, CLOSE_UNAUTHORIZED, type ConnectionData, type Socket } from './socket'
+import { jsonWire } from './wire'
 
 // Typing indicators are cosmetic: a few per second is plenty, and they fan out to every peer device.
 const TYPING_BURST = 10
@@ -29,6 +29,24 @@ export interface Realtime {
   websocket: WebSocketHandler<ConnectionData>
   /** Shutdown: later frames are refused; resolves when every frame already received has been answered. */
   quiesce(): Promise<void>
+  /** The same frame handling for the connections of another wire (Socket.IO), which parse frames themselves. */
+  frames: Frames
+}
+
+/** What a wire adapter hands its connections' events to: below it, no code knows which wire a frame came by. */
+export interface Frames {
+  /** Counts the connection and starts its auth deadline. */
+  opened(ws: Socket): void
+  /** A client frame, parsed (or why it could not be). */
+  received(ws: Socket, frame: RawFrame | AppError): void
+  closed(ws: Socket): void
+  /**
+   * Authenticates with a token given outside a frame (Socket.IO's CONNECT). `verified` runs once the
+   * token is good, before auth:ok; `refused` replaces the unauthorized error and close.
+   */
+  authenticate(ws: Socket, token: string, hooks: { verified(): void; refused(): void }): void
+  /** Fresh per-connection state for a connection of `wire`. */
+  data(wire: ConnectionData['wire'], queryToken?: string): ConnectionData
 }
 
 export function createRealtime(core: Core): Realtime {
@@ -38,11 +56,14 @@ export function createRealtime(core: Core): Realtime {
   let idle: (() => void) | undefined
   let refusing = false
 
-  const reply = (ws: Socket, frame: string) => {
-    ws.send(frame)
+  const reply = (ws: Socket, frame: string, raw: RawFrame) => {
+    ws.send(ws.data.wire.answer(frame, raw))
     hub.guard(ws)
   }
-  const fail = (ws: Socket, error: unknown, raw?: RawFrame) => reply(ws, errorFrame(toAppError(error), raw))
+  const fail = (ws: Socket, error: unknown, raw?: RawFrame) => {
+    ws.send(ws.data.wire.failure(toAppError(error), raw))
+    hub.guard(ws)
+  }
 
   /** Runs a frame's asynchronous work; shutdown waits for it, so its ack goes out before the 1001 close. */
   const track = (ws: Socket, raw: RawFrame, work: Promise<unknown>) => {
@@ -50,20 +71,28 @@ export function createRealtime(core: Core): Realtime {
     const settled = () => {
       if (--inFlight === 0) idle?.()
     }
-    work.then(settled, (error) => {
-      fail(ws, error, raw)
-      settled()
-    })
+    work.then(
+      () => {
+        // A frame without an answer of its own (a receipt, typing): some wires confirm it was acted on.
+        const done = ws.data.wire.done(raw)
+        if (done !== undefined) hub.replyLater(ws, done)
+        settled()
+      },
+      (error) => {
+        fail(ws, error, raw)
+        settled()
+      },
+    )
   }
 
   const reject = (ws: Socket, message: string, raw?: RawFrame) => {
     if (ws.data.closing) return
-    ws.send(errorFrame(unauthorized(message), raw))
+    ws.send(ws.data.wire.failure(unauthorized(message), raw))
     closeSocket(ws, CLOSE_UNAUTHORIZED, 'unauthorized')
   }
 
   /** Checks the token, then registers the connection with the hub; auth:ok only once it is subscribed. */
-  const authenticate = (ws: Socket, token: string, raw?: RawFrame) => {
+  const authenticate = (ws: Socket, token: string, raw?: RawFrame, hooks?: { verified(): void; refused(): void }) => {
     const authing = (async () => {
       try {
         const principal = await core.auth.authenticate(token)
@@ -71,10 +100,14 @@ export function createRealtime(core: Core): Realtime {
         ws.data.userId = principal.userId
         ws.data.sessionId = principal.sessionId
         clearTimeout(ws.data.authTimer)
-        return await hub.connect(ws, principal.userId, authOkFrame(principal.userId))
+        hooks?.verified()
+        return await hub.connect(ws, principal.userId, ws.data.wire.answer(authOkFrame(principal.userId), raw))
       } catch (error) {
         const appError = toAppError(error)
-        if (appError.code === 'unauthorized') reject(ws, appError.message, raw)
+        if (appError.code === 'unauthorized') {
+          if (hooks) hooks.refused()
+          else reject(ws, appError.message, raw)
+        }
         else {
           // The database failing is not the client's fault: say so, and let it retry.
           fail(ws, appError, raw)
@@ -91,14 +124,14 @@ export function createRealtime(core: Core): Realtime {
   const route = (ws: Socket, userId: number, frame: ClientFrame) => {
     switch (frame.type) {
       case 'ping':
-        return reply(ws, PONG)
+        return reply(ws, PONG, frame)
       case 'message:send':
         return track(
           ws,
           frame,
           core.messages
             .send(userId, { dialogId: frame.dialog_id, clientMsgId: frame.client_msg_id, type: frame.msg_type, text: frame.text }, ws)
-            .then(({ message }) => hub.replyLater(ws, ackFrame(frame.client_msg_id, message))),
+            .then(({ message }) => hub.replyLater(ws, ws.data.wire.answer(ackFrame(frame.client_msg_id, message), frame))),
         )
       case 'message:delivered':
         return track(
@@ -132,11 +165,11 @@ export function createRealtime(core: Core): Realtime {
     if (wait > 0) throw new AppError('rate_limited', 'sending too fast', undefined, Math.max(1, Math.ceil(wait)))
   }
 
-  const handle = (ws: Socket, data: string | Buffer) => {
-    let raw: RawFrame | undefined
+  const handle = (ws: Socket, input: RawFrame | AppError) => {
+    const raw = input instanceof AppError ? undefined : input
     let frame: ClientFrame | undefined
     try {
-      raw = parseFrame(data)
+      if (!raw) throw input
       frame = validateFrame(raw)
       // Labelled by validated type only: a client-chosen label would let anyone grow the metric without bound.
       metrics.wsFrames.inc({ type: frame.type })
@@ -150,17 +183,48 @@ export function createRealtime(core: Core): Realtime {
   }
 
   /** Before authentication: only an `auth` frame is accepted; anything else ends the connection. */
-  const handleFirst = (ws: Socket, data: string | Buffer) => {
-    let raw: RawFrame | undefined
-    try {
-      raw = parseFrame(data)
-    } catch {
-      return reject(ws, 'the first frame must be {"type":"auth","access_token":...}')
-    }
+  const handleFirst = (ws: Socket, raw: RawFrame | AppError) => {
+    if (raw instanceof AppError) return reject(ws, 'the first frame must be {"type":"auth","access_token":...}')
     if (raw.type !== 'auth' || typeof raw.access_token !== 'string' || raw.access_token.length === 0)
       return reject(ws, 'the first frame must be {"type":"auth","access_token":...}', raw)
     authenticate(ws, raw.access_token, raw)
   }
+
+  const opened = (ws: Socket) => {
+    metrics.openConnections.inc({}, 1)
+    if (ws.data.queryToken) authenticate(ws, ws.data.queryToken)
+    ws.data.authTimer = setTimeout(() => {
+      if (ws.data.userId === undefined && !ws.data.authing) reject(ws, 'no auth frame in time')
+    }, config.wsAuthTimeoutMs)
+  }
+
+  const received = (ws: Socket, frame: RawFrame | AppError) => {
+    if (ws.data.userId !== undefined) return handle(ws, frame)
+    const authing = ws.data.authing
+    // Frames sent right behind `auth` wait for its answer, in order.
+    if (authing) void authing.then((ok) => ok && handle(ws, frame))
+    else handleFirst(ws, frame)
+  }
+
+  const closed = (ws: Socket) => {
+    metrics.openConnections.inc({}, -1)
+    ws.data.closing = true
+    clearTimeout(ws.data.authTimer)
+    hub.disconnect(ws)
+  }
+
+  const data = (wire: ConnectionData['wire'], queryToken?: string): ConnectionData => ({
+    userId: undefined,
+    sessionId: undefined,
+    queryToken,
+    authing: undefined,
+    authTimer: undefined,
+    closing: false,
+    sends: new TokenBucket(config.sendRateBurst, config.sendRatePerSec),
+    typing: new TokenBucket(TYPING_BURST, TYPING_PER_SEC),
+    wire,
+    engine: undefined,
+  })
 
   const websocket: WebSocketHandler<ConnectionData> = {
     // Oversize frames close with 1009 (Bun); this is the contract's body limit, also for frames.
@@ -171,53 +235,41 @@ export function createRealtime(core: Core): Realtime {
     // is only the backstop, set above it with room for the frames published between two checks.
     backpressureLimit: config.wsBackpressureBytes * 2 + config.maxBodyBytes * 4,
     closeOnBackpressureLimit: true,
-    open(ws) {
-      metrics.openConnections.inc({}, 1)
-      if (ws.data.queryToken) authenticate(ws, ws.data.queryToken)
-      ws.data.authTimer = setTimeout(() => {
-        if (ws.data.userId === undefined && !ws.data.authing) reject(ws, 'no auth frame in time')
-      }, config.wsAuthTimeoutMs)
-    },
-    message(ws, data) {
-      if (ws.data.userId !== undefined) return handle(ws, data)
-      const authing = ws.data.authing
-      // Frames sent right behind `auth` wait for its answer, in order.
-      if (authing) void authing.then((ok) => ok && handle(ws, data))
-      else handleFirst(ws, data)
-    },
-    close(ws) {
-      metrics.openConnections.inc({}, -1)
-      ws.data.closing = true
-      clearTimeout(ws.data.authTimer)
-      hub.disconnect(ws)
-    },
+    open: (ws) => opened(ws),
+    message: (ws, data) => received(ws, read(data)),
+    close: (ws) => closed(ws),
   }
 
   return {
     websocket,
+    frames: {
+      opened,
+      received,
+      closed,
+      authenticate: (ws, token, hooks) => authenticate(ws, token, undefined, hooks),
+      data,
+    },
     upgrade(request, server) {
       const url = request.url
       const pathStart = url.indexOf('/', url.indexOf('//') + 2)
       const queryStart = url.indexOf('?', pathStart)
       if (!PATHS.has(queryStart === -1 ? url.slice(pathStart) : url.slice(pathStart, queryStart))) return false
       const queryToken = queryStart === -1 ? undefined : new URLSearchParams(url.slice(queryStart)).get('access_token')
-      return server.upgrade(request, {
-        data: {
-          userId: undefined,
-          sessionId: undefined,
-          queryToken: queryToken || undefined,
-          authing: undefined,
-          authTimer: undefined,
-          closing: false,
-          sends: new TokenBucket(config.sendRateBurst, config.sendRatePerSec),
-          typing: new TokenBucket(TYPING_BURST, TYPING_PER_SEC),
-        },
-      })
+      return server.upgrade(request, { data: data(jsonWire, queryToken || undefined) })
     },
     async quiesce() {
       refusing = true
       if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve))
     },
+  }
+}
+
+/** A JSON-wire message as a frame, or why it is not one. */
+const read = (data: string | Buffer): RawFrame | AppError => {
+  try {
+    return parseFrame(data)
+  } catch (error) {
+    return toAppError(error)
   }
 }
 

@@ -9,8 +9,9 @@ import type { Db } from '../storage/database'
 import { setLastSeen } from '../users/store'
 import { Outbox } from './outbox'
 import type { Origin, RealtimePort } from './port'
-import { dialogNewFrame, errorFrame, newFrame, presenceFrame, statusFrame, typingFrame } from './protocol'
+import { dialogNewFrame, newFrame, presenceFrame, statusFrame, typingFrame } from './protocol'
 import { closeSocket, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, type ConnectionData, type Socket } from './socket'
+import { jsonWire, type Wire } from './wire'
 
 const dialogTopic = (id: number) => `dialog:${id}`
 const userTopic = (id: number) => `user:${id}`
@@ -25,13 +26,18 @@ interface UserEntry {
 /**
  * All publishing goes through here, on topics `dialog:<id>` and `user:<id>`; in a cluster each publish is
  * also forwarded to the other nodes, which publish it to their own subscribers (see `Cluster`). Each
- * event is encoded once per publish. Before `attach` (an app without a listening server) publishing does nothing.
+ * event is encoded once per publish and wire: a wire's subscribers listen on the topic under its prefix
+ * (Bun's pub/sub), or, when Bun's pub/sub cannot reach them (long-polling), are kept here in `polled`.
+ * Before `attach` (an app without a listening server) publishing does nothing.
  *
  * After each publish the recipients' send buffers are checked: a connection past `slowBytes` is closed
  * with 1013 rather than buffering without bound (Bun's own backpressure close is abrupt: 1006).
  */
 export class Hub implements RealtimePort, ClusterPeer {
   private server: Server<ConnectionData> | undefined
+  private wires: Wire[] = [jsonWire]
+  /** Prefixed topic → subscribers outside Bun's pub/sub. */
+  private readonly polled = new Map<string, Set<Socket>>()
   private cluster: Cluster | undefined
   private readonly users = new Map<number, UserEntry>()
   /** dialog id → users with live connections subscribed to it: whose buffers a publish may have grown. */
@@ -48,8 +54,22 @@ export class Hub implements RealtimePort, ClusterPeer {
     private readonly slowBytes: number,
   ) {}
 
-  attach(server: Server<ConnectionData>): void {
+  /** `wires`: every wire the server speaks; each publish is encoded once for each that has subscribers. */
+  attach(server: Server<ConnectionData>, wires: Wire[] = [jsonWire]): void {
     this.server = server
+    this.wires = wires
+  }
+
+  /** A subscriber Bun's pub/sub cannot reach (a long-polling session): publishes reach it through `send`. */
+  addPolled(topic: string, ws: Socket): void {
+    let sockets = this.polled.get(topic)
+    if (!sockets) this.polled.set(topic, (sockets = new Set()))
+    sockets.add(ws)
+  }
+
+  removePolled(topic: string, ws: Socket): void {
+    const sockets = this.polled.get(topic)
+    if (sockets?.delete(ws) && sockets.size === 0) this.polled.delete(topic)
   }
 
   join(cluster: Cluster): void {
@@ -138,7 +158,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     // client sees. What was published before it was committed before it: a client catches up after
     // the greeting (GET /dialogs, ?after_id=) and misses nothing.
     ws.send(greeting)
-    ws.subscribe(userTopic(userId))
+    ws.subscribe(ws.data.wire.prefix + userTopic(userId))
     // Every live connection of the user follows the same dialogs (subscribing twice is harmless).
     this.follow(entry, userId, links.dialogs, links.peers)
     if (first && !elsewhere) this.toPeers(entry, presenceFrame(userId, true, now))
@@ -208,7 +228,7 @@ export class Hub implements RealtimePort, ClusterPeer {
       let listening = this.listeners.get(dialogId)
       if (!listening) this.listeners.set(dialogId, (listening = new Set()))
       listening.add(userId)
-      for (const ws of entry.sockets) ws.subscribe(dialogTopic(dialogId))
+      for (const ws of entry.sockets) ws.subscribe(ws.data.wire.prefix + dialogTopic(dialogId))
     }
     for (const peerId of peerIds) entry.peers.add(peerId)
   }
@@ -218,17 +238,31 @@ export class Hub implements RealtimePort, ClusterPeer {
     if (!this.server) return
     const topic = dialogTopic(dialogId)
     const from = origin as Socket | undefined
-    if (from && from.readyState === 1 && from.data?.userId !== undefined) from.publish(topic, frame)
-    else this.server.publish(topic, frame)
+    this.publish(topic, frame, from && from.readyState === 1 && from.data?.userId !== undefined ? from : undefined)
     this.guardDialog(dialogId)
     this.cluster?.forward(topic, frame)
   }
 
   private toUser(userId: number, frame: string): void {
     if (!this.server) return
-    this.server.publish(userTopic(userId), frame)
+    this.publish(userTopic(userId), frame)
     this.guardUser(userId)
     this.cluster?.forward(userTopic(userId), frame)
+  }
+
+  /** To the topic's subscribers on every wire that has some (but `from`), encoded once per wire. */
+  private publish(topic: string, frame: string, from?: Socket): void {
+    const server = this.server!
+    for (const wire of this.wires) {
+      const target = wire.prefix + topic
+      const polled = this.polled.get(target)
+      if (!polled && server.subscriberCount(target) === 0) continue
+      const text = wire.event(frame)
+      // Bun's ws.publish skips the sender.
+      if (from?.data.wire === wire) from.publish(target, text)
+      else server.publish(target, text)
+      if (polled) for (const ws of polled) if (ws !== from) ws.send(text)
+    }
   }
 
   sessionEnded(sessionId: string): void {
@@ -241,7 +275,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     this.outbox.flush()
     for (const ws of this.sessions.get(sessionId) ?? []) {
       if (ws.data.closing) continue
-      ws.send(errorFrame(unauthorized('session ended')))
+      ws.send(ws.data.wire.failure(unauthorized('session ended'), undefined))
       closeSocket(ws, CLOSE_UNAUTHORIZED, 'session ended')
     }
   }
@@ -250,7 +284,7 @@ export class Hub implements RealtimePort, ClusterPeer {
   deliver(topic: string, frame: string): void {
     if (!this.server) return
     this.outbox.flush()
-    this.server.publish(topic, frame)
+    this.publish(topic, frame)
     const id = Number(topic.slice(topic.indexOf(':') + 1))
     if (topic.startsWith('dialog:')) this.guardDialog(id)
     else this.guardUser(id)
