@@ -3,6 +3,8 @@ import { createApp, type Core } from './app'
 import { recordAddress } from './http/client-address'
 import { createRealtime } from './realtime/connection'
 import { CLOSE_GOING_AWAY, type ConnectionData } from './realtime/socket'
+import { createSocketIo, socketIoWire } from './realtime/socketio'
+import { jsonWire } from './realtime/wire'
 
 /** How long shutdown waits for clients to answer the close handshake (and HTTP responses to finish). */
 const CLOSE_GRACE_MS = 2_000
@@ -14,10 +16,11 @@ export interface Running {
   shutdown(): Promise<void>
 }
 
-/** Serves the HTTP app and the WebSocket endpoints (/ws, /socket.io/) on one port. */
+/** Serves the HTTP app and the WebSocket endpoints (/ws, /socket.io/: JSON, or Socket.IO with EIO=4) on one port. */
 export function serve(core: Core, options: { port: number; hostname: string; reusePort?: boolean }): Running {
   const app = createApp(core)
   const realtime = createRealtime(core)
+  const socketIo = createSocketIo(core, realtime.frames)
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,
@@ -27,13 +30,14 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     fetch(request, server) {
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.
+      if (socketIo.accepts(request)) return socketIo.fetch(request, server)
       if (realtime.upgrade(request, server)) return undefined
       recordAddress(request, server.requestIP(request)?.address)
       return app.fetch(request)
     },
     websocket: realtime.websocket,
   })
-  core.hub.attach(server)
+  core.hub.attach(server, [jsonWire, socketIoWire])
   let stopping: Promise<void> | undefined
   return {
     server,

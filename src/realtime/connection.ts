@@ -235,9 +235,10 @@ export function createRealtime(core: Core): Realtime {
     // is only the backstop, set above it with room for the frames published between two checks.
     backpressureLimit: config.wsBackpressureBytes * 2 + config.maxBodyBytes * 4,
     closeOnBackpressureLimit: true,
-    open: (ws) => opened(ws),
-    message: (ws, data) => received(ws, read(data)),
-    close: (ws) => closed(ws),
+    // A socket of another wire (Engine.IO) goes to its adapter.
+    open: (ws) => (ws.data.engine ? ws.data.engine.socketOpened(ws) : opened(ws)),
+    message: (ws, data) => (ws.data.engine ? ws.data.engine.socketMessage(ws, data) : received(ws, read(data))),
+    close: (ws) => (ws.data.engine ? ws.data.engine.socketClosed(ws) : closed(ws)),
   }
 
   return {

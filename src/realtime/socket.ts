@@ -26,9 +26,9 @@ export interface ConnectionData {
 
 /** The part of Bun's WebSocket handler an adapter implements for the sockets it owns. */
 export interface BunSocketHandler {
-  open(ws: BunSocket): void
-  message(ws: BunSocket, data: string | Buffer): void
-  close(ws: BunSocket, code: number, reason: string): void
+  socketOpened(ws: BunSocket): void
+  socketMessage(ws: BunSocket, data: string | Buffer): void
+  socketClosed(ws: BunSocket): void
 }
 
 export type BunSocket = ServerWebSocket<ConnectionData>
