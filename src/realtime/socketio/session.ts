@@ -127,12 +127,8 @@ export class Session implements Socket, BunSocketHandler {
   close(code?: number, reason?: string): void {
     if (this.readyState !== 1) return
     if (code === CLOSE_UNAUTHORIZED) this.send(DISCONNECT_PACKET)
-    if (this.ws) {
-      this.ws.close(code, reason)
-      return
-    }
-    this.send('1')
-    this.ended()
+    if (this.ws) this.ws.close(code, reason)
+    else this.ended()
   }
 
   // ---- long-polling ---------------------------------------------------------------------------------
@@ -168,11 +164,19 @@ export class Session implements Socket, BunSocketHandler {
     }
   }
 
+  /**
+   * The queued packets. A closed session's last ones go alone, and its close packet with the next GET:
+   * socket.io-client handles a Socket.IO packet a tick after the Engine.IO close in the same payload, so
+   * DISCONNECT would come too late to stop it reconnecting.
+   */
   private drain(): string {
-    const body = this.queue.length > 0 ? this.queue.join('\x1e') : '1'
+    if (this.queue.length === 0 && this.readyState !== 1) {
+      this.context.forget(this)
+      return '1'
+    }
+    const body = this.queue.join('\x1e')
     this.queue = []
     this.queuedBytes = 0
-    if (this.readyState !== 1) this.context.forget(this)
     return body
   }
 
@@ -306,11 +310,13 @@ export class Session implements Socket, BunSocketHandler {
     clearTimeout(this.pongTimer)
     for (const topic of this.topics) this.context.hub.removePolled(topic, this)
     this.probe?.close()
-    const poll = this.poll
-    this.poll = undefined
-    if (poll) poll(this.drain())
-    else if (this.ws || this.queue.length === 0) this.context.forget(this)
-    else setTimeout(() => this.context.forget(this), CLOSED_POLL_GRACE_MS).unref()
+    if (this.ws) this.context.forget(this)
+    else {
+      const poll = this.poll
+      this.poll = undefined
+      poll?.(this.drain())
+      setTimeout(() => this.context.forget(this), CLOSED_POLL_GRACE_MS).unref()
+    }
     this.context.frames.closed(this)
   }
 }
