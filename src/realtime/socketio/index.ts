@@ -53,8 +53,9 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
 
   const poll = async (request: Request, session: Session): Promise<Response> => {
     if (request.method === 'GET') {
-      // One GET at a time, and none once the session moved to a WebSocket.
-      if (session.polled || !session.polling) {
+      // One GET at a time (a second one ends the session), and none once the session moved to a WebSocket.
+      if (!session.polling) return error(request, BAD_REQUEST)
+      if (session.polled) {
         session.abort()
         return error(request, BAD_REQUEST)
       }

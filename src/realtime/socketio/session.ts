@@ -145,12 +145,6 @@ export class Session implements Socket, BunSocketHandler {
     return this.poll !== undefined
   }
 
-  /** A GET gone (the client left without closing): the session ends. */
-  abandoned(): void {
-    this.poll = undefined
-    this.ended()
-  }
-
   /** A POST: packets joined by the record separator. */
   receivePayload(body: string): void {
     for (const packet of body.split('\x1e')) this.receive(packet)
