@@ -150,8 +150,14 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     bySend.socket.send({ type: 'auth', access_token: a.access_token })
     expect(await bySend.next('auth:ok')).toEqual({ user_id: a.user.id })
     expect(await bySend.ask('ping')).toEqual({})
-    byEvent.close()
-    bySend.close()
+
+    // With a callback, auth:ok's payload comes through it; `token` is accepted in CONNECT as well.
+    const withCallback = connect(live)
+    await untilEvent(withCallback.socket, 'connect')
+    expect(await withCallback.ask('auth', { access_token: a.access_token })).toEqual({ user_id: a.user.id })
+    const byToken = connect(live, { auth: { token: a.access_token } })
+    expect(await byToken.next('auth:ok')).toEqual({ user_id: a.user.id })
+    for (const c of [byEvent, bySend, withCallback, byToken]) c.close()
   })
 
   test('a bad token in CONNECT is connect_error "unauthorized"; by the auth event, an error event and a server disconnect', async () => {
