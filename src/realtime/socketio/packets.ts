@@ -65,7 +65,10 @@ export function frameOf(data: unknown): RawFrame | AppError {
     const frame = (payload ?? {}) as RawFrame
     return typeof frame.type === 'string' ? frame : new AppError('bad_request', 'frame has no string "type"', { field: 'type' })
   }
-  return { ...(payload as RawFrame | undefined), type: name }
+  // The payload was parsed for this packet alone: it becomes the frame, without a copy.
+  const frame = (payload ?? {}) as RawFrame
+  frame.type = name
+  return frame
 }
 
 const TYPE_FIRST = '{"type":"'
