@@ -308,6 +308,34 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     expect(body[0]).toBe('0')
     expect(JSON.parse(body.slice(1))).toMatchObject({ upgrades: ['websocket'], pingInterval: 25000, pingTimeout: 20000, maxPayload: 64 * 1024 })
   })
+
+  test('long-polling by hand: packets joined by the record separator; a second GET at once, or a POST over maxPayload, ends the session', async () => {
+    const a = await live.t.register()
+    const handshake = async () => {
+      const open = await (await fetch(`${httpOf(live)}/socket.io/?EIO=4&transport=polling`)).text()
+      return `${httpOf(live)}/socket.io/?EIO=4&transport=polling&sid=${JSON.parse(open.slice(1)).sid}`
+    }
+    const url = await handshake()
+    const posted = await fetch(url, { method: 'POST', body: `40${JSON.stringify({ access_token: a.access_token })}\x1e421["ping"]` })
+    expect([posted.status, await posted.text()]).toEqual([200, 'ok'])
+    // The token is checked asynchronously: CONNECT's answer may come in a later GET than the first.
+    const packets: string[] = []
+    while (packets.length < 3) packets.push(...(await (await fetch(url)).text()).split('\x1e'))
+    expect(packets[0]).toStartWith('40{"sid":')
+    expect(packets.slice(1)).toEqual([`42["auth:ok",{"user_id":${a.user.id}}]`, '431[{}]'])
+
+    const waiting = fetch(url)
+    await Bun.sleep(50)
+    const second = await fetch(url)
+    expect(second.status).toBe(400)
+    expect(await (await waiting).text()).toBe('1')
+    expect((await fetch(url)).status).toBe(400)
+
+    const big = await handshake()
+    const tooLarge = await fetch(big, { method: 'POST', body: `42["message:send",{"text":"${'x'.repeat(70 * 1024)}"}]` })
+    expect(tooLarge.status).toBe(413)
+    expect(await (await fetch(big)).text()).toBe('1')
+  })
 })
 
 describe.skipIf(!redisAvailable).each(dialects)('Socket.IO clients on two nodes over Redis, %s', (dialect) => {

@@ -2,7 +2,7 @@ import type { Server } from 'bun'
 import type { Core } from '../../app'
 import type { Frames } from '../connection'
 import type { ConnectionData } from '../socket'
-import { Session, type EngineContext } from './session'
+import { PING_INTERVAL_MS, PING_TIMEOUT_MS, Session, type EngineContext } from './session'
 
 export { socketIoWire } from './packets'
 
@@ -24,6 +24,7 @@ const SESSION_ID_UNKNOWN = 1
 const BAD_HANDSHAKE_METHOD = 2
 const BAD_REQUEST = 3
 const UNSUPPORTED_PROTOCOL_VERSION = 5
+const POLL_TIMEOUT_SEC = (PING_INTERVAL_MS + PING_TIMEOUT_MS) / 1000
 const MESSAGES = ['Transport unknown', 'Session ID unknown', 'Bad handshake method', 'Bad request', 'Forbidden', 'Unsupported protocol version']
 
 export function createSocketIo(core: Core, frames: Frames): SocketIo {
@@ -51,7 +52,7 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
   const error = (request: Request, code: number, status = 400) =>
     Response.json({ code, message: MESSAGES[code] }, { status, headers: corsOf(request) })
 
-  const poll = async (request: Request, session: Session): Promise<Response> => {
+  const poll = async (request: Request, session: Session, server: Server<ConnectionData>): Promise<Response> => {
     if (request.method === 'GET') {
       // One GET at a time (a second one ends the session), and none once the session moved to a WebSocket.
       if (!session.polling) return error(request, BAD_REQUEST)
@@ -59,6 +60,8 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
         session.abort()
         return error(request, BAD_REQUEST)
       }
+      // A GET waits up to a ping interval (Bun's default idle timeout is 10 s).
+      server.timeout(request, POLL_TIMEOUT_SEC)
       return text(request, await session.take())
     }
     if (request.method !== 'POST') return error(request, BAD_REQUEST)
@@ -108,7 +111,7 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
       if (transport !== 'polling') return error(request, TRANSPORT_UNKNOWN)
       if (sid) {
         const session = sessions.get(sid)
-        return session ? poll(request, session) : error(request, SESSION_ID_UNKNOWN)
+        return session ? poll(request, session, bunServer) : error(request, SESSION_ID_UNKNOWN)
       }
       if (request.method !== 'GET') return error(request, BAD_HANDSHAKE_METHOD)
       const session = new Session(context, maxPayload)

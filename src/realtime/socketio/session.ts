@@ -249,7 +249,8 @@ export class Session implements Socket, BunSocketHandler {
     const packet = parsePacket(text)
     if (!packet) return this.send(socketIoWire.failure(new AppError('bad_request', 'not a Socket.IO packet'), undefined))
     if (packet.type === CONNECT) return this.connect(packet.nsp, packet.data)
-    if (packet.nsp !== '/' || !this.connected) return
+    // Events sent right behind a CONNECT whose token is being checked wait for it, as on the JSON wire.
+    if (packet.nsp !== '/' || (!this.connected && !this.data.authing)) return
     switch (packet.type) {
       case EVENT: {
         const frame = frameOf(packet.data)
