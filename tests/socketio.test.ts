@@ -374,3 +374,44 @@ describe.skipIf(!redisAvailable).each(dialects)('Socket.IO clients on two nodes 
     bobIo.close()
   })
 })
+
+/** python-socketio, as on devices that ran the original's Python clients: Debian's python3-socketio, if installed. */
+const PYTHON = ['/usr/bin/python3', 'python3'].find(
+  (python) => Bun.spawnSync([python, '-c', 'import socketio, websocket, requests'], { stdout: 'ignore', stderr: 'ignore' }).exitCode === 0,
+)
+if (!PYTHON)
+  console.warn('\n!!!!!!!!\n!!! python3 with python-socketio (Debian: python3-socketio python3-websocket) not found: SKIPPING its smoke test.\n!!!!!!!!\n')
+
+const PYTHON_CLIENT = `
+import json, sys, threading, socketio
+url, token, dialog_id = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sio = socketio.Client()
+ready = threading.Event()
+sio.on('auth:ok', lambda payload: ready.set())
+sio.connect(url, auth={'access_token': token}, wait_timeout=5)
+assert ready.wait(5), 'no auth:ok'
+ack = sio.call('message:send', {'dialog_id': dialog_id, 'client_msg_id': 'py-1', 'msg_type': 'text', 'text': 'from python'}, timeout=5)
+print(json.dumps({'ack': ack, 'transport': sio.transport()}))
+sio.disconnect()
+`
+
+describe.skipIf(!PYTHON)('python-socketio', () => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive('sqlite')
+  })
+  afterAll(() => live.close())
+
+  test('a python-socketio client authenticates in CONNECT, sends with a callback, and a JSON client receives it', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const bob = await Client.login(live.base, b)
+    const python = Bun.spawn([PYTHON!, '-c', PYTHON_CLIENT, httpOf(live), a.access_token, String(dialogId)], { stdout: 'pipe', stderr: 'pipe' })
+    const [out, err, code] = await Promise.all([new Response(python.stdout).text(), new Response(python.stderr).text(), python.exited])
+    expect({ code, err }).toEqual({ code: 0, err: '' })
+    const { ack, transport } = JSON.parse(out)
+    expect(ack).toMatchObject({ client_msg_id: 'py-1', message: { dialog_id: dialogId, text: 'from python', sender_id: a.user.id } })
+    expect(['polling', 'websocket']).toContain(transport)
+    expect((await bob.next('message:new')).message).toEqual(ack.message)
+    await bob.close()
+  })
+})
