@@ -375,6 +375,47 @@ describe.skipIf(!redisAvailable).each(dialects)('Socket.IO clients on two nodes 
   })
 })
 
+describe.each(dialects)('Socket.IO slow consumers and shutdown on %s', (dialect) => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive(dialect, { WS_BACKPRESSURE_BYTES: String(64 * 1024) })
+  })
+  afterAll(() => live.close())
+
+  const slowCloses = () => Number(/chat_ws_slow_consumer_closes_total (\d+)/.exec(live.t.core.metrics.render())?.[1] ?? 0)
+
+  test('a long-polling client that stops polling is closed as a slow consumer once its queue passes the limit', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const open = await (await fetch(`${httpOf(live)}/socket.io/?EIO=4&transport=polling`)).text()
+    const url = `${httpOf(live)}/socket.io/?EIO=4&transport=polling&sid=${JSON.parse(open.slice(1)).sid}`
+    await fetch(url, { method: 'POST', body: `40${JSON.stringify({ access_token: b.access_token })}` })
+    let greeted = ''
+    while (!greeted.includes('auth:ok')) greeted += await (await fetch(url)).text()
+    const sender = await login(live, a)
+    const before = slowCloses()
+    let sent = 0
+    while (slowCloses() === before && sent < 20) await sender.ask('message:send', send(dialogId, `big-${sent++}`, '😀'.repeat(4000)))
+    expect(slowCloses()).toBe(before + 1)
+    expect(sent).toBeLessThan(20)
+    // What was queued is handed over once, then the close packet; the sender is unaffected.
+    const queued = (await (await fetch(url)).text()).split('\x1e')
+    expect(queued.filter((p) => p.startsWith('42["message:new"')).length).toBeGreaterThan(0)
+    expect(await (await fetch(url)).text()).toBe('1')
+    expect((await sender.ask('message:send', send(dialogId, 'after'))).message.seq).toBe(sent + 1)
+    sender.close()
+  })
+
+  test('shutdown closes Socket.IO transports without a DISCONNECT, so the clients reconnect by themselves', async () => {
+    const a = await live.t.register()
+    const [ws, polling] = await Promise.all([login(live, a), login(live, a, { transports: ['polling'] })])
+    const reasons = Promise.all([untilEvent(ws.socket, 'disconnect'), untilEvent(polling.socket, 'disconnect')])
+    await live.running.shutdown()
+    // "transport close" or, for a poll cut by the server's stop, "transport error": the client reconnects
+    // after either (after "io server disconnect" it would not).
+    for (const reason of await reasons) expect(['transport close', 'transport error']).toContain(reason)
+  })
+})
+
 /** python-socketio, as on devices that ran the original's Python clients: Debian's python3-socketio, if installed. */
 const PYTHON = ['/usr/bin/python3', 'python3'].find(
   (python) => Bun.spawnSync([python, '-c', 'import socketio, websocket, requests'], { stdout: 'ignore', stderr: 'ignore' }).exitCode === 0,
