@@ -73,29 +73,26 @@ export function frameOf(data: unknown): RawFrame | AppError {
 
 const TYPE_FIRST = '{"type":"'
 
-/** A frame (`{"type":"x",…}`) as `["x",{…}]`, without parsing it: every frame we encode starts with its type. */
-function eventArgs(frame: string): string {
+/**
+ * A frame (`{"type":"x",…}`) as its type and the JSON of the rest, without parsing it: every frame we
+ * encode starts with its type, so the rest is a slice. (Any other shape is parsed, as a fallback.)
+ */
+function split(frame: string): [name: string, payload: string] {
   if (frame.startsWith(TYPE_FIRST)) {
     const end = frame.indexOf('"', TYPE_FIRST.length)
     const name = frame.slice(TYPE_FIRST.length, end)
-    if (!name.includes('\\')) return `["${name}",${payloadText(frame.slice(end + 1))}]`
+    // `}` or `,"a":1}` follows the type.
+    if (!name.includes('\\')) return [name, end + 2 === frame.length ? '{}' : `{${frame.slice(end + 2)}`]
   }
   const { type, ...payload } = JSON.parse(frame) as RawFrame
-  return JSON.stringify([type, payload])
+  return [String(type), JSON.stringify(payload)]
 }
 
-/** The frame without its type: what a client's ack callback receives. */
-function payloadOf(frame: string): string {
-  if (frame.startsWith(TYPE_FIRST)) {
-    const end = frame.indexOf('"', TYPE_FIRST.length)
-    if (!frame.slice(TYPE_FIRST.length, end).includes('\\')) return payloadText(frame.slice(end + 1))
-  }
-  const { type: _, ...payload } = JSON.parse(frame) as RawFrame
-  return JSON.stringify(payload)
+/** An event packet's arguments: `["x",{…}]`. */
+function eventArgs(frame: string): string {
+  const [name, payload] = split(frame)
+  return `[${JSON.stringify(name)},${payload}]`
 }
-
-/** `}` or `,"a":1}` (what follows the type) → `{}` or `{"a":1}`. */
-const payloadText = (rest: string) => (rest.length === 1 ? '{}' : `{${rest.slice(1)}`)
 
 /** Client frames sent with an ack callback → its id; taken (deleted) by the one answer the frame gets. */
 const acks = new WeakMap<RawFrame, number>()
@@ -117,7 +114,7 @@ export const socketIoWire: Wire = {
   event: (frame) => `4${EVENT}${eventArgs(frame)}`,
   answer(frame, request) {
     const id = takeAck(request)
-    return id === undefined ? this.event(frame) : `4${ACK}${id}[${payloadOf(frame)}]`
+    return id === undefined ? this.event(frame) : `4${ACK}${id}[${split(frame)[1]}]`
   },
   failure(error, request) {
     const id = takeAck(request)
