@@ -53,7 +53,7 @@ export class Session implements Socket, BunSocketHandler {
   private queuedBytes = 0
   /** The client's pending GET (long-polling). */
   private poll: ((body: string) => void) | undefined
-  /** Subscribed topics: they move to the WebSocket on upgrade. */
+  /** Topics subscribed while long-polling: they move to the WebSocket on upgrade. */
   private readonly topics = new Set<string>()
   private pingTimer: ReturnType<typeof setTimeout> | undefined
   private pongTimer: ReturnType<typeof setTimeout> | undefined
@@ -100,9 +100,9 @@ export class Session implements Socket, BunSocketHandler {
   }
 
   subscribe(topic: string): void {
+    if (this.ws) return void this.ws.subscribe(topic)
     this.topics.add(topic)
-    if (this.ws) this.ws.subscribe(topic)
-    else this.context.hub.addPolled(topic, this)
+    this.context.hub.addPolled(topic, this)
   }
 
   publish(topic: string, text: string): void {
@@ -220,6 +220,7 @@ export class Session implements Socket, BunSocketHandler {
       this.context.hub.removePolled(topic, this)
       ws.subscribe(topic)
     }
+    this.topics.clear()
     const poll = this.poll
     this.poll = undefined
     poll?.('6')
