@@ -44,10 +44,12 @@ export interface Frames {
    * Authenticates with a token given outside a frame (Socket.IO's CONNECT). `verified` runs once the
    * token is good, before auth:ok; `refused` replaces the unauthorized error and close.
    */
-  authenticate(ws: Socket, token: string, hooks: { verified(): void; refused(): void }): void
+  authenticate(ws: Socket, token: string, hooks: AuthHooks): void
   /** Fresh per-connection state for a connection of `wire`. */
   data(wire: ConnectionData['wire'], queryToken?: string): ConnectionData
 }
+
+type AuthHooks = { verified(): void; refused(): void }
 
 export function createRealtime(core: Core): Realtime {
   const { config, hub, metrics } = core
@@ -92,7 +94,7 @@ export function createRealtime(core: Core): Realtime {
   }
 
   /** Checks the token, then registers the connection with the hub; auth:ok only once it is subscribed. */
-  const authenticate = (ws: Socket, token: string, raw?: RawFrame, hooks?: { verified(): void; refused(): void }) => {
+  const authenticate = (ws: Socket, token: string, raw?: RawFrame, hooks?: AuthHooks) => {
     const authing = (async () => {
       try {
         const principal = await core.auth.authenticate(token)
@@ -107,8 +109,7 @@ export function createRealtime(core: Core): Realtime {
         if (appError.code === 'unauthorized') {
           if (hooks) hooks.refused()
           else reject(ws, appError.message, raw)
-        }
-        else {
+        } else {
           // The database failing is not the client's fault: say so, and let it retry.
           fail(ws, appError, raw)
           closeSocket(ws, 1011, 'internal error')
