@@ -18,7 +18,7 @@ export interface BenchContext {
   results: Record<string, unknown>
 }
 
-const NODE_PORT = 7090
+const NODE_PORT = Number(process.env.BENCH_PORT ?? 7100) - 10
 const socketIoUrl = (ws: string) => ws.replace(/\/ws$/, '/socket.io/?EIO=4&transport=websocket')
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!
 const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : '–')
