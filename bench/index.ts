@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import type { FlowResult, Job, Latency } from './loadgen'
 import { chart, table } from './report'
 import { benchSearch } from './search'
+import { socketIoE2e, socketIoFanout } from './socketio'
 import { benchWriter } from './storage-writer'
 import { rawPostgres, rawSqlite } from './storage-raw'
 import { seededDatabase } from './storage-setup'
@@ -95,6 +96,7 @@ async function e2e() {
     ['project postgres + receipts', pgReceipts],
   ] as const)
     rows.push(['e2e closed', name, `${r.acksPerSec} acks/s`, `${r.deliveriesPerSec} dlv/s`, `ack p50/p99 ${r.ack.p50}/${r.ack.p99} ms`, `dlv p99 ${r.delivery.p99} ms`, `÷raw ${ratio(r.deliveriesPerSec, raw.deliveriesPerSec)}`])
+  await socketIoE2e({ quick, seconds: SECONDS, loadgen, rows, results }, P, W)
   // Latency under load: fixed rates at 25/50/80 % of the project's measured peak (FULL). A single run's p99
   // swings by half from one run to the next, so each rate runs three times on the same server and the round
   // with the median p99 stands for it (every round is in the JSON). Raw Bun at the same rates is the floor:
@@ -145,6 +147,7 @@ async function fanout() {
     const project = await run('sqlite-full')
     out[K] = { raw, project }
     rows.push(['fan-out', `${K} devices`, `raw ${raw.deliveriesPerSec} dlv/s`, `project ${project.deliveriesPerSec} dlv/s`, `project dlv p99 ${project.delivery.p99} ms`, '', `÷raw ${ratio(project.deliveriesPerSec, raw.deliveriesPerSec)}`])
+    await socketIoFanout({ quick, seconds: SECONDS, loadgen, rows, results }, K)
   }
   results.fanout = out
 }

@@ -1,3 +1,5 @@
+import { openSocketIo, type FrameSocket } from './socketio-client'
+
 /**
  * The load generator: runs one job (read from the JSON file named on the command line) in its own
  * process and prints one JSON result line. Every run is bounded in time and stops by itself.
@@ -37,7 +39,9 @@ const latency = (samples: number[]): Latency => {
 }
 const round = (n: number) => Math.round(n * 100) / 100
 
-function open(url: string, token: string, onFrame: (frame: { type: string; [k: string]: any }) => void): Promise<WebSocket> {
+/** A URL with EIO=4 speaks Socket.IO (see socketio-client.ts); any other, our JSON frames. */
+function open(url: string, token: string, onFrame: (frame: { type: string; [k: string]: any }) => void): Promise<FrameSocket> {
+  if (url.includes('EIO=4')) return openSocketIo(url, token, onFrame)
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url)
     const timer = setTimeout(() => reject(new Error('connect timeout')), 30_000)
@@ -72,7 +76,7 @@ async function flow(ws: string, pairs: Pair[], seconds: number, pacer: Pacer, re
   let measuring = false
   let stopped = false
   let counter = 0
-  const senders: WebSocket[] = []
+  const senders: FrameSocket[] = []
   // Unique per run: a reused client_msg_id would be answered as a duplicate and not delivered.
   const prefix = Math.random().toString(36).slice(2, 8)
   const send = (i: number) => {
@@ -82,7 +86,7 @@ async function flow(ws: string, pairs: Pair[], seconds: number, pacer: Pacer, re
       JSON.stringify({ type: 'message:send', dialog_id: pairs[i]!.dialogId, client_msg_id: id, msg_type: 'text', text: 'benchmark message of typical size' }),
     )
   }
-  const receivers: WebSocket[] = []
+  const receivers: FrameSocket[] = []
   await Promise.all(
     pairs.map(async (p, i) => {
       receivers[i] = await open(ws, p.receiverToken, (frame) => {
@@ -182,7 +186,7 @@ async function fanout(job: Extract<Job, { mode: 'fanout' }>) {
     )
   let counter = 0
   let running = true
-  const sender: WebSocket = await open(job.ws, job.senderToken, (frame) => {
+  const sender = await open(job.ws, job.senderToken, (frame) => {
     if (frame.type === 'message:ack' && running) send()
   })
   const prefix = Math.random().toString(36).slice(2, 8)
@@ -205,7 +209,7 @@ async function fanout(job: Extract<Job, { mode: 'fanout' }>) {
 /** Opens `count` authenticated idle connections (tokens reused round-robin), reports, and holds them a while. */
 async function connectMany(job: Extract<Job, { mode: 'connect' }>) {
   const started = performance.now()
-  const sockets: WebSocket[] = []
+  const sockets: FrameSocket[] = []
   let failed = 0
   for (let i = 0; i < job.count; i += 250)
     await Promise.all(

@@ -29,7 +29,8 @@ export interface Target {
   stop(): Promise<void>
 }
 
-let port = 7100
+// BENCH_PORT moves the range, so that two benchmark runs on one machine do not collide.
+let port = Number(process.env.BENCH_PORT ?? 7100)
 const nextPort = () => port++
 
 /** The resident memory of all the target's processes. */

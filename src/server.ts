@@ -6,6 +6,8 @@ import { logSockets } from './log/socket-log'
 import { withRoutableHost } from './http/host'
 import { createRealtime } from './realtime/connection'
 import { CLOSE_GOING_AWAY, type ConnectionData } from './realtime/socket'
+import { createSocketIo, socketIoWire } from './realtime/socketio'
+import { jsonWire } from './realtime/wire'
 import { webRoutes } from './web/routes'
 
 /** How long shutdown waits for clients to answer the close handshake (and HTTP responses to finish). */
@@ -18,10 +20,11 @@ export interface Running {
   shutdown(): Promise<void>
 }
 
-/** Serves the HTTP app and the WebSocket endpoints (/ws, /socket.io/) on one port. */
+/** Serves the HTTP app and the WebSocket endpoints (/ws, /socket.io/: JSON, or Socket.IO with EIO=4) on one port. */
 export function serve(core: Core, options: { port: number; hostname: string; reusePort?: boolean }): Running {
   const app = createApp(core)
   const realtime = createRealtime(core)
+  const socketIo = createSocketIo(core, realtime.frames)
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,
@@ -36,6 +39,7 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     fetch(request, server) {
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.
+      if (socketIo.accepts(request)) return socketIo.fetch(request, server)
       if (realtime.upgrade(request, server)) return undefined
       const routable = withRoutableHost(request)
       const peer = server.requestIP(request)?.address
@@ -44,7 +48,7 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     },
     websocket: logSockets(realtime.websocket, core.log),
   })
-  core.hub.attach(server)
+  core.hub.attach(server, [jsonWire, socketIoWire])
   let stopping: Promise<void> | undefined
   return {
     server,

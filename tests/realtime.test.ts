@@ -14,7 +14,7 @@ describe.each(dialects)('realtime flows on %s', (dialect) => {
 
   test('auth by first frame on /ws and /socket.io/, or by ?access_token=, answers auth:ok with the user id', async () => {
     const a = await live.t.register()
-    const byFrame = await Client.open(`${live.base}/socket.io/?EIO=4&transport=websocket`)
+    const byFrame = await Client.open(`${live.base}/socket.io/?transport=websocket`)
     byFrame.send({ type: 'auth', access_token: a.access_token })
     expect(await byFrame.next()).toEqual({ type: 'auth:ok', user_id: a.user.id })
 

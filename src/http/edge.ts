@@ -86,7 +86,7 @@ export const edge = (maxBodyBytes: number, metrics: Metrics) =>
  * The body, up to `limit` bytes, else 413. A body with a Content-Length (checked on arrival) is read whole; a
  * chunked one is read chunk by chunk and abandoned past the limit, never held entire.
  */
-async function readCapped(request: Request, limit: number): Promise<Uint8Array> {
+export async function readCapped(request: Request, limit: number): Promise<Uint8Array> {
   if (request.headers.has('content-length') || !request.body) return new Uint8Array(await request.arrayBuffer())
   const chunks: Uint8Array[] = []
   let size = 0

@@ -120,8 +120,8 @@ export class MessageService {
   }
 
   /** The WebSocket frames name only the message: its dialog is looked up, and must be the caller's. */
-  async editById(userId: number, messageId: number, text: string): Promise<void> {
-    await this.edit(userId, await this.dialogOfOwn(userId, messageId), messageId, text)
+  async editById(userId: number, messageId: number, text: string): Promise<MessageDto> {
+    return this.edit(userId, await this.dialogOfOwn(userId, messageId), messageId, text)
   }
 
   async removeById(userId: number, messageId: number): Promise<void> {

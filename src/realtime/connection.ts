@@ -9,7 +9,7 @@ import { parseInstant } from '../shared/time'
 import {
   ackFrame,
   authOkFrame,
-  errorFrame,
+  editedFrame,
   parseFrame,
   PONG,
   validateFrame,
@@ -17,6 +17,7 @@ import {
   type RawFrame,
 } from './protocol'
 import { closeSocket, CLOSE_UNAUTHORIZED, type ConnectionData, type Socket } from './socket'
+import { jsonWire } from './wire'
 
 // Typing indicators are cosmetic: a few per second is plenty, and they fan out to every peer device.
 const TYPING_BURST = 10
@@ -31,7 +32,28 @@ export interface Realtime {
   websocket: WebSocketHandler<ConnectionData>
   /** Shutdown: later frames are refused; resolves when every frame already received has been answered. */
   quiesce(): Promise<void>
+  /** The same frame handling for the connections of another wire (Socket.IO), which parse frames themselves. */
+  frames: Frames
 }
+
+/** What a wire adapter hands its connections' events to: below it, no code knows which wire a frame came by. */
+export interface Frames {
+  /** Counts the connection and starts its auth deadline. */
+  opened(ws: Socket): void
+  /** A client frame, parsed (or why it could not be). */
+  received(ws: Socket, frame: RawFrame | AppError): void
+  closed(ws: Socket): void
+  /**
+   * Authenticates with a token given outside a frame (Socket.IO's CONNECT). `verified` runs once the
+   * token is good and the connection admitted, before auth:ok; `refused` replaces the error and close of
+   * a bad token (unauthorized) or of a user over the connection cap (rate_limited).
+   */
+  authenticate(ws: Socket, token: string, hooks: AuthHooks): void
+  /** Fresh per-connection state for a connection of `wire`. */
+  data(wire: ConnectionData['wire'], queryToken?: string): ConnectionData
+}
+
+type AuthHooks = { verified(): void; refused(error: AppError): void }
 
 export function createRealtime(core: Core): Realtime {
   const { config, hub, metrics } = core
@@ -41,58 +63,85 @@ export function createRealtime(core: Core): Realtime {
   let refusing = false
   const invalidFrames = new InvalidFrames()
 
-  const reply = (ws: Socket, frame: string) => {
+  // Frames out are counted by our frame type (the JSON frame, before a wire encodes it), whatever the wire.
+  const reply = (ws: Socket, frame: string, raw: RawFrame) => {
     metrics.frameOut(frame)
-    ws.send(frame)
+    ws.send(ws.data.wire.answer(frame, raw))
     hub.guard(ws)
   }
-  const fail = (ws: Socket, error: unknown, raw?: RawFrame) => reply(ws, errorFrame(toAppError(error), raw))
+  const fail = (ws: Socket, error: unknown, raw?: RawFrame) => {
+    metrics.wsFramesOut.inc({ type: 'error' })
+    ws.send(ws.data.wire.failure(toAppError(error), raw))
+    hub.guard(ws)
+  }
 
-  /** Runs a frame's asynchronous work; shutdown waits for it, so its ack goes out before the 1001 close. */
+  /**
+   * Runs a frame's asynchronous work; shutdown waits for it, so its ack goes out before the 1001 close.
+   * Work that resolves to a frame (message:edit → its message:edited) has answered with that event
+   * already; a wire that confirms frames (Socket.IO's ack callbacks) confirms with its payload.
+   */
   const track = (ws: Socket, raw: RawFrame, work: Promise<unknown>) => {
     inFlight++
     const settled = () => {
       if (--inFlight === 0) idle?.()
     }
-    work.then(settled, (error) => {
-      fail(ws, error, raw)
-      settled()
-    })
+    work.then(
+      (result) => {
+        // A frame without an answer of its own (a receipt, typing): some wires confirm it was acted on.
+        const done = ws.data.wire.done(raw, typeof result === 'string' ? result : undefined)
+        if (done !== undefined) hub.confirmLater(ws, done)
+        settled()
+      },
+      (error) => {
+        fail(ws, error, raw)
+        settled()
+      },
+    )
   }
 
   const reject = (ws: Socket, message: string, raw?: RawFrame) => {
     if (ws.data.closing) return
-    ws.send(errorFrame(unauthorized(message), raw))
+    ws.send(ws.data.wire.failure(unauthorized(message), raw))
     closeSocket(ws, CLOSE_UNAUTHORIZED, 'unauthorized')
   }
 
-  /** Counts the connection against the user's cap (released on close); over it → error frame, close 4429. */
-  const admit = (ws: Socket, userId: number, raw?: RawFrame) => {
+  /**
+   * Counts the connection against the user's cap (released on close), whatever its wire; over it → error
+   * frame and close 4429 (or the hooks' refusal: Socket.IO's CONNECT_ERROR).
+   */
+  const admit = (ws: Socket, userId: number, raw?: RawFrame, hooks?: AuthHooks) => {
     try {
       core.limits.admit(userId, ws)
       return true
     } catch (error) {
-      ws.send(errorFrame(toAppError(error), raw))
-      closeSocket(ws, CLOSE_TOO_MANY_CONNECTIONS, 'too many connections for this user')
+      const appError = toAppError(error)
+      if (hooks) hooks.refused(appError)
+      else {
+        ws.send(ws.data.wire.failure(appError, raw))
+        closeSocket(ws, CLOSE_TOO_MANY_CONNECTIONS, 'too many connections for this user')
+      }
       return false
     }
   }
 
   /** Checks the token, then registers the connection with the hub; auth:ok only once it is subscribed. */
-  const authenticate = (ws: Socket, token: string, raw?: RawFrame) => {
+  const authenticate = (ws: Socket, token: string, raw?: RawFrame, hooks?: AuthHooks) => {
     const authing = (async () => {
       try {
         const principal = await core.auth.authenticate(token)
         if (ws.data.closing) return false
-        if (!admit(ws, principal.userId, raw)) return false
+        if (!admit(ws, principal.userId, raw, hooks)) return false
         ws.data.userId = principal.userId
         ws.data.sessionId = principal.sessionId
         clearTimeout(ws.data.authTimer)
-        return await hub.connect(ws, principal.userId, authOkFrame(principal.userId))
+        hooks?.verified()
+        return await hub.connect(ws, principal.userId, authOkFrame(principal.userId), raw)
       } catch (error) {
         const appError = toAppError(error)
-        if (appError.code === 'unauthorized') reject(ws, appError.message, raw)
-        else {
+        if (appError.code === 'unauthorized') {
+          if (hooks) hooks.refused(appError)
+          else reject(ws, appError.message, raw)
+        } else {
           // The database failing is not the client's fault: say so, and let it retry.
           fail(ws, appError, raw)
           closeSocket(ws, 1011, 'internal error')
@@ -108,14 +157,14 @@ export function createRealtime(core: Core): Realtime {
   const route = (ws: Socket, userId: number, frame: ClientFrame) => {
     switch (frame.type) {
       case 'ping':
-        return reply(ws, PONG)
+        return reply(ws, PONG, frame)
       case 'message:send':
         return track(
           ws,
           frame,
           core.messages
             .send(userId, { dialogId: frame.dialog_id, clientMsgId: frame.client_msg_id, type: frame.msg_type, text: frame.text }, ws)
-            .then(({ message }) => hub.replyLater(ws, ackFrame(frame.client_msg_id, message))),
+            .then(({ message }) => hub.replyLater(ws, ackFrame(frame.client_msg_id, message), frame)),
         )
       case 'message:delivered':
         return track(
@@ -130,7 +179,7 @@ export function createRealtime(core: Core): Realtime {
           core.messages.readUpTo(userId, frame.dialog_id, frame.last_read_message_id, instant('read_at', frame.read_at), ws),
         )
       case 'message:edit':
-        return track(ws, frame, core.messages.editById(userId, frame.message_id, frame.text))
+        return track(ws, frame, core.messages.editById(userId, frame.message_id, frame.text).then(editedFrame))
       case 'message:delete':
         return track(ws, frame, core.messages.removeById(userId, frame.message_id))
       case 'typing':
@@ -153,11 +202,11 @@ export function createRealtime(core: Core): Realtime {
     if (wait > 0) throw new AppError('rate_limited', 'typing too fast', undefined, Math.max(1, Math.ceil(wait)))
   }
 
-  const handle = (ws: Socket, data: string | Buffer) => {
-    let raw: RawFrame | undefined
+  const handle = (ws: Socket, input: RawFrame | AppError) => {
+    const raw = input instanceof AppError ? undefined : input
     let frame: ClientFrame | undefined
     try {
-      raw = parseFrame(data)
+      if (!raw) throw input
       frame = validateFrame(raw)
       // Labelled by validated type only: a client-chosen label would let anyone grow the metric without bound.
       metrics.wsFrames.inc({ type: frame.type })
@@ -174,17 +223,48 @@ export function createRealtime(core: Core): Realtime {
   }
 
   /** Before authentication: only an `auth` frame is accepted; anything else ends the connection. */
-  const handleFirst = (ws: Socket, data: string | Buffer) => {
-    let raw: RawFrame | undefined
-    try {
-      raw = parseFrame(data)
-    } catch {
-      return reject(ws, 'the first frame must be {"type":"auth","access_token":...}')
-    }
+  const handleFirst = (ws: Socket, raw: RawFrame | AppError) => {
+    if (raw instanceof AppError) return reject(ws, 'the first frame must be {"type":"auth","access_token":...}')
     if (raw.type !== 'auth' || typeof raw.access_token !== 'string' || raw.access_token.length === 0)
       return reject(ws, 'the first frame must be {"type":"auth","access_token":...}', raw)
     authenticate(ws, raw.access_token, raw)
   }
+
+  const opened = (ws: Socket) => {
+    metrics.openConnections.inc({}, 1)
+    if (ws.data.queryToken) authenticate(ws, ws.data.queryToken)
+    ws.data.authTimer = setTimeout(() => {
+      if (ws.data.userId === undefined && !ws.data.authing) reject(ws, 'no auth frame in time')
+    }, config.wsAuthTimeoutMs)
+  }
+
+  const received = (ws: Socket, frame: RawFrame | AppError) => {
+    if (ws.data.userId !== undefined) return handle(ws, frame)
+    const authing = ws.data.authing
+    // Frames sent right behind `auth` wait for its answer, in order.
+    if (authing) void authing.then((ok) => ok && handle(ws, frame))
+    else handleFirst(ws, frame)
+  }
+
+  const closed = (ws: Socket) => {
+    metrics.openConnections.inc({}, -1)
+    ws.data.closing = true
+    clearTimeout(ws.data.authTimer)
+    if (ws.data.userId !== undefined) core.limits.release(ws.data.userId, ws)
+    hub.disconnect(ws)
+  }
+
+  const data = (wire: ConnectionData['wire'], queryToken?: string): ConnectionData => ({
+    userId: undefined,
+    sessionId: undefined,
+    queryToken,
+    authing: undefined,
+    authTimer: undefined,
+    closing: false,
+    typing: new TokenBucket(TYPING_BURST, TYPING_PER_SEC),
+    wire,
+    engine: undefined,
+  })
 
   const websocket: WebSocketHandler<ConnectionData> = {
     // Oversize frames close with 1009 (Bun); this is the contract's body limit, also for frames.
@@ -195,31 +275,21 @@ export function createRealtime(core: Core): Realtime {
     // is only the backstop, set above it with room for the frames published between two checks.
     backpressureLimit: config.wsBackpressureBytes * 2 + config.maxBodyBytes * 4,
     closeOnBackpressureLimit: true,
-    open(ws) {
-      metrics.openConnections.inc({}, 1)
-      if (ws.data.queryToken) authenticate(ws, ws.data.queryToken)
-      ws.data.authTimer = setTimeout(() => {
-        if (ws.data.userId === undefined && !ws.data.authing) reject(ws, 'no auth frame in time')
-      }, config.wsAuthTimeoutMs)
-    },
-    message(ws, data) {
-      if (ws.data.userId !== undefined) return handle(ws, data)
-      const authing = ws.data.authing
-      // Frames sent right behind `auth` wait for its answer, in order.
-      if (authing) void authing.then((ok) => ok && handle(ws, data))
-      else handleFirst(ws, data)
-    },
-    close(ws) {
-      metrics.openConnections.inc({}, -1)
-      ws.data.closing = true
-      clearTimeout(ws.data.authTimer)
-      if (ws.data.userId !== undefined) core.limits.release(ws.data.userId, ws)
-      hub.disconnect(ws)
-    },
+    // A socket of another wire (Engine.IO) goes to its adapter.
+    open: (ws) => (ws.data.engine ? ws.data.engine.socketOpened(ws) : opened(ws)),
+    message: (ws, data) => (ws.data.engine ? ws.data.engine.socketMessage(ws, data) : received(ws, read(data))),
+    close: (ws) => (ws.data.engine ? ws.data.engine.socketClosed(ws) : closed(ws)),
   }
 
   return {
     websocket,
+    frames: {
+      opened,
+      received,
+      closed,
+      authenticate: (ws, token, hooks) => authenticate(ws, token, undefined, hooks),
+      data,
+    },
     upgrade(request, server) {
       const url = request.url
       // The bare path when the Host header is one Bun cannot use (see http/host.ts).
@@ -227,22 +297,21 @@ export function createRealtime(core: Core): Realtime {
       const queryStart = url.indexOf('?', pathStart)
       if (!PATHS.has(queryStart === -1 ? url.slice(pathStart) : url.slice(pathStart, queryStart))) return false
       const queryToken = queryStart === -1 ? undefined : new URLSearchParams(url.slice(queryStart)).get('access_token')
-      return server.upgrade(request, {
-        data: {
-          userId: undefined,
-          sessionId: undefined,
-          queryToken: queryToken || undefined,
-          authing: undefined,
-          authTimer: undefined,
-          closing: false,
-          typing: new TokenBucket(TYPING_BURST, TYPING_PER_SEC),
-        },
-      })
+      return server.upgrade(request, { data: data(jsonWire, queryToken || undefined) })
     },
     async quiesce() {
       refusing = true
       if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve))
     },
+  }
+}
+
+/** A JSON-wire message as a frame, or why it is not one. */
+const read = (data: string | Buffer): RawFrame | AppError => {
+  try {
+    return parseFrame(data)
+  } catch (error) {
+    return toAppError(error)
   }
 }
 

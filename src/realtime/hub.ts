@@ -9,8 +9,19 @@ import type { Db } from '../storage/database'
 import { setLastSeen } from '../users/store'
 import { Outbox } from './outbox'
 import type { Origin, RealtimePort } from './port'
-import { deletedFrame, dialogNewFrame, editedFrame, errorFrame, newFrame, presenceFrame, reactionsFrame, statusFrame, typingFrame } from './protocol'
+import {
+  deletedFrame,
+  dialogNewFrame,
+  editedFrame,
+  newFrame,
+  presenceFrame,
+  reactionsFrame,
+  statusFrame,
+  typingFrame,
+  type RawFrame,
+} from './protocol'
 import { closeSocket, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, type ConnectionData, type Socket } from './socket'
+import { jsonWire, type Wire } from './wire'
 
 const dialogTopic = (id: number) => `dialog:${id}`
 const userTopic = (id: number) => `user:${id}`
@@ -25,13 +36,18 @@ interface UserEntry {
 /**
  * All publishing goes through here, on topics `dialog:<id>` and `user:<id>`; in a cluster each publish is
  * also forwarded to the other nodes, which publish it to their own subscribers (see `Cluster`). Each
- * event is encoded once per publish. Before `attach` (an app without a listening server) publishing does nothing.
+ * event is encoded once per publish and wire: a wire's subscribers listen on the topic under its prefix
+ * (Bun's pub/sub), or, when Bun's pub/sub cannot reach them (long-polling), are kept here in `polled`.
+ * Before `attach` (an app without a listening server) publishing does nothing.
  *
  * After each publish the recipients' send buffers are checked: a connection past `slowBytes` is closed
  * with 1013 rather than buffering without bound (Bun's own backpressure close is abrupt: 1006).
  */
 export class Hub implements RealtimePort, ClusterPeer {
   private server: Server<ConnectionData> | undefined
+  private wires: Wire[] = [jsonWire]
+  /** Prefixed topic → subscribers outside Bun's pub/sub. */
+  private readonly polled = new Map<string, Set<Socket>>()
   private cluster: Cluster | undefined
   private readonly users = new Map<number, UserEntry>()
   /** dialog id → users with live connections subscribed to it: whose buffers a publish may have grown. */
@@ -48,8 +64,22 @@ export class Hub implements RealtimePort, ClusterPeer {
     private readonly slowBytes: number,
   ) {}
 
-  attach(server: Server<ConnectionData>): void {
+  /** `wires`: every wire the server speaks; each publish is encoded once for each that has subscribers. */
+  attach(server: Server<ConnectionData>, wires: Wire[] = [jsonWire]): void {
     this.server = server
+    this.wires = wires
+  }
+
+  /** A subscriber Bun's pub/sub cannot reach (a long-polling session): publishes reach it through `send`. */
+  addPolled(topic: string, ws: Socket): void {
+    let sockets = this.polled.get(topic)
+    if (!sockets) this.polled.set(topic, (sockets = new Set()))
+    sockets.add(ws)
+  }
+
+  removePolled(topic: string, ws: Socket): void {
+    const sockets = this.polled.get(topic)
+    if (sockets?.delete(ws) && sockets.size === 0) this.polled.delete(topic)
   }
 
   join(cluster: Cluster): void {
@@ -64,10 +94,18 @@ export class Hub implements RealtimePort, ClusterPeer {
     await cluster?.leave()
   }
 
-  /** A reply that settles together with others (an ack): they leave in one write per connection (see Outbox). */
-  replyLater(ws: Socket, frame: string): void {
+  /**
+   * A reply that settles together with others (an ack): they leave in one write per connection (see Outbox).
+   * `frame` is ours (counted by type), written by the connection's wire as the answer to `request`.
+   */
+  replyLater(ws: Socket, frame: string, request?: RawFrame): void {
     this.metrics.frameOut(frame)
-    this.outbox.push(ws, frame)
+    this.outbox.push(ws, ws.data.wire.answer(frame, request))
+  }
+
+  /** A wire's own confirmation of a frame (a Socket.IO ack `{ok: true}`), in order with the replies. */
+  confirmLater(ws: Socket, text: string): void {
+    this.outbox.push(ws, text)
   }
 
   /**
@@ -119,11 +157,12 @@ export class Hub implements RealtimePort, ClusterPeer {
   }
 
   /**
-   * Registers an authenticated connection: sends it `greeting` (auth:ok), then subscribes it to its user
+   * Registers an authenticated connection: sends it `greeting` (auth:ok, answering `request` if it came by
+   * a frame), then subscribes it to its user
    * topic and every dialog of the user. The user's first connection records last_seen_at and tells the
    * peers it is online. False when the connection closed while this ran.
    */
-  async connect(ws: Socket, userId: number, greeting: string): Promise<boolean> {
+  async connect(ws: Socket, userId: number, greeting: string, request?: RawFrame): Promise<boolean> {
     let entry = this.users.get(userId)
     if (!entry) this.users.set(userId, (entry = { sockets: new Set(), dialogs: new Set(), peers: new Set() }))
     const first = entry.sockets.size === 0
@@ -150,9 +189,9 @@ export class Hub implements RealtimePort, ClusterPeer {
     // The greeting goes out before any subscription, in the same tick, so it is the first frame the
     // client sees. What was published before it was committed before it: a client catches up after
     // the greeting (GET /dialogs, ?after_id=) and misses nothing.
-    ws.send(greeting)
+    ws.send(ws.data.wire.answer(greeting, request))
     this.metrics.frameOut(greeting)
-    ws.subscribe(userTopic(userId))
+    ws.subscribe(ws.data.wire.prefix + userTopic(userId))
     // Every live connection of the user follows the same dialogs (subscribing twice is harmless).
     this.follow(entry, userId, links.dialogs, links.peers)
     if (first && !elsewhere) this.toPeers(entry, presenceFrame(userId, true, now))
@@ -222,7 +261,7 @@ export class Hub implements RealtimePort, ClusterPeer {
       let listening = this.listeners.get(dialogId)
       if (!listening) this.listeners.set(dialogId, (listening = new Set()))
       listening.add(userId)
-      for (const ws of entry.sockets) ws.subscribe(dialogTopic(dialogId))
+      for (const ws of entry.sockets) ws.subscribe(ws.data.wire.prefix + dialogTopic(dialogId))
     }
     for (const peerId of peerIds) entry.peers.add(peerId)
   }
@@ -232,19 +271,35 @@ export class Hub implements RealtimePort, ClusterPeer {
     if (!this.server) return
     const topic = dialogTopic(dialogId)
     const from = origin as Socket | undefined
-    if (from && from.readyState === 1 && from.data?.userId !== undefined) from.publish(topic, frame)
-    else this.server.publish(topic, frame)
-    this.metrics.frameOut(frame)
+    this.publish(topic, frame, from && from.readyState === 1 && from.data?.userId !== undefined ? from : undefined)
     this.guardDialog(dialogId)
     this.cluster?.forward(topic, frame)
   }
 
   private toUser(userId: number, frame: string): void {
     if (!this.server) return
-    this.server.publish(userTopic(userId), frame)
-    this.metrics.frameOut(frame)
+    this.publish(userTopic(userId), frame)
     this.guardUser(userId)
     this.cluster?.forward(userTopic(userId), frame)
+  }
+
+  /**
+   * To the topic's subscribers on every wire that has some (but `from`), encoded once per wire. Counted
+   * once per publish, by our frame's type, whichever wires it went out on.
+   */
+  private publish(topic: string, frame: string, from?: Socket): void {
+    const server = this.server!
+    this.metrics.frameOut(frame)
+    for (const wire of this.wires) {
+      const target = wire.prefix + topic
+      const polled = this.polled.get(target)
+      if (!polled && server.subscriberCount(target) === 0) continue
+      const text = wire.event(frame)
+      // Bun's ws.publish skips the sender.
+      if (from?.data.wire === wire) from.publish(target, text)
+      else server.publish(target, text)
+      if (polled) for (const ws of polled) if (ws !== from) ws.send(text)
+    }
   }
 
   sessionEnded(sessionId: string): void {
@@ -257,7 +312,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     this.outbox.flush()
     for (const ws of this.sessions.get(sessionId) ?? []) {
       if (ws.data.closing) continue
-      ws.send(errorFrame(unauthorized('session ended')))
+      ws.send(ws.data.wire.failure(unauthorized('session ended'), undefined))
       closeSocket(ws, CLOSE_UNAUTHORIZED, 'session ended')
     }
   }
@@ -276,8 +331,7 @@ export class Hub implements RealtimePort, ClusterPeer {
   deliver(topic: string, frame: string): void {
     if (!this.server) return
     this.outbox.flush()
-    this.server.publish(topic, frame)
-    this.metrics.frameOut(frame)
+    this.publish(topic, frame)
     const id = Number(topic.slice(topic.indexOf(':') + 1))
     if (topic.startsWith('dialog:')) this.guardDialog(id)
     else this.guardUser(id)
