@@ -275,6 +275,38 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     alice.close()
   })
 
+  test('message:edit and message:delete: the callback gets the edited message (or {error}), delete {ok: true}; both members get the events', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const [alice, bob] = await Promise.all([login(live, a), login(live, b, { transports: ['polling'] })])
+    const { message } = await alice.ask('message:send', send(dialogId, 'ed-1', 'first words'))
+    await bob.next('message:new')
+
+    const edited = await alice.ask('message:edit', { message_id: message.id, text: 'better words' })
+    expect(edited.message).toMatchObject({ id: message.id, dialog_id: dialogId, text: 'better words', edited_at: expect.any(String) })
+    // Every connection of both members, the acting one included, gets message:edited as well.
+    expect(await alice.next('message:edited')).toEqual(edited)
+    expect(await bob.next('message:edited')).toEqual(edited)
+
+    // Failures come through the callback: the peer's message, an unknown one, blank text.
+    expect(await bob.ask('message:edit', { message_id: message.id, text: 'not mine' })).toEqual({
+      error: { code: 'forbidden', message: expect.any(String) },
+    })
+    expect((await alice.ask('message:edit', { message_id: 2_000_000_000, text: 'x' })).error.code).toBe('not_found')
+    expect((await alice.ask('message:edit', { message_id: message.id, text: '   ' })).error).toMatchObject({ code: 'validation_failed', details: { field: 'text' } })
+    // Without a callback, an error event naming the frame.
+    bob.socket.emit('message:edit', { message_id: message.id, text: 'still not mine' })
+    expect(await bob.next('error')).toMatchObject({ code: 'forbidden', frame_type: 'message:edit' })
+
+    expect(await alice.ask('message:delete', { message_id: message.id })).toEqual({ ok: true })
+    const deleted = { dialog_id: dialogId, message_id: message.id, version: expect.any(Number) }
+    expect(await bob.next('message:deleted')).toEqual(deleted)
+    expect(await alice.next('message:deleted')).toEqual(deleted)
+    expect((await alice.ask('message:edit', { message_id: message.id, text: 'too late' })).error.code).toBe('not_found')
+    expect((await alice.drain()).filter((e) => e.name !== 'message:edited')).toEqual([])
+    alice.close()
+    bob.close()
+  })
+
   test('another namespace is refused with CONNECT_ERROR', async () => {
     const a = await live.t.register()
     const admin = connect(live, { auth: { access_token: a.access_token } }, '/admin')
@@ -336,6 +368,116 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     expect(tooLarge.status).toBe(413)
     expect(await (await fetch(big)).text()).toBe('1')
   })
+})
+
+describe.each(dialects)('Socket.IO clients under the limits on %s', (dialect) => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive(dialect, { SEND_RATE_BURST: '4', SEND_RATE_PER_SEC: '0.01', WS_MAX_CONNECTIONS_PER_USER: '2' })
+  })
+  afterAll(() => live.close())
+
+  test('one user: Socket.IO connections (websocket and long-polling) count with JSON ones against the cap, and share the send bucket', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const json = await Client.login(live.base, a)
+    const polling = await login(live, a, { transports: ['polling'] })
+
+    // Over the cap by CONNECT: connect_error "rate_limited", the client does not reconnect by itself.
+    const third = connect(live, { auth: { access_token: a.access_token } })
+    const refused = await untilEvent(third.socket, 'connect_error')
+    expect(refused.message).toBe('rate_limited')
+    expect(refused.data).toEqual({ error: { code: 'rate_limited', message: expect.any(String) } })
+    third.close()
+    // By the auth event: the error through the callback, then a server disconnect.
+    const late = connect(live, { transports: ['polling'] })
+    await untilEvent(late.socket, 'connect')
+    const gone = untilEvent(late.socket, 'disconnect')
+    expect((await late.ask('auth', { access_token: a.access_token })).error.code).toBe('rate_limited')
+    expect(await gone).toBe('io server disconnect')
+    // And the JSON wire counts the Socket.IO connection: close 4429.
+    const fourth = await Client.open(`${live.base}/ws?access_token=${a.access_token}`)
+    expect((await fourth.closed).code).toBe(4429)
+
+    // One send bucket for the user across the wires (burst 4): two over JSON, then the Socket.IO ones run out.
+    json.send(sendFrame(dialogId, 'j-1'))
+    json.send(sendFrame(dialogId, 'j-2'))
+    expect((await json.next('message:ack')).client_msg_id).toBe('j-1')
+    expect((await json.next('message:ack')).client_msg_id).toBe('j-2')
+    expect((await polling.ask('message:send', send(dialogId, 's-1'))).message.seq).toBe(3)
+    expect((await polling.ask('message:send', send(dialogId, 's-2'))).message.seq).toBe(4)
+    expect((await polling.ask('message:send', send(dialogId, 's-3'))).error.code).toBe('rate_limited')
+    // The other user has a bucket, and room for connections, of their own.
+    const bob = await login(live, b)
+    expect((await bob.ask('message:send', send(dialogId, 'b-1'))).message.seq).toBe(5)
+
+    // A long-polling session that ends frees its place.
+    polling.close()
+    let again: IoClient | undefined
+    for (let i = 0; i < 20 && !again; i++) {
+      const attempt = connect(live, { auth: { access_token: a.access_token } })
+      const outcome = await Promise.race([untilEvent(attempt.socket, 'connect').then(() => true), untilEvent(attempt.socket, 'connect_error').then(() => false)])
+      if (outcome) again = attempt
+      else {
+        attempt.close()
+        await Bun.sleep(100)
+      }
+    }
+    expect(again).toBeDefined()
+    expect(await again!.next('auth:ok')).toEqual({ user_id: a.user.id })
+    again!.close()
+    bob.close()
+    await json.close()
+  })
+})
+
+describe.each(dialects)('Socket.IO garbage floods on %s', (dialect) => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive(dialect)
+  })
+  afterAll(() => live.close())
+
+  test('invalid events spend the per-connection budget: the flooder gets a server disconnect (websocket and long-polling), the others carry on', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const bystander = await login(live, b)
+    for (const transports of [['websocket'], ['polling']]) {
+      const flooder = await login(live, a, { transports })
+      const gone = untilEvent(flooder.socket, 'disconnect', 5_000)
+      const garbage: [string, unknown][] = [
+        ['nope', {}],
+        ['message:send', { ...send(dialogId, 'g'), text: '  ' }],
+        ['message:read', {}],
+        ['message:edit', { message_id: 'one', text: 'x' }],
+      ]
+      for (let i = 0; i < 1_000; i++) flooder.socket.emit(...garbage[i % garbage.length]!)
+      expect(await gone).toBe('io server disconnect')
+      // Each refused event got its error event until the budget ran out; far fewer than were sent.
+      const errors = flooder.events.filter((e) => e.name === 'error')
+      expect(errors.length).toBeGreaterThan(20)
+      expect(errors.length).toBeLessThan(200)
+      flooder.close()
+    }
+
+    // Packets that are not Socket.IO packets at all (here by hand, over long-polling) count the same.
+    const open = await (await fetch(`${httpOf(live)}/socket.io/?EIO=4&transport=polling`)).text()
+    const url = `${httpOf(live)}/socket.io/?EIO=4&transport=polling&sid=${JSON.parse(open.slice(1)).sid}`
+    await fetch(url, { method: 'POST', body: `40${JSON.stringify({ access_token: a.access_token })}` })
+    let greeted = ''
+    while (!greeted.includes('auth:ok')) greeted += await (await fetch(url)).text()
+    expect((await fetch(url, { method: 'POST', body: Array(200).fill('4x').join('\x1e') })).status).toBe(200)
+    const packets: string[] = []
+    while (!packets.includes('1')) packets.push(...(await (await fetch(url)).text()).split('\x1e'))
+    expect(packets.filter((p) => p.startsWith('42["error"')).length).toBeLessThan(100)
+    expect(packets.slice(-2)).toEqual(['41', '1'])
+
+    bystander.socket.emit('message:send', send(dialogId, 'still-here'))
+    expect((await bystander.next('message:ack')).client_msg_id).toBe('still-here')
+    // The flooder's user may come back.
+    const back = await login(live, a)
+    expect(await back.ask('ping')).toEqual({})
+    back.close()
+    bystander.close()
+  }, 20_000)
 })
 
 describe.skipIf(!redisAvailable).each(dialects)('Socket.IO clients on two nodes over Redis, %s', (dialect) => {
