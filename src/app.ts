@@ -2,6 +2,9 @@ import { cors } from '@elysiajs/cors'
 import { openapi } from '@elysiajs/openapi'
 import { Elysia } from 'elysia'
 import { authRoutes } from './auth'
+import { blockRoutes } from './blocks'
+import { BlockCache } from './blocks/cache'
+import { BlockService } from './blocks/service'
 import { Passwords } from './auth/passwords'
 import { AuthService } from './auth/service'
 import { Tokens } from './auth/tokens'
@@ -30,6 +33,7 @@ export interface Core {
   dialogs: DialogService
   messages: MessageService
   membership: Membership
+  blocks: BlockService
   writer: MessageWriter
   /** The realtime port the services publish through; a no-op until serve() attaches a server. */
   hub: Hub
@@ -39,7 +43,8 @@ export interface Core {
 
 export function createCore(config: Config, db: Db): Core {
   const metrics = new Metrics()
-  const hub = new Hub(db, metrics, config.wsBackpressureBytes)
+  const blockCache = new BlockCache(db)
+  const hub = new Hub(db, metrics, config.wsBackpressureBytes, blockCache)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
   const writer = new MessageWriter(db, { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs }, metrics, () =>
@@ -51,9 +56,10 @@ export function createCore(config: Config, db: Db): Core {
     metrics,
     auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost), hub),
     users: new UserService(db),
-    dialogs: new DialogService(db, membership, hub),
-    messages: new MessageService(db, writer, membership, hub),
+    dialogs: new DialogService(db, membership, hub, blockCache),
+    messages: new MessageService(db, writer, membership, hub, blockCache),
     membership,
+    blocks: new BlockService(db, blockCache, hub),
     writer,
     hub,
     accepting: true,
@@ -74,6 +80,7 @@ export function createApp(core: Core) {
     )
     .use(opsRoutes(core.db, core.metrics, { accepting: () => core.accepting }))
     .use(authRoutes(core.auth, { burst: config.authRateBurst, perSec: config.authRatePerSec }))
+    .use(blockRoutes(core.auth, core.blocks))
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))
     .use(messageRoutes(core.auth, core.messages, { burst: config.sendRateBurst, perSec: config.sendRatePerSec }))

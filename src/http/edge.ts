@@ -33,20 +33,27 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 /** Bodies are UTF-8: bytes that are not are a body that is not JSON (400), not text to patch up with U+FFFD. */
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
+/** The body a streamed route (an upload) gets from the edge: nothing parsed, its handler reads the request itself. */
+export const STREAMED = Object.freeze({})
+
 /**
  * The HTTP edge every route passes: body size limit, JSON parsing (an object or 400), and the one place
  * that turns errors into the contract's error shape. Also counts requests by route and status.
+ * `streamed` requests (uploads) skip the limit and the parsing: their route streams the body with its own bound.
  */
-export const edge = (maxBodyBytes: number, metrics: Metrics) =>
+export const edge = (maxBodyBytes: number, metrics: Metrics, streamed: (request: Request) => boolean = () => false) =>
   new Elysia({ name: 'edge' })
     .onRequest(({ request }) => {
+      if (streamed(request)) return
       const length = Number(request.headers.get('content-length') ?? 0)
       if (length > maxBodyBytes) throw tooLarge(maxBodyBytes)
     })
     .onParse({ as: 'global' }, async ({ request }) => {
       if (!BODY_METHODS.has(request.method)) return
-      const bytes = await request.arrayBuffer()
-      if (bytes.byteLength > maxBodyBytes) throw tooLarge(maxBodyBytes)
+      if (streamed(request)) return STREAMED
+      const bytes = await readBounded(request, maxBodyBytes)
+      // A bodiless PUT/DELETE (block, unblock) sends no content type: there is nothing to parse.
+      if (bytes.byteLength === 0 && !request.headers.has('content-type')) return
       if (bytes.byteLength === 0) throw new AppError('bad_request', 'body must be a JSON object')
       let value: unknown
       try {
@@ -78,5 +85,21 @@ export const edge = (maxBodyBytes: number, metrics: Metrics) =>
       const status = responseValue instanceof Response ? responseValue.status : Number(set.status ?? 200)
       metrics.httpRequests.inc({ route: route || 'unmatched', status: String(status) })
     })
+
+/**
+ * The body, read no further than `limit`: the server's own cap is the upload limit (far larger), so a
+ * chunked body without a length must not be buffered whole before it is refused.
+ */
+async function readBounded(request: Request, limit: number): Promise<Uint8Array> {
+  if (!request.body) return new Uint8Array(0)
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of request.body) {
+    size += chunk.byteLength
+    if (size > limit) throw tooLarge(limit)
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks)
+}
 
 const tooLarge = (limit: number) => new AppError('payload_too_large', `request body over ${limit} bytes`)

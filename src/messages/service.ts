@@ -1,4 +1,5 @@
-import { AppError, invalidField, notFound } from '../errors'
+import type { BlockCache } from '../blocks/cache'
+import { AppError, blocked, invalidField, notFound } from '../errors'
 import { peerOf, type Membership } from '../dialogs/membership'
 import type { Origin, RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
@@ -32,6 +33,7 @@ export class MessageService {
     private readonly writer: MessageWriter,
     private readonly membership: Membership,
     private readonly realtime: RealtimePort,
+    private readonly blocks: BlockCache,
   ) {}
 
   /**
@@ -42,7 +44,9 @@ export class MessageService {
   async send(senderId: number, cmd: SendCommand, origin?: Origin): Promise<{ created: boolean; message: MessageDto }> {
     checkClientMsgId(cmd.clientMsgId)
     checkText(cmd.text)
-    await this.membership.require(cmd.dialogId, senderId)
+    const members = await this.membership.require(cmd.dialogId, senderId)
+    // From memory (BlockCache): no database read per send.
+    if (await this.blocks.between(senderId, peerOf(members, senderId))) throw blocked()
     const outcome = await this.writer.submit({
       dialogId: cmd.dialogId,
       senderId,
