@@ -17,6 +17,8 @@ import { messageRoutes } from './messages'
 import { MessageService } from './messages/service'
 import { MessageWriter } from './messages/writer'
 import { opsRoutes } from './ops'
+import { isUploadRequest, uploadRoutes } from './uploads'
+import { UploadService } from './uploads/service'
 import { Metrics } from './ops/metrics'
 import { Hub } from './realtime/hub'
 import type { Db } from './storage/database'
@@ -34,6 +36,7 @@ export interface Core {
   messages: MessageService
   membership: Membership
   blocks: BlockService
+  uploads: UploadService
   writer: MessageWriter
   /** The realtime port the services publish through; a no-op until serve() attaches a server. */
   hub: Hub
@@ -47,6 +50,7 @@ export function createCore(config: Config, db: Db): Core {
   const hub = new Hub(db, metrics, config.wsBackpressureBytes, blockCache)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
+  const uploads = new UploadService(db, membership, config)
   const writer = new MessageWriter(db, { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs }, metrics, () =>
     hub.flushReplies(),
   )
@@ -57,9 +61,10 @@ export function createCore(config: Config, db: Db): Core {
     auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost), hub),
     users: new UserService(db),
     dialogs: new DialogService(db, membership, hub, blockCache),
-    messages: new MessageService(db, writer, membership, hub, blockCache),
+    messages: new MessageService(db, writer, membership, hub, blockCache, uploads),
     membership,
     blocks: new BlockService(db, blockCache, hub),
+    uploads,
     writer,
     hub,
     accepting: true,
@@ -70,7 +75,7 @@ export function createCore(config: Config, db: Db): Core {
 export function createApp(core: Core) {
   const { config } = core
   return new Elysia()
-    .use(edge(config.maxBodyBytes, core.metrics))
+    .use(edge(config.maxBodyBytes, core.metrics, isUploadRequest))
     .use(cors({ origin: config.corsOrigins === '*' ? true : config.corsOrigins }))
     .use(
       openapi({
@@ -81,6 +86,7 @@ export function createApp(core: Core) {
     .use(opsRoutes(core.db, core.metrics, { accepting: () => core.accepting }))
     .use(authRoutes(core.auth, { burst: config.authRateBurst, perSec: config.authRatePerSec }))
     .use(blockRoutes(core.auth, core.blocks))
+    .use(uploadRoutes(core.auth, core.uploads))
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))
     .use(messageRoutes(core.auth, core.messages, { burst: config.sendRateBurst, perSec: config.sendRatePerSec }))

@@ -22,8 +22,10 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     port: options.port,
     hostname: options.hostname,
     reusePort: options.reusePort ?? false,
-    // The app answers oversize bodies with the contract's 413; this is only the backstop for abuse.
-    maxRequestBodySize: core.config.maxBodyBytes * 4,
+    // The app answers oversize bodies with the contract's 413 (the edge for most routes, reading no
+    // further than MAX_BODY_BYTES; POST /uploads counting as it streams): this is only the backstop, so
+    // it must let an upload of UPLOAD_MAX_BYTES and its multipart framing through.
+    maxRequestBodySize: Math.max(core.config.maxBodyBytes * 4, core.config.uploadMaxBytes + 1024 * 1024),
     fetch(request, server) {
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.
@@ -34,6 +36,7 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     websocket: realtime.websocket,
   })
   core.hub.attach(server)
+  core.uploads.startSweeping()
   let stopping: Promise<void> | undefined
   return {
     server,
@@ -41,6 +44,7 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     shutdown: () =>
       (stopping ??= (async () => {
         core.accepting = false
+        core.uploads.stopSweeping()
         // Stop listening; resolves once every connection (HTTP and WebSocket) has closed.
         const closed = server.stop(false)
         // Frames already received finish (their acks go out); REST sends in flight are in the writer.

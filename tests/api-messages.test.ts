@@ -30,6 +30,7 @@ describe.each(dialects)('messages on %s', (dialect) => {
       text: 'hello',
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
       status: 'sent',
+      attachment: null,
     })
     const retry = await send(a, dialogId, 'c-1', 'different text')
     expect(retry.status).toBe(200)
@@ -48,7 +49,7 @@ describe.each(dialects)('messages on %s', (dialect) => {
       [{ client_msg_id: 'long', type: 'text', text: 'x'.repeat(4001) }, 'text'],
       [{ client_msg_id: 'blank', type: 'text', text: ' \n\t ' }, 'text'],
       [{ client_msg_id: 'empty', type: 'text', text: '' }, 'text'],
-      [{ client_msg_id: 'img', type: 'image', text: 'x' }, 'type'],
+      [{ client_msg_id: 'img', type: 'video', text: 'x' }, 'type'],
       [{ client_msg_id: '', type: 'text', text: 'x' }, 'client_msg_id'],
       [{ client_msg_id: 'x'.repeat(65), type: 'text', text: 'x' }, 'client_msg_id'],
       [{ type: 'text', text: 'x' }, 'client_msg_id'],

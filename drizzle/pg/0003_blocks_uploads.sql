@@ -12,6 +12,7 @@ CREATE TABLE "uploads" (
 	"content_type" text NOT NULL,
 	"size" bigint NOT NULL,
 	"sha256" text NOT NULL,
+	"storage_key" text NOT NULL,
 	"created_at" timestamp (3) with time zone NOT NULL,
 	"dialog_id" integer,
 	"client_msg_id" text
@@ -23,6 +24,6 @@ ALTER TABLE "blocks" ADD CONSTRAINT "blocks_blocker_id_users_id_fk" FOREIGN KEY 
 ALTER TABLE "blocks" ADD CONSTRAINT "blocks_blocked_id_users_id_fk" FOREIGN KEY ("blocked_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "uploads" ADD CONSTRAINT "uploads_uploader_id_users_id_fk" FOREIGN KEY ("uploader_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "blocks_blocked_idx" ON "blocks" USING btree ("blocked_id");--> statement-breakpoint
-CREATE INDEX "uploads_sha256_idx" ON "uploads" USING btree ("sha256");--> statement-breakpoint
+CREATE INDEX "uploads_storage_key_idx" ON "uploads" USING btree ("storage_key");--> statement-breakpoint
 CREATE INDEX "uploads_created_idx" ON "uploads" USING btree ("created_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "messages_attachment_uq" ON "messages" USING btree ("attachment_id");

@@ -15,13 +15,14 @@ CREATE TABLE `uploads` (
 	`content_type` text NOT NULL,
 	`size` integer NOT NULL,
 	`sha256` text NOT NULL,
+	`storage_key` text NOT NULL,
 	`created_at` integer NOT NULL,
 	`dialog_id` integer,
 	`client_msg_id` text,
 	FOREIGN KEY (`uploader_id`) REFERENCES `users`(`id`) ON UPDATE no action ON DELETE cascade
 );
 --> statement-breakpoint
-CREATE INDEX `uploads_sha256_idx` ON `uploads` (`sha256`);--> statement-breakpoint
+CREATE INDEX `uploads_storage_key_idx` ON `uploads` (`storage_key`);--> statement-breakpoint
 CREATE INDEX `uploads_created_idx` ON `uploads` (`created_at`);--> statement-breakpoint
 ALTER TABLE `messages` ADD `attachment_id` integer;--> statement-breakpoint
 ALTER TABLE `messages` ADD `attachment` text;--> statement-breakpoint

@@ -42,6 +42,10 @@ export interface Config {
   wsAuthTimeoutMs: number
   wsIdleTimeoutSec: number
   wsBackpressureBytes: number
+  /** Largest file POST /uploads accepts. */
+  uploadMaxBytes: number
+  /** Uploads go to this S3-compatible bucket when S3_BUCKET is set, else to DATA_DIR/uploads. */
+  s3: { bucket: string; endpoint?: string; accessKeyId?: string; secretAccessKey?: string; region?: string } | undefined
 }
 
 export class ConfigError extends Error {
@@ -88,6 +92,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     wsAuthTimeoutMs: int(env, 'WS_AUTH_TIMEOUT_MS', 10_000, 1, 3_600_000),
     wsIdleTimeoutSec: int(env, 'WS_IDLE_TIMEOUT_SEC', 120, 0, 960),
     wsBackpressureBytes: int(env, 'WS_BACKPRESSURE_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    uploadMaxBytes: int(env, 'UPLOAD_MAX_BYTES', 25 * 1024 * 1024, 1, 2 ** 40),
+    s3: parseS3(env),
   }
 }
 
@@ -165,6 +171,21 @@ function parseCluster(env: Env): Config['cluster'] {
     throw new ConfigError('REDIS_URL', `expected redis://host:port or rediss://…, got "${redact(url)}"`)
   const channel = env.REDIS_CHANNEL?.trim() || 'chat:cluster'
   return { redisUrl: url, channel, heartbeatMs: int(env, 'CLUSTER_HEARTBEAT_MS', 2000, 50, 60_000) }
+}
+
+function parseS3(env: Env): Config['s3'] {
+  const bucket = env.S3_BUCKET?.trim()
+  if (!bucket) return undefined
+  const endpoint = env.S3_ENDPOINT?.trim() || undefined
+  if (endpoint && !/^https?:\/\//i.test(endpoint)) throw new ConfigError('S3_ENDPOINT', `expected http(s)://…, got "${endpoint}"`)
+  const pick = (name: string) => env[name]?.trim() || undefined
+  return {
+    bucket,
+    endpoint,
+    accessKeyId: pick('S3_ACCESS_KEY_ID'),
+    secretAccessKey: pick('S3_SECRET_ACCESS_KEY'),
+    region: pick('S3_REGION'),
+  }
 }
 
 function bool(env: Env, name: string, fallback: boolean): boolean {

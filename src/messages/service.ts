@@ -3,12 +3,15 @@ import { AppError, blocked, invalidField, notFound } from '../errors'
 import { peerOf, type Membership } from '../dialogs/membership'
 import type { Origin, RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
+import type { UploadService } from '../uploads/service'
 import {
+  attachmentOf,
   checkClientMsgId,
-  checkText,
+  checkContent,
   statusFor,
   toMessageDto,
   type MessageDto,
+  type MessageType,
   type ReadStateDto,
   type StatusEvent,
 } from './model'
@@ -18,8 +21,11 @@ import type { MessageWriter } from './writer'
 export interface SendCommand {
   dialogId: number
   clientMsgId: string
-  type: 'text'
-  text: string
+  type: MessageType
+  /** Text: required; image/file: an optional caption. */
+  text?: string
+  /** image/file: an upload of the sender's (POST /uploads). */
+  attachmentId?: number
 }
 
 /** Recently stored messages' dialogs, so receipts for them need no read (bounded: dropped when full). */
@@ -34,6 +40,7 @@ export class MessageService {
     private readonly membership: Membership,
     private readonly realtime: RealtimePort,
     private readonly blocks: BlockCache,
+    private readonly uploads: UploadService,
   ) {}
 
   /**
@@ -43,17 +50,24 @@ export class MessageService {
    */
   async send(senderId: number, cmd: SendCommand, origin?: Origin): Promise<{ created: boolean; message: MessageDto }> {
     checkClientMsgId(cmd.clientMsgId)
-    checkText(cmd.text)
+    checkContent(cmd.type, cmd.text, cmd.attachmentId)
     const members = await this.membership.require(cmd.dialogId, senderId)
     // From memory (BlockCache): no database read per send.
     if (await this.blocks.between(senderId, peerOf(members, senderId))) throw blocked()
+    const key = { dialogId: cmd.dialogId, clientMsgId: cmd.clientMsgId }
+    const claimed = cmd.type === 'text' ? undefined : await this.uploads.claim(senderId, cmd.attachmentId!, cmd.type, key)
     const outcome = await this.writer.submit({
       dialogId: cmd.dialogId,
       senderId,
       clientMsgId: cmd.clientMsgId,
       type: cmd.type,
-      text: cmd.text,
+      text: cmd.text ?? '',
+      attachmentId: claimed?.id ?? null,
+      attachment: claimed?.json ?? null,
     })
+    // No message, or a repeat of one that does not carry this upload: the upload stays free for another send.
+    const carried = outcome.kind === 'missing' ? undefined : attachmentOf(outcome.message)?.id
+    if (claimed && carried !== claimed.id) await this.uploads.unclaim(claimed.id, key)
     if (outcome.kind === 'missing') throw notFound('dialog')
     if (outcome.kind === 'duplicate')
       return { created: false, message: toMessageDto(outcome.message, statusFor(outcome.message.id, outcome.recipient)) }

@@ -12,6 +12,7 @@ export const messageColumns = (t: Tables) => ({
   type: t.messages.type,
   text: t.messages.text,
   createdAt: t.messages.createdAt,
+  attachment: t.messages.attachment,
 })
 
 /** A member's unread count, as a column of a query over its `dialog_members` row: the peer's messages above its read watermark. */
@@ -315,6 +316,9 @@ export interface SendInput {
   clientMsgId: string
   type: string
   text: string
+  /** An image/file message's upload id and its Message `attachment` as JSON (see uploads/). */
+  attachmentId?: number | null
+  attachment?: string | null
 }
 
 export type SendOutcome =
@@ -436,6 +440,8 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
         type: sql.placeholder('type'),
         text: sql.placeholder('text'),
         createdAt: sql.placeholder('createdAt'),
+        attachmentId: sql.placeholder('attachmentId'),
+        attachment: sql.placeholder('attachment'),
       })
       .onConflictDoNothing()
       .prepare(),
@@ -475,7 +481,7 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
       placed.push({ kind: 'missing' })
       continue
     }
-    const message = { ...send, seq: dialog.lastSeq + 1, createdAt: dialog.at, id: 0 }
+    const message = { attachmentId: null, attachment: null, ...send, seq: dialog.lastSeq + 1, createdAt: dialog.at, id: 0 }
     // No RETURNING: the row is what we inserted, and its id is SQLite's last rowid.
     // bun:sqlite's run() reports changes and the rowid; drizzle's bun-sqlite types leave that out.
     const result = insert.run(message) as unknown as Changes
@@ -519,15 +525,17 @@ function* placeInOneStatement({ t, execute }: Scope, sends: SendInput[], now: Da
           where id = any(${sql.param([...new Set(unique.map((s) => s.dialogId))])}::int[]) order by id for update
         ), batch as (
           select * from unnest(${column((s) => s.dialogId)}::int[], ${column((s) => s.senderId)}::int[], ${column((s) => s.clientMsgId)}::text[],
-            ${column((s) => s.type)}::text[], ${column((s) => s.text)}::text[], ${sql.param(unique.map((_, i) => i))}::int[])
-            as b(dialog_id, sender_id, client_msg_id, type, text, ord)
+            ${column((s) => s.type)}::text[], ${column((s) => s.text)}::text[], ${sql.param(unique.map((_, i) => i))}::int[],
+            ${column((s) => s.attachmentId ?? null)}::int[], ${column((s) => s.attachment ?? null)}::text[])
+            as b(dialog_id, sender_id, client_msg_id, type, text, ord, attachment_id, attachment)
         ), numbered as (
           select b.dialog_id, l.last_seq + row_number() over (partition by b.dialog_id order by b.ord) as seq, b.sender_id,
-            b.client_msg_id, b.type, b.text, greatest(l.last_activity_at, ${now.toISOString()}::timestamptz) as created_at, b.ord
+            b.client_msg_id, b.type, b.text, greatest(l.last_activity_at, ${now.toISOString()}::timestamptz) as created_at, b.ord,
+            b.attachment_id, b.attachment
           from batch b join locked l on l.id = b.dialog_id
         ), inserted as (
-          insert into ${t.messages} (dialog_id, seq, sender_id, client_msg_id, type, text, created_at)
-          select dialog_id, seq, sender_id, client_msg_id, type, text, created_at from numbered order by ord
+          insert into ${t.messages} (dialog_id, seq, sender_id, client_msg_id, type, text, created_at, attachment_id, attachment)
+          select dialog_id, seq, sender_id, client_msg_id, type, text, created_at, attachment_id, attachment from numbered order by ord
           returning id, dialog_id, seq, created_at
         ), moved as (
           update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = latest.created_at
@@ -544,7 +552,7 @@ function* placeInOneStatement({ t, execute }: Scope, sends: SendInput[], now: Da
     if (!present.has(send.dialogId)) return undefined
     const row = inserted[next++]!
     if (row.dialog_id !== send.dialogId) throw new Error('inserted rows out of order')
-    return { ...send, id: row.id, seq: row.seq, createdAt: new Date(row.created_ms) }
+    return { attachment: null, ...send, id: row.id, seq: row.seq, createdAt: new Date(row.created_ms) }
   })
   const seen = new Set<number>()
   return order.map((index): Placed => {
@@ -614,7 +622,17 @@ function* placeLookingFirst({ db, t, execute }: Scope, sends: SendInput[], now: 
     // drizzle configures it, serializes no timestamp arrays. The dialogs' activity moves in the same
     // statement, from the rows it inserted.
     const column = <T>(pick: (m: (typeof fresh)[number]) => T) => sql.param(fresh.map(pick))
-    const into = [t.messages.dialogId, t.messages.seq, t.messages.senderId, t.messages.clientMsgId, t.messages.type, t.messages.text, t.messages.createdAt]
+    const into = [
+      t.messages.dialogId,
+      t.messages.seq,
+      t.messages.senderId,
+      t.messages.clientMsgId,
+      t.messages.type,
+      t.messages.text,
+      t.messages.createdAt,
+      t.messages.attachmentId,
+      t.messages.attachment,
+    ]
     const ids = yield* rows(
       execute!<{ id: number; dialog_id: number; seq: number }>(
         sql`with inserted as (
@@ -623,7 +641,8 @@ function* placeLookingFirst({ db, t, execute }: Scope, sends: SendInput[], now: 
             sql`, `,
           )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.senderId)}::int[], ${column(
             (m) => m.clientMsgId,
-          )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[])
+          )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[],
+          ${column((m) => m.attachmentId ?? null)}::int[], ${column((m) => m.attachment ?? null)}::text[])
           returning id, dialog_id, seq, created_at
         ), moved as (
           update ${t.dialogs} set last_seq = latest.seq, last_message_id = latest.id, last_activity_at = latest.created_at
@@ -636,7 +655,7 @@ function* placeLookingFirst({ db, t, execute }: Scope, sends: SendInput[], now: 
     for (const row of fresh) {
       const id = idOf.get(`${row.dialogId}:${row.seq}`)
       if (id === undefined) throw new Error('inserted message not returned')
-      inserted.set(sendKey(row.dialogId, row.senderId, row.clientMsgId), { ...row, id })
+      inserted.set(sendKey(row.dialogId, row.senderId, row.clientMsgId), { attachment: null, ...row, id })
     }
   }
 

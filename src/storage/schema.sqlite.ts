@@ -123,8 +123,8 @@ export const blocks = sqliteTable(
 )
 
 /**
- * An uploaded file. The bytes are stored once per sha256 (content-addressed), so several uploads may
- * share them. `dialog_id` + `client_msg_id` is the send that claimed it (set before the message commits,
+ * An uploaded file. On the local disk the bytes are stored once per sha256 (content-addressed), so
+ * several uploads may share them. `dialog_id` + `client_msg_id` is the send that claimed it (set before the message commits,
  * so a retried send finds its own claim); the message that carries it has `attachment_id` = `id`.
  */
 export const uploads = sqliteTable(
@@ -138,9 +138,11 @@ export const uploads = sqliteTable(
     contentType: text('content_type').notNull(),
     size: integer('size').notNull(),
     sha256: text('sha256').notNull(),
+    /** Where the bytes are: the sha256 on the local disk (shared by equal files), an object key in S3. */
+    storageKey: text('storage_key').notNull(),
     createdAt: ts('created_at').notNull(),
     dialogId: integer('dialog_id'),
     clientMsgId: text('client_msg_id'),
   },
-  (t) => [index('uploads_sha256_idx').on(t.sha256), index('uploads_created_idx').on(t.createdAt)],
+  (t) => [index('uploads_storage_key_idx').on(t.storageKey), index('uploads_created_idx').on(t.createdAt)],
 )
