@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createTestApp, type Session, type TestApp } from './support/app'
 import { dialects } from './support/databases'
 
-type Message = { id: number; dialog_id: number; seq: number; text: string; client_msg_id: string; type: string; status: string; sender_id: number; created_at: string }
+type Message = { id: number; dialog_id: number; seq: number; text: string; client_msg_id: string; type: string; status: string; sender_id: number; created_at: string; attachment: unknown }
 
 describe.each(dialects)('messages on %s', (dialect) => {
   let t: TestApp

@@ -12,6 +12,7 @@ type Message = {
   text: string
   created_at: string
   status: 'sent' | 'delivered' | 'read'
+  attachment: unknown
 }
 type Page = { messages: Message[]; has_more: boolean }
 

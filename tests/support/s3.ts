@@ -36,6 +36,8 @@ export async function startS3(bucket = 'chat-uploads'): Promise<LocalS3> {
     env,
     keys: async () => ((await client.list()).contents ?? []).map((o) => o.key),
     close: async () => {
+      // Bun's S3 client keeps connections alive; the server would wait for them.
+      server.httpServer?.closeAllConnections()
       await server.close()
       rmSync(directory, { recursive: true, force: true })
     },

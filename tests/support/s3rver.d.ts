@@ -10,5 +10,6 @@ declare module 's3rver' {
     })
     run(): Promise<unknown>
     close(): Promise<void>
+    httpServer?: { closeAllConnections(): void }
   }
 }
