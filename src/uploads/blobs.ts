@@ -1,6 +1,7 @@
 import { S3Client } from 'bun'
 import { randomUUID } from 'node:crypto'
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { closeSync, fdatasync, openSync, writevSync } from 'node:fs'
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 
 /** A blob being written: bytes in, then kept under a key (or thrown away). */
@@ -19,6 +20,8 @@ export interface BlobStore {
   begin(): Promise<BlobWriter>
   /** Bytes [start, end) of a blob, as a response body streamed from the store. */
   read(key: string, start: number, end: number): Blob | ReadableStream
+  /** The whole blob as a file, when the store has files: served with sendfile, ranges and all. */
+  file?(key: string): Blob
   delete(key: string): Promise<void>
   /** Removes what writes cut short by a crash left behind (older than `maxAgeMs`). */
   sweepPartial(maxAgeMs: number): Promise<void>
@@ -42,32 +45,34 @@ export class LocalBlobs implements BlobStore {
   async begin(): Promise<BlobWriter> {
     await mkdir(this.tmp, { recursive: true })
     const path = join(this.tmp, randomUUID())
-    const file: FileHandle = await open(path, 'wx', 0o600)
+    const fd = openSync(path, 'wx', 0o600)
     let pending: Uint8Array[] = []
     let pendingBytes = 0
     let closed = false
-    const flush = async () => {
+    // Written synchronously, a megabyte at a time: a write to the page cache takes well under a
+    // millisecond, far less than a round trip through the thread pool (measured: async writes doubled an
+    // upload's time). Only the fsync, which waits for the disk, is asynchronous.
+    const flush = () => {
       if (pendingBytes === 0) return
-      const parts = pending
+      writevSync(fd, pending)
       pending = []
       pendingBytes = 0
-      await file.writev(parts)
     }
-    const close = async () => {
+    const close = () => {
       if (closed) return
       closed = true
-      await file.close()
+      closeSync(fd)
     }
     return {
       write: async (chunk) => {
         pending.push(chunk)
         pendingBytes += chunk.byteLength
-        if (pendingBytes >= WRITE_BATCH) await flush()
+        if (pendingBytes >= WRITE_BATCH) flush()
       },
       commit: async (sha256) => {
-        await flush()
-        await file.datasync()
-        await close()
+        flush()
+        await new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())))
+        close()
         const target = this.pathOf(sha256)
         await mkdir(join(this.dir, sha256.slice(0, 2)), { recursive: true })
         // Already there (the same bytes uploaded before): replacing it is harmless and atomic.
@@ -75,14 +80,22 @@ export class LocalBlobs implements BlobStore {
         return sha256
       },
       abort: async () => {
-        await close().catch(() => {})
+        try {
+          close()
+        } catch {
+          // Already closed or never opened: nothing to release.
+        }
         await unlink(path).catch(() => {})
       },
     }
   }
 
   read(key: string, start: number, end: number): Blob | ReadableStream {
-    return Bun.file(this.pathOf(key)).slice(start, end)
+    return this.file(key).slice(start, end)
+  }
+
+  file(key: string): Blob {
+    return Bun.file(this.pathOf(key))
   }
 
   async delete(key: string): Promise<void> {

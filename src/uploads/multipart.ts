@@ -26,7 +26,21 @@ export async function* multipart(body: AsyncIterable<Uint8Array>, boundary: stri
   let state: 'preamble' | 'delimiter' | 'headers' | 'body' | 'done' = 'preamble'
 
   for await (const chunk of body) {
-    buffer = buffer.length === 0 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.concat([buffer, chunk])
+    const incoming = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    if (state === 'body' && buffer.length > 0 && incoming.length >= delimiter.length) {
+      // Inside a part only the held-back tail (shorter than a delimiter) and the start of the new chunk can
+      // hide a delimiter between them: look there, rather than copy every chunk behind the tail.
+      const bridge = join(buffer, incoming.subarray(0, delimiter.length - 1))
+      const at = bridge.indexOf(delimiter)
+      if (at >= 0 && at < buffer.length) {
+        if (at > 0) yield { kind: 'data', chunk: buffer.subarray(0, at) }
+        buffer = incoming.subarray(at + delimiter.length - buffer.length)
+        state = 'delimiter'
+      } else {
+        yield { kind: 'data', chunk: buffer }
+        buffer = incoming
+      }
+    } else buffer = buffer.length === 0 ? incoming : join(buffer, incoming)
     for (;;) {
       if (state === 'preamble' || state === 'body') {
         const at = buffer.indexOf(delimiter)
@@ -76,6 +90,14 @@ export async function* multipart(body: AsyncIterable<Uint8Array>, boundary: stri
     if ((state as string) === 'done') return
   }
   if ((state as string) !== 'done') throw malformed('the body ended before its closing delimiter')
+}
+
+/** Two buffers as one (Buffer.concat is several times slower in Bun for this). */
+function join(a: Buffer, b: Uint8Array): Buffer {
+  const joined = Buffer.allocUnsafe(a.length + b.byteLength)
+  joined.set(a)
+  joined.set(b, a.length)
+  return joined
 }
 
 function partOf(headers: string): { name: string; filename: string | undefined } {
