@@ -163,18 +163,22 @@ export class UploadService {
    */
   async release(messageId: number): Promise<void> {
     const key = await this.db.tx((s) => releaseAttachment(s, messageId))
-    if (key) await this.dropBlob(key)
+    if (key) await this.dropBytes(key)
   }
 
   /** Removes uploads older than 24 h that no message carries, their bytes, and crashed writes' leftovers. */
   async sweep(now = new Date()): Promise<void> {
     const keys = await this.db.tx((s) => sweepUnattached(s, new Date(now.getTime() - UNATTACHED_TTL_MS)))
-    for (const key of keys) await this.dropBlob(key)
+    for (const key of keys) await this.dropBytes(key)
     await this.blobs.sweepPartial(SWEEP_EVERY_MS)
   }
 
-  /** Deletes a blob unless an upload committed meanwhile uses it again (checked under the key's lock). */
-  private dropBlob(key: string): Promise<void> {
+  /**
+   * Deletes a blob unless an upload committed meanwhile uses it again (checked under the key's lock).
+   * For a delete that runs `releaseAttachment` inside its own transaction: call this with the key it
+   * answered, after the commit.
+   */
+  dropBytes(key: string): Promise<void> {
     return this.locked(key, async () => {
       const stillUsed = await this.db.read((s) => keyInUse(s, key))
       if (!stillUsed) await this.blobs.delete(key)
