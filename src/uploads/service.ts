@@ -127,7 +127,12 @@ export class UploadService {
     if (upload.uploaderId === userId) return upload
     const dialogId = await this.db.read((s) => dialogOfAttachment(s, uploadId))
     if (dialogId === undefined) throw notFound('upload')
-    await this.membership.require(dialogId, userId)
+    // Not a member: the same answer as for no such upload.
+    await Promise.resolve()
+      .then(() => this.membership.require(dialogId, userId))
+      .catch((error) => {
+        throw error instanceof AppError && error.code === 'not_found' ? notFound('upload') : error
+      })
     return upload
   }
 
