@@ -273,7 +273,7 @@ for (const backend of ['disk', 's3'] as const)
       if (!s3) expect(storedFiles(dataDir)).not.toContain(join(unsent.sha256.slice(0, 2), unsent.sha256))
     })
 
-    test('release(messageId) (for delete): the attachment becomes unreachable, its bytes go once nothing refers to them', async () => {
+    test('DELETE of an image/file message: its attachment becomes unreachable at once, its bytes go once nothing refers to them', async () => {
       const { a, b, dialogId } = await live.t.pair()
       const bytes = new TextEncoder().encode(`shared ${Math.random()}`)
       const one = (await upload(a, file(bytes, 'one'))).body
@@ -281,22 +281,26 @@ for (const backend of ['disk', 's3'] as const)
       const m1 = await sendRest(a, dialogId, { client_msg_id: 'r1', type: 'file', attachment_id: one.id })
       const m2 = await sendRest(a, dialogId, { client_msg_id: 'r2', type: 'file', attachment_id: two.id })
       const keptBefore = (await kept()).length
+      const remove = (id: number) => live.t.call('DELETE', `/dialogs/${dialogId}/messages/${id}`, { token: a.access_token })
 
-      await live.t.core.uploads.release(m1.body.id)
-      await live.t.core.uploads.release(m1.body.id)
+      expect((await remove(m1.body.id)).status).toBe(204)
+      expect((await remove(m1.body.id)).status).toBe(204)
       for (const s of [a, b]) expect((await download(one.id, s)).status).toBe(404)
       // The same bytes are still the other message's.
       expect(new Uint8Array(await (await download(two.id, b)).arrayBuffer())).toEqual(bytes)
       const history = await live.t.call('GET', `/dialogs/${dialogId}/messages`, { token: b.access_token })
-      expect(history.body.messages.map((m: { attachment: unknown }) => m.attachment === null)).toEqual([true, false])
+      expect(history.body.messages.map((m: { attachment: unknown; deleted: boolean }) => [m.attachment === null, m.deleted])).toEqual([
+        [true, true],
+        [false, false],
+      ])
       // On disk equal files share their bytes; in S3 each upload has its own object.
       expect((await kept()).length).toBe(s3 ? keptBefore - 1 : keptBefore)
 
-      await live.t.core.uploads.release(m2.body.id)
+      expect((await remove(m2.body.id)).status).toBe(204)
       expect((await download(two.id, a)).status).toBe(404)
       expect((await kept()).length).toBe(s3 ? keptBefore - 2 : keptBefore - 1)
-      // A message without an attachment: nothing happens.
+      // A text message has no attachment: its delete releases nothing.
       const text = await sendRest(a, dialogId, { client_msg_id: 'r3', type: 'text', text: 'x' })
-      await live.t.core.uploads.release(text.body.id)
+      expect((await remove(text.body.id)).status).toBe(204)
     })
   })

@@ -12,7 +12,6 @@ import {
   dialogOfAttachment,
   insertUpload,
   keyInUse,
-  releaseAttachment,
   sweepUnattached,
   unclaimUpload,
   uploadById,
@@ -161,16 +160,6 @@ export class UploadService {
     await this.db.tx((s) => unclaimUpload(s, uploadId, send.dialogId, send.clientMsgId))
   }
 
-  /**
-   * For message deletion: the message's attachment is detached (no longer downloadable by anyone) and
-   * its bytes removed once no upload refers to them. Call after the delete is committed; harmless for a
-   * message without an attachment, and when called twice.
-   */
-  async release(messageId: number): Promise<void> {
-    const key = await this.db.tx((s) => releaseAttachment(s, messageId))
-    if (key) await this.dropBytes(key)
-  }
-
   /** Removes uploads older than 24 h that no message carries, their bytes, and crashed writes' leftovers. */
   async sweep(now = new Date()): Promise<void> {
     const keys = await this.db.tx((s) => sweepUnattached(s, new Date(now.getTime() - UNATTACHED_TTL_MS)))
@@ -180,8 +169,8 @@ export class UploadService {
 
   /**
    * Deletes a blob unless an upload committed meanwhile uses it again (checked under the key's lock).
-   * For a delete that runs `releaseAttachment` inside its own transaction: call this with the key it
-   * answered, after the commit.
+   * A message delete runs `releaseAttachment` in its own transaction (MessageService.remove) and calls
+   * this with the key it answered, after the commit.
    */
   dropBytes(key: string): Promise<void> {
     return this.locked(key, async () => {
