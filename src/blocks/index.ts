@@ -1,11 +1,11 @@
 import { Elysia, t } from 'elysia'
 import { authGuard } from '../auth/guard'
 import type { AuthService } from '../auth/service'
-import { MAX_ID } from '../shared/ids'
+import { ParamId } from '../shared/ids'
 import { UserSchema } from '../users/model'
 import type { BlockService } from './service'
 
-const UserParams = t.Object({ user_id: t.Integer({ minimum: 1, maximum: MAX_ID }) })
+const UserParams = t.Object({ user_id: ParamId('user_id') })
 
 export const blockRoutes = (auth: AuthService, blocks: BlockService) =>
   new Elysia({ tags: ['blocking'] })

@@ -1,7 +1,8 @@
 import { Elysia, t } from 'elysia'
 import { authGuard, bearer } from '../auth/guard'
 import type { AuthService } from '../auth/service'
-import { MAX_ID } from '../shared/ids'
+import { ParamId } from '../shared/ids'
+import { pathOf } from '../http/host'
 import type { UploadService } from './service'
 import { contentDisposition, isImage } from './sniff'
 
@@ -15,7 +16,7 @@ export const UploadSchema = t.Object({
 })
 
 /** POST /uploads: its body is streamed by the route itself, so the edge neither limits nor parses it. */
-export const isUploadRequest = (request: Request) => request.method === 'POST' && new URL(request.url).pathname === '/uploads'
+export const isUploadRequest = (request: Request) => request.method === 'POST' && pathOf(request.url) === '/uploads'
 
 export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
   new Elysia({ tags: ['uploads'] })
@@ -78,7 +79,7 @@ export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
         return new Response(uploads.blobs.read(upload.storageKey, start, end), { status: range ? 206 : 200, headers })
       },
       {
-        params: t.Object({ upload_id: t.Integer({ minimum: 1, maximum: MAX_ID }) }),
+        params: t.Object({ upload_id: ParamId('upload_id') }),
         query: t.Object({ access_token: t.Optional(t.String({ maxLength: 4096 })) }),
         detail: {
           summary: 'Download an upload (Bearer or ?access_token=)',
