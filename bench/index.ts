@@ -1,5 +1,5 @@
 /**
- * `bun run bench [e2e|fanout|connections|storage|http|search] [--quick]`: each scenario against its ceiling
+ * `bun run bench [e2e|fanout|connections|storage|http|search|uploads] [--quick]`: each scenario against its ceiling
  * measured in the same run; a table on the terminal, bench/results/<date>.json and an SVG chart beside it.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -13,11 +13,12 @@ import { benchWriter } from './storage-writer'
 import { rawPostgres, rawSqlite } from './storage-raw'
 import { seededDatabase } from './storage-setup'
 import { rssKiB, startProject, startRaw, type Kind, type Target } from './targets'
+import { uploads } from './uploads'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const only = args.filter((a) => !a.startsWith('--'))
-const SCENARIOS = ['e2e', 'fanout', 'connections', 'storage', 'http', 'search'] as const
+const SCENARIOS = ['e2e', 'fanout', 'connections', 'storage', 'http', 'search', 'uploads'] as const
 const chosen = only.length ? SCENARIOS.filter((s) => only.includes(s)) : SCENARIOS
 const SECONDS = quick ? 2 : 5
 
@@ -299,6 +300,7 @@ for (const scenario of chosen) {
   if (scenario === 'storage') await storage()
   if (scenario === 'http') await http()
   if (scenario === 'search') await search()
+  if (scenario === 'uploads') results.uploads = await uploads(SECONDS, rows)
 }
 console.log(table(rows))
 const dir = join(import.meta.dir, 'results')

@@ -1,6 +1,9 @@
 import { cors } from '@elysiajs/cors'
 import { Elysia, type AnyElysia } from 'elysia'
 import { authRoutes } from './auth'
+import { blockRoutes } from './blocks'
+import { BlockCache } from './blocks/cache'
+import { BlockService } from './blocks/service'
 import { Passwords } from './auth/passwords'
 import { AuthService } from './auth/service'
 import { Tokens } from './auth/tokens'
@@ -16,6 +19,8 @@ import { messageRoutes } from './messages'
 import { MessageService } from './messages/service'
 import { MessageWriter } from './messages/writer'
 import { opsRoutes } from './ops'
+import { isUploadRequest, uploadRoutes } from './uploads'
+import { UploadService } from './uploads/service'
 import { Metrics } from './ops/metrics'
 import { pushRoutes } from './push'
 import { PushService } from './push/service'
@@ -38,6 +43,8 @@ export interface Core {
   messages: MessageService
   search: SearchService
   membership: Membership
+  blocks: BlockService
+  uploads: UploadService
   writer: MessageWriter
   push: PushService
   /** Per-user send rate and connection cap, shared by REST and every WebSocket wire. */
@@ -54,24 +61,30 @@ const QUIET = new Logger({ level: 'silent', format: 'pretty' })
 
 export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const metrics = new Metrics()
-  const hub = new Hub(db, metrics, config.wsBackpressureBytes)
+  const blockCache = new BlockCache(db)
+  const hub = new Hub(db, metrics, config.wsBackpressureBytes, blockCache)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
+  const uploads = new UploadService(db, membership, config)
   const writer = new MessageWriter(db, { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs }, metrics, () =>
     hub.flushReplies(),
   )
-  // `blocked` stays false until blocking exists (see docs/push.md).
-  const push = new PushService(db, { ...config.push, production: config.production }, metrics, { isOnline: (id) => hub.isOnline(id) })
+  const push = new PushService(db, { ...config.push, production: config.production }, metrics, {
+    isOnline: (id) => hub.isOnline(id),
+    blocked: (a, b) => blockCache.between(a, b),
+  })
   return {
     config,
     db,
     metrics,
     auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost), hub),
     users: new UserService(db),
-    dialogs: new DialogService(db, membership, hub),
-    messages: new MessageService(db, writer, membership, hub, (message, recipientId) => push.messageNew(message, recipientId)),
+    dialogs: new DialogService(db, membership, hub, blockCache),
+    messages: new MessageService(db, writer, membership, hub, blockCache, uploads, (message, recipientId) => push.messageNew(message, recipientId)),
     search: new SearchService(db, membership),
     membership,
+    blocks: new BlockService(db, blockCache, hub),
+    uploads,
     writer,
     push,
     limits: new UserLimits({
@@ -92,12 +105,14 @@ export function createApp(core: Core) {
   const root: { app?: AnyElysia } = {}
   const app = new Elysia()
     .use(requestLog(core.log, core.metrics, config.logHttpSample))
-    .use(edge(config.maxBodyBytes, core.metrics))
+    .use(edge(config.maxBodyBytes, core.metrics, isUploadRequest))
     // Any origin: `*`, which browsers never pair with credentials. Credentials only for origins listed by name.
     .use(cors(config.corsOrigins === '*' ? { origin: '*', credentials: false } : { origin: config.corsOrigins, credentials: true }))
     .use(docsRoutes(root))
     .use(opsRoutes(core.db, core.metrics, { accepting: () => core.accepting, clusterJoined: () => core.hub.clusterJoined() }))
     .use(authRoutes(core.auth, { burst: config.authRateBurst, perSec: config.authRatePerSec }))
+    .use(blockRoutes(core.auth, core.blocks))
+    .use(uploadRoutes(core.auth, core.uploads))
     .use(userRoutes(core.auth, core.users))
     .use(dialogRoutes(core.auth, core.dialogs))
     .use(messageRoutes(core.auth, core.messages, core.limits))

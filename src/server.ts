@@ -30,7 +30,8 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     hostname: options.hostname,
     reusePort: options.reusePort ?? false,
     // Unbounded here so that every oversize body reaches the edge, which answers the contract's JSON 413 (Bun's
-    // own is bare) without reading it: an announced length is refused on arrival, a chunked body at the limit.
+    // own is bare) without reading it: an announced length is refused on arrival, a chunked body at the limit;
+    // POST /uploads counts as it streams, up to UPLOAD_MAX_BYTES.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     // The web app (`/` and its bundled assets); everything else goes to fetch. Not Bun's development mode:
     // the page is bundled minified, without the hot-reload client.
@@ -49,6 +50,7 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     websocket: logSockets(realtime.websocket, core.log),
   })
   core.hub.attach(server, [jsonWire, socketIoWire])
+  core.uploads.startSweeping()
   let stopping: Promise<void> | undefined
   return {
     server,
@@ -56,6 +58,7 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     shutdown: () =>
       (stopping ??= (async () => {
         core.accepting = false
+        core.uploads.stopSweeping()
         // Stop listening; resolves once every connection (HTTP and WebSocket) has closed.
         const closed = server.stop(false)
         // Frames already received finish (their acks go out); REST sends in flight are in the writer.

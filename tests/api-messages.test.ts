@@ -16,6 +16,7 @@ type Message = {
   deleted: boolean
   reactions: { emoji: string; user_ids: number[] }[]
   version: number
+  attachment: unknown
 }
 
 describe.each(dialects)('messages on %s', (dialect) => {
@@ -48,6 +49,7 @@ describe.each(dialects)('messages on %s', (dialect) => {
       deleted: false,
       reactions: [],
       version: 1,
+      attachment: null,
     })
     const retry = await send(a, dialogId, 'c-1', 'different text')
     expect(retry.status).toBe(200)
@@ -66,7 +68,7 @@ describe.each(dialects)('messages on %s', (dialect) => {
       [{ client_msg_id: 'long', type: 'text', text: 'x'.repeat(4001) }, 'text'],
       [{ client_msg_id: 'blank', type: 'text', text: ' \n\t ' }, 'text'],
       [{ client_msg_id: 'empty', type: 'text', text: '' }, 'text'],
-      [{ client_msg_id: 'img', type: 'image', text: 'x' }, 'type'],
+      [{ client_msg_id: 'img', type: 'video', text: 'x' }, 'type'],
       [{ client_msg_id: '', type: 'text', text: 'x' }, 'client_msg_id'],
       [{ client_msg_id: 'x'.repeat(65), type: 'text', text: 'x' }, 'client_msg_id'],
       [{ type: 'text', text: 'x' }, 'client_msg_id'],

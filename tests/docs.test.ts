@@ -112,7 +112,14 @@ describe('AsyncAPI document at /docs/asyncapi.json', () => {
     expect(FRAME_TYPES.length).toBeGreaterThan(5)
     expect([...received].sort()).toEqual([...FRAME_TYPES].sort())
     const send = resolve(doc, '#/components/messages/message_send')
-    expect(send.payload.required).toEqual(expect.arrayContaining(['dialog_id', 'client_msg_id', 'msg_type', 'text']))
+    expect(send.payload.required).toEqual(expect.arrayContaining(['dialog_id', 'client_msg_id', 'msg_type']))
+    expect(Object.keys(send.payload.properties)).toEqual(expect.arrayContaining(['text', 'attachment_id']))
+    // What the server sends: every event of the contract, the v1.3 changes included.
+    const sent = Object.values(doc.operations as Json)
+      .filter((op) => op.action === 'send')
+      .flatMap((op) => op.messages.map((m: Json) => resolve(doc, resolve(doc, m.$ref).$ref).name))
+    for (const type of ['message:ack', 'message:new', 'message:status', 'message:edited', 'message:deleted', 'message:reactions', 'typing', 'presence', 'dialog:new', 'error'])
+      expect(sent).toContain(type)
   })
 })
 

@@ -35,7 +35,7 @@ describe.each(dialects)('bad input on %s', (dialect) => {
       [{ type: 'message:send', dialog_id: dialogId, client_msg_id: 'c-1', msg_type: 'text' }, { code: 'validation_failed', details: { field: 'text' }, frame_type: 'message:send', client_msg_id: 'c-1' }],
       [sendFrame(dialogId, 'c-2', '   \n '), { code: 'validation_failed', details: { field: 'text' }, client_msg_id: 'c-2' }],
       [sendFrame(dialogId, 'c-3', 'é'.repeat(4001)), { code: 'validation_failed', details: { field: 'text' }, client_msg_id: 'c-3' }],
-      [{ ...sendFrame(dialogId, 'c-4'), msg_type: 'image' }, { code: 'validation_failed', details: { field: 'msg_type' } }],
+      [{ ...sendFrame(dialogId, 'c-4'), msg_type: 'video' }, { code: 'validation_failed', details: { field: 'msg_type' } }],
       [{ ...sendFrame(dialogId, 'c-5'), dialog_id: 'seven' }, { code: 'validation_failed', details: { field: 'dialog_id' } }],
       [sendFrame(dialogId, ''), { code: 'validation_failed', details: { field: 'client_msg_id' } }],
       [sendFrame(other.dialogId, 'c-6'), { code: 'not_found', client_msg_id: 'c-6' }],

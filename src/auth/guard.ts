@@ -5,7 +5,7 @@ import type { AuthService } from './service'
 const seeds = new WeakMap<AuthService, number>()
 let seeded = 0
 
-const bearer = (header: string | null) => {
+export const bearer = (header: string | null) => {
   const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
   return match?.[1]
 }

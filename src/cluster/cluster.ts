@@ -18,6 +18,8 @@ export interface ClusterPeer {
   localUsers(): number[]
   /** A session revoked on another node: this node closes its connections. */
   endSession(sessionId: string): void
+  /** A block between two users changed on another node: this node forgets what it knew of it. */
+  forgetBlocks(a: number, b: number): void
 }
 
 export type ClusterOptions = NonNullable<Config['cluster']>
@@ -42,6 +44,9 @@ const DOWN = 'D'
 const HELLO = 'H'
 const BEAT = 'B'
 const BYE = 'X'
+const BLOCKS = 'K'
+/** How long a block change waits for its own message to come back through the channel. */
+const ECHO_WAIT_MS = 1_000
 
 export const REDIS_CONNECT_TIMEOUT_MS = 5000
 
@@ -80,6 +85,9 @@ export class Cluster {
   private readonly heartbeat: ReturnType<typeof setInterval>
   /** Users whose last connection here closed, until our own DOWN comes back through the channel. */
   private readonly leaving = new Map<number, () => void>()
+  /** Block changes sent, until they come back through the channel. */
+  private readonly echoes = new Map<string, () => void>()
+  private echoCounter = 0
 
   private constructor(
     private readonly pub: RedisClient,
@@ -160,6 +168,22 @@ export class Cluster {
     if (this.nodes.size > 0) this.send(SESSION_ENDED, sessionId)
   }
 
+  /**
+   * A block between `a` and `b` changed. Resolves once the message has come back through the channel
+   * (Redis delivers it to every node in the same pass), so the caller is answered after the other nodes
+   * have heard of it, in practice; at most ECHO_WAIT_MS.
+   */
+  async blocksChanged(a: number, b: number): Promise<void> {
+    if (this.nodes.size === 0) return
+    const token = String(++this.echoCounter)
+    const echoed = new Promise<void>((resolve) => {
+      this.echoes.set(token, resolve)
+      setTimeout(resolve, ECHO_WAIT_MS).unref()
+    })
+    if (await this.send(BLOCKS, `${a},${b},${token}`)) await echoed
+    this.echoes.delete(token)
+  }
+
   /** The user's first connection on this node opened. */
   online(userId: number): void {
     this.send(UP, String(userId))
@@ -213,6 +237,7 @@ export class Cluster {
     const payload = message.slice(newline + 1)
     if (from === this.node) {
       if (kind === DOWN) this.settle(Number(payload))
+      if (kind === BLOCKS) this.echoes.get(payload.split(',')[2]!)?.()
       return
     }
     let node = this.nodes.get(from)
@@ -239,6 +264,11 @@ export class Cluster {
       case SESSION_ENDED:
         this.peer.endSession(payload)
         break
+      case BLOCKS: {
+        const [a, b] = payload.split(',').map(Number)
+        this.peer.forgetBlocks(a!, b!)
+        break
+      }
       case UP:
         for (const id of payload.split(',')) if (id) node.users.add(Number(id))
         break

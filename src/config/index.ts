@@ -53,6 +53,10 @@ export interface Config {
   sessionCheckMs: number
   /** Authenticated WebSocket connections per user, per node. */
   wsMaxConnectionsPerUser: number
+  /** Largest file POST /uploads accepts. */
+  uploadMaxBytes: number
+  /** Uploads go to this S3-compatible bucket when S3_BUCKET is set, else to DATA_DIR/uploads. */
+  s3: { bucket: string; endpoint?: string; accessKeyId?: string; secretAccessKey?: string; region?: string } | undefined
   push: PushConfig
 }
 
@@ -127,6 +131,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       timeoutMs: int(env, 'PUSH_TIMEOUT_MS', 10_000, 1, 600_000),
     },
     wsMaxConnectionsPerUser: int(env, 'WS_MAX_CONNECTIONS_PER_USER', 20, 1, 1_000_000),
+    uploadMaxBytes: int(env, 'UPLOAD_MAX_BYTES', 25 * 1024 * 1024, 1, 2 ** 40),
+    s3: parseS3(env),
   }
 }
 
@@ -279,6 +285,21 @@ function parseCluster(env: Env): Config['cluster'] {
     throw new ConfigError('REDIS_URL', `expected redis://host:port or rediss://…, got "${redact(url)}"`)
   const channel = env.REDIS_CHANNEL?.trim() || 'chat:cluster'
   return { redisUrl: url, channel, heartbeatMs: int(env, 'CLUSTER_HEARTBEAT_MS', 2000, 50, 60_000) }
+}
+
+function parseS3(env: Env): Config['s3'] {
+  const bucket = env.S3_BUCKET?.trim()
+  if (!bucket) return undefined
+  const endpoint = env.S3_ENDPOINT?.trim() || undefined
+  if (endpoint && !/^https?:\/\//i.test(endpoint)) throw new ConfigError('S3_ENDPOINT', `expected http(s)://…, got "${endpoint}"`)
+  const pick = (name: string) => env[name]?.trim() || undefined
+  return {
+    bucket,
+    endpoint,
+    accessKeyId: pick('S3_ACCESS_KEY_ID'),
+    secretAccessKey: pick('S3_SECRET_ACCESS_KEY'),
+    region: pick('S3_REGION'),
+  }
 }
 
 function bool(env: Env, name: string, fallback: boolean): boolean {

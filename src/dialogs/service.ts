@@ -1,4 +1,5 @@
-import { invalidField, notFound } from '../errors'
+import type { BlockCache } from '../blocks/cache'
+import { blocked, invalidField, notFound } from '../errors'
 import { reactionsOfMany } from '../messages/changes'
 import { statusFor, toMessageDto, type ReactionDto } from '../messages/model'
 import type { RealtimePort } from '../realtime/port'
@@ -7,13 +8,14 @@ import type { Db } from '../storage/database'
 import { userById } from '../users/store'
 import type { Membership } from './membership'
 import type { DialogDto } from './model'
-import { dialogsOf, findOrCreateDialog, type DialogRecord } from './store'
+import { dialogOfPair, dialogsOf, findOrCreateDialog, type DialogRecord } from './store'
 
 export class DialogService {
   constructor(
     private readonly db: Db,
     private readonly membership: Membership,
     private readonly realtime: RealtimePort,
+    private readonly blocks: BlockCache,
   ) {}
 
   /** The pair's dialog: created (and announced to both members) or the existing one. */
@@ -21,6 +23,12 @@ export class DialogService {
     if (peerId === userId) throw invalidField('peer_user_id', 'cannot open a dialog with yourself')
     const peer = await this.db.read((s) => userById(s, peerId))
     if (!peer) throw notFound('user')
+    if (await this.blocks.between(userId, peerId)) {
+      // No new dialog while blocked; one that exists stays readable.
+      const existing = await this.db.read((s) => dialogOfPair(s, userId, peerId))
+      if (existing === undefined) throw blocked()
+      return { created: false, dialog: await this.get(userId, existing) }
+    }
     const { id, created } = await this.db.tx((s) => findOrCreateDialog(s, userId, peerId, new Date()))
     this.membership.remember(id, [userId, peerId])
     const dialog = await this.get(userId, id)
@@ -45,18 +53,21 @@ export class DialogService {
       const found = yield* dialogsOf(s, userId, { limit, before, dialogId })
       return { found, reactions: yield* reactionsOfMany(s, found.flatMap((d) => (d.lastMessage ? [d.lastMessage.id] : []))) }
     })
-    return found.map((d) => this.toDto(d, d.lastMessage ? reactions.get(d.lastMessage.id) : undefined))
+    const blocks = await this.blocks.of(userId)
+    return found.map((d) => this.toDto(d, blocks, d.lastMessage ? reactions.get(d.lastMessage.id) : undefined))
   }
 
-  private toDto(d: DialogRecord, reactions: ReactionDto[] | undefined): DialogDto {
+  /** A peer in a block with the caller (either way) shows no presence: offline, never seen. */
+  private toDto(d: DialogRecord, blocks: Set<number>, reactions: ReactionDto[] | undefined): DialogDto {
     const last = d.lastMessage
+    const hidden = blocks.has(d.peer.userId)
     return {
       id: d.id,
       peer: {
         id: d.peer.userId,
         username: d.peer.username,
-        online: this.realtime.isOnline(d.peer.userId),
-        last_seen_at: isoOrNull(d.peer.lastSeenAt),
+        online: !hidden && this.realtime.isOnline(d.peer.userId),
+        last_seen_at: hidden ? null : isoOrNull(d.peer.lastSeenAt),
       },
       created_at: d.createdAt.toISOString(),
       last_message: last ? toMessageDto(last, statusFor(last.id, last.senderId === d.me.userId ? d.peer : d.me), reactions) : null,

@@ -50,6 +50,18 @@ export function* findOrCreateDialog(
   return { id: existing.id, created: false }
 }
 
+/** The pair's dialog, if it has one. */
+export function* dialogOfPair({ db, t }: Scope, userId: number, peerId: number): Routine<number | undefined> {
+  const [userLow, userHigh] = userId < peerId ? [userId, peerId] : [peerId, userId]
+  const [found] = yield* rows(
+    db
+      .select({ id: t.dialogs.id })
+      .from(t.dialogs)
+      .where(and(eq(t.dialogs.userLow, userLow), eq(t.dialogs.userHigh, userHigh))),
+  )
+  return found?.id
+}
+
 /** The two member ids of a dialog, or undefined when there is no such dialog. */
 export function* dialogMembers({ db, t }: Scope, dialogId: number): Routine<[number, number] | undefined> {
   const found = yield* rows(

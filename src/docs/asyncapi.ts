@@ -36,6 +36,18 @@ const SERVER_FRAMES: Record<string, { summary: string; schema: TSchema }> = {
       at: Instant,
     }),
   },
+  'message:edited': {
+    summary: 'A message was edited (to every connection of both members, the editing one included)',
+    schema: T.Object({ type: T.Literal('message:edited'), message: MessageSchema }),
+  },
+  'message:deleted': {
+    summary: 'A message was deleted for everyone: it keeps its id and seq, loses its content',
+    schema: T.Object({ type: T.Literal('message:deleted'), dialog_id: Id, message_id: Id, version: Id }),
+  },
+  'message:reactions': {
+    summary: 'A message’s reactions changed: the whole set',
+    schema: T.Object({ type: T.Literal('message:reactions'), dialog_id: Id, message_id: Id, reactions: MessageSchema.properties.reactions, version: Id }),
+  },
   typing: {
     summary: 'The peer is typing (or stopped)',
     schema: T.Object({ type: T.Literal('typing'), dialog_id: Id, user_id: Id, state: T.Union([T.Literal('start'), T.Literal('stop')]) }),

@@ -3,7 +3,10 @@ export const ERROR_STATUS = {
   bad_request: 400,
   unauthorized: 401,
   invalid_credentials: 401,
+  /** A member acting on the other member's message. */
   forbidden: 403,
+  /** A send or a new dialog between two users while either blocks the other. */
+  blocked: 403,
   not_found: 404,
   username_taken: 409,
   payload_too_large: 413,
@@ -34,6 +37,7 @@ export class AppError extends Error {
 
 export const notFound = (what = 'resource') => new AppError('not_found', `${what} not found`)
 export const unauthorized = (message = 'missing, invalid or expired token') => new AppError('unauthorized', message)
+export const blocked = () => new AppError('blocked', 'one of you blocks the other')
 export const invalidField = (field: string, message: string) =>
   new AppError('validation_failed', `${field}: ${message}`, { field })
 

@@ -35,18 +35,24 @@ const NO_BODY_OK = new Set(['PUT', 'DELETE'])
 /** Bodies are UTF-8: bytes that are not are a body that is not JSON (400), not text to patch up with U+FFFD. */
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
+/** The body a streamed route (an upload) gets from the edge: nothing parsed, its handler reads the request itself. */
+export const STREAMED = Object.freeze({})
+
 /**
  * The HTTP edge every route passes: body size limit, JSON parsing (an object or 400), and the one place
  * that turns errors into the contract's error shape. Also counts requests by route and status.
+ * `streamed` requests (uploads) skip the limit and the parsing: their route streams the body with its own bound.
  */
-export const edge = (maxBodyBytes: number, metrics: Metrics) =>
+export const edge = (maxBodyBytes: number, metrics: Metrics, streamed: (request: Request) => boolean = () => false) =>
   new Elysia({ name: 'edge' })
     .onRequest(({ request }) => {
+      if (streamed(request)) return
       const length = Number(request.headers.get('content-length') ?? 0)
       if (length > maxBodyBytes) throw tooLarge(maxBodyBytes)
     })
     .onParse({ as: 'global' }, async ({ request }) => {
       if (!BODY_METHODS.has(request.method)) return
+      if (streamed(request)) return STREAMED
       const bytes = await readCapped(request, maxBodyBytes)
       // PUT and DELETE usually have no body (a reaction, a deletion): none is an empty object.
       if (bytes.byteLength === 0 && NO_BODY_OK.has(request.method)) return {}

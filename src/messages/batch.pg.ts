@@ -90,15 +90,16 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
           where id = any(${sql.param([...new Set(unique.map((s) => s.dialogId))])}::int[]) order by id for update
         ), batch as (
           select * from unnest(${column((s) => s.dialogId)}::int[], ${column((s) => s.senderId)}::int[], ${column((s) => s.clientMsgId)}::text[],
-            ${column((s) => s.type)}::text[], ${column((s) => s.text)}::text[], ${sql.param(unique.map((_, i) => i))}::int[])
-            as b(dialog_id, sender_id, client_msg_id, type, text, ord)
+            ${column((s) => s.type)}::text[], ${column((s) => s.text)}::text[], ${column((s) => s.attachmentId ?? null)}::int[],
+            ${column((s) => s.attachment ?? null)}::text[], ${sql.param(unique.map((_, i) => i))}::int[])
+            as b(dialog_id, sender_id, client_msg_id, type, text, attachment_id, attachment, ord)
         ), numbered as (
           select b.dialog_id, l.last_seq + row_number() over w as seq, l.version + row_number() over w as version, b.sender_id,
-            b.client_msg_id, b.type, b.text, greatest(l.last_activity_at, ${now.toISOString()}::timestamptz) as created_at, b.ord
+            b.client_msg_id, b.type, b.text, b.attachment_id, b.attachment, greatest(l.last_activity_at, ${now.toISOString()}::timestamptz) as created_at, b.ord
           from batch b join locked l on l.id = b.dialog_id window w as (partition by b.dialog_id order by b.ord)
         ), inserted as (
-          insert into ${t.messages} (dialog_id, seq, version, sender_id, client_msg_id, type, text, created_at)
-          select dialog_id, seq, version, sender_id, client_msg_id, type, text, created_at from numbered order by ord
+          insert into ${t.messages} (dialog_id, seq, version, sender_id, client_msg_id, type, text, attachment_id, attachment, created_at)
+          select dialog_id, seq, version, sender_id, client_msg_id, type, text, attachment_id, attachment, created_at from numbered order by ord
           returning id, dialog_id, seq, version, created_at
         ), moved as (
           update ${t.dialogs} set last_seq = latest.seq, version = latest.version, last_message_id = latest.id, last_activity_at = latest.created_at
@@ -114,7 +115,7 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
     if (!present.has(send.dialogId)) return undefined
     const row = inserted[next++]!
     if (row.dialog_id !== send.dialogId) throw new Error('inserted rows out of order')
-    return { ...send, id: row.id, seq: row.seq, version: row.version, createdAt: new Date(row.created_ms), editedAt: null, deleted: false }
+    return { attachment: null, ...send, id: row.id, seq: row.seq, version: row.version, createdAt: new Date(row.created_ms), editedAt: null, deleted: false }
   })
   const seen = new Set<number>()
   return order.map((index): Placed => {
@@ -160,7 +161,7 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
   const expected = !mayHaveCommitted ? [] : sends.filter((x) => lastSeq.has(x.dialogId)).map((x) => sendKey(x.dialogId, x.senderId, x.clientMsgId))
   const ours = expected.length > 0 && expected.every((key) => existing.has(key)) ? new Set(expected) : new Set<string>()
 
-  const fresh: Omit<MessageRecord, 'id'>[] = []
+  const fresh: (Omit<MessageRecord, 'id'> & Pick<SendInput, 'attachmentId'>)[] = []
   const plan: ({ kind: 'missing' } | { kind: 'old'; message: MessageRecord; ours: boolean } | { kind: 'new'; key: string; first: boolean })[] = []
   const claimed = new Set<string>()
   for (const send of sends) {
@@ -176,19 +177,30 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
       const next = version.get(send.dialogId)! + 1
       lastSeq.set(send.dialogId, seq + 1)
       version.set(send.dialogId, next)
-      fresh.push({ ...send, seq: seq + 1, version: next, createdAt: createdAt.get(send.dialogId)!, editedAt: null, deleted: false })
+      fresh.push({ attachment: null, ...send, seq: seq + 1, version: next, createdAt: createdAt.get(send.dialogId)!, editedAt: null, deleted: false })
       plan.push({ kind: 'new', key, first: true })
     }
   }
 
   const inserted = new Map<string, MessageRecord>()
   if (fresh.length > 0) {
-    // Columns as arrays (unnest keeps their order): seven parameters however big the batch, and only
+    // Columns as arrays (unnest keeps their order): one parameter per column however big the batch, and only
     // the ids come back; the rest of each row is what we sent. Times travel as text: the driver, as
     // drizzle configures it, serializes no timestamp arrays. The dialogs' activity moves in the same
     // statement, from the rows it inserted.
     const column = <T>(pick: (m: (typeof fresh)[number]) => T) => sql.param(fresh.map(pick))
-    const into = [t.messages.dialogId, t.messages.seq, t.messages.version, t.messages.senderId, t.messages.clientMsgId, t.messages.type, t.messages.text, t.messages.createdAt]
+    const into = [
+      t.messages.dialogId,
+      t.messages.seq,
+      t.messages.version,
+      t.messages.senderId,
+      t.messages.clientMsgId,
+      t.messages.type,
+      t.messages.text,
+      t.messages.createdAt,
+      t.messages.attachmentId,
+      t.messages.attachment,
+    ]
     const ids = await execute<{ id: number; dialog_id: number; seq: number }>(
         sql`with inserted as (
           insert into ${t.messages} (${sql.join(
@@ -196,7 +208,8 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
             sql`, `,
           )}) select * from unnest(${column((m) => m.dialogId)}::int[], ${column((m) => m.seq)}::int[], ${column((m) => m.version)}::int[], ${column((m) => m.senderId)}::int[], ${column(
             (m) => m.clientMsgId,
-          )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[])
+          )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[],
+          ${column((m) => m.attachmentId ?? null)}::int[], ${column((m) => m.attachment ?? null)}::text[])
           returning id, dialog_id, seq, created_at
         ), moved as (
           update ${t.dialogs} set last_seq = latest.seq, version = latest.version, last_message_id = latest.id, last_activity_at = latest.created_at

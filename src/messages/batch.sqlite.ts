@@ -66,6 +66,8 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
         text: sql.placeholder('text'),
         createdAt: sql.placeholder('createdAt'),
         version: sql.placeholder('version'),
+        attachmentId: sql.placeholder('attachmentId'),
+        attachment: sql.placeholder('attachment'),
       })
       .onConflictDoNothing()
       .prepare(),
@@ -110,10 +112,10 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
       placed.push({ kind: 'missing' })
       continue
     }
-    const message: MessageRecord = { ...send, seq: dialog.lastSeq + 1, version: dialog.version + 1, createdAt: dialog.at, editedAt: null, deleted: false, id: 0 }
+    const message: MessageRecord = { attachment: null, ...send, seq: dialog.lastSeq + 1, version: dialog.version + 1, createdAt: dialog.at, editedAt: null, deleted: false, id: 0 }
     // No RETURNING: the row is what we inserted, and its id is SQLite's last rowid.
     // bun:sqlite's run() reports changes and the rowid; drizzle's bun-sqlite types leave that out.
-    const result = insert.run({ ...message }) as unknown as Changes
+    const result = insert.run({ attachmentId: null, ...message }) as unknown as Changes
     if (result.changes === 1) {
       message.id = Number(result.lastInsertRowid)
       dialog.lastSeq = message.seq

@@ -5,7 +5,7 @@ import type { MessageRecord, Watermarks } from './model'
 
 type MessageColumns<M extends Tables['messages'] | PgTables['messages']> = Pick<
   M,
-  'id' | 'dialogId' | 'seq' | 'senderId' | 'clientMsgId' | 'type' | 'text' | 'createdAt' | 'version' | 'editedAt' | 'deleted'
+  'id' | 'dialogId' | 'seq' | 'senderId' | 'clientMsgId' | 'type' | 'text' | 'createdAt' | 'version' | 'editedAt' | 'deleted' | 'attachment'
 >
 
 /** A message's columns, in either dialect's tables (typed as that dialect's). */
@@ -24,6 +24,7 @@ export function messageColumns({ messages: m }: Tables | PgTables) {
     version: m.version,
     editedAt: m.editedAt,
     deleted: m.deleted,
+    attachment: m.attachment,
   }
 }
 

@@ -38,6 +38,7 @@ export const messageRoutes = (auth: AuthService, messages: MessageService, limit
           clientMsgId: body.client_msg_id,
           type: body.type,
           text: body.text,
+          attachmentId: body.attachment_id,
         })
         set.status = created ? 201 : 200
         return message

@@ -3,11 +3,23 @@ import { invalidField } from '../errors'
 import { BodyId, ParamId } from '../shared/ids'
 import { charCount } from '../shared/text'
 
-export const MESSAGE_TYPES = ['text'] as const
+export const MESSAGE_TYPES = ['text', 'image', 'file'] as const
+export type MessageType = (typeof MESSAGE_TYPES)[number]
 export const MAX_TEXT_CHARS = 4000
 
 export const ReactionSchema = t.Object({ emoji: t.String(), user_ids: t.Array(t.Integer()) })
 export type ReactionDto = typeof ReactionSchema.static
+export const MessageTypeSchema = t.Union([t.Literal('text'), t.Literal('image'), t.Literal('file')])
+
+/** An image/file message's upload, as a Message shows it; `url` downloads it (GET /uploads/{id}). */
+export const AttachmentSchema = t.Object({
+  id: t.Integer(),
+  name: t.String(),
+  content_type: t.String(),
+  size: t.Integer(),
+  url: t.String(),
+})
+export type AttachmentDto = typeof AttachmentSchema.static
 
 export const MessageSchema = t.Object({
   id: t.Integer(),
@@ -15,7 +27,7 @@ export const MessageSchema = t.Object({
   seq: t.Integer(),
   sender_id: t.Integer(),
   client_msg_id: t.String(),
-  type: t.Literal('text'),
+  type: MessageTypeSchema,
   text: t.String(),
   created_at: t.String({ format: 'date-time' }),
   status: t.Union([t.Literal('sent'), t.Literal('delivered'), t.Literal('read')]),
@@ -24,6 +36,7 @@ export const MessageSchema = t.Object({
   reactions: t.Array(ReactionSchema),
   /** The dialog's version at this message's last change (see GET …/messages?changed_after=). */
   version: t.Integer(),
+  attachment: t.Union([AttachmentSchema, t.Null()]),
 })
 export type MessageDto = typeof MessageSchema.static
 export type MessageStatus = MessageDto['status']
@@ -36,8 +49,10 @@ export const MessageText = t.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 
 
 export const SendBody = t.Object({
   client_msg_id: ClientMsgId,
-  type: t.Literal('text'),
-  text: MessageText,
+  type: MessageTypeSchema,
+  // Required for text; an optional caption (0–4000 characters) for image and file.
+  text: t.Optional(t.String({ maxLength: MAX_TEXT_CHARS * 2 })),
+  attachment_id: t.Optional(BodyId()),
 })
 
 export const HistoryQuery = t.Object({
@@ -89,6 +104,8 @@ export interface MessageRecord {
   version: number
   editedAt: Date | null
   deleted: boolean
+  /** The attachment as stored with the message: `AttachmentDto` less `url`, as JSON; null for text. */
+  attachment: string | null
 }
 
 /** A member's progress through a dialog. */
@@ -131,7 +148,7 @@ export const toMessageDto = (m: MessageRecord, status: MessageStatus, reactions:
   seq: m.seq,
   sender_id: m.senderId,
   client_msg_id: m.clientMsgId,
-  type: m.type as 'text',
+  type: m.type as MessageType,
   text: m.text,
   created_at: m.createdAt.toISOString(),
   status,
@@ -139,7 +156,14 @@ export const toMessageDto = (m: MessageRecord, status: MessageStatus, reactions:
   deleted: m.deleted,
   reactions: m.deleted ? [] : reactions,
   version: m.version,
+  attachment: attachmentOf(m),
 })
+
+export function attachmentOf(m: MessageRecord): AttachmentDto | null {
+  if (!m.attachment) return null
+  const stored = JSON.parse(m.attachment) as Omit<AttachmentDto, 'url'>
+  return { ...stored, url: `/uploads/${stored.id}` }
+}
 
 /**
  * Strings that cannot be stored as they are: a NUL (Postgres text cannot hold one) or a lone surrogate (not
@@ -151,6 +175,19 @@ export function checkClientMsgId(clientMsgId: string): void {
   if (unstorable(clientMsgId)) throw invalidField('client_msg_id', 'must be Unicode text without NUL characters')
   if (charCount(clientMsgId, MAX_CLIENT_MSG_ID_CHARS) > MAX_CLIENT_MSG_ID_CHARS)
     throw invalidField('client_msg_id', `at most ${MAX_CLIENT_MSG_ID_CHARS} characters`)
+}
+
+/** A send's content: text needs text and no attachment; image/file need an attachment, text is a caption. */
+export function checkContent(type: MessageType, text: string | undefined, attachmentId: number | undefined): void {
+  if (type === 'text') {
+    if (attachmentId !== undefined) throw invalidField('attachment_id', 'only image and file messages carry an attachment')
+    if (text === undefined) throw invalidField('text', 'required for a text message')
+    return checkText(text)
+  }
+  if (attachmentId === undefined) throw invalidField('attachment_id', `required for an ${type} message`)
+  if (text === undefined || text === '') return
+  if (unstorable(text)) throw invalidField('text', 'must be Unicode text without NUL characters')
+  if (charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
 }
 
 export function checkText(text: string): void {

@@ -12,6 +12,9 @@ export interface SendInput {
   clientMsgId: string
   type: string
   text: string
+  /** An image/file message's upload id and its Message `attachment` as JSON (see uploads/). */
+  attachmentId?: number | null
+  attachment?: string | null
 }
 
 export type SendOutcome =

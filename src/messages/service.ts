@@ -1,15 +1,21 @@
-import { AppError, invalidField, notFound } from '../errors'
+import type { BlockCache } from '../blocks/cache'
+import { AppError, blocked, invalidField, notFound } from '../errors'
 import { peerOf, type Membership } from '../dialogs/membership'
 import type { Origin, RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
+import type { UploadService } from '../uploads/service'
+import { releaseAttachment } from '../uploads/store'
 import {
+  attachmentOf,
   checkClientMsgId,
+  checkContent,
   checkEmoji,
   checkText,
   statusFor,
   toMessageDto,
   type MessageDto,
   type MessageRecord,
+  type MessageType,
   type ReadStateDto,
   type Watermarks,
   type StatusEvent,
@@ -21,8 +27,11 @@ import type { MessageWriter } from './writer'
 export interface SendCommand {
   dialogId: number
   clientMsgId: string
-  type: 'text'
-  text: string
+  type: MessageType
+  /** Text: required; image/file: an optional caption. */
+  text?: string
+  /** image/file: an upload of the sender's (POST /uploads). */
+  attachmentId?: number
 }
 
 /** Recently stored messages' dialogs, so receipts for them need no read (bounded: dropped when full). */
@@ -36,6 +45,8 @@ export class MessageService {
     private readonly writer: MessageWriter,
     private readonly membership: Membership,
     private readonly realtime: RealtimePort,
+    private readonly blocks: BlockCache,
+    private readonly uploads: UploadService,
     /** Told of each new message once it is committed and published, with its recipient (Web Push). */
     private readonly committed?: (message: MessageDto, recipientId: number) => void,
   ) {}
@@ -47,15 +58,24 @@ export class MessageService {
    */
   async send(senderId: number, cmd: SendCommand, origin?: Origin): Promise<{ created: boolean; message: MessageDto }> {
     checkClientMsgId(cmd.clientMsgId)
-    checkText(cmd.text)
+    checkContent(cmd.type, cmd.text, cmd.attachmentId)
     const members = await this.membership.require(cmd.dialogId, senderId)
+    // From memory (BlockCache): no database read per send.
+    if (await this.blocks.between(senderId, peerOf(members, senderId))) throw blocked()
+    const key = { dialogId: cmd.dialogId, clientMsgId: cmd.clientMsgId }
+    const claimed = cmd.type === 'text' ? undefined : await this.uploads.claim(senderId, cmd.attachmentId!, cmd.type, key)
     const outcome = await this.writer.submit({
       dialogId: cmd.dialogId,
       senderId,
       clientMsgId: cmd.clientMsgId,
       type: cmd.type,
-      text: cmd.text,
+      text: cmd.text ?? '',
+      attachmentId: claimed?.id ?? null,
+      attachment: claimed?.json ?? null,
     })
+    // No message, or a repeat of one that does not carry this upload: the upload stays free for another send.
+    const carried = outcome.kind === 'missing' ? undefined : attachmentOf(outcome.message)?.id
+    if (claimed && carried !== claimed.id) await this.uploads.unclaim(claimed.id, key)
     if (outcome.kind === 'missing') throw notFound('dialog')
     if (outcome.kind === 'duplicate')
       return { created: false, message: toMessageDto(outcome.message, statusFor(outcome.message.id, outcome.recipient)) }
@@ -106,8 +126,16 @@ export class MessageService {
   /** Deletes the caller's own message for everyone (again: nothing happens); everyone gets message:deleted. */
   async remove(userId: number, dialogId: number, messageId: number): Promise<void> {
     await this.membership.require(dialogId, userId)
-    const version = await this.unlessNoChange(this.db.tx((s) => deleteMessage(s, dialogId, messageId, userId)))
-    if (version !== undefined) this.realtime.messageDeleted({ dialog_id: dialogId, message_id: messageId, version })
+    // The attachment goes with it, in the same transaction; its bytes once no message refers to them.
+    const deleted = await this.unlessNoChange(
+      this.db.tx(function* (s) {
+        const version = yield* deleteMessage(s, dialogId, messageId, userId)
+        return { version, unusedKey: yield* releaseAttachment(s, messageId) }
+      }),
+    )
+    if (deleted === undefined) return
+    this.realtime.messageDeleted({ dialog_id: dialogId, message_id: messageId, version: deleted.version })
+    if (deleted.unusedKey) await this.uploads.dropBytes(deleted.unusedKey)
   }
 
   /** Adds (on) or removes the caller's reaction; a change sends everyone message:reactions with the whole set. */

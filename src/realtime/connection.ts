@@ -163,7 +163,17 @@ export function createRealtime(core: Core): Realtime {
           ws,
           frame,
           core.messages
-            .send(userId, { dialogId: frame.dialog_id, clientMsgId: frame.client_msg_id, type: frame.msg_type, text: frame.text }, ws)
+            .send(
+              userId,
+              {
+                dialogId: frame.dialog_id,
+                clientMsgId: frame.client_msg_id,
+                type: frame.msg_type,
+                text: frame.text,
+                attachmentId: frame.attachment_id,
+              },
+              ws,
+            )
             .then(({ message }) => hub.replyLater(ws, ackFrame(frame.client_msg_id, message), frame)),
         )
       case 'message:delivered':

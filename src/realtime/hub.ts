@@ -1,4 +1,5 @@
 import type { Server } from 'bun'
+import type { BlockCache } from '../blocks/cache'
 import type { Cluster, ClusterPeer } from '../cluster/cluster'
 import type { DialogDto } from '../dialogs/model'
 import { dialogIdsOf, peerIdsOf } from '../dialogs/store'
@@ -62,6 +63,8 @@ export class Hub implements RealtimePort, ClusterPeer {
     private readonly db: Db,
     private readonly metrics: Metrics,
     private readonly slowBytes: number,
+    /** Typing and presence never pass between two users while either blocks the other. */
+    private readonly blocks: BlockCache,
   ) {}
 
   /** `wires`: every wire the server speaks; each publish is encoded once for each that has subscribers. */
@@ -151,9 +154,22 @@ export class Hub implements RealtimePort, ClusterPeer {
     for (const { userId, dialog } of views) this.toUser(userId, dialogNewFrame(dialog))
   }
 
-  /** Typing goes to the peer's connections only: the typist's own devices have no use for it. */
-  typing(dialogId: number, userId: number, peerId: number, state: 'start' | 'stop'): void {
-    this.toUser(peerId, typingFrame(dialogId, userId, state))
+  /** Typing goes to the peer's connections only (the typist's own devices have no use for it), unless blocked. */
+  typing(dialogId: number, userId: number, peerId: number, state: 'start' | 'stop'): void | Promise<void> {
+    const send = (blocked: boolean) => {
+      if (!blocked) this.toUser(peerId, typingFrame(dialogId, userId, state))
+    }
+    const blocked = this.blocks.between(userId, peerId)
+    return typeof blocked === 'boolean' ? send(blocked) : blocked.then(send)
+  }
+
+  async blocksChanged(a: number, b: number): Promise<void> {
+    this.blocks.forget(a, b)
+    await this.cluster?.blocksChanged(a, b)
+  }
+
+  forgetBlocks(a: number, b: number): void {
+    this.blocks.forget(a, b)
   }
 
   /**
@@ -180,6 +196,8 @@ export class Hub implements RealtimePort, ClusterPeer {
         return { dialogs: yield* dialogIdsOf(s, userId), peers: yield* peerIdsOf(s, userId) }
       }),
       first ? this.db.tx((s) => setLastSeen(s, [userId], now)) : undefined,
+      // Loaded now, so the presence below needs no read of its own.
+      this.blocks.of(userId),
     ])
     if (!entry.sockets.has(ws)) return false
     const elsewhere = first && (this.cluster?.isOnlineElsewhere(userId) ?? false)
@@ -194,7 +212,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     ws.subscribe(ws.data.wire.prefix + userTopic(userId))
     // Every live connection of the user follows the same dialogs (subscribing twice is harmless).
     this.follow(entry, userId, links.dialogs, links.peers)
-    if (first && !elsewhere) this.toPeers(entry, presenceFrame(userId, true, now))
+    if (first && !elsewhere) this.toPeers(userId, entry, presenceFrame(userId, true, now))
     return true
   }
 
@@ -223,7 +241,7 @@ export class Hub implements RealtimePort, ClusterPeer {
             if (listening?.size === 0) this.listeners.delete(dialogId)
           }
           const tell = () => {
-            if (!this.isOnline(userId)) this.toPeers(entry, presenceFrame(userId, false, at))
+            if (!this.isOnline(userId)) this.toPeers(userId, entry, presenceFrame(userId, false, at))
           }
           if (this.cluster) this.cluster.offline(userId, tell)
           else tell()
@@ -361,10 +379,11 @@ export class Hub implements RealtimePort, ClusterPeer {
           for (const userId of gone) peers.push([userId, yield* peerIdsOf(s, userId)])
           return peers
         })
-        .then((peers) => {
+        .then(async (peers) => {
           for (const [userId, peerIds] of peers) {
             const frame = presenceFrame(userId, false, at)
-            for (const peerId of peerIds) this.deliver(userTopic(peerId), frame)
+            const blocked = await this.blocks.of(userId)
+            for (const peerId of peerIds) if (!blocked.has(peerId)) this.deliver(userTopic(peerId), frame)
           }
         })
         .catch((error) => console.error('telling peers of lost users failed:', error)),
@@ -380,8 +399,14 @@ export class Hub implements RealtimePort, ClusterPeer {
     if (listening) for (const userId of listening) this.guardUser(userId)
   }
 
-  private toPeers(entry: UserEntry, frame: string): void {
-    for (const peerId of entry.peers) this.toUser(peerId, frame)
+  /** The user's presence to its peers, except those in a block with it. */
+  private toPeers(userId: number, entry: UserEntry, frame: string): void {
+    const send = (blocked: Set<number>) => {
+      for (const peerId of entry.peers) if (!blocked.has(peerId)) this.toUser(peerId, frame)
+    }
+    const blocked = this.blocks.of(userId)
+    if (blocked instanceof Set) send(blocked)
+    else this.track(blocked.then(send).catch((error) => console.error('reading blocks for presence failed:', error)))
   }
 
   private guardUser(userId: number): void {

@@ -19,4 +19,6 @@ export interface RealtimePort {
   dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): void
   /** A session was revoked (logout, refresh token reuse): its live connections close. */
   sessionEnded(sessionId: string): void
+  /** A block between two users changed: every node's block cache forgets it (resolves once told). */
+  blocksChanged(a: number, b: number): Promise<void>
 }

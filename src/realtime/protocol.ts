@@ -26,9 +26,10 @@ const schemas = {
     type: T.Literal('message:send'),
     dialog_id: Id,
     client_msg_id: ClientMsgId,
-    msg_type: T.Literal('text'),
-    // Bounds the raw size; MessageService counts characters (code points) and rejects blank text.
-    text: T.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 2 }),
+    msg_type: T.Union([T.Literal('text'), T.Literal('image'), T.Literal('file')]),
+    // Bounds the raw size; MessageService counts characters (code points) and checks text against the type.
+    text: T.Optional(T.String({ maxLength: MAX_TEXT_CHARS * 2 })),
+    attachment_id: T.Optional(Id),
   }),
   'message:delivered': T.Object({
     type: T.Literal('message:delivered'),

@@ -1,12 +1,12 @@
 import { t } from 'elysia'
 import { MessageSchema } from '../messages/model'
-import { MAX_ID } from '../shared/ids'
+import { ParamId } from '../shared/ids'
 
 export const SearchQuery = t.Object({
   q: t.String({ minLength: 1, maxLength: 200 }),
-  dialog_id: t.Optional(t.Integer({ minimum: 1, maximum: MAX_ID })),
+  dialog_id: t.Optional(ParamId('dialog_id')),
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
-  before_id: t.Optional(t.Integer({ minimum: 1, maximum: MAX_ID })),
+  before_id: t.Optional(ParamId('before_id')),
 })
 
 export const SearchPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() })

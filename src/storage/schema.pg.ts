@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { boolean, check, index, integer, pgTable as table, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core'
+import { bigint, boolean, check, index, integer, pgTable as table, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core'
 
 // Millisecond precision, as the contract's timestamps.
 const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 3, mode: 'date' })
@@ -101,12 +101,18 @@ export const messages = table(
     editedAt: ts('edited_at'),
     // A deleted message keeps its row (id, seq) and loses its content: text '' and no reactions.
     deleted: boolean('deleted').notNull().default(false),
+    // An image/file message's upload, and its {id, name, content_type, size} as JSON: uploads never
+    // change, so a message row carries what its Message shows and no query joins for it.
+    attachmentId: integer('attachment_id'),
+    attachment: text('attachment'),
   },
   (t) => [
     uniqueIndex('messages_dialog_seq_uq').on(t.dialogId, t.seq),
     uniqueIndex('messages_client_id_uq').on(t.dialogId, t.senderId, t.clientMsgId),
     // Catching up: a dialog's messages changed after a version, in version order.
     index('messages_dialog_version_idx').on(t.dialogId, t.version),
+    // An upload is attached once (also the lookup of who may download it).
+    uniqueIndex('messages_attachment_uq').on(t.attachmentId),
   ],
 )
 
@@ -150,4 +156,44 @@ export const messageReactions = table(
     createdAt: ts('created_at').notNull(),
   },
   (t) => [primaryKey({ columns: [t.messageId, t.emoji, t.userId] })],
+)
+
+/** Who blocks whom. While either of two users blocks the other, nothing new passes between them. */
+export const blocks = table(
+  'blocks',
+  {
+    blockerId: integer('blocker_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    blockedId: integer('blocked_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.blockerId, t.blockedId] }), index('blocks_blocked_idx').on(t.blockedId)],
+)
+
+/**
+ * An uploaded file. On the local disk the bytes are stored once per sha256 (content-addressed), so
+ * several uploads may share them. `dialog_id` + `client_msg_id` is the send that claimed it (set before the message commits,
+ * so a retried send finds its own claim); the message that carries it has `attachment_id` = `id`.
+ */
+export const uploads = table(
+  'uploads',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    uploaderId: integer('uploader_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    contentType: text('content_type').notNull(),
+    size: bigint('size', { mode: 'number' }).notNull(),
+    sha256: text('sha256').notNull(),
+    /** Where the bytes are: the sha256 on the local disk (shared by equal files), an object key in S3. */
+    storageKey: text('storage_key').notNull(),
+    createdAt: ts('created_at').notNull(),
+    dialogId: integer('dialog_id'),
+    clientMsgId: text('client_msg_id'),
+  },
+  (t) => [index('uploads_storage_key_idx').on(t.storageKey), index('uploads_created_idx').on(t.createdAt)],
 )

@@ -1,0 +1,107 @@
+import { Elysia, t } from 'elysia'
+import { authGuard, bearer } from '../auth/guard'
+import type { AuthService } from '../auth/service'
+import { ParamId } from '../shared/ids'
+import { pathOf } from '../http/host'
+import type { UploadService } from './service'
+import { contentDisposition, isImage } from './sniff'
+
+export const UploadSchema = t.Object({
+  id: t.Integer(),
+  name: t.String(),
+  content_type: t.String(),
+  size: t.Integer(),
+  sha256: t.String(),
+  created_at: t.String({ format: 'date-time' }),
+})
+
+/** POST /uploads: its body is streamed by the route itself, so the edge neither limits nor parses it. */
+export const isUploadRequest = (request: Request) => request.method === 'POST' && pathOf(request.url) === '/uploads'
+
+export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
+  new Elysia({ tags: ['uploads'] })
+    .use(authGuard(auth))
+    .post(
+      '/uploads',
+      async ({ principal, request, set }) => {
+        const upload = await uploads.upload(principal.userId, request)
+        set.status = 201
+        return upload
+      },
+      {
+        auth: true,
+        response: { 201: UploadSchema },
+        detail: {
+          summary: 'Upload a file (multipart/form-data, one part named "file")',
+          description:
+            'Streamed to storage, at most UPLOAD_MAX_BYTES (else 413, nothing kept). `content_type` is sniffed from the bytes ' +
+            '(PNG, JPEG, GIF, WebP, PDF, else application/octet-stream). Attach it by sending a message of type image or file ' +
+            'with `attachment_id`; never attached, it is removed after 24 h.',
+          requestBody: {
+            required: true,
+            content: {
+              'multipart/form-data': {
+                schema: { type: 'object', properties: { file: { type: 'string', format: 'binary' } }, required: ['file'] },
+              },
+            },
+          },
+        },
+      },
+    )
+    .get(
+      '/uploads/:upload_id',
+      async ({ params, query, request, set }) => {
+        // Bearer, or ?access_token= so that <img src> works.
+        const principal = await auth.authenticate(bearer(request.headers.get('authorization')) ?? query.access_token)
+        const upload = await uploads.forDownload(principal.userId, params.upload_id)
+        const etag = `"${upload.sha256}"`
+        const headers: Record<string, string> = {
+          'content-type': upload.contentType,
+          'x-content-type-options': 'nosniff',
+          'content-disposition': contentDisposition(upload.name, isImage(upload.contentType)),
+          etag,
+          'cache-control': 'private',
+          'accept-ranges': 'bytes',
+        }
+        if (request.headers.get('if-none-match') === etag) return new Response(null, { status: 304, headers })
+        const file = uploads.blobs.file?.(upload.storageKey)
+        if (file) {
+          // A file goes back as it is: Elysia answers Range (206, 416) and Bun sends it with sendfile.
+          Object.assign(set.headers, headers)
+          return file
+        }
+        const range = rangeOf(request.headers.get('range'), upload.size)
+        if (range === 'unsatisfiable')
+          return new Response(null, { status: 416, headers: { ...headers, 'content-range': `bytes */${upload.size}` } })
+        const [start, end] = range ?? [0, upload.size]
+        headers['content-length'] = String(end - start)
+        if (range) headers['content-range'] = `bytes ${start}-${end - 1}/${upload.size}`
+        return new Response(uploads.blobs.read(upload.storageKey, start, end), { status: range ? 206 : 200, headers })
+      },
+      {
+        params: t.Object({ upload_id: ParamId('upload_id') }),
+        query: t.Object({ access_token: t.Optional(t.String({ maxLength: 4096 })) }),
+        detail: {
+          summary: 'Download an upload (Bearer or ?access_token=)',
+          description:
+            'For the uploader and the members of the dialog it was sent in; anyone else 404. `Range: bytes=…` → 206 ' +
+            '(one range; several are answered whole), past the end → 416.',
+        },
+      },
+    )
+
+/** A single `bytes=` range as [start, end) within `size`; undefined to send everything. */
+function rangeOf(header: string | null, size: number): [number, number] | 'unsatisfiable' | undefined {
+  const match = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header ?? '')
+  if (!match || (match[1] === '' && match[2] === '')) return undefined
+  if (match[1] === '') {
+    const suffix = Number(match[2])
+    if (suffix === 0 || size === 0) return 'unsatisfiable'
+    return [Math.max(0, size - suffix), size]
+  }
+  const start = Number(match[1])
+  const last = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1)
+  if (start >= size) return 'unsatisfiable'
+  if (last < start) return undefined
+  return [start, last + 1]
+}

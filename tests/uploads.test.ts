@@ -1,0 +1,306 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import { expectContractError, type Session } from './support/app'
+import { dialects } from './support/databases'
+import { MULTIPART, multipartBody, type Part } from './support/multipart'
+import { startS3, type LocalS3 } from './support/s3'
+import { Client, startLive, type LiveServer } from './support/ws'
+
+const MiB = 1024 * 1024
+const LIMIT = 1 * MiB
+
+// The smallest headers that make each type, followed by some bytes.
+const tail = new Uint8Array(200).map((_, i) => i)
+const withHead = (head: number[] | string) =>
+  new Uint8Array([...(typeof head === 'string' ? Buffer.from(head, 'latin1') : head), ...tail])
+const SAMPLES: Record<string, Uint8Array> = {
+  'image/png': withHead([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+  'image/jpeg': withHead([0xff, 0xd8, 0xff, 0xe0]),
+  'image/gif': withHead('GIF89a'),
+  'image/webp': withHead('RIFF\x24\x00\x00\x00WEBPVP8 '),
+  'application/pdf': withHead('%PDF-1.7\n'),
+  'application/octet-stream': withHead('just some bytes'),
+}
+const sha256 = (bytes: Uint8Array | string) => new Bun.CryptoHasher('sha256').update(bytes).digest('hex')
+
+/** Files under the uploads folder, outside its tmp/ (where writes in progress live). */
+function storedFiles(dataDir: string): string[] {
+  const root = join(dataDir, 'uploads')
+  if (!existsSync(root)) return []
+  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+    .filter((e) => e.isFile())
+    .map((e) => relative(root, join(e.parentPath, e.name)))
+    .filter((p) => !p.startsWith('tmp'))
+}
+
+for (const backend of ['disk', 's3'] as const)
+  describe.each(dialects)(`attachments (${backend}) on %s`, (dialect) => {
+    let live: LiveServer
+    let http: string
+    let dataDir: string
+    let s3: LocalS3 | undefined
+    beforeAll(async () => {
+      dataDir = mkdtempSync(join(tmpdir(), 'chat-uploads-'))
+      s3 = backend === 's3' ? await startS3() : undefined
+      live = await startLive(dialect, { DATA_DIR: dataDir, UPLOAD_MAX_BYTES: String(LIMIT), ...s3?.env })
+      http = live.base.replace('ws://', 'http://')
+    })
+    afterAll(async () => {
+      await live.close()
+      await s3?.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    })
+
+    /** What the backend keeps: files on disk, or objects in the bucket. */
+    const kept = async () => (s3 ? await s3.keys() : storedFiles(dataDir))
+
+    const upload = async (s: Session | undefined, parts: Part[] | Uint8Array, headers: Record<string, string> = {}) => {
+      const response = await fetch(`${http}/uploads`, {
+        method: 'POST',
+        headers: { 'content-type': MULTIPART, ...(s ? { authorization: `Bearer ${s.access_token}` } : {}), ...headers },
+        body: parts instanceof Uint8Array ? parts : multipartBody(parts),
+      })
+      return { status: response.status, headers: response.headers, body: (await response.json().catch(() => undefined)) as any }
+    }
+    const file = (data: Uint8Array | string, filename = 'f.bin', type = 'application/octet-stream'): Part[] => [
+      { name: 'file', filename, type, data },
+    ]
+    const download = (id: number, s?: Session, headers: Record<string, string> = {}, query = '') =>
+      fetch(`${http}/uploads/${id}${query}`, { headers: { ...(s ? { authorization: `Bearer ${s.access_token}` } : {}), ...headers } })
+    const sendRest = (s: Session, dialogId: number, body: Record<string, unknown>) =>
+      live.t.call('POST', `/dialogs/${dialogId}/messages`, { token: s.access_token, body })
+
+    test('POST /uploads → 201 {id, name, content_type, size, sha256, created_at}; content type sniffed from the bytes, for each known type', async () => {
+      const s = await live.t.register()
+      for (const [type, bytes] of Object.entries(SAMPLES)) {
+        // The client claims text/plain every time: never believed.
+        const res = await upload(s, file(bytes, `x-${type.replace('/', '-')}`, 'text/plain'))
+        expect(res.status).toBe(201)
+        expect(res.body).toEqual({
+          id: expect.any(Number),
+          name: `x-${type.replace('/', '-')}`,
+          content_type: type,
+          size: bytes.length,
+          sha256: sha256(bytes),
+          created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+        })
+        const got = await download(res.body.id, s)
+        expect(got.status).toBe(200)
+        expect(got.headers.get('content-type')).toBe(type)
+        expect(new Uint8Array(await got.arrayBuffer())).toEqual(new Uint8Array(bytes))
+      }
+    })
+
+    test('a lying client: HTML named .png and typed image/png is application/octet-stream, downloaded as an attachment, refused as an image', async () => {
+      const { a, dialogId } = await live.t.pair()
+      const html = '<html><script>alert(1)</script></html>'
+      const res = await upload(a, file(html, 'cat.png', 'image/png'))
+      expect(res.body).toMatchObject({ name: 'cat.png', content_type: 'application/octet-stream', size: html.length })
+      const got = await download(res.body.id, a)
+      expect(got.headers.get('content-type')).toBe('application/octet-stream')
+      expect(got.headers.get('x-content-type-options')).toBe('nosniff')
+      expect(got.headers.get('content-disposition')).toStartWith('attachment;')
+      expectContractError(await sendRest(a, dialogId, { client_msg_id: 'img', type: 'image', attachment_id: res.body.id }), 422, 'validation_failed', 'attachment_id')
+      // As a file it is fine.
+      expect((await sendRest(a, dialogId, { client_msg_id: 'f', type: 'file', attachment_id: res.body.id })).status).toBe(201)
+    })
+
+    test('file names are sanitised: no path, no control or direction characters; none → "file"', async () => {
+      const s = await live.t.register()
+      const named = async (filename: string) => (await upload(s, file('x', filename))).body.name
+      expect(await named('../../etc/pass\u0001wd')).toBe('passwd')
+      expect(await named('C:\\Users\\me\\report.pdf')).toBe('report.pdf')
+      expect(await named('evil\u202Egnp.exe')).toBe('evilgnp.exe')
+      expect(await named('..')).toBe('file')
+      expect(await named('фото 1.jpg')).toBe('фото 1.jpg')
+      const raw = await upload(s, new TextEncoder().encode(`--${MULTIPART.split('=')[1]}\r\nContent-Disposition: form-data; name="file"\r\n\r\nx\r\n--${MULTIPART.split('=')[1]}--\r\n`))
+      expect(raw.body.name).toBe('file')
+    })
+
+    test('over UPLOAD_MAX_BYTES → 413 and nothing kept; exactly at it → 201; other routes keep their own body limit', async () => {
+      const s = await live.t.register()
+      const before = await kept()
+      expectContractError(
+        { ...(await upload(s, file(new Uint8Array(LIMIT + 1)))), headers: new Headers({ 'content-type': 'application/json' }) },
+        413,
+        'payload_too_large',
+      )
+      // Streamed with no length given: counted as it comes.
+      const big = new Blob([multipartBody(file(new Uint8Array(LIMIT + 10)))])
+      const chunked = await fetch(`${http}/uploads`, {
+        method: 'POST',
+        headers: { 'content-type': MULTIPART, authorization: `Bearer ${s.access_token}` },
+        body: big.stream(),
+      })
+      expect(chunked.status).toBe(413)
+      expect(await kept()).toEqual(before)
+      if (!s3) expect(readdirSync(join(dataDir, 'uploads', 'tmp'))).toEqual([])
+
+      const exact = await upload(s, file(new Uint8Array(LIMIT).fill(7)))
+      expect(exact.status).toBe(201)
+      expect(exact.body.size).toBe(LIMIT)
+      const json = await live.t.call('POST', '/dialogs', { token: s.access_token, raw: JSON.stringify({ peer_user_id: 1, pad: 'x'.repeat(70_000) }) })
+      expectContractError(json, 413, 'payload_too_large')
+    })
+
+    test('bad requests: no token 401, not multipart 400, no part named file 422', async () => {
+      const s = await live.t.register()
+      expect((await upload(undefined, file('x'))).status).toBe(401)
+      expect((await upload(s, file('x'), { 'content-type': 'application/json' })).status).toBe(400)
+      const noFile = await upload(s, [{ name: 'other', data: 'x' }])
+      expect(noFile.status).toBe(422)
+      expect(noFile.body.error).toMatchObject({ code: 'validation_failed', details: { field: 'file' } })
+      const truncated = await upload(s, multipartBody(file('abc')).subarray(0, 60))
+      expect(truncated.status).toBe(400)
+    })
+
+    test('image and file messages over REST and WebSocket carry `attachment`; members download, outsiders 404; attached once, by its uploader', async () => {
+      const { a, b, dialogId } = await live.t.pair()
+      const outsider = await live.t.register()
+      const png = (await upload(a, file(SAMPLES['image/png']!, 'pic.png'))).body
+      const pdf = (await upload(a, file(SAMPLES['application/pdf']!, 'doc.pdf'))).body
+      const bFile = (await upload(b, file('b bytes', 'b.txt'))).body
+
+      // Before it is sent, only the uploader may fetch it.
+      expect((await download(png.id, b)).status).toBe(404)
+
+      const sent = await sendRest(a, dialogId, { client_msg_id: 'p-1', type: 'image', attachment_id: png.id, text: 'look' })
+      expect(sent.status).toBe(201)
+      expect(sent.body).toMatchObject({ type: 'image', text: 'look', status: 'sent' })
+      expect(sent.body.attachment).toEqual({ id: png.id, name: 'pic.png', content_type: 'image/png', size: png.size, url: `/uploads/${png.id}` })
+      // A retry of the same send: the same message.
+      const again = await sendRest(a, dialogId, { client_msg_id: 'p-1', type: 'image', attachment_id: png.id, text: 'look' })
+      expect(again.status).toBe(200)
+      expect(again.body.id).toBe(sent.body.id)
+
+      // Attached once; someone else's upload is not yours to send; wrong shapes are 422.
+      expectContractError(await sendRest(a, dialogId, { client_msg_id: 'p-2', type: 'image', attachment_id: png.id }), 422, 'validation_failed', 'attachment_id')
+      expectContractError(await sendRest(a, dialogId, { client_msg_id: 'p-3', type: 'file', attachment_id: bFile.id }), 422, 'validation_failed', 'attachment_id')
+      expectContractError(await sendRest(a, dialogId, { client_msg_id: 'p-4', type: 'file' }), 422, 'validation_failed', 'attachment_id')
+      expectContractError(await sendRest(a, dialogId, { client_msg_id: 'p-5', type: 'text', text: 'x', attachment_id: pdf.id }), 422, 'validation_failed', 'attachment_id')
+      expectContractError(await sendRest(a, dialogId, { client_msg_id: 'p-6', type: 'text' }), 422, 'validation_failed', 'text')
+      expectContractError(
+        await sendRest(a, dialogId, { client_msg_id: 'p-7', type: 'file', attachment_id: pdf.id, text: 'x'.repeat(4001) }),
+        422,
+        'validation_failed',
+        'text',
+      )
+
+      // Over the WebSocket, with no caption.
+      const [a1, b1] = await Promise.all([Client.login(live.base, a), Client.login(live.base, b)])
+      a1.send({ type: 'message:send', dialog_id: dialogId, client_msg_id: 'w-1', msg_type: 'file', attachment_id: pdf.id })
+      const ack = await a1.next('message:ack')
+      expect(ack.message).toMatchObject({ type: 'file', text: '', attachment: { id: pdf.id, name: 'doc.pdf', content_type: 'application/pdf' } })
+      expect((await b1.next('message:new')).message).toEqual(ack.message)
+      a1.send({ type: 'message:send', dialog_id: dialogId, client_msg_id: 'w-2', msg_type: 'file', attachment_id: pdf.id })
+      expect(await a1.next('error')).toMatchObject({ code: 'validation_failed', client_msg_id: 'w-2', details: { field: 'attachment_id' } })
+      await Promise.all([a1.close(), b1.close()])
+
+      // History and the dialog list show the attachment; text messages have attachment null.
+      const history = await live.t.call('GET', `/dialogs/${dialogId}/messages`, { token: b.access_token })
+      expect(history.body.messages.map((m: { attachment: { id: number } | null }) => m.attachment?.id ?? null)).toEqual([png.id, pdf.id])
+      expect((await live.t.call('GET', `/dialogs/${dialogId}`, { token: b.access_token })).body.last_message.attachment.id).toBe(pdf.id)
+      const text = await sendRest(b, dialogId, { client_msg_id: 't', type: 'text', text: 'nice' })
+      expect(text.body.attachment).toBeNull()
+
+      for (const id of [png.id, pdf.id]) {
+        expect((await download(id, a)).status).toBe(200)
+        expect((await download(id, b)).status).toBe(200)
+        const denied = await download(id, outsider)
+        expect(denied.status).toBe(404)
+        expect(((await denied.json()) as { error: { code: string } }).error.code).toBe('not_found')
+      }
+      expect((await download(png.id)).status).toBe(401)
+      expect((await download(2_000_000_000, a)).status).toBe(404)
+    })
+
+    test('GET /uploads/{id}: the contract\'s headers, ?access_token=, Range → 206, past the end → 416', async () => {
+      const s = await live.t.register()
+      const bytes = new Uint8Array(100_000).map((_, i) => (i * 7) & 0xff)
+      const pdfBytes = new Uint8Array([...SAMPLES['application/pdf']!, ...bytes])
+      const up = (await upload(s, file(pdfBytes, 'r.pdf'))).body
+      const img = (await upload(s, file(SAMPLES['image/gif']!, 'a.gif'))).body
+
+      const whole = await download(up.id, undefined, {}, `?access_token=${s.access_token}`)
+      expect(whole.status).toBe(200)
+      expect(Object.fromEntries(['content-type', 'content-length', 'x-content-type-options', 'etag', 'cache-control'].map((h) => [h, whole.headers.get(h)]))).toEqual({
+        'content-type': 'application/pdf',
+        // From S3 the bytes come as an asynchronous stream, which Bun sends chunked, without a length.
+        'content-length': s3 ? null : String(pdfBytes.length),
+        'x-content-type-options': 'nosniff',
+        etag: `"${up.sha256}"`,
+        'cache-control': 'private',
+      })
+      expect(whole.headers.get('content-disposition')).toBe(`attachment; filename="r.pdf"; filename*=UTF-8''r.pdf`)
+      expect(sha256(new Uint8Array(await whole.arrayBuffer()))).toBe(up.sha256)
+      expect((await download(img.id, s)).headers.get('content-disposition')).toStartWith('inline;')
+
+      const part = await download(up.id, s, { range: 'bytes=10-19' })
+      expect(part.status).toBe(206)
+      expect(part.headers.get('content-range')).toBe(`bytes 10-19/${pdfBytes.length}`)
+      if (!s3) expect(part.headers.get('content-length')).toBe('10')
+      expect(new Uint8Array(await part.arrayBuffer())).toEqual(pdfBytes.subarray(10, 20))
+      const suffix = await download(up.id, s, { range: 'bytes=-5' })
+      expect(suffix.status).toBe(206)
+      expect(new Uint8Array(await suffix.arrayBuffer())).toEqual(pdfBytes.subarray(-5))
+      const open = await download(up.id, s, { range: `bytes=${pdfBytes.length - 3}-` })
+      expect(new Uint8Array(await open.arrayBuffer())).toEqual(pdfBytes.subarray(-3))
+      const beyond = await download(up.id, s, { range: `bytes=${pdfBytes.length}-` })
+      expect(beyond.status).toBe(416)
+      expect(beyond.headers.get('content-range')).toBe(`bytes */${pdfBytes.length}`)
+      expect((await download(up.id, s, { 'if-none-match': `"${up.sha256}"` })).status).toBe(304)
+    })
+
+    test('the sweep removes uploads never attached after 24 h, with their bytes; attached ones stay', async () => {
+      // Earlier tests' unsent uploads go first, so that what is left to count is this test's.
+      await live.t.core.uploads.sweep(new Date(Date.now() + 25 * 3600 * 1000))
+      const { a, dialogId } = await live.t.pair()
+      const bytesA = new TextEncoder().encode(`unsent ${Math.random()}`)
+      const bytesB = new TextEncoder().encode(`sent ${Math.random()}`)
+      const unsent = (await upload(a, file(bytesA))).body
+      const sent = (await upload(a, file(bytesB))).body
+      expect((await sendRest(a, dialogId, { client_msg_id: 's', type: 'file', attachment_id: sent.id })).status).toBe(201)
+      const keptBefore = (await kept()).length
+
+      await live.t.core.uploads.sweep(new Date(Date.now() + 23 * 3600 * 1000))
+      expect((await download(unsent.id, a)).status).toBe(200)
+      await live.t.core.uploads.sweep(new Date(Date.now() + 25 * 3600 * 1000))
+      expect((await download(unsent.id, a)).status).toBe(404)
+      expect((await download(sent.id, a)).status).toBe(200)
+      expect((await kept()).length).toBe(keptBefore - 1)
+      if (!s3) expect(storedFiles(dataDir)).not.toContain(join(unsent.sha256.slice(0, 2), unsent.sha256))
+    })
+
+    test('DELETE of an image/file message: its attachment becomes unreachable at once, its bytes go once nothing refers to them', async () => {
+      const { a, b, dialogId } = await live.t.pair()
+      const bytes = new TextEncoder().encode(`shared ${Math.random()}`)
+      const one = (await upload(a, file(bytes, 'one'))).body
+      const two = (await upload(a, file(bytes, 'two'))).body
+      const m1 = await sendRest(a, dialogId, { client_msg_id: 'r1', type: 'file', attachment_id: one.id })
+      const m2 = await sendRest(a, dialogId, { client_msg_id: 'r2', type: 'file', attachment_id: two.id })
+      const keptBefore = (await kept()).length
+      const remove = (id: number) => live.t.call('DELETE', `/dialogs/${dialogId}/messages/${id}`, { token: a.access_token })
+
+      expect((await remove(m1.body.id)).status).toBe(204)
+      expect((await remove(m1.body.id)).status).toBe(204)
+      for (const s of [a, b]) expect((await download(one.id, s)).status).toBe(404)
+      // The same bytes are still the other message's.
+      expect(new Uint8Array(await (await download(two.id, b)).arrayBuffer())).toEqual(bytes)
+      const history = await live.t.call('GET', `/dialogs/${dialogId}/messages`, { token: b.access_token })
+      expect(history.body.messages.map((m: { attachment: unknown; deleted: boolean }) => [m.attachment === null, m.deleted])).toEqual([
+        [true, true],
+        [false, false],
+      ])
+      // On disk equal files share their bytes; in S3 each upload has its own object.
+      expect((await kept()).length).toBe(s3 ? keptBefore - 1 : keptBefore)
+
+      expect((await remove(m2.body.id)).status).toBe(204)
+      expect((await download(two.id, a)).status).toBe(404)
+      expect((await kept()).length).toBe(s3 ? keptBefore - 2 : keptBefore - 1)
+      // A text message has no attachment: its delete releases nothing.
+      const text = await sendRest(a, dialogId, { client_msg_id: 'r3', type: 'text', text: 'x' })
+      expect((await remove(text.body.id)).status).toBe(204)
+    })
+  })
