@@ -1,7 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client'
 import type { Session } from './support/app'
 import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
+import { MULTIPART, multipartBody } from './support/multipart'
 import { clusterEnv, redisAvailable } from './support/redis'
 import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
 
@@ -367,6 +371,84 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     const tooLarge = await fetch(big, { method: 'POST', body: `42["message:send",{"text":"${'x'.repeat(70 * 1024)}"}]` })
     expect(tooLarge.status).toBe(413)
     expect(await (await fetch(big)).text()).toBe('1')
+  })
+})
+
+describe.each(dialects)('Socket.IO clients with blocking and attachments on %s', (dialect) => {
+  let live: LiveServer
+  let dataDir: string
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'chat-sio-uploads-'))
+    live = await startLive(dialect, { DATA_DIR: dataDir })
+  })
+  afterAll(async () => {
+    await live.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  test('image and file sends with attachment_id: the callback gets the message with its attachment, the peer message:new', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const upload = async (data: Uint8Array | string, filename: string) => {
+      const response = await fetch(`${httpOf(live)}/uploads`, {
+        method: 'POST',
+        headers: { 'content-type': MULTIPART, authorization: `Bearer ${a.access_token}` },
+        body: multipartBody([{ name: 'file', filename, type: 'application/octet-stream', data }]),
+      })
+      expect(response.status).toBe(201)
+      return (await response.json()) as { id: number }
+    }
+    const png = await upload(new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]), 'pic.png')
+    const pdf = await upload('%PDF-1.7\nbytes', 'doc.pdf')
+    const [alice, bob] = await Promise.all([login(live, a), login(live, b, { transports: ['polling'] })])
+
+    const image = await alice.ask('message:send', { dialog_id: dialogId, client_msg_id: 'img-1', msg_type: 'image', attachment_id: png.id, text: 'look' })
+    expect(image.message).toMatchObject({ type: 'image', text: 'look', attachment: { id: png.id, name: 'pic.png', content_type: 'image/png' } })
+    expect(await bob.next('message:new')).toEqual({ message: image.message })
+    alice.socket.emit('message:send', { dialog_id: dialogId, client_msg_id: 'file-1', msg_type: 'file', attachment_id: pdf.id })
+    const file = await alice.next('message:ack')
+    expect(file.message).toMatchObject({ type: 'file', text: '', attachment: { id: pdf.id, content_type: 'application/pdf' } })
+    expect(await bob.next('message:new')).toEqual({ message: file.message })
+    // Attached once: a second send of the same upload fails through the callback.
+    const twice = await alice.ask('message:send', { dialog_id: dialogId, client_msg_id: 'img-2', msg_type: 'image', attachment_id: png.id })
+    expect(twice.error).toMatchObject({ code: 'validation_failed', details: { field: 'attachment_id' } })
+    alice.close()
+    bob.close()
+  })
+
+  test('blocking: sends either way fail `blocked`, typing and presence stop on both wires; unblocking restores them', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const [alice, bob] = await Promise.all([login(live, a), login(live, b, { transports: ['polling'] })])
+    const aliceJson = await Client.login(live.base, a)
+    // Warm the caches with a typing that does arrive, so the block must invalidate them.
+    expect(await bob.ask('typing', { dialog_id: dialogId, state: 'start' })).toEqual({ ok: true })
+    expect(await alice.next('typing')).toMatchObject({ user_id: b.user.id })
+    expect(await aliceJson.next('typing')).toMatchObject({ user_id: b.user.id })
+    await alice.drain()
+    await aliceJson.drain()
+
+    expect((await live.t.call('PUT', `/users/${b.user.id}/block`, { token: a.access_token })).status).toBe(204)
+    expect((await bob.ask('message:send', send(dialogId, 'blocked-1'))).error.code).toBe('blocked')
+    expect((await alice.ask('message:send', send(dialogId, 'blocked-2'))).error.code).toBe('blocked')
+    // Typing is acted on (and confirmed) but never reaches the other side; nor does a second device's presence.
+    expect(await bob.ask('typing', { dialog_id: dialogId, state: 'start' })).toEqual({ ok: true })
+    expect(await alice.ask('typing', { dialog_id: dialogId, state: 'start' })).toEqual({ ok: true })
+    const bob2 = await login(live, b)
+    bob.close()
+    bob2.close()
+    await Bun.sleep(200)
+    expect(await alice.ask('ping')).toEqual({})
+    expect(alice.events.splice(0).filter((e) => ['typing', 'presence', 'message:new'].includes(e.name))).toEqual([])
+    expect((await aliceJson.drain({ presence: true })).filter((f) => f.type === 'typing' || f.type === 'presence')).toEqual([])
+
+    expect((await live.t.call('DELETE', `/users/${b.user.id}/block`, { token: a.access_token })).status).toBe(204)
+    const back = await login(live, b, { transports: ['polling'] })
+    expect(await alice.next('presence')).toMatchObject({ user_id: b.user.id, online: true })
+    back.socket.emit('typing', { dialog_id: dialogId, state: 'stop' })
+    expect(await alice.next('typing')).toMatchObject({ user_id: b.user.id, state: 'stop' })
+    expect((await back.ask('message:send', send(dialogId, 'after'))).message.client_msg_id).toBe('after')
+    alice.close()
+    back.close()
+    await aliceJson.close()
   })
 })
 
