@@ -2,7 +2,7 @@ import type { Server } from 'bun'
 import { createApp, type Core } from './app'
 import { recordAddress } from './http/client-address'
 import { clientAddress } from './http/trust-proxy'
-import { logSockets } from './log/socket-log'
+import { logFrames, logSockets } from './log/socket-log'
 import { withRoutableHost } from './http/host'
 import { createRealtime } from './realtime/connection'
 import { CLOSE_GOING_AWAY, type ConnectionData } from './realtime/socket'
@@ -24,7 +24,7 @@ export interface Running {
 export function serve(core: Core, options: { port: number; hostname: string; reusePort?: boolean }): Running {
   const app = createApp(core)
   const realtime = createRealtime(core)
-  const socketIo = createSocketIo(core, realtime.frames)
+  const socketIo = createSocketIo(core, logFrames(realtime.frames, core.log))
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,

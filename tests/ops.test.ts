@@ -2,6 +2,7 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { io } from 'socket.io-client'
 import { clientAddress, parseTrustProxy } from '../src/http/trust-proxy'
 import { createTestApp } from './support/app'
 import { eventually, serveCli, type Served } from './support/cli'
@@ -63,6 +64,32 @@ describe('request and connection logs (JSON lines)', () => {
       const everything = server.output()
       for (const hidden of [secret, 'SECRET-TOKEN-VALUE', registered.body.access_token, registered.body.refresh_token, 'a-secret-password'])
         expect(everything).not.toContain(hidden)
+    } finally {
+      await server.stop()
+    }
+  })
+
+  test('Socket.IO sessions log one open and one close line each, over long-polling or a WebSocket (upgrade probes included); frames out are counted by type', async () => {
+    const server = await serveCli({ DATABASE_URL: sqliteUrl(), LOG_FORMAT: 'json' })
+    try {
+      const registered = await http(server.base, 'POST', '/auth/register', { username: 'sio-logger', password: 'a-secret-password' })
+      const token = registered.body.access_token
+      for (const transports of [['polling'], ['polling', 'websocket'], ['websocket']]) {
+        const socket = io(`http://${server.base}`, { transports, auth: { access_token: token }, reconnection: false, forceNew: true })
+        await new Promise((resolve) => socket.once('auth:ok', resolve))
+        expect(await socket.timeout(3_000).emitWithAck('ping')).toEqual({})
+        socket.close()
+      }
+      const sio = () => logLines(server).filter((l) => l.wire === 'socket.io')
+      await eventually(() => sio().filter((l) => l.msg === 'ws close').length === 3, 'the socket.io close lines')
+      expect(sio().filter((l) => l.msg === 'ws open')).toHaveLength(3)
+      for (const line of sio().filter((l) => l.msg === 'ws close')) expect(line).toMatchObject({ user_id: registered.body.user.id, ms: expect.any(Number) })
+      // Their Bun sockets (the WebSocket transports, the upgrade's probe) are not logged besides.
+      expect(logLines(server).filter((l) => l.msg === 'ws open' && l.wire === undefined)).toHaveLength(0)
+      expect(server.output()).not.toContain(token)
+      const metrics = await (await fetch(`http://${server.base}/metrics`)).text()
+      expect(metrics).toContain('chat_ws_frames_out_total{type="auth:ok"} 3')
+      expect(metrics).toContain('chat_ws_frames_out_total{type="pong"} 3')
     } finally {
       await server.stop()
     }
