@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FRAME_TYPES } from '../src/realtime/protocol'
 import { createTestApp, type TestApp } from './support/app'
 import { serveCli } from './support/cli'
+import { chromiumAvailable, launchChromium } from './support/browser'
 
 setDefaultTimeout(60_000)
 
@@ -123,32 +124,11 @@ describe('AsyncAPI document at /docs/asyncapi.json', () => {
   })
 })
 
-const CHROMIUM = '/usr/bin/chromium'
-const inCI = process.env.CI === 'true' || process.env.CI === '1'
-const haveChromium = existsSync(CHROMIUM)
-if (!haveChromium) {
-  if (inCI) throw new Error(`CI=true but ${CHROMIUM} is missing: the /docs browser test cannot run`)
-  console.warn(`\n!!!!!!!!\n!!! ${CHROMIUM} is missing: SKIPPING the /docs browser test.\n!!!!!!!!\n`)
-}
-
-describe.skipIf(!haveChromium)('/docs in headless Chromium with the network blocked', () => {
+describe.skipIf(!chromiumAvailable)('/docs in headless Chromium with the network blocked', () => {
   test('renders the operations from the server alone', async () => {
-    const { chromium } = await import('playwright-core')
     const dir = mkdtempSync(join(tmpdir(), 'chat-docs-'))
     const server = await serveCli({ DATABASE_URL: `sqlite://${join(dir, 'chat.db')}` })
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
+    const browser = await launchChromium()
     try {
       const page = await browser.newPage()
       const blocked: string[] = []

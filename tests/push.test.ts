@@ -170,7 +170,7 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
     const before = await metrics()
     await send(alice, dialogId, 'are you there?')
     for (const browser of [gone, missing, refused]) await service.waitFor(browser.name)
-    for (let i = 0; i < 50 && (await liveSubs(bob.user.id)).length > 1; i++) await Bun.sleep(20)
+    for (let i = 0; i < 250 && (await liveSubs(bob.user.id)).length > 1; i++) await Bun.sleep(20)
     expect((await liveSubs(bob.user.id)).map((s) => s.endpoint)).toEqual([refused.endpoint])
     const after = await metrics()
     const line = (reason: string) => `chat_push_failed_total{reason="${reason}"}`

@@ -1,4 +1,5 @@
 import { jwt } from '@elysiajs/jwt'
+import { Lru } from '../shared/lru'
 
 export type TokenKind = 'access' | 'refresh'
 
@@ -14,7 +15,7 @@ const MAX_CACHED = 10_000
 export class Tokens {
   private readonly signer
   /** Tokens already verified, until they expire: a signature check is the same answer every time. */
-  private readonly verified = new Map<string, { claims: TokenClaims; expiresAtMs: number }>()
+  private readonly verified = new Lru<string, { claims: TokenClaims; expiresAtMs: number }>(MAX_CACHED)
 
   constructor(
     secret: string,
@@ -52,7 +53,6 @@ export class Tokens {
     const userId = Number(payload.sub)
     if (!Number.isSafeInteger(userId) || userId <= 0) return undefined
     const claims: TokenClaims = { userId, sessionId: payload.sid, kind: payload.typ }
-    if (this.verified.size >= MAX_CACHED) this.verified.clear()
     this.verified.set(token, { claims, expiresAtMs: payload.exp * 1000 })
     return claims.kind === kind ? claims : undefined
   }

@@ -1,5 +1,6 @@
 import type { Db } from '../storage/database'
 import { blockRelations } from './store'
+import { Lru } from '../shared/lru'
 
 const MAX_CACHED = 100_000
 
@@ -10,7 +11,7 @@ const MAX_CACHED = 100_000
  * happened is not kept, so a stale answer never outlives the change.
  */
 export class BlockCache {
-  private readonly related = new Map<number, Set<number>>()
+  private readonly related = new Lru<number, Set<number>>(MAX_CACHED)
   /** Bumped per user by each change, so a load that started before it is discarded. */
   private readonly generation = new Map<number, number>()
 
@@ -40,7 +41,6 @@ export class BlockCache {
     const before = this.generation.get(userId) ?? 0
     const loaded = new Set(await this.db.read((s) => blockRelations(s, userId)))
     if ((this.generation.get(userId) ?? 0) === before) {
-      if (this.related.size >= MAX_CACHED) this.related.clear()
       this.related.set(userId, loaded)
     }
     return loaded

@@ -2,6 +2,7 @@ import { notFound } from '../errors'
 import { isStorableId } from '../shared/ids'
 import type { Db } from '../storage/database'
 import { dialogMembers } from './store'
+import { Lru } from '../shared/lru'
 
 const MAX_CACHED = 100_000
 
@@ -10,7 +11,7 @@ const MAX_CACHED = 100_000
  * this saves the message hot path a database read per send.
  */
 export class Membership {
-  private readonly cache = new Map<number, [number, number]>()
+  private readonly cache = new Lru<number, [number, number]>(MAX_CACHED)
 
   constructor(private readonly db: Db) {}
 
@@ -30,7 +31,6 @@ export class Membership {
   }
 
   remember(dialogId: number, members: [number, number]): void {
-    if (this.cache.size >= MAX_CACHED) this.cache.clear()
     this.cache.set(dialogId, members)
   }
 }

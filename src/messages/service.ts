@@ -23,6 +23,7 @@ import {
 import { changedAfter, deleteMessage, editMessage, NoChange, reactionsOfMany, setReaction } from './changes'
 import { history, messageById, watermarks, type HistoryCursor } from './history'
 import type { MessageWriter } from './writer'
+import { Lru } from '../shared/lru'
 
 export interface SendCommand {
   dialogId: number
@@ -34,11 +35,11 @@ export interface SendCommand {
   attachmentId?: number
 }
 
-/** Recently stored messages' dialogs, so receipts for them need no read (bounded: dropped when full). */
+/** Recently stored messages' dialogs, so receipts for them need no read (bounded: the least recently used go first). */
 const MAX_REMEMBERED = 100_000
 
 export class MessageService {
-  private readonly dialogOf = new Map<number, number>()
+  private readonly dialogOf = new Lru<number, number>(MAX_REMEMBERED)
 
   constructor(
     private readonly db: Db,
@@ -80,7 +81,6 @@ export class MessageService {
     if (outcome.kind === 'duplicate')
       return { created: false, message: toMessageDto(outcome.message, statusFor(outcome.message.id, outcome.recipient)) }
     const message = toMessageDto(outcome.message, 'sent')
-    if (this.dialogOf.size >= MAX_REMEMBERED) this.dialogOf.clear()
     this.dialogOf.set(message.id, message.dialog_id)
     this.realtime.messageNew(message, origin)
     this.committed?.(message, peerOf(members, senderId))

@@ -1,5 +1,6 @@
 import webpush from 'web-push'
 import type { SubscriptionRecord } from './store'
+import { Lru } from '../shared/lru'
 
 export interface VapidKeys {
   publicKey: string
@@ -26,7 +27,7 @@ const MAX_ORIGINS = 1_000
  * until an hour before they expire: signing costs as much as encrypting, and a few origins serve everyone.
  */
 export class VapidSigner {
-  private readonly signed = new Map<string, { header: string; renewAt: number }>()
+  private readonly signed = new Lru<string, { header: string; renewAt: number }>(MAX_ORIGINS)
 
   constructor(readonly keys: VapidKeys) {}
 
@@ -42,7 +43,6 @@ export class VapidSigner {
       'aes128gcm',
       Math.floor(now / 1000) + VAPID_TTL_SECONDS,
     )
-    if (this.signed.size >= MAX_ORIGINS) this.signed.clear()
     this.signed.set(origin, { header: Authorization, renewAt: now + VAPID_RENEW_MS })
     return Authorization
   }

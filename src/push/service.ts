@@ -7,6 +7,7 @@ import { checkEndpoint, checkKeys, MAX_SUBSCRIPTIONS_PER_USER, previewOf, type P
 import { BoundedQueue } from './queue'
 import { sendPush, VapidSigner, type Outcome } from './sender'
 import { deleteGone, deleteSubscription, liveSubscriptions, saveSubscription, usernames, type SubscriptionRecord } from './store'
+import { Lru } from '../shared/lru'
 
 /** The contract's TTL: a push the browser has not fetched within a day is of no use. */
 export const PUSH_TTL_SECONDS = 86_400
@@ -54,7 +55,7 @@ export class PushService {
   blocked: BlockedPredicate
   private inFlight = 0
   private pumpScheduled = false
-  private readonly warned = new Map<string, number>()
+  private readonly warned = new Lru<string, number>(1_000)
   private readonly running = new Set<Promise<void>>()
   private readonly stopping = new AbortController()
 
@@ -196,7 +197,6 @@ export class PushService {
     const key = `${origin} ${status}`
     const now = Date.now()
     if ((this.warned.get(key) ?? 0) > now - 60_000) return
-    if (this.warned.size >= 1_000) this.warned.clear()
     this.warned.set(key, now)
     console.warn(`push: ${origin} refused a push with ${status} (a 401/403 usually means the VAPID keys changed since the browser subscribed)`)
   }
