@@ -2,17 +2,10 @@ import { Elysia, t } from 'elysia'
 import { authGuard, bearer } from '../auth/guard'
 import type { AuthService } from '../auth/service'
 import { MAX_ID } from '../shared/ids'
+import { UploadSchema } from './model'
 import type { UploadService } from './service'
 import { contentDisposition, isImage } from './sniff'
 
-export const UploadSchema = t.Object({
-  id: t.Integer(),
-  name: t.String(),
-  content_type: t.String(),
-  size: t.Integer(),
-  sha256: t.String(),
-  created_at: t.String({ format: 'date-time' }),
-})
 
 /** POST /uploads: its body is streamed by the route itself, so the edge neither limits nor parses it. */
 export const isUploadRequest = (request: Request) => request.method === 'POST' && new URL(request.url).pathname === '/uploads'
