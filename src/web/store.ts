@@ -57,8 +57,8 @@ export const initialState = (session: Session | null): State => ({
 /** What a message says in one line (chat list, search results). */
 export function summary(message: Message): string {
   if (message.deleted) return 'Message deleted'
-  if (message.type === 'image') return `📷 ${message.text || 'Photo'}`
-  if (message.type === 'file') return `📎 ${message.text || message.attachment?.name || 'File'}`
+  if (message.type === 'image') return message.text ? `Photo: ${message.text}` : 'Photo'
+  if (message.type === 'file') return `File: ${message.text || message.attachment?.name || ''}`
   return message.text
 }
 

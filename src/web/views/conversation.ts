@@ -45,7 +45,7 @@ export function conversationView(actions: ConversationActions) {
   const log = h('div', { role: 'log', 'aria-label': 'Messages', class: 'log', tabindex: '0' })
   const input = h('textarea', { id: 'composer', rows: 1, placeholder: 'Write a message', autocomplete: 'off', enterkeyhint: 'send' })
   const picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1' })
-  const attach = h('button', { type: 'button', class: 'icon', 'aria-label': 'Attach', title: 'Attach a photo or file' }, '📎')
+  const attach = h('button', { type: 'button', class: 'icon', 'aria-label': 'Attach', title: 'Attach a photo or file' }, '+')
   const editing = h(
     'div',
     { class: 'editing', hidden: true },
@@ -174,7 +174,7 @@ export function conversationView(actions: ConversationActions) {
     slot.replaceChildren(
       isImage
         ? h('a', { href: url, target: '_blank', rel: 'noopener' }, h('img', { src: url, alt: attachment.name, loading: 'lazy', decoding: 'async' }))
-        : h('a', { href: url, download: attachment.name, class: 'file' }, `📎 ${attachment.name}`, h('span', { class: 'muted' }, ` ${size(attachment.size)}`)),
+        : h('a', { href: url, download: attachment.name, class: 'file' }, `↓ ${attachment.name}`, h('span', { class: 'muted' }, ` ${size(attachment.size)}`)),
     )
   }
 
@@ -194,7 +194,7 @@ export function conversationView(actions: ConversationActions) {
     text(textEl, body)
     textEl.hidden = !body
     const slot = element.querySelector('.attachment') as HTMLElement
-    if (row.kind === 'pending' && row.pending.attachment) text(slot, row.pending.attachment.type === 'image' ? '📷 Sending photo…' : '📎 Sending file…')
+    if (row.kind === 'pending' && row.pending.attachment) text(slot, row.pending.attachment.type === 'image' ? 'Sending photo…' : 'Sending file…')
     else showAttachment(slot, message?.attachment, message?.type === 'image')
     text(element.querySelector('.edited')!, message?.edited_at && !deleted ? 'edited' : '')
     // Reactions: one button per emoji with its count; pressed when it includes mine.

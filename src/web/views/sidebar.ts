@@ -54,10 +54,9 @@ export function sidebarView(actions: SidebarActions) {
       { class: 'bar' },
       h('span', { class: 'avatar small', 'aria-hidden': 'true' }),
       me,
-      toggle,
-      notify,
       h('button', { type: 'button', class: 'link', onclick: () => actions.logout() }, 'Log out'),
     ),
+    h('div', { class: 'tools' }, toggle, notify),
     h(
       'form',
       {
@@ -153,7 +152,7 @@ export function sidebarView(actions: SidebarActions) {
       text(status, statusText(state))
       alert.hidden = !state.alert
       text(alertText, state.alert ?? '')
-      notify.hidden = state.push !== 'available'
+      notify.hidden = state.push === 'unsupported' || state.push === 'on'
       attr(notify, 'disabled', state.push === 'busy')
       const found = state.search.results
       results.hidden = !found?.length
