@@ -228,6 +228,9 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     await alice.setViewportSize({ width: 390, height: 800 })
     await log(alice).waitFor()
     expect(await alice.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')).toBeLessThanOrEqual(0)
+    await alice.emulateMedia({ colorScheme: 'dark' })
+    await alice.screenshot({ path: join(SCREENSHOT_DIR, 'features-phone-dark.png') })
+    await alice.emulateMedia({ colorScheme: 'light' })
     await alice.setViewportSize({ width: 1100, height: 760 })
   }, T)
 

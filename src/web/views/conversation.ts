@@ -164,6 +164,15 @@ export function conversationView(actions: ConversationActions) {
     )
   }
 
+  /** An image that failed with an access token refreshed since: once more, with the current one. */
+  const retryImage = (attachment: Attachment) => (event: Event) => {
+    const img = event.currentTarget as HTMLImageElement
+    const url = actions.attachmentUrl(attachment)
+    if (img.dataset.retried || img.src.endsWith(url)) return
+    img.dataset.retried = 'true'
+    img.src = url
+  }
+
   /** The image shown inline, or a download link for any other file; made once per attachment. */
   const showAttachment = (slot: HTMLElement, attachment: Attachment | null | undefined, isImage: boolean) => {
     const key = attachment ? String(attachment.id) : ''
@@ -173,7 +182,7 @@ export function conversationView(actions: ConversationActions) {
     const url = actions.attachmentUrl(attachment)
     slot.replaceChildren(
       isImage
-        ? h('a', { href: url, target: '_blank', rel: 'noopener' }, h('img', { src: url, alt: attachment.name, loading: 'lazy', decoding: 'async' }))
+        ? h('a', { href: url, target: '_blank', rel: 'noopener' }, h('img', { src: url, alt: attachment.name, decoding: 'async', onerror: retryImage(attachment) }))
         : h('a', { href: url, download: attachment.name, class: 'file' }, `↓ ${attachment.name}`, h('span', { class: 'muted' }, ` ${size(attachment.size)}`)),
     )
   }
