@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core'
 import { uniqueName } from './support/app'
-import { chromiumAvailable, launchChromium } from './support/browser'
+import { chromiumAvailable, launchChromium, signUp } from './support/browser'
 import { freshDatabase, type FreshDatabase } from './support/databases'
 import { freePort } from './support/ports'
 import { http, startServer, type ServerProcess } from './support/server-process'
@@ -53,12 +53,6 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     return page
   }
 
-  const signUp = async (page: Page, username: string) => {
-    await page.getByLabel('Username').fill(username)
-    await page.getByLabel('Password').fill(PASSWORD)
-    await page.getByRole('button', { name: 'Sign up' }).click()
-    await page.getByRole('button', { name: 'Log out' }).waitFor()
-  }
   const startChat = async (page: Page, username: string) => {
     await page.getByRole('textbox', { name: 'Find user' }).fill(username)
     await page.getByRole('button', { name: 'Start chat' }).click()
@@ -81,8 +75,8 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     browser = await launchChromium()
     alice = await newPage('alice')
     bob = await newPage('bob')
-    await signUp(alice, names.alice)
-    await signUp(bob, names.bob)
+    await signUp(alice, names.alice, PASSWORD)
+    await signUp(bob, names.bob, PASSWORD)
     await startChat(alice, names.bob)
     await write(alice, 'Original text')
     await bob.getByRole('list', { name: 'Chats' }).getByRole('button', { name: new RegExp(names.alice) }).click()

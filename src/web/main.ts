@@ -379,6 +379,13 @@ if ('serviceWorker' in navigator)
   })
 
 document.addEventListener('visibilitychange', render)
+// An open emoji picker closes on Escape or a click anywhere else.
+document.addEventListener('click', (event) => {
+  if (state.reacting !== null && !(event.target as Element).closest('.picker, button.react')) actions.pick(null)
+})
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && state.reacting !== null) actions.pick(null)
+})
 addEventListener('online', () => client.reconnectNow())
 // Another tab signed out: follow it.
 addEventListener('storage', (event: StorageEvent) => {
