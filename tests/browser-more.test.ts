@@ -195,6 +195,24 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     await link.waitFor()
     expect(await link.getAttribute('download')).toBe('notes.txt')
 
+    // An image pasted into the composer (a screenshot) is sent as a photo, the typed text as its caption.
+    await composer(alice).fill('Pasted')
+    await alice.evaluate(`(async () => {
+      const canvas = document.createElement('canvas')
+      canvas.width = 64
+      canvas.height = 40
+      canvas.getContext('2d').fillRect(0, 0, 64, 40)
+      const blob = await new Promise((done) => canvas.toBlob(done, 'image/png'))
+      const data = new DataTransfer()
+      data.items.add(new File([blob], 'clip.png', { type: 'image/png' }))
+      const input = document.getElementById('composer')
+      input.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }))
+    })()`)
+    const pasted = row(bob, 'Pasted').getByRole('img', { name: 'clip.png' })
+    await pasted.waitFor()
+    await bob.waitForFunction(`[...document.querySelectorAll('[role=log] img')].some((img) => img.alt === 'clip.png' && img.naturalWidth === 64)`)
+    await expect(composer(alice).inputValue()).resolves.toBe('')
+
     // The picture for the docs: an edited message, reactions and an image.
     await write(bob, 'What a view! 😍')
     await row(alice, 'What a view!').waitFor()
