@@ -1,4 +1,4 @@
-import { ChatClient, ChatError, type Message, type SavedMessage, type Session } from '../client'
+import { ChatClient, ChatError, type Attachment, type Message, type SavedMessage, type Session } from '../client'
 import { h } from './dom'
 import { connectStore, initialState, type State } from './store'
 import { pushSupported, subscribe } from './push'
@@ -221,7 +221,7 @@ const actions = {
   },
   typing: (dialogId: number) => client.typing(dialogId),
   retry: (clientMsgId: string) => void client.retry(clientMsgId),
-  attachmentUrl: (attachment: Parameters<ChatClient['attachmentUrl']>[0]) => client.attachmentUrl(attachment),
+  attachmentUrl: (attachment: Attachment) => client.attachmentUrl(attachment),
   back() {
     state.openId = null
     sessionStorage.removeItem(OPEN_KEY)
