@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { uniqueName } from './support/app'
-import { chromiumAvailable, launchChromium } from './support/browser'
+import { chromiumAvailable, launchChromium, signUp } from './support/browser'
 import { freshDatabase, type FreshDatabase } from './support/databases'
 import { freePort } from './support/ports'
 import { http, startServer, type ServerProcess } from './support/server-process'
@@ -17,7 +17,7 @@ import { http, startServer, type ServerProcess } from './support/server-process'
 
 const PASSWORD = 'correct horse battery'
 const T = 30_000
-/** Where the run's screenshots go; docs/screenshot.png is a copy of chat.png. */
+/** Where the run's screenshots go (docs/screenshot.png is written by browser-more.test.ts). */
 const SCREENSHOT_DIR = join(tmpdir(), 'bun-chat-screenshots')
 
 describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
@@ -56,12 +56,6 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
     return page
   }
 
-  const signUp = async (page: Page, username: string) => {
-    await page.getByLabel('Username').fill(username)
-    await page.getByLabel('Password').fill(PASSWORD)
-    await page.getByRole('button', { name: 'Sign up' }).click()
-    await page.getByRole('button', { name: 'Log out' }).waitFor()
-  }
 
   const chatItem = (page: Page, username: string) => page.getByRole('list', { name: 'Chats' }).getByRole('listitem').filter({ hasText: username })
   const log = (page: Page) => page.getByRole('log', { name: 'Messages' })
@@ -98,8 +92,8 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
   }, T)
 
   test('two people sign up, start a chat and talk live, with unread counts, ticks and typing', async () => {
-    await signUp(alice, names.alice)
-    await signUp(bob, names.bob)
+    await signUp(alice, names.alice, PASSWORD)
+    await signUp(bob, names.bob, PASSWORD)
     expect(await alice.getByText(names.alice, { exact: true }).first().isVisible()).toBe(true)
 
     await alice.getByRole('textbox', { name: 'Find user' }).fill(names.bob)

@@ -233,6 +233,102 @@ describe('client library against a real server process', () => {
     await until('bob has it', () => bob.texts(dialogId).length === 1)
     expect(await stored(server, again.session!, dialogId)).toEqual(['outlives its client'])
   }, T)
+
+  test('edit, remove and reactions arrive live on both sides as changed, deleted and reactions events', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    const message = await alice.client.send(dialogId, 'first draft').sent
+    await until('bob has it', () => bob.texts(dialogId).length === 1)
+
+    const edited = await alice.client.edit(dialogId, message.id, 'second draft')
+    expect(edited.edited_at).not.toBeNull()
+    for (const who of [alice, bob])
+      await until('changed', () => who.events.some((e) => e.type === 'changed' && e.message.id === message.id && e.message.text === 'second draft'))
+
+    await bob.client.react(dialogId, message.id, '👍')
+    const thumbs = (e: ClientEvent) => e.type === 'reactions' && e.message_id === message.id && e.reactions.some((r) => r.emoji === '👍')
+    await until('alice sees the reaction', () => alice.events.some(thumbs))
+    const reaction = alice.events.find(thumbs)
+    expect(reaction?.type === 'reactions' && reaction.reactions).toEqual([{ emoji: '👍', user_ids: [bob.client.user!.id] }])
+    await bob.client.unreact(dialogId, message.id, '👍')
+    await until('the reaction is gone', () => alice.events.some((e) => e.type === 'reactions' && e.reactions.length === 0))
+
+    // Only the sender edits or deletes.
+    const refused = await bob.client.edit(dialogId, message.id, 'not mine').catch((e: unknown) => e)
+    expect(refused).toBeInstanceOf(ChatError)
+    expect((refused as ChatError).code).toBe('forbidden')
+
+    await alice.client.remove(dialogId, message.id)
+    await until('bob sees the deletion', () => bob.events.some((e) => e.type === 'deleted' && e.message_id === message.id && e.dialog_id === dialogId))
+    const history = await bob.client.history(dialogId)
+    expect(history.messages.map((m) => [m.deleted, m.text])).toEqual([[true, '']])
+  }, T)
+
+  test('search finds by every word and prefix, only in own dialogs; deleted messages never', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    const word = `zebra${Date.now().toString(36)}`
+    const hit = await alice.client.send(dialogId, `the ${word} crossing`).sent
+    const gone = await alice.client.send(dialogId, `another ${word}`).sent
+    await alice.client.remove(dialogId, gone.id)
+    const found = await bob.client.search(`${word.slice(0, -2)} cross`)
+    expect(found.messages.map((m) => m.id)).toEqual([hit.id])
+    expect((await bob.client.search(word, { dialogId })).messages.map((m) => m.id)).toEqual([hit.id])
+    const stranger = await person(server, { connect: false })
+    expect((await stranger.client.search(word)).messages).toEqual([])
+  }, T)
+
+  test('upload, then sendAttachment through the outbox: the peer gets an image message whose url serves the bytes', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    // A 1×1 PNG: the server sniffs the type from the bytes, not from the name.
+    const png = Uint8Array.from(atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='), (c) => c.charCodeAt(0))
+    const upload = await alice.client.upload(new Blob([png]), 'dot.bin')
+    expect(upload).toMatchObject({ name: 'dot.bin', content_type: 'image/png', size: png.length })
+    const pending = alice.client.sendAttachment(dialogId, upload.id, 'image', 'a dot')
+    expect(pending.attachment).toEqual({ type: 'image', attachment_id: upload.id })
+    const sent = await pending.sent
+    expect(sent).toMatchObject({ type: 'image', text: 'a dot', attachment: { id: upload.id, content_type: 'image/png' } })
+    await until('bob has it', () => bob.events.some((e) => e.type === 'message' && e.message.id === sent.id))
+    const response = await fetch(bob.client.attachmentUrl(sent.attachment!))
+    expect(response.status).toBe(200)
+    expect(new Uint8Array(await response.arrayBuffer())).toEqual(png)
+    // Not an image: refused as an image, whatever it is called.
+    const text = await alice.client.upload(new Blob(['plain words']), 'fake.png')
+    const refused = alice.client.sendAttachment(dialogId, text.id, 'image')
+    await expect(refused.sent).rejects.toMatchObject({ code: 'validation_failed' })
+  }, T)
+
+  test('block: sends between the two fail with blocked, blocked() lists the user, unblock lets them through', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    await alice.client.block(bob.client.user!.id)
+    expect((await alice.client.blocked()).map((u) => u.username)).toEqual([bob.name])
+    await expect(bob.client.send(dialogId, 'let me in').sent).rejects.toMatchObject({ code: 'blocked' })
+    await alice.client.unblock(bob.client.user!.id)
+    expect(await alice.client.blocked()).toEqual([])
+    await bob.client.send(dialogId, 'thanks').sent
+  }, T)
+
+  test('a reconnect brings edits, deletions and reactions made while away (changed_after), besides new messages', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    const kept = await alice.client.send(dialogId, 'will be edited').sent
+    const dropped = await alice.client.send(dialogId, 'will be deleted').sent
+    await until('bob has both', () => bob.texts(dialogId).length === 2)
+    bob.client.close()
+    await alice.client.edit(dialogId, kept.id, 'edited while bob was away')
+    await alice.client.remove(dialogId, dropped.id)
+    await alice.client.react(dialogId, kept.id, '🎉')
+    await alice.client.send(dialogId, 'new while away').sent
+    const before = bob.events.length
+    bob.client.connect()
+    await until('bob live again', () => bob.client.state === 'live')
+    const after = bob.events.slice(before)
+    const live = after.findIndex((e) => e.type === 'state' && e.state === 'live')
+    const changed = after.flatMap((e, i) => (e.type === 'changed' ? [{ i, message: e.message }] : []))
+    expect(Math.max(...changed.map((c) => c.i))).toBeLessThan(live)
+    const latest = new Map(changed.map((c) => [c.message.id, c.message]))
+    expect(latest.get(kept.id)).toMatchObject({ text: 'edited while bob was away', reactions: [{ emoji: '🎉' }] })
+    expect(latest.get(kept.id)!.edited_at).not.toBeNull()
+    expect(latest.get(dropped.id)).toMatchObject({ deleted: true, text: '' })
+    expect(bob.texts(dialogId)).toEqual(['will be edited', 'will be deleted', 'new while away'])
+  }, T)
 })
 
 test('reconnect delays grow exponentially to a cap, each drawn from the upper half of its step', () => {

@@ -1,5 +1,16 @@
 import { ChatError } from './errors'
-import type { Dialog, DialogListBody, HistoryPageBody, Message, ReadStateBody, TokenPairBody, User } from './types'
+import type {
+  Dialog,
+  DialogListBody,
+  HistoryPageBody,
+  Message,
+  PushSubscriptionBody,
+  ReadStateBody,
+  SearchPageBody,
+  TokenPairBody,
+  Upload,
+  User,
+} from './types'
 
 /**
  * What a login is, as a plain value: store it (the web app keeps it in localStorage) and hand it back to a
@@ -34,7 +45,18 @@ export type HistoryQuery = {
   before?: string
   before_id?: number
   after_id?: number
+  /** The messages changed (new, edited, deleted, reactions) after this dialog version, ascending by version. */
+  changed_after?: number
 }
+
+export type SearchQuery = {
+  dialogId?: number
+  beforeId?: number
+  limit?: number
+}
+
+/** An attachment to send: an upload of this user's, not yet sent. */
+export type OutgoingAttachment = { type: 'image' | 'file'; attachment_id: number }
 
 const toSession = (body: TokenPairBody): Session => ({
   user: body.user,
@@ -155,14 +177,16 @@ export class Api {
 
   private async send<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
     const headers: Record<string, string> = {}
-    if (body !== undefined) headers['content-type'] = 'application/json'
+    // FormData (an upload) sets its own multipart content type, boundary included.
+    const form = body instanceof FormData
+    if (body !== undefined && !form) headers['content-type'] = 'application/json'
     if (token) headers.authorization = `Bearer ${token}`
     let response: Response
     try {
       response = await this.fetch(`${this.baseUrl}${path}`, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? undefined : form ? body : JSON.stringify(body),
       })
     } catch (error) {
       throw new ChatError('network', `cannot reach the server (${error instanceof Error ? error.message : String(error)})`)
@@ -195,8 +219,38 @@ export class Api {
   openDialog = (peerUserId: number) => this.call<Dialog>('POST', '/dialogs', { peer_user_id: peerUserId })
   history = (dialogId: number, query: HistoryQuery = {}) =>
     this.call<HistoryPageBody>('GET', `/dialogs/${dialogId}/messages${qs(query)}`)
-  sendMessage = (dialogId: number, clientMsgId: string, text: string) =>
-    this.call<Message>('POST', `/dialogs/${dialogId}/messages`, { client_msg_id: clientMsgId, type: 'text', text })
+  sendMessage = (dialogId: number, clientMsgId: string, text: string, attachment?: OutgoingAttachment) =>
+    this.call<Message>('POST', `/dialogs/${dialogId}/messages`, {
+      client_msg_id: clientMsgId,
+      type: attachment?.type ?? 'text',
+      text,
+      ...(attachment && { attachment_id: attachment.attachment_id }),
+    })
+  /** Replaces the text of an own message; answers it with `edited_at` set. */
+  editMessage = (dialogId: number, messageId: number, text: string) =>
+    this.call<Message>('PATCH', `/dialogs/${dialogId}/messages/${messageId}`, { text })
+  /** Deletes an own message for everyone (again: nothing happens). */
+  deleteMessage = (dialogId: number, messageId: number) => this.call<void>('DELETE', `/dialogs/${dialogId}/messages/${messageId}`)
+  react = (dialogId: number, messageId: number, emoji: string) =>
+    this.call<void>('PUT', `/dialogs/${dialogId}/messages/${messageId}/reactions/${encodeURIComponent(emoji)}`)
+  unreact = (dialogId: number, messageId: number, emoji: string) =>
+    this.call<void>('DELETE', `/dialogs/${dialogId}/messages/${messageId}/reactions/${encodeURIComponent(emoji)}`)
+  /** Messages of the caller's dialogs (or one) holding every word of `q`, newest first. */
+  search = (q: string, query: SearchQuery = {}) =>
+    this.call<SearchPageBody>('GET', `/search/messages${qs({ q, dialog_id: query.dialogId, before_id: query.beforeId, limit: query.limit })}`)
+  block = (userId: number) => this.call<void>('PUT', `/users/${userId}/block`)
+  unblock = (userId: number) => this.call<void>('DELETE', `/users/${userId}/block`)
+  blocked = async () => (await this.call<{ users: User[] }>('GET', '/users/blocked')).users
+  /** Uploads a file (multipart, one part named `file`); its content type is decided by the server from the bytes. */
+  upload = (file: Blob, name: string) => {
+    const form = new FormData()
+    form.append('file', file, name)
+    return this.call<Upload>('POST', '/uploads', form)
+  }
+  vapidPublicKey = async () => (await this.call<{ key: string }>('GET', '/push/vapid-public-key', undefined, false)).key
+  /** Registers this browser's push subscription for this session (again: nothing new). */
+  subscribePush = (subscription: PushSubscriptionBody) => this.call<{ endpoint: string }>('POST', '/push/subscriptions', subscription)
+  unsubscribePush = (endpoint: string) => this.call<void>('DELETE', '/push/subscriptions', { endpoint })
   readUpTo = (dialogId: number, lastReadMessageId: number) =>
     this.call<ReadStateBody>('POST', `/dialogs/${dialogId}/read_up_to`, { last_read_message_id: lastReadMessageId })
 }

@@ -8,18 +8,18 @@
  *   chat.connect()
  *   await chat.send(dialogId, 'hi').sent
  */
-import { Api, type ApiOptions, type HistoryQuery, type Session } from './api'
+import { Api, type ApiOptions, type HistoryQuery, type OutgoingAttachment, type SearchQuery, type Session } from './api'
 import { Emitter, type EventOf } from './emitter'
 import { ChatError } from './errors'
 import { Outbox, type PendingMessage, type SavedMessage } from './outbox'
 import { ReconnectingSocket, type Backoff, type WebSocketLike } from './socket'
-import type { Dialog, HistoryPageBody, Message, Receipt, ServerFrame } from './types'
+import type { Attachment, Dialog, HistoryPageBody, Message, PushSubscriptionBody, Reaction, Receipt, ServerFrame } from './types'
 
 export { Api } from './api'
 export { ChatError } from './errors'
 export { newClientMsgId } from './outbox'
 export { backoffDelay } from './socket'
-export type { HistoryQuery, PendingMessage, SavedMessage, Session }
+export type { HistoryQuery, OutgoingAttachment, PendingMessage, SavedMessage, SearchQuery, Session }
 export type * from './types'
 
 /**
@@ -37,6 +37,15 @@ export interface ClientEvents {
   dialog: { dialog: Dialog; created: boolean }
   /** Each message once, in `seq` order within its dialog: live, caught up after a reconnect, or a gap filled. */
   message: { message: Message }
+  /**
+   * A message changed after it was reported (edited, deleted, its reactions): live (`message:edited`) or
+   * found by the catch-up after a reconnect. The message as it is now; replace your copy.
+   */
+  changed: { message: Message }
+  /** A message was deleted for everyone (live): it keeps its place, with `deleted: true` and no text. */
+  deleted: { dialog_id: number; message_id: number }
+  /** A message's reactions changed (live): the whole set as it is now. */
+  reactions: { dialog_id: number; message_id: number; reactions: Reaction[] }
   /** An own unacknowledged message changed state (queued, sending, sent, failed). */
   pending: { pending: PendingMessage }
   /** Someone's delivered or read watermark moved. */
@@ -65,6 +74,8 @@ export interface ChatClientOptions extends ApiOptions {
 interface Cursor {
   lastId: number
   lastSeq: number
+  /** The highest dialog version applied: the catch-up asks for the changes after it. */
+  version: number
   filling: boolean
   held: Message[]
 }
@@ -126,10 +137,17 @@ export class ChatClient {
     )
     this.outbox = new Outbox(
       (entry) =>
-        this.socket.send({ type: 'message:send', dialog_id: entry.dialog_id, client_msg_id: entry.client_msg_id, msg_type: 'text', text: entry.text }),
+        this.socket.send({
+          type: 'message:send',
+          dialog_id: entry.dialog_id,
+          client_msg_id: entry.client_msg_id,
+          msg_type: entry.attachment?.type ?? 'text',
+          text: entry.text,
+          ...(entry.attachment && { attachment_id: entry.attachment.attachment_id }),
+        }),
       (pending) => this.emitter.emit('pending', { pending }),
     )
-    for (const saved of options.outbox ?? []) this.outbox.add(saved.dialog_id, saved.text, saved.client_msg_id, saved.created_at)
+    for (const saved of options.outbox ?? []) this.outbox.add(saved.dialog_id, saved.text, saved.client_msg_id, saved.created_at, saved.attachment)
   }
 
   // ---- session ---------------------------------------------------------------------------------
@@ -231,6 +249,55 @@ export class ChatClient {
     return this.outbox.add(dialogId, text, clientMsgId)
   }
 
+  /**
+   * Queues an image or file message (an upload from `upload()`), with an optional caption, through the
+   * same outbox as text: shown pending at once, sent once with its client_msg_id, however many reconnects.
+   */
+  sendAttachment(dialogId: number, uploadId: number, type: 'image' | 'file', caption = '', clientMsgId?: string): PendingMessage {
+    this.stopTyping(dialogId)
+    return this.outbox.add(dialogId, caption, clientMsgId, undefined, { type, attachment_id: uploadId })
+  }
+
+  /** Uploads a file for `sendAttachment`; the server decides its content type from the bytes. */
+  upload = (file: Blob, name: string) => this.api.upload(file, name)
+
+  /**
+   * The address of an attachment with the access token in the query, for `<img src>` and download links
+   * (which cannot send an Authorization header). Valid while the access token is: render it again after
+   * a refresh.
+   */
+  attachmentUrl(attachment: Pick<Attachment, 'url'>): string {
+    const token = this.api.session?.access_token ?? ''
+    return `${this.api.baseUrl}${attachment.url}?access_token=${encodeURIComponent(token)}`
+  }
+
+  // ---- changing messages -----------------------------------------------------------------------
+
+  /** Replaces the text of an own message; everyone's `changed` event follows (this client's too). */
+  edit = (dialogId: number, messageId: number, text: string) => this.api.editMessage(dialogId, messageId, text)
+  /** Deletes an own message for everyone; everyone's `deleted` event follows. */
+  remove = (dialogId: number, messageId: number) => this.api.deleteMessage(dialogId, messageId)
+  react = (dialogId: number, messageId: number, emoji: string) => this.api.react(dialogId, messageId, emoji)
+  unreact = (dialogId: number, messageId: number, emoji: string) => this.api.unreact(dialogId, messageId, emoji)
+
+  /** Messages holding every word of `q` (prefixes too), newest first; `dialogId` narrows it to one dialog. */
+  search = (q: string, query: SearchQuery = {}) => this.api.search(q, query)
+
+  // ---- blocking --------------------------------------------------------------------------------
+
+  /** While either blocks the other, sends between them fail with `blocked`; history stays readable. */
+  block = (userId: number) => this.api.block(userId)
+  unblock = (userId: number) => this.api.unblock(userId)
+  blocked = () => this.api.blocked()
+
+  // ---- push ------------------------------------------------------------------------------------
+
+  /** The server's VAPID key, for `pushManager.subscribe({ applicationServerKey })`. */
+  vapidPublicKey = () => this.api.vapidPublicKey()
+  /** Registers a `PushSubscription.toJSON()` for this session: pushes come while no connection is up. */
+  subscribePush = (subscription: PushSubscriptionBody) => this.api.subscribePush(subscription)
+  unsubscribePush = (endpoint: string) => this.api.unsubscribePush(endpoint)
+
   /** Unacknowledged messages, oldest first. */
   pending(): PendingMessage[] {
     return this.outbox.pending()
@@ -279,7 +346,7 @@ export class ChatClient {
   private follow(dialog: Dialog): boolean {
     if (this.cursors.has(dialog.id)) return false
     const last = dialog.last_message
-    this.cursors.set(dialog.id, { lastId: last?.id ?? 0, lastSeq: last?.seq ?? 0, filling: false, held: [] })
+    this.cursors.set(dialog.id, { lastId: last?.id ?? 0, lastSeq: last?.seq ?? 0, version: dialog.version, filling: false, held: [] })
     return true
   }
 
@@ -291,9 +358,21 @@ export class ChatClient {
     for (const cursor of this.cursors.values()) cursor.filling = true
     try {
       const known = new Set(this.cursors.keys())
-      for (const dialog of await this.dialogs()) this.emitter.emit('dialog', { dialog, created: !known.has(dialog.id) })
-      // Later (the changes API): one `changed_after` call per dialog here brings edits and deletions too.
-      await Promise.all([...this.cursors.keys()].filter((id) => known.has(id)).map((id) => this.fill(id, generation)))
+      const versions = new Map<number, number>()
+      for (const dialog of await this.dialogs()) {
+        versions.set(dialog.id, dialog.version)
+        this.emitter.emit('dialog', { dialog, created: !known.has(dialog.id) })
+      }
+      await Promise.all(
+        [...this.cursors.keys()]
+          .filter((id) => known.has(id))
+          .map(async (id) => {
+            // Taken before the fill: new messages raise the version past the edits made before them.
+            const since = this.cursors.get(id)!.version
+            await this.fill(id, generation)
+            if ((versions.get(id) ?? 0) > since) await this.changesSince(id, since, generation)
+          }),
+      )
       if (generation !== this.generation) return
       if (this.socket.authenticated) {
         this.socket.healthy()
@@ -323,12 +402,33 @@ export class ChatClient {
     for (const message of held) this.ingest(message)
   }
 
+  /** Edits, deletions and reactions made while away: messages already reported come again as `changed`. */
+  private async changesSince(dialogId: number, since: number, generation: number): Promise<void> {
+    const cursor = this.cursors.get(dialogId)!
+    for (let after = since; ; ) {
+      const page = await this.api.history(dialogId, { changed_after: after, limit: PAGE })
+      if (generation !== this.generation) return
+      for (const message of page.messages) {
+        if (message.seq <= cursor.lastSeq) this.emitter.emit('changed', { message })
+        cursor.version = Math.max(cursor.version, message.version)
+      }
+      const last = page.messages.at(-1)
+      if (!page.has_more || !last) return
+      after = last.version
+    }
+  }
+
+  private applied(dialogId: number, version: number): void {
+    const cursor = this.cursors.get(dialogId)
+    if (cursor) cursor.version = Math.max(cursor.version, version)
+  }
+
   /** A message from the wire (new or acked): reported once, in order; a gap in seq is filled first. */
   private ingest(message: Message): void {
     let cursor = this.cursors.get(message.dialog_id)
     if (!cursor) {
       // A dialog this client has not seen (its dialog:new is still on its way): follow it from the start.
-      cursor = { lastId: 0, lastSeq: 0, filling: false, held: [] }
+      cursor = { lastId: 0, lastSeq: 0, version: 0, filling: false, held: [] }
       this.cursors.set(message.dialog_id, cursor)
       void this.api.dialog(message.dialog_id).then(
         (dialog) => this.emitter.emit('dialog', { dialog, created: true }),
@@ -351,6 +451,7 @@ export class ChatClient {
     if (message.seq <= cursor.lastSeq) return
     cursor.lastSeq = message.seq
     cursor.lastId = Math.max(cursor.lastId, message.id)
+    cursor.version = Math.max(cursor.version, message.version)
     const me = this.api.session?.user.id
     if (message.sender_id !== me) {
       this.peerStoppedTyping(message.dialog_id, message.sender_id)
@@ -367,6 +468,15 @@ export class ChatClient {
       case 'message:ack':
         this.outbox.ack(frame.client_msg_id, frame.message)
         return this.ingest(frame.message)
+      case 'message:edited':
+        this.applied(frame.message.dialog_id, frame.message.version)
+        return this.emitter.emit('changed', { message: frame.message })
+      case 'message:deleted':
+        this.applied(frame.dialog_id, frame.version)
+        return this.emitter.emit('deleted', { dialog_id: frame.dialog_id, message_id: frame.message_id })
+      case 'message:reactions':
+        this.applied(frame.dialog_id, frame.version)
+        return this.emitter.emit('reactions', { dialog_id: frame.dialog_id, message_id: frame.message_id, reactions: frame.reactions })
       case 'message:status': {
         const { type: _, ...receipt } = frame
         this.emitter.emit('receipt', receipt)

@@ -1,4 +1,5 @@
 import { ChatError } from './errors'
+import type { OutgoingAttachment } from './api'
 import type { Message } from './types'
 
 export type PendingState = 'queued' | 'sending' | 'sent' | 'failed'
@@ -7,7 +8,10 @@ export type PendingState = 'queued' | 'sending' | 'sent' | 'failed'
 export interface PendingMessage {
   readonly client_msg_id: string
   readonly dialog_id: number
+  /** The text, or an attachment's caption. */
   readonly text: string
+  /** An image or file being sent (an upload of this user's). */
+  readonly attachment?: OutgoingAttachment
   readonly created_at: string
   state: PendingState
   /** The stored message, once acknowledged. */
@@ -25,7 +29,7 @@ interface Entry extends PendingMessage {
 }
 
 /** What to store of an unacknowledged message to send it after a restart of the app (`ChatClient.outbox`). */
-export type SavedMessage = Pick<PendingMessage, 'client_msg_id' | 'dialog_id' | 'text' | 'created_at'>
+export type SavedMessage = Pick<PendingMessage, 'client_msg_id' | 'dialog_id' | 'text' | 'created_at' | 'attachment'>
 
 /** Errors that say the message itself will never be accepted as it is; anything else is retried. */
 const FINAL = new Set(['validation_failed', 'not_found', 'blocked', 'forbidden', 'bad_request', 'payload_too_large'])
@@ -51,7 +55,13 @@ export class Outbox {
     private readonly changed: (entry: PendingMessage) => void,
   ) {}
 
-  add(dialogId: number, text: string, clientMsgId = newClientMsgId(), createdAt = new Date().toISOString()): PendingMessage {
+  add(
+    dialogId: number,
+    text: string,
+    clientMsgId = newClientMsgId(),
+    createdAt = new Date().toISOString(),
+    attachment?: OutgoingAttachment,
+  ): PendingMessage {
     const existing = this.entries.get(clientMsgId)
     if (existing) return existing
     let resolve!: (message: Message) => void
@@ -62,7 +72,7 @@ export class Outbox {
     })
     // A caller that never awaits `sent` should not get an unhandled rejection for a message shown as failed.
     sent.catch(() => {})
-    const entry: Entry = { client_msg_id: clientMsgId, dialog_id: dialogId, text, created_at: createdAt, state: 'queued', sent, resolve, reject }
+    const entry: Entry = { client_msg_id: clientMsgId, dialog_id: dialogId, text, attachment, created_at: createdAt, state: 'queued', sent, resolve, reject }
     this.entries.set(clientMsgId, entry)
     this.changed(entry)
     this.flushOne(entry)
@@ -78,7 +88,7 @@ export class Outbox {
   saved(): SavedMessage[] {
     return this.pending()
       .filter((p) => p.state !== 'failed')
-      .map(({ client_msg_id, dialog_id, text, created_at }) => ({ client_msg_id, dialog_id, text, created_at }))
+      .map(({ client_msg_id, dialog_id, text, created_at, attachment }) => ({ client_msg_id, dialog_id, text, created_at, attachment }))
   }
 
   /** After (re)authentication: send every message not yet acknowledged, in order. */
@@ -127,7 +137,7 @@ export class Outbox {
     const entry = this.entries.get(clientMsgId)
     if (!entry || entry.state !== 'failed') return entry
     this.entries.delete(clientMsgId)
-    return this.add(entry.dialog_id, entry.text, clientMsgId)
+    return this.add(entry.dialog_id, entry.text, clientMsgId, undefined, entry.attachment)
   }
 
   /** Gives up on a message that has not been acknowledged. */

@@ -6,8 +6,11 @@ import type { Static } from '@sinclair/typebox'
 import type { TokenPair } from '../auth/model'
 import type { DialogList, DialogSchema } from '../dialogs/model'
 import type { ErrorCode } from '../errors'
-import type { HistoryPage, MessageSchema, ReadState, StatusEvent } from '../messages/model'
+import type { AttachmentSchema, DeletedEvent, HistoryPage, MessageSchema, ReactionSchema, ReactionsEvent, ReadState, StatusEvent } from '../messages/model'
+import type { SubscribeBody } from '../push/model'
 import type { ClientFrame } from '../realtime/protocol'
+import type { SearchPage } from '../search/model'
+import type { UploadSchema } from '../uploads/model'
 import type { UserSchema } from '../users/model'
 
 export type User = Static<typeof UserSchema>
@@ -19,6 +22,15 @@ export type TokenPairBody = Static<typeof TokenPair>
 export type DialogListBody = Static<typeof DialogList>
 export type HistoryPageBody = Static<typeof HistoryPage>
 export type ReadStateBody = Static<typeof ReadState>
+export type Reaction = Static<typeof ReactionSchema>
+/** An image or file as a Message shows it; `url` is relative to the server (see `ChatClient.attachmentUrl`). */
+export type Attachment = Static<typeof AttachmentSchema>
+/** What POST /uploads answers: an upload not yet sent in any message. */
+export type Upload = Static<typeof UploadSchema>
+export type SearchPageBody = Static<typeof SearchPage>
+/** The browser's `PushSubscription.toJSON()`, as the server takes it. */
+export type PushSubscriptionBody = Static<typeof SubscribeBody>
+export type { DeletedEvent, ReactionsEvent }
 export type { ClientFrame, ErrorCode }
 
 /** A receipt: the user's delivered or read watermark moved (for `read`, `message_id` is the new watermark). */
@@ -29,6 +41,9 @@ export type ServerFrame =
   | { type: 'auth:ok'; user_id: number }
   | { type: 'message:ack'; client_msg_id: string; message: Message }
   | { type: 'message:new'; message: Message }
+  | { type: 'message:edited'; message: Message }
+  | ({ type: 'message:deleted' } & DeletedEvent)
+  | ({ type: 'message:reactions' } & ReactionsEvent)
   | ({ type: 'message:status' } & Receipt)
   | { type: 'typing'; dialog_id: number; user_id: number; state: 'start' | 'stop' }
   | { type: 'presence'; user_id: number; online: boolean; last_seen_at: string }

@@ -1,19 +1,11 @@
 import { Elysia, t } from 'elysia'
 import { authGuard, bearer } from '../auth/guard'
 import type { AuthService } from '../auth/service'
-import { ParamId } from '../shared/ids'
 import { pathOf } from '../http/host'
+import { ParamId } from '../shared/ids'
+import { UploadSchema } from './model'
 import type { UploadService } from './service'
 import { contentDisposition, isImage } from './sniff'
-
-export const UploadSchema = t.Object({
-  id: t.Integer(),
-  name: t.String(),
-  content_type: t.String(),
-  size: t.Integer(),
-  sha256: t.String(),
-  created_at: t.String({ format: 'date-time' }),
-})
 
 /** POST /uploads: its body is streamed by the route itself, so the edge neither limits nor parses it. */
 export const isUploadRequest = (request: Request) => request.method === 'POST' && pathOf(request.url) === '/uploads'

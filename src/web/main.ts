@@ -1,6 +1,7 @@
-import { ChatClient, ChatError, type SavedMessage, type Session } from '../client'
+import { ChatClient, ChatError, type Attachment, type Message, type SavedMessage, type Session } from '../client'
 import { h } from './dom'
 import { connectStore, initialState, type State } from './store'
+import { pushSupported, subscribe } from './push'
 import { authView } from './views/auth'
 import { conversationView } from './views/conversation'
 import { sidebarView } from './views/sidebar'
@@ -8,7 +9,7 @@ import { sidebarView } from './views/sidebar'
 /*
  * The web app: the state lives in one object (store.ts), the client library's events update it, and
  * render() brings the views up to date. The app never calls fetch or opens a socket: the client does.
- * Later features (edit, reactions, search, attachments) are new actions here and new parts of a view.
+ * Each feature is an action here (a call of the client, then the state changed) and a part of a view.
  */
 
 const SESSION_KEY = 'bun-chat.session'
@@ -50,7 +51,11 @@ function describe(error: unknown): string {
     case 'validation_failed':
       return humanField(error)
     case 'blocked':
-      return 'You cannot message this person.'
+      return 'You cannot message this person: one of you has blocked the other.'
+    case 'forbidden':
+      return 'Only the sender can change a message.'
+    case 'payload_too_large':
+      return 'That file is too large to send.'
     default:
       return error.message ? `${error.message[0]!.toUpperCase()}${error.message.slice(1)}.` : 'Something went wrong.'
   }
@@ -124,13 +129,117 @@ const actions = {
     render()
   },
   send: (dialogId: number, text: string) => void client.send(dialogId, text),
+  async edit(dialogId: number, messageId: number, text: string) {
+    state.editing = null
+    const current = state.chats.get(dialogId)?.messages.get(messageId)
+    if (current?.text !== text) await attempt(() => client.edit(dialogId, messageId, text))
+    render()
+  },
+  startEdit(dialogId: number, messageId: number) {
+    state.editing = { dialogId, messageId }
+    state.reacting = null
+    render()
+  },
+  cancelEdit() {
+    state.editing = null
+    render()
+  },
+  async remove(dialogId: number, messageId: number) {
+    if (state.editing?.messageId === messageId) state.editing = null
+    await attempt(() => client.remove(dialogId, messageId))
+  },
+  pick(messageId: number | null) {
+    state.reacting = messageId
+    render()
+  },
+  async toggleReaction(dialogId: number, messageId: number, emoji: string) {
+    state.reacting = null
+    render()
+    const me = state.session?.user.id ?? 0
+    const mine = state.chats.get(dialogId)?.messages.get(messageId)?.reactions.some((r) => r.emoji === emoji && r.user_ids.includes(me))
+    await attempt(() => (mine ? client.unreact(dialogId, messageId, emoji) : client.react(dialogId, messageId, emoji)))
+  },
+  /** Uploads each file, then sends it through the outbox as a photo or a file (the server's sniffed type decides). */
+  async attach(dialogId: number, files: File[], caption: string) {
+    for (const [i, file] of files.entries()) {
+      state.uploading++
+      render()
+      try {
+        const upload = await client.upload(file, file.name || 'pasted image.png')
+        const type = upload.content_type.startsWith('image/') ? 'image' : 'file'
+        client.sendAttachment(dialogId, upload.id, type, i === 0 ? caption : '')
+      } catch (error) {
+        state.alert = `Not sent: ${describe(error)}`
+      } finally {
+        state.uploading--
+        render()
+      }
+    }
+  },
+  async toggleBlock(userId: number) {
+    const blocked = state.blocked.has(userId)
+    await attempt(async () => {
+      await (blocked ? client.unblock(userId) : client.block(userId))
+      if (blocked) state.blocked.delete(userId)
+      else state.blocked.add(userId)
+    })
+  },
+  async search(query: string) {
+    const asked = ++searches
+    state.search.query = query
+    if (!query) {
+      state.search.results = null
+      return render()
+    }
+    try {
+      const page = await client.search(query, { limit: 20 })
+      if (asked === searches) state.search.results = page.messages
+    } catch (error) {
+      if (asked === searches) state.alert = describe(error)
+    }
+    render()
+  },
+  async openResult(message: Message) {
+    ++searches
+    state.search = { query: '', results: null }
+    await actions.open(message.dialog_id)
+  },
+  async enablePush() {
+    state.push = 'busy'
+    render()
+    try {
+      state.push = (await subscribe(client, true)) ? 'on' : 'available'
+    } catch (error) {
+      state.push = pushSupported() && Notification.permission !== 'denied' ? 'available' : 'unsupported'
+      state.alert = `Notifications could not be turned on: ${error instanceof Error ? error.message : String(error)}`
+    }
+    render()
+  },
+  dismissAlert() {
+    state.alert = null
+    render()
+  },
   typing: (dialogId: number) => client.typing(dialogId),
   retry: (clientMsgId: string) => void client.retry(clientMsgId),
+  attachmentUrl: (attachment: Attachment) => client.attachmentUrl(attachment),
   back() {
     state.openId = null
     sessionStorage.removeItem(OPEN_KEY)
     render()
   },
+}
+
+let searches = 0
+
+/** Runs a call of the client; a failure is shown in words (role="alert"). */
+async function attempt(call: () => Promise<unknown>): Promise<void> {
+  try {
+    await call()
+    state.alert = null
+  } catch (error) {
+    state.alert = describe(error)
+  }
+  render()
 }
 
 async function authenticate(attempt: () => Promise<Session>) {
@@ -150,7 +259,7 @@ async function authenticate(attempt: () => Promise<Session>) {
 const auth = authView(actions)
 const sidebar = sidebarView(actions)
 const conversation = conversationView(actions)
-const shell = h('div', { class: 'shell' }, sidebar.status, sidebar.element, conversation.element)
+const shell = h('div', { class: 'shell' }, sidebar.status, sidebar.alert, sidebar.element, conversation.element)
 
 /** Brings the page up to date with the state, at most once per frame. */
 function render(): void {
@@ -203,11 +312,17 @@ function start(session: Session | null): void {
   state = initialState(session)
   connectStore(client, state, render, visible)
   for (const pending of client.pending()) state.pending.set(pending.client_msg_id, pending)
-  const reopen = Number(sessionStorage.getItem(OPEN_KEY)) || null
+  // A notification's click opens the app at /?dialog=<id>: that chat, once its dialog is known.
+  const asked = new URL(location.href).searchParams.get('dialog')
+  if (asked) history.replaceState(null, '', '/')
+  const reopen = Number(asked) || Number(sessionStorage.getItem(OPEN_KEY)) || null
   client.on('session', ({ session: next }) => {
     const wasSignedIn = state.session !== null
     state.session = next
-    if (next && !wasSignedIn) client.connect()
+    if (next && !wasSignedIn) {
+      client.connect()
+      signedIn(false)
+    }
     if (!next && wasSignedIn) {
       // Ended here (log out) or by the server: start over with a clean client and state.
       sessionStorage.removeItem(OPEN_KEY)
@@ -226,11 +341,51 @@ function start(session: Session | null): void {
     if (pending.state === 'failed') state.alert = `Message not sent: ${describe(pending.error)}`
     if (state.session) localStorage.setItem(outboxKey(state.session), JSON.stringify(client.saved()))
   })
-  if (session) client.connect()
+  if (session) {
+    client.connect()
+    signedIn(true)
+  }
   render()
 }
 
+/** After sign-in: whom this user blocks, and push notifications (renewed silently on later starts). */
+function signedIn(resumed: boolean): void {
+  const mine = client
+  mine.blocked().then(
+    (users) => {
+      if (mine !== client) return
+      state.blocked = new Set(users.map((u) => u.id))
+      render()
+    },
+    () => {},
+  )
+  if (!pushSupported() || Notification.permission === 'denied') return
+  state.push = 'available'
+  if (!resumed || Notification.permission !== 'granted') return
+  subscribe(mine, false).then(
+    (on) => {
+      if (mine === client && on) state.push = 'on'
+      render()
+    },
+    () => {},
+  )
+}
+
+/** The service worker: a click on a notification while the app is open switches to that chat. */
+if ('serviceWorker' in navigator)
+  navigator.serviceWorker.addEventListener('message', (event: MessageEvent) => {
+    const data = event.data as { type?: string; dialog_id?: number } | null
+    if (data?.type === 'push:open' && typeof data.dialog_id === 'number' && state.session) void actions.open(data.dialog_id)
+  })
+
 document.addEventListener('visibilitychange', render)
+// An open emoji picker closes on Escape or a click anywhere else.
+document.addEventListener('click', (event) => {
+  if (state.reacting !== null && !(event.target as Element).closest('.picker, button.react')) actions.pick(null)
+})
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && state.reacting !== null) actions.pick(null)
+})
 addEventListener('online', () => client.reconnectNow())
 // Another tab signed out: follow it.
 addEventListener('storage', (event: StorageEvent) => {

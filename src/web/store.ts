@@ -1,5 +1,8 @@
 import type { ChatClient, ConnectionState, Dialog, Message, MessageStatus, PendingMessage, Session } from '../client'
 
+/** Whether this browser can get push notifications, and whether this session has subscribed. */
+export type PushState = 'unsupported' | 'available' | 'busy' | 'on'
+
 /** One chat as the app knows it: the server's dialog, the messages loaded so far, and the peer's typing. */
 export interface Chat {
   dialog: Dialog
@@ -22,6 +25,16 @@ export interface State {
   /** What went wrong, in words (shown with role="alert"). */
   alert: string | null
   busy: boolean
+  /** Users this user blocks. */
+  blocked: Set<number>
+  /** The own message whose text the composer is editing. */
+  editing: { dialogId: number; messageId: number } | null
+  /** The message whose emoji picker is open. */
+  reacting: number | null
+  search: { query: string; results: Message[] | null }
+  /** Files being uploaded, not yet queued as messages. */
+  uploading: number
+  push: PushState
 }
 
 export const initialState = (session: Session | null): State => ({
@@ -33,7 +46,21 @@ export const initialState = (session: Session | null): State => ({
   pending: new Map(),
   alert: null,
   busy: false,
+  blocked: new Set(),
+  editing: null,
+  reacting: null,
+  search: { query: '', results: null },
+  uploading: 0,
+  push: 'unsupported',
 })
+
+/** What a message says in one line (chat list, search results). */
+export function summary(message: Message): string {
+  if (message.deleted) return 'Message deleted'
+  if (message.type === 'image') return message.text ? `Photo: ${message.text}` : 'Photo'
+  if (message.type === 'file') return `File: ${message.text || message.attachment?.name || ''}`
+  return message.text
+}
 
 const RANK: Record<MessageStatus, number> = { sent: 0, delivered: 1, read: 2 }
 
@@ -83,6 +110,22 @@ export function connectStore(client: ChatClient, state: State, changed: () => vo
     add(message)
     changed()
   })
+  /** A message already shown changed: replace it, and the chat list's preview if it is the last one. */
+  const change = (dialogId: number, messageId: number, update: (message: Message) => Message) => {
+    const chat = state.chats.get(dialogId)
+    if (!chat) return
+    const current = chat.messages.get(messageId)
+    if (current) chat.messages.set(messageId, update(current))
+    const last = chat.dialog.last_message
+    if (last?.id === messageId) chat.dialog.last_message = update(last)
+    if (state.editing?.messageId === messageId && chat.messages.get(messageId)?.deleted) state.editing = null
+    changed()
+  }
+  client.on('changed', ({ message }) => change(message.dialog_id, message.id, () => message))
+  client.on('deleted', ({ dialog_id, message_id }) =>
+    change(dialog_id, message_id, (m) => ({ ...m, deleted: true, text: '', attachment: null, reactions: [] })),
+  )
+  client.on('reactions', ({ dialog_id, message_id, reactions }) => change(dialog_id, message_id, (m) => ({ ...m, reactions })))
   client.on('pending', ({ pending }) => {
     if (pending.state !== 'sent') state.pending.set(pending.client_msg_id, pending)
     else {

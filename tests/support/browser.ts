@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { chromium, type Browser } from 'playwright-core'
+import { chromium, type Browser, type Page } from 'playwright-core'
 
 /** The system Chromium (Debian's package; `.ci/run` installs it when missing). */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -41,4 +41,12 @@ export function freePort(): number {
   const port = probe.port!
   probe.stop(true)
   return port
+}
+
+/** Signs up through the web app's form, found by its accessible names; resolves once signed in. */
+export async function signUp(page: Page, username: string, password: string): Promise<void> {
+  await page.getByLabel('Username').fill(username)
+  await page.getByLabel('Password').fill(password)
+  await page.getByRole('button', { name: 'Sign up' }).click()
+  await page.getByRole('button', { name: 'Log out' }).waitFor()
 }

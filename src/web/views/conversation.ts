@@ -1,10 +1,22 @@
-import type { Message, PendingMessage } from '../../client'
+import type { Attachment, Message, PendingMessage } from '../../client'
 import { attr, h, keyed, text } from '../dom'
 import { dayKey, dayLabel, lastSeen, timeLabel } from '../format'
 import { statusOf, type Chat, type State } from '../store'
 
 export interface ConversationActions {
   send(dialogId: number, text: string): void
+  edit(dialogId: number, messageId: number, text: string): void
+  startEdit(dialogId: number, messageId: number): void
+  cancelEdit(): void
+  remove(dialogId: number, messageId: number): void
+  /** Opens (or with null closes) a message's emoji picker. */
+  pick(messageId: number | null): void
+  /** Adds the own reaction, or takes it back when it is there. */
+  toggleReaction(dialogId: number, messageId: number, emoji: string): void
+  attach(dialogId: number, files: File[], caption: string): void
+  toggleBlock(userId: number): void
+  /** `<img src>` and download links: the address with the access token in it. */
+  attachmentUrl(attachment: Attachment): string
   typing(dialogId: number): void
   loadOlder(dialogId: number): void
   retry(clientMsgId: string): void
@@ -19,6 +31,11 @@ type Row =
 
 const TICKS = { sent: '✓', delivered: '✓✓', read: '✓✓', pending: '🕓', failed: '!' } as const
 const WORDS = { sent: 'Sent', delivered: 'Delivered', read: 'Read', pending: 'Sending', failed: 'Not sent' } as const
+/** The picker's choice: the reactions people use most. */
+const EMOJI = ['👍', '❤️', '😂', '😮', '😢', '🎉'] as const
+
+const size = (bytes: number) =>
+  bytes < 1024 ? `${bytes} B` : bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(0)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`
 
 /** The open chat: who, the log of messages with day separators and ticks, typing, and the composer. */
 export function conversationView(actions: ConversationActions) {
@@ -27,13 +44,25 @@ export function conversationView(actions: ConversationActions) {
   const older = h('button', { type: 'button', class: 'link older', hidden: true }, 'Load older messages')
   const log = h('div', { role: 'log', 'aria-label': 'Messages', class: 'log', tabindex: '0' })
   const input = h('textarea', { id: 'composer', rows: 1, placeholder: 'Write a message', autocomplete: 'off', enterkeyhint: 'send' })
+  const picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1' })
+  const attach = h('button', { type: 'button', class: 'icon', 'aria-label': 'Attach', title: 'Attach a photo or file' }, '+')
+  const editing = h(
+    'div',
+    { class: 'editing', hidden: true },
+    h('span', {}, 'Editing message'),
+    h('button', { type: 'button', class: 'link', onclick: () => actions.cancelEdit() }, 'Cancel edit'),
+  )
+  const uploading = h('p', { class: 'uploading muted', hidden: true }, 'Uploading…')
   const form = h(
     'form',
     { class: 'composer' },
     h('label', { for: 'composer', class: 'sr-only' }, 'Message'),
+    attach,
+    picker,
     input,
     h('button', { type: 'submit', class: 'primary' }, 'Send'),
   )
+  const block = h('button', { type: 'button', class: 'link block' }, 'Block')
   const empty = h('div', { class: 'placeholder' }, h('p', {}, 'Pick a chat, or start one with “Find user”.'))
   const pane = h(
     'section',
@@ -43,19 +72,43 @@ export function conversationView(actions: ConversationActions) {
       { class: 'bar' },
       h('button', { type: 'button', class: 'back', 'aria-label': 'Back to chats', onclick: () => actions.back() }, '‹'),
       h('div', { class: 'title' }, title, subtitle),
+      block,
     ),
     older,
     log,
+    editing,
+    uploading,
     form,
   )
   const element = h('div', { class: 'conversation' }, empty, pane)
   let openId: number | null = null
+  let editingId: number | null = null
+
+  attach.addEventListener('click', () => picker.click())
+  picker.addEventListener('change', () => {
+    const files = Array.from(picker.files ?? [])
+    picker.value = ''
+    if (openId === null || !files.length) return
+    actions.attach(openId, files, input.value.trim())
+    input.value = ''
+    grow()
+  })
+  // A pasted image (a screenshot) is sent as a photo; pasted text stays text.
+  input.addEventListener('paste', (event) => {
+    const files = Array.from(event.clipboardData?.files ?? []).filter((file) => file.type.startsWith('image/'))
+    if (openId === null || !files.length) return
+    event.preventDefault()
+    actions.attach(openId, files, input.value.trim())
+    input.value = ''
+    grow()
+  })
 
   form.addEventListener('submit', (event) => {
     event.preventDefault()
     const value = input.value
     if (openId === null || !value.trim()) return
-    actions.send(openId, value)
+    if (editingId !== null) actions.edit(openId, editingId, value)
+    else actions.send(openId, value)
     input.value = ''
     grow()
   })
@@ -65,10 +118,14 @@ export function conversationView(actions: ConversationActions) {
       event.preventDefault()
       form.requestSubmit()
     }
+    if (event.key === 'Escape' && editingId !== null) {
+      event.preventDefault()
+      actions.cancelEdit()
+    }
   })
   input.addEventListener('input', () => {
     grow()
-    if (openId !== null && input.value.trim()) actions.typing(openId)
+    if (openId !== null && input.value.trim() && editingId === null) actions.typing(openId)
   })
   older.addEventListener('click', () => openId !== null && actions.loadOlder(openId))
   const grow = () => {
@@ -81,8 +138,52 @@ export function conversationView(actions: ConversationActions) {
     return h(
       'div',
       { class: 'msg' },
+      h('div', { class: 'attachment' }),
       h('p', { class: 'text' }),
-      h('span', { class: 'meta' }, h('time', {}), h('span', { class: 'ticks', 'aria-hidden': 'true' }), h('span', { class: 'sr-only word' })),
+      h('div', { class: 'reactions' }),
+      h(
+        'span',
+        { class: 'meta' },
+        h('span', { class: 'edited' }),
+        h('time', {}),
+        h('span', { class: 'ticks', 'aria-hidden': 'true' }),
+        h('span', { class: 'sr-only word' }),
+      ),
+      h(
+        'div',
+        { class: 'actions' },
+        h('button', { type: 'button', class: 'link react', 'aria-haspopup': 'true' }, 'React'),
+        h('button', { type: 'button', class: 'link edit' }, 'Edit'),
+        h('button', { type: 'button', class: 'link delete' }, 'Delete'),
+      ),
+      h(
+        'div',
+        { class: 'picker', role: 'group', 'aria-label': 'Reactions to add', hidden: true },
+        ...EMOJI.map((emoji) => h('button', { type: 'button', class: 'emoji', 'data-emoji': emoji }, emoji)),
+      ),
+    )
+  }
+
+  /** An image that failed with an access token refreshed since: once more, with the current one. */
+  const retryImage = (attachment: Attachment) => (event: Event) => {
+    const img = event.currentTarget as HTMLImageElement
+    const url = actions.attachmentUrl(attachment)
+    if (img.dataset.retried || img.src.endsWith(url)) return
+    img.dataset.retried = 'true'
+    img.src = url
+  }
+
+  /** The image shown inline, or a download link for any other file; made once per attachment. */
+  const showAttachment = (slot: HTMLElement, attachment: Attachment | null | undefined, isImage: boolean) => {
+    const key = attachment ? String(attachment.id) : ''
+    if (slot.dataset.id === key) return
+    slot.dataset.id = key
+    if (!attachment) return slot.replaceChildren()
+    const url = actions.attachmentUrl(attachment)
+    slot.replaceChildren(
+      isImage
+        ? h('a', { href: url, target: '_blank', rel: 'noopener' }, h('img', { src: url, alt: attachment.name, decoding: 'async', onerror: retryImage(attachment) }))
+        : h('a', { href: url, download: attachment.name, class: 'file' }, `↓ ${attachment.name}`, h('span', { class: 'muted' }, ` ${size(attachment.size)}`)),
     )
   }
 
@@ -94,7 +195,51 @@ export function conversationView(actions: ConversationActions) {
     const status = message ? (own ? statusOf(message, chat.dialog) : undefined) : row.kind === 'pending' ? (row.pending.state === 'failed' ? 'failed' : 'pending') : undefined
     element.className = `msg ${own ? 'own' : 'theirs'}`
     attr(element, 'data-status', status ?? null)
-    text(element.querySelector('.text')!, message?.text ?? (row.kind === 'pending' ? row.pending.text : ''))
+    const deleted = message?.deleted ?? false
+    element.classList.toggle('deleted', deleted)
+    element.classList.toggle('being-edited', !!message && state.editing?.messageId === message.id)
+    const body = deleted ? 'Message deleted' : (message?.text ?? (row.kind === 'pending' ? row.pending.text : ''))
+    const textEl = element.querySelector('.text') as HTMLElement
+    text(textEl, body)
+    textEl.hidden = !body
+    const slot = element.querySelector('.attachment') as HTMLElement
+    if (row.kind === 'pending' && row.pending.attachment) text(slot, row.pending.attachment.type === 'image' ? 'Sending photo…' : 'Sending file…')
+    else showAttachment(slot, message?.attachment, message?.type === 'image')
+    text(element.querySelector('.edited')!, message?.edited_at && !deleted ? 'edited' : '')
+    // Reactions: one button per emoji with its count; pressed when it includes mine.
+    const reactions = element.querySelector('.reactions') as HTMLElement
+    const list = message && !deleted ? message.reactions : []
+    reactions.hidden = !list.length
+    keyed(
+      reactions,
+      list,
+      (r) => r.emoji,
+      () => h('button', { type: 'button', class: 'chip' }),
+      (chip, r) => {
+        text(chip, `${r.emoji} ${r.user_ids.length}`)
+        attr(chip, 'aria-pressed', me !== undefined && r.user_ids.includes(me) ? 'true' : 'false')
+        chip.onclick = () => actions.toggleReaction(chat.dialog.id, message!.id, r.emoji)
+      },
+    )
+    const actionsEl = element.querySelector('.actions') as HTMLElement
+    actionsEl.hidden = !message || deleted
+    const editButton = element.querySelector('button.edit') as HTMLButtonElement
+    const deleteButton = element.querySelector('button.delete') as HTMLButtonElement
+    editButton.hidden = deleteButton.hidden = !own || message?.type !== 'text'
+    // Attachments have no text to edit; they can still be deleted.
+    if (own && message && message.type !== 'text') deleteButton.hidden = false
+    const pickerEl = element.querySelector('.picker') as HTMLElement
+    const picking = !!message && !deleted && state.reacting === message.id
+    pickerEl.hidden = !picking
+    const reactButton = element.querySelector('button.react') as HTMLButtonElement
+    attr(reactButton, 'aria-expanded', picking ? 'true' : 'false')
+    if (message) {
+      reactButton.onclick = () => actions.pick(picking ? null : message.id)
+      editButton.onclick = () => actions.startEdit(chat.dialog.id, message.id)
+      deleteButton.onclick = () => actions.remove(chat.dialog.id, message.id)
+      for (const button of pickerEl.querySelectorAll<HTMLButtonElement>('button.emoji'))
+        button.onclick = () => actions.toggleReaction(chat.dialog.id, message.id, button.dataset.emoji!)
+    }
     const at = message?.created_at ?? (row.kind === 'pending' ? row.pending.created_at : '')
     const time = element.querySelector('time')!
     attr(time, 'datetime', at)
@@ -130,6 +275,26 @@ export function conversationView(actions: ConversationActions) {
       text(subtitle, chat.peerTyping ? 'typing…' : peer.online ? 'online' : lastSeen(peer.last_seen_at))
       attr(subtitle, 'data-typing', chat.peerTyping)
       older.hidden = !chat.hasMore
+      const blocked = state.blocked.has(peer.id)
+      text(block, blocked ? 'Unblock' : 'Block')
+      block.onclick = () => actions.toggleBlock(peer.id)
+      uploading.hidden = state.uploading === 0
+      attr(input, 'placeholder', blocked ? 'You blocked this person' : 'Write a message')
+
+      // Editing: the composer holds the message's text until it is sent or the edit is cancelled.
+      const target = state.editing?.dialogId === chat.dialog.id ? chat.messages.get(state.editing.messageId) : undefined
+      const nextEditing = target && !target.deleted ? target.id : null
+      if (nextEditing !== editingId) {
+        const was = editingId
+        editingId = nextEditing
+        if (target && nextEditing !== null) {
+          input.value = target.text
+          input.focus()
+          input.setSelectionRange(input.value.length, input.value.length)
+        } else if (was !== null) input.value = ''
+        grow()
+      }
+      editing.hidden = editingId === null
 
       const atBottom = switched || log.scrollHeight - log.scrollTop - log.clientHeight < 48
       const firstBefore = log.querySelector('.msg') as HTMLElement | null

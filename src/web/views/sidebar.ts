@@ -1,11 +1,16 @@
 import { attr, h, keyed, text } from '../dom'
+import type { Message } from '../../client'
 import { shortWhen } from '../format'
-import { chatList, type Chat, type State } from '../store'
+import { chatList, summary, type Chat, type State } from '../store'
 
 export interface SidebarActions {
   startChat(username: string): void
   open(dialogId: number): void
   logout(): void
+  search(query: string): void
+  openResult(message: Message): void
+  enablePush(): void
+  dismissAlert(): void
 }
 
 /** Who is signed in, the connection's status, "Find user", and the chat list (newest activity first). */
@@ -13,7 +18,32 @@ export function sidebarView(actions: SidebarActions) {
   const me = h('strong', { class: 'me' })
   const status = h('p', { role: 'status', class: 'status' })
   const find = h('input', { id: 'find-user', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'exact username', required: true })
-  const alert = h('p', { role: 'alert', class: 'alert', hidden: true })
+  const alertText = h('span', {})
+  const alert = h(
+    'div',
+    { role: 'alert', class: 'alert toast', hidden: true },
+    alertText,
+    h('button', { type: 'button', class: 'link', 'aria-label': 'Dismiss', onclick: () => actions.dismissAlert() }, '✕'),
+  )
+  const notify = h('button', { type: 'button', class: 'link notify', hidden: true, onclick: () => actions.enablePush() }, 'Notify me')
+  const query = h('input', { id: 'search', type: 'text', autocomplete: 'off', placeholder: 'Search messages', enterkeyhint: 'search' })
+  const results = h('ul', { 'aria-label': 'Search results', class: 'results', hidden: true })
+  const noResults = h('p', { class: 'muted empty', hidden: true }, 'No messages found.')
+  let searchTimer: ReturnType<typeof setTimeout> | undefined
+  /*
+   * The search box is shown on demand: its name, "Search messages", contains "Message", so while shown
+   * a non-exact lookup of the composer ("Message") finds two textboxes.
+   */
+  const toggle = h('button', { type: 'button', class: 'link', 'aria-expanded': 'false', 'aria-controls': 'search-form' }, 'Search')
+  const closeSearch = () => {
+    clearTimeout(searchTimer)
+    query.value = ''
+    actions.search('')
+  }
+  query.addEventListener('input', () => {
+    clearTimeout(searchTimer)
+    searchTimer = setTimeout(() => actions.search(query.value.trim()), 250)
+  })
   const list = h('ul', { 'aria-label': 'Chats', class: 'chats' })
   const empty = h('p', { class: 'muted empty' }, 'No chats yet. Find someone by their username to start one.')
   const element = h(
@@ -26,6 +56,25 @@ export function sidebarView(actions: SidebarActions) {
       me,
       h('button', { type: 'button', class: 'link', onclick: () => actions.logout() }, 'Log out'),
     ),
+    h('div', { class: 'tools' }, toggle, notify),
+    h(
+      'form',
+      {
+        class: 'find search',
+        id: 'search-form',
+        role: 'search',
+        hidden: true,
+        onsubmit: (event: Event) => {
+          event.preventDefault()
+          clearTimeout(searchTimer)
+          actions.search(query.value.trim())
+        },
+      },
+      h('label', { for: 'search', class: 'sr-only' }, 'Search messages'),
+      query,
+    ),
+    results,
+    noResults,
     h(
       'form',
       {
@@ -39,10 +88,25 @@ export function sidebarView(actions: SidebarActions) {
       find,
       h('button', { type: 'submit' }, 'Start chat'),
     ),
-    alert,
     list,
     empty,
   )
+
+  const searchForm = element.querySelector('#search-form') as HTMLFormElement
+  toggle.addEventListener('click', () => {
+    const open = searchForm.hidden
+    searchForm.hidden = !open
+    attr(toggle, 'aria-expanded', open)
+    if (open) query.focus()
+    else closeSearch()
+  })
+  query.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return
+    closeSearch()
+    searchForm.hidden = true
+    attr(toggle, 'aria-expanded', false)
+    toggle.focus()
+  })
 
   const createItem = () => {
     const button = h('button', { type: 'button', class: 'chat' })
@@ -66,7 +130,7 @@ export function sidebarView(actions: SidebarActions) {
     text(button.querySelector('.presence-word')!, dialog.peer.online ? ' (online)' : '')
     const last = dialog.last_message
     const mine = last && last.sender_id === state.session?.user.id
-    text(button.querySelector('.preview')!, chat.peerTyping ? 'typing…' : last ? `${mine ? 'You: ' : ''}${last.text}` : dialog.peer.online ? 'online' : '')
+    text(button.querySelector('.preview')!, chat.peerTyping ? 'typing…' : last ? `${mine ? 'You: ' : ''}${summary(last)}` : dialog.peer.online ? 'online' : '')
     const when = button.querySelector('time')!
     const at = last?.created_at ?? dialog.created_at
     attr(when, 'datetime', at)
@@ -81,12 +145,41 @@ export function sidebarView(actions: SidebarActions) {
     element,
     /** Shown over either pane (on a phone only one is visible). */
     status,
+    alert,
     update(state: State) {
       text(me, state.session?.user.username ?? '')
       text(element.querySelector('.avatar.small')!, (state.session?.user.username ?? '?').slice(0, 1).toUpperCase())
       text(status, statusText(state))
       alert.hidden = !state.alert
-      text(alert, state.alert ?? '')
+      text(alertText, state.alert ?? '')
+      notify.hidden = state.push === 'unsupported' || state.push === 'on'
+      attr(notify, 'disabled', state.push === 'busy')
+      const found = state.search.results
+      results.hidden = !found?.length
+      noResults.hidden = !found || found.length > 0
+      keyed(
+        results,
+        found ?? [],
+        (m) => String(m.id),
+        () => h('li', {}, h('button', { type: 'button', class: 'chat result' }, h('span', { class: 'who' }, h('span', { class: 'name' }), h('span', { class: 'preview' })), h('time', { class: 'when' }))),
+        (li, message) => {
+          const button = li.firstElementChild as HTMLButtonElement
+          button.onclick = () => actions.openResult(message)
+          const chat = state.chats.get(message.dialog_id)
+          const sender = message.sender_id === state.session?.user.id ? 'You' : (chat?.dialog.peer.username ?? '')
+          text(button.querySelector('.name')!, chat ? `${chat.dialog.peer.username}` : 'Chat')
+          text(button.querySelector('.preview')!, `${sender}: ${summary(message)}`)
+          const when = button.querySelector('time')!
+          attr(when, 'datetime', message.created_at)
+          text(when, shortWhen(new Date(message.created_at)))
+        },
+      )
+      // A result was opened: the search is done.
+      if (!state.search.query && !searchForm.hidden && document.activeElement !== query) {
+        query.value = ''
+        searchForm.hidden = true
+        attr(toggle, 'aria-expanded', false)
+      }
       const chats = chatList(state)
       keyed(list, chats, (chat) => String(chat.dialog.id), createItem, updateItem(state))
       empty.hidden = chats.length > 0 || state.connection !== 'live'

@@ -1,0 +1,304 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { createECDH, randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core'
+import { uniqueName } from './support/app'
+import { chromiumAvailable, launchChromium, signUp } from './support/browser'
+import { freshDatabase, type FreshDatabase } from './support/databases'
+import { freePort } from './support/ports'
+import { http, startServer, type ServerProcess } from './support/server-process'
+
+/*
+ * The web app's later abilities in headless Chromium, found by accessible names: edit, delete, reactions,
+ * search, attachments, blocking, push notifications and opening a chat from a notification's address.
+ * The tests run in order and share the pages.
+ */
+
+const PASSWORD = 'correct horse battery'
+const T = 30_000
+const SCREENSHOT_DIR = join(tmpdir(), 'bun-chat-screenshots')
+const DOCS_SCREENSHOT = join(import.meta.dir, '..', 'docs', 'screenshot.png')
+
+describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, search, attachments, blocking, push', () => {
+  let db: FreshDatabase
+  let server: ServerProcess
+  let dataDir: string
+  let browser: Browser
+  const contexts: BrowserContext[] = []
+  let alice: Page
+  let bob: Page
+  let dialogId = 0
+  const names = { alice: uniqueName('alice'), bob: uniqueName('bob'), carol: uniqueName('carol') }
+  const consoleErrors: string[] = []
+
+  const watch = (page: Page, label: string) => {
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(`${label}: ${message.text()}`)
+    })
+    page.on('pageerror', (error) => consoleErrors.push(`${label}: ${error.message}`))
+  }
+
+  const newContext = async () => {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 760 } })
+    contexts.push(context)
+    return context
+  }
+
+  const newPage = async (label: string, context?: BrowserContext, path = '/') => {
+    const page = await (context ?? (await newContext())).newPage()
+    watch(page, label)
+    await page.goto(`http://${server.base}${path}`)
+    return page
+  }
+
+  const startChat = async (page: Page, username: string) => {
+    await page.getByRole('textbox', { name: 'Find user' }).fill(username)
+    await page.getByRole('button', { name: 'Start chat' }).click()
+    await page.getByRole('heading', { name: username }).waitFor()
+  }
+  const log = (page: Page) => page.getByRole('log', { name: 'Messages' })
+  const composer = (page: Page) => page.getByRole('textbox', { name: 'Message', exact: true })
+  const write = async (page: Page, text: string) => {
+    await composer(page).fill(text)
+    await composer(page).press('Enter')
+  }
+  /** One message of the open chat, by its text. */
+  const row = (page: Page, text: string): Locator => log(page).locator('.msg').filter({ hasText: text })
+  const token = async (page: Page) => JSON.parse((await page.evaluate(() => localStorage.getItem('bun-chat.session')))!).access_token as string
+
+  beforeAll(async () => {
+    db = await freshDatabase('sqlite')
+    dataDir = mkdtempSync(join(tmpdir(), 'bun-chat-web-'))
+    server = await startServer(db.target, { PORT: String(freePort()), DATA_DIR: dataDir })
+    browser = await launchChromium()
+    alice = await newPage('alice')
+    bob = await newPage('bob')
+    await signUp(alice, names.alice, PASSWORD)
+    await signUp(bob, names.bob, PASSWORD)
+    await startChat(alice, names.bob)
+    await write(alice, 'Original text')
+    await bob.getByRole('list', { name: 'Chats' }).getByRole('button', { name: new RegExp(names.alice) }).click()
+    await row(bob, 'Original text').waitFor()
+    const session = await token(alice)
+    dialogId = (await http(server.base, 'GET', '/dialogs', undefined, session)).body.dialogs[0].id
+  }, 60_000)
+
+  afterAll(async () => {
+    for (const context of contexts) await context.close().catch(() => {})
+    await browser?.close()
+    server?.proc.kill('SIGKILL')
+    await server?.exited
+    await db?.drop()
+    rmSync(dataDir, { recursive: true, force: true })
+  }, 30_000)
+
+  test('an edit is seen live by the peer, marked "edited"', async () => {
+    const own = row(alice, 'Original text')
+    await own.hover()
+    await own.getByRole('button', { name: 'Edit' }).click()
+    await expect(composer(alice).inputValue()).resolves.toBe('Original text')
+    await write(alice, 'Edited text')
+    const theirs = row(bob, 'Edited text')
+    await theirs.getByText('edited', { exact: true }).waitFor()
+    expect(await row(bob, 'Original text').count()).toBe(0)
+    // The peer cannot edit or delete it.
+    expect(await theirs.getByRole('button', { name: 'Edit' }).count()).toBe(0)
+    expect(await theirs.getByRole('button', { name: 'Delete' }).count()).toBe(0)
+  }, T)
+
+  test('a reaction is seen by the peer as a button with its count; pressing it again takes it back', async () => {
+    const theirs = row(bob, 'Edited text')
+    await theirs.hover()
+    await theirs.getByRole('button', { name: 'React' }).click()
+    await theirs.getByRole('button', { name: '👍', exact: true }).click()
+    await row(alice, 'Edited text').getByRole('button', { name: '👍 1' }).waitFor()
+    await theirs.getByRole('button', { name: '👍 1' }).click()
+    await row(alice, 'Edited text').getByRole('button', { name: '👍 1' }).waitFor({ state: 'detached' })
+    // Both react: the count says 2.
+    await theirs.hover()
+    await theirs.getByRole('button', { name: 'React' }).click()
+    await theirs.getByRole('button', { name: '❤️', exact: true }).click()
+    const own = row(alice, 'Edited text')
+    await own.getByRole('button', { name: '❤️ 1' }).waitFor()
+    await own.getByRole('button', { name: '❤️ 1' }).click()
+    await theirs.getByRole('button', { name: '❤️ 2' }).waitFor()
+  }, T)
+
+  test('a delete is seen live by the peer: "Message deleted" in its place', async () => {
+    await write(alice, 'Delete me')
+    await row(bob, 'Delete me').waitFor()
+    const own = row(alice, 'Delete me')
+    await own.hover()
+    await own.getByRole('button', { name: 'Delete' }).click()
+    await row(bob, 'Message deleted').waitFor()
+    expect(await row(bob, 'Delete me').count()).toBe(0)
+    await row(alice, 'Message deleted').waitFor()
+    expect(await row(bob, 'Message deleted').getByRole('button', { name: 'React' }).count()).toBe(0)
+  }, T)
+
+  test('search finds a message and opens its chat', async () => {
+    expect((await http(server.base, 'POST', '/auth/register', { username: names.carol, password: PASSWORD })).status).toBe(201)
+    await startChat(bob, names.carol)
+    await write(bob, 'Hello Carol')
+    await row(bob, 'Hello Carol').waitFor()
+    await bob.getByRole('button', { name: 'Search', exact: true }).click()
+    await bob.getByRole('textbox', { name: 'Search messages' }).fill('edit')
+    await bob.getByRole('textbox', { name: 'Search messages' }).press('Enter')
+    const results = bob.getByRole('list', { name: 'Search results' })
+    const hit = results.getByRole('listitem').filter({ hasText: 'Edited text' })
+    await hit.waitFor()
+    expect(await results.getByRole('listitem').count()).toBe(1)
+    await hit.getByRole('button').click()
+    await bob.getByRole('heading', { name: names.alice }).waitFor()
+    await row(bob, 'Edited text').waitFor()
+    await results.waitFor({ state: 'hidden' })
+  }, T)
+
+  test('an image attached with the picker is shown inline on the peer’s side', async () => {
+    // A picture drawn in the page: a real PNG, decoded by the browser on the other side.
+    const base64 = await alice.evaluate<string>(`(() => {
+      const canvas = document.createElement('canvas')
+      canvas.width = 480
+      canvas.height = 300
+      const g = canvas.getContext('2d')
+      const sky = g.createLinearGradient(0, 0, 0, 300)
+      sky.addColorStop(0, '#ffb36b')
+      sky.addColorStop(1, '#5b8cff')
+      g.fillStyle = sky
+      g.fillRect(0, 0, 480, 300)
+      g.fillStyle = '#fff3c4'
+      g.beginPath()
+      g.arc(340, 120, 46, 0, Math.PI * 2)
+      g.fill()
+      g.fillStyle = '#23365f'
+      g.beginPath()
+      g.moveTo(0, 300); g.lineTo(140, 150); g.lineTo(260, 260); g.lineTo(360, 170); g.lineTo(480, 300)
+      g.fill()
+      return canvas.toDataURL('image/png').split(',')[1]
+    })()`)
+    const chooser = alice.waitForEvent('filechooser')
+    await alice.getByRole('button', { name: 'Attach' }).click()
+    await (await chooser).setFiles({ name: 'sunset.png', mimeType: 'image/png', buffer: Buffer.from(base64, 'base64') })
+    const image = log(bob).getByRole('img', { name: 'sunset.png' })
+    await image.waitFor()
+    await bob.waitForFunction(`[...document.querySelectorAll('[role=log] img')].some((img) => img.complete && img.naturalWidth === 480)`)
+    expect(await image.evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth)).toBe(480)
+    await log(alice).getByRole('img', { name: 'sunset.png' }).waitFor()
+
+    // Any other file is a download link.
+    const chooser2 = alice.waitForEvent('filechooser')
+    await alice.getByRole('button', { name: 'Attach' }).click()
+    await (await chooser2).setFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('plain words') })
+    const link = log(bob).getByRole('link', { name: /notes\.txt/ })
+    await link.waitFor()
+    expect(await link.getAttribute('download')).toBe('notes.txt')
+
+    // An image pasted into the composer (a screenshot) is sent as a photo, the typed text as its caption.
+    await composer(alice).fill('Pasted')
+    await alice.evaluate(`(async () => {
+      const canvas = document.createElement('canvas')
+      canvas.width = 64
+      canvas.height = 40
+      canvas.getContext('2d').fillRect(0, 0, 64, 40)
+      const blob = await new Promise((done) => canvas.toBlob(done, 'image/png'))
+      const data = new DataTransfer()
+      data.items.add(new File([blob], 'clip.png', { type: 'image/png' }))
+      const input = document.getElementById('composer')
+      input.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }))
+    })()`)
+    const pasted = row(bob, 'Pasted').getByRole('img', { name: 'clip.png' })
+    await pasted.waitFor()
+    await bob.waitForFunction(`[...document.querySelectorAll('[role=log] img')].some((img) => img.alt === 'clip.png' && img.naturalWidth === 64)`)
+    await expect(composer(alice).inputValue()).resolves.toBe('')
+
+    // The picture for the docs: an edited message, reactions and an image.
+    await write(bob, 'What a view! 😍')
+    await row(alice, 'What a view!').waitFor()
+    await alice.mouse.move(0, 0)
+    await alice.waitForFunction(`[...document.querySelectorAll('[role=log] img')].every((img) => img.complete && img.naturalWidth > 0)`)
+    mkdirSync(SCREENSHOT_DIR, { recursive: true })
+    await alice.screenshot({ path: join(SCREENSHOT_DIR, 'features.png') })
+    copyFileSync(join(SCREENSHOT_DIR, 'features.png'), DOCS_SCREENSHOT)
+  }, T)
+
+  test('blocking the peer makes the peer’s send show an alert; unblocking lets it through', async () => {
+    await alice.getByRole('button', { name: 'Block', exact: true }).click()
+    await alice.getByRole('button', { name: 'Unblock' }).waitFor()
+    await write(bob, 'Are you there?')
+    await expect(bob.getByRole('alert').textContent()).resolves.toContain('cannot message')
+    expect(await bob.getByRole('alert').isVisible()).toBe(true)
+    expect(await log(alice).getByText('Are you there?').count()).toBe(0)
+    await alice.getByRole('button', { name: 'Unblock' }).click()
+    await alice.getByRole('button', { name: 'Block', exact: true }).waitFor()
+    await write(bob, 'Back again')
+    await row(alice, 'Back again').waitFor()
+  }, T)
+
+  test('no horizontal scrolling at 390 px wide with images and reactions', async () => {
+    await alice.setViewportSize({ width: 390, height: 800 })
+    await log(alice).waitFor()
+    expect(await alice.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')).toBeLessThanOrEqual(0)
+    await alice.emulateMedia({ colorScheme: 'dark' })
+    await alice.screenshot({ path: join(SCREENSHOT_DIR, 'features-phone-dark.png') })
+    await alice.emulateMedia({ colorScheme: 'light' })
+    await alice.setViewportSize({ width: 1100, height: 760 })
+  }, T)
+
+  test('a notification’s address (/?dialog=<id>) opens that chat', async () => {
+    const page = await newPage('alice, second tab', alice.context(), `/?dialog=${dialogId}`)
+    await page.getByRole('heading', { name: names.bob }).waitFor()
+    await row(page, 'Edited text').waitFor()
+    expect(new URL(page.url()).search).toBe('')
+    await page.close()
+  }, T)
+
+  test('"Notify me" after sign-in subscribes this browser and registers it with the server', async () => {
+    // Headless Chromium has no push service to reach here: PushManager is replaced by one that hands out a
+    // subscription with a real P-256 key and records the server key it was asked to use.
+    const ecdh = createECDH('prime256v1')
+    ecdh.generateKeys()
+    const subscription = {
+      endpoint: `http://127.0.0.1:9/push/${randomBytes(8).toString('hex')}`,
+      keys: { p256dh: ecdh.getPublicKey('base64url'), auth: randomBytes(16).toString('base64url') },
+    }
+    const context = await newContext()
+    await context.grantPermissions(['notifications'])
+    await context.addInitScript((sub) => {
+      const w = globalThis as unknown as { __pushKey?: string; __sub?: unknown; PushManager: { prototype: Record<string, unknown> } }
+      w.PushManager.prototype.getSubscription = async () => w.__sub ?? null
+      w.PushManager.prototype.subscribe = async (options: { applicationServerKey: Uint8Array }) => {
+        w.__pushKey = btoa(String.fromCharCode(...new Uint8Array(options.applicationServerKey))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+        w.__sub = { endpoint: sub.endpoint, options, toJSON: () => ({ ...sub, expirationTime: null }), unsubscribe: async () => true }
+        return w.__sub
+      }
+    }, subscription)
+    const carol = await newPage('carol', context)
+    await carol.getByLabel('Username').fill(names.carol)
+    await carol.getByLabel('Password').fill(PASSWORD)
+    await carol.getByRole('button', { name: 'Log in' }).click()
+    const notify = carol.getByRole('button', { name: 'Notify me' })
+    await notify.waitFor()
+    await notify.click()
+    await notify.waitFor({ state: 'hidden' })
+    expect(consoleErrors.filter((e) => e.startsWith('carol'))).toEqual([])
+    // It was made with the server's key, and the server has it for this session: registering it again is 200, not 201.
+    const key = (await http(server.base, 'GET', '/push/vapid-public-key')).body.key
+    expect(await carol.evaluate<string>('window.__pushKey')).toBe(key)
+    const again = await http(server.base, 'POST', '/push/subscriptions', subscription, await token(carol))
+    expect(again.status).toBe(200)
+    // The service worker the app registered controls the page's scope.
+    expect(await carol.evaluate<string>(`navigator.serviceWorker.ready.then((r) => r.active.scriptURL)`)).toEndWith('/push/sw.js')
+
+    // A later start with the permission granted renews it silently: no button.
+    await carol.reload()
+    await carol.getByRole('button', { name: 'Log out' }).waitFor()
+    await carol.waitForFunction('window.__pushKey !== undefined')
+    await notify.waitFor({ state: 'hidden' })
+  }, T)
+
+  test('no errors in the browser console', () => {
+    expect(consoleErrors).toEqual([])
+  })
+})
