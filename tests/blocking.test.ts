@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { expectContractError, type Session } from './support/app'
-import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
-import { clusterEnv, redisAvailable } from './support/redis'
+import { dialects } from './support/databases'
+import { redisAvailable } from './support/redis'
 import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
+import { twoNodes } from './support/two-nodes'
 
 describe.each(dialects)('blocking on %s', (dialect) => {
   let live: LiveServer
@@ -115,27 +116,14 @@ describe.each(dialects)('blocking on %s', (dialect) => {
 
 /** Two nodes: a block made through one node holds on the other at once (its cache is told over Redis). */
 describe.skipIf(!redisAvailable).each(dialects)('blocking across two nodes on %s', (dialect) => {
-  const channel = `chat-test-blocks:${process.pid}:${dialect}:${Math.random().toString(36).slice(2)}`
-  let database: FreshDatabase
-  let a: LiveServer
-  let b: LiveServer
-  beforeAll(async () => {
-    database = await freshDatabase(dialect)
-    a = await startLive(dialect, clusterEnv(channel), database)
-    b = await startLive(dialect, clusterEnv(channel), database)
-  })
-  afterAll(async () => {
-    await a.close()
-    await b.close()
-    await database.drop()
-  })
+  const nodes = twoNodes(dialect, 'blocks')
 
   test('blocked on node A: sends from node B refused, typing and presence dropped; unblocked on A: they flow again', async () => {
-    const alice = await a.t.register()
-    const bob = await b.t.register()
-    const opened = await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.b.t.register()
+    const opened = await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
     const dialogId = opened.body.id
-    const [aliceOnA, bobOnB] = await Promise.all([Client.login(a.base, alice), Client.login(b.base, bob)])
+    const [aliceOnA, bobOnB] = await Promise.all([Client.login(nodes.a.base, alice), Client.login(nodes.b.base, bob)])
     // Node B has answered "not blocked" for this pair already: the block must reach its cache.
     bobOnB.send(sendFrame(dialogId, 'warm'))
     await bobOnB.next('message:ack')
@@ -143,11 +131,11 @@ describe.skipIf(!redisAvailable).each(dialects)('blocking across two nodes on %s
     expect(await aliceOnA.next('typing')).toMatchObject({ user_id: bob.user.id })
     await aliceOnA.next('message:new')
 
-    expect((await a.t.call('PUT', `/users/${bob.user.id}/block`, { token: alice.access_token })).status).toBe(204)
+    expect((await nodes.a.t.call('PUT', `/users/${bob.user.id}/block`, { token: alice.access_token })).status).toBe(204)
     bobOnB.send(sendFrame(dialogId, 'refused'))
     expect(await bobOnB.next('error')).toMatchObject({ code: 'blocked', client_msg_id: 'refused' })
     expectContractError(
-      await b.t.call('POST', `/dialogs/${dialogId}/messages`, {
+      await nodes.b.t.call('POST', `/dialogs/${dialogId}/messages`, {
         token: bob.access_token,
         body: { client_msg_id: 'rest', type: 'text', text: 'hi' },
       }),
@@ -159,11 +147,11 @@ describe.skipIf(!redisAvailable).each(dialects)('blocking across two nodes on %s
     // Bob goes offline and comes back on node B: alice, on node A, hears nothing of it.
     await aliceOnA.drain()
     await bobOnB.close()
-    const bobAgain = await Client.login(b.base, bob)
+    const bobAgain = await Client.login(nodes.b.base, bob)
     await Bun.sleep(150)
     expect((await aliceOnA.drain({ presence: true })).filter((f) => f.type === 'typing' || f.type === 'message:new' || f.type === 'presence')).toEqual([])
 
-    expect((await a.t.call('DELETE', `/users/${bob.user.id}/block`, { token: alice.access_token })).status).toBe(204)
+    expect((await nodes.a.t.call('DELETE', `/users/${bob.user.id}/block`, { token: alice.access_token })).status).toBe(204)
     bobAgain.send({ type: 'typing', dialog_id: dialogId, state: 'stop' })
     expect(await aliceOnA.next('typing')).toMatchObject({ user_id: bob.user.id, state: 'stop' })
     bobAgain.send(sendFrame(dialogId, 'again'))

@@ -1,27 +1,15 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import type { Session } from './support/app'
-import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
+import { dialects, freshDatabase } from './support/databases'
 import { RedisClient } from 'bun'
 import { clusterEnv, REDIS_URL, redisAvailable } from './support/redis'
 import { startServer } from './support/server-process'
-import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
+import { Client, sendFrame, type LiveServer } from './support/ws'
+import { twoNodes } from './support/two-nodes'
 
 /** Two nodes on one database, joined over Redis: each client talks to the node it connected to. */
 describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (dialect) => {
-  const channel = `chat-test:${process.pid}:${dialect}:${Math.random().toString(36).slice(2)}`
-  let database: FreshDatabase
-  let a: LiveServer
-  let b: LiveServer
-  beforeAll(async () => {
-    database = await freshDatabase(dialect)
-    a = await startLive(dialect, clusterEnv(channel), database)
-    b = await startLive(dialect, clusterEnv(channel), database)
-  })
-  afterAll(async () => {
-    await a.close()
-    await b.close()
-    await database.drop()
-  })
+  const nodes = twoNodes(dialect, 'cluster')
 
   const on = (node: LiveServer, session: Session) => Client.login(node.base, session)
   const peerOf = async (node: LiveServer, session: Session) =>
@@ -29,11 +17,11 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
   const peerOnline = async (node: LiveServer, session: Session) => (await peerOf(node, session)).online
 
   test('a dialog opened on one node reaches the peer on the other, and then its messages, receipts and typing do', async () => {
-    const alice = await a.t.register()
-    const bob = await b.t.register()
-    const [alice1, alice2, bob1] = await Promise.all([on(a, alice), on(b, alice), on(b, bob)])
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.b.t.register()
+    const [alice1, alice2, bob1] = await Promise.all([on(nodes.a, alice), on(nodes.b, alice), on(nodes.b, bob)])
 
-    const opened = await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const opened = await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
     expect(opened.status).toBe(201)
     const dialogId = opened.body.id
     expect((await bob1.next('dialog:new')).dialog).toMatchObject({ id: dialogId, peer: { id: alice.user.id } })
@@ -62,42 +50,42 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
   })
 
   test('a session revoked through one node closes its connections on the other', async () => {
-    const alice = await a.t.register()
-    const onB = await on(b, alice)
-    expect((await a.t.call('POST', '/auth/logout', { body: { refresh_token: alice.refresh_token } })).status).toBe(204)
+    const alice = await nodes.a.t.register()
+    const onB = await on(nodes.b, alice)
+    expect((await nodes.a.t.call('POST', '/auth/logout', { body: { refresh_token: alice.refresh_token } })).status).toBe(204)
     expect(await onB.next('error')).toMatchObject({ code: 'unauthorized' })
     expect((await onB.closed).code).toBe(4401)
   })
 
   test('presence counts connections on every node: online with the first anywhere, offline with the last', async () => {
-    const alice = await a.t.register()
-    const bob = await b.t.register()
-    await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
-    const watcher = await on(a, alice)
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.b.t.register()
+    await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(nodes.a, alice)
 
-    const bobOnB = await on(b, bob)
+    const bobOnB = await on(nodes.b, bob)
     expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
-    expect(await peerOnline(a, alice)).toBe(true)
+    expect(await peerOnline(nodes.a, alice)).toBe(true)
 
     // A second device on the other node, then the first closes: still online, nobody is told otherwise.
-    const bobOnA = await on(a, bob)
+    const bobOnA = await on(nodes.a, bob)
     await bobOnB.close()
     await Bun.sleep(200)
-    expect(await peerOnline(a, alice)).toBe(true)
+    expect(await peerOnline(nodes.a, alice)).toBe(true)
     expect((await watcher.drain({ presence: true })).filter((f) => f.online === false)).toEqual([])
 
     await bobOnA.close()
     expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: false })
-    expect(await peerOnline(a, alice)).toBe(false)
-    expect(await peerOnline(b, alice)).toBe(false)
+    expect(await peerOnline(nodes.a, alice)).toBe(false)
+    expect(await peerOnline(nodes.b, alice)).toBe(false)
     await watcher.close()
   })
 
   test('when Redis drops the nodes\' subscriptions, they subscribe again and messages cross once more', async () => {
-    const alice = await a.t.register()
-    const bob = await b.t.register()
-    const { body: opened } = await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
-    const [aliceWs, bobWs] = await Promise.all([on(a, alice), on(b, bob)])
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.b.t.register()
+    const { body: opened } = await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const [aliceWs, bobWs] = await Promise.all([on(nodes.a, alice), on(nodes.b, bob)])
     const admin = new RedisClient(REDIS_URL)
     await admin.send('CLIENT', ['KILL', 'TYPE', 'pubsub'])
     admin.close()
@@ -117,36 +105,36 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
     const texts: string[] = []
     while (texts.at(-1) !== 'text of last') texts.push((await bobWs.next('message:new')).message.text)
     expect(texts.filter((t) => t === 'text of once')).toHaveLength(1)
-    expect(await peerOnline(a, alice)).toBe(true)
+    expect(await peerOnline(nodes.a, alice)).toBe(true)
     await Promise.all([aliceWs.close(), bobWs.close()])
   })
 
   test('a node killed with SIGKILL: after three missed heartbeats the others tell its users\' peers they are offline', async () => {
-    const alice = await a.t.register()
-    const bob = await a.t.register()
-    await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
-    const watcher = await on(a, alice)
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.a.t.register()
+    await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(nodes.a, alice)
 
-    const node = await startServer(database.target, clusterEnv(channel))
+    const node = await startServer(nodes.database.target, clusterEnv(nodes.channel))
     const bobThere = await Client.login(`ws://${node.base}`, bob)
     expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
-    expect(await peerOnline(b, alice)).toBe(true)
+    expect(await peerOnline(nodes.b, alice)).toBe(true)
 
     node.proc.kill('SIGKILL')
     await node.exited
     const offline = await watcher.next('presence', 5_000)
     expect(offline).toMatchObject({ user_id: bob.user.id, online: false })
-    expect(await peerOf(a, alice)).toMatchObject({ online: false, last_seen_at: offline.last_seen_at })
+    expect(await peerOf(nodes.a, alice)).toMatchObject({ online: false, last_seen_at: offline.last_seen_at })
     await Promise.all([watcher.close(), bobThere.closed])
   })
 
   test('a node stopped with SIGTERM says goodbye: its users\' peers hear at once, not after the heartbeats', async () => {
-    const alice = await a.t.register()
-    const bob = await a.t.register()
-    await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
-    const watcher = await on(a, alice)
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.a.t.register()
+    await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(nodes.a, alice)
     // Heartbeats of a minute: only the goodbye can explain a quick offline.
-    const node = await startServer(database.target, clusterEnv(channel, 60_000))
+    const node = await startServer(nodes.database.target, clusterEnv(nodes.channel, 60_000))
     const bobThere = await Client.login(`ws://${node.base}`, bob)
     expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
 

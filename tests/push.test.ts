@@ -8,10 +8,11 @@ import { eq } from 'drizzle-orm'
 import { liveSubscriptions } from '../src/push/store'
 import { rows } from '../src/storage/database'
 import { createTestApp, expectContractError, TEST_SECRET, type Session } from './support/app'
-import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
+import { dialects } from './support/databases'
 import { Browser, LocalPushService, verifyVapid } from './support/push-service'
-import { clusterEnv, redisAvailable } from './support/redis'
+import { redisAvailable } from './support/redis'
 import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
+import { twoNodes } from './support/two-nodes'
 
 let service: LocalPushService
 beforeAll(() => {
@@ -425,42 +426,29 @@ describe.each(dialects)('Web Push options on %s', (dialect) => {
 })
 
 describe.skipIf(!redisAvailable).each(dialects)('Web Push across two nodes on %s', (dialect) => {
-  const channel = `chat-test:push:${process.pid}:${dialect}:${Math.random().toString(36).slice(2)}`
-  let database: FreshDatabase
-  let a: LiveServer
-  let b: LiveServer
-  beforeAll(async () => {
-    database = await freshDatabase(dialect)
-    a = await startLive(dialect, clusterEnv(channel), database)
-    b = await startLive(dialect, clusterEnv(channel), database)
-  }, 20_000)
-  afterAll(async () => {
-    await a.close()
-    await b.close()
-    await database.drop()
-  })
+  const nodes = twoNodes(dialect, 'push')
 
   test('a recipient online on either node gets no push; offline on both, one push', async () => {
-    const alice = await a.t.register()
-    const bob = await a.t.register()
-    const { body: dialog } = await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.a.t.register()
+    const { body: dialog } = await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
     const browser = new Browser(service)
-    expect((await b.t.call('POST', '/push/subscriptions', { token: bob.access_token, body: browser.subscription() })).status).toBe(201)
+    expect((await nodes.b.t.call('POST', '/push/subscriptions', { token: bob.access_token, body: browser.subscription() })).status).toBe(201)
     const send = async (text: string) =>
-      (await a.t.call('POST', `/dialogs/${dialog.id}/messages`, { token: alice.access_token, body: { client_msg_id: crypto.randomUUID(), type: 'text', text } })).body
+      (await nodes.a.t.call('POST', `/dialogs/${dialog.id}/messages`, { token: alice.access_token, body: { client_msg_id: crypto.randomUUID(), type: 'text', text } })).body
     const offlineEverywhere = async () => {
       for (let i = 0; i < 100; i++) {
-        const online = await Promise.all([a, b].map(async (n) => (await n.t.call('GET', `/dialogs/${dialog.id}`, { token: alice.access_token })).body.peer.online))
+        const online = await Promise.all([nodes.a, nodes.b].map(async (n) => (await n.t.call('GET', `/dialogs/${dialog.id}`, { token: alice.access_token })).body.peer.online))
         if (!online.includes(true)) return
         await Bun.sleep(20)
       }
     }
-    for (const node of [b, a]) {
+    for (const node of [nodes.b, nodes.a]) {
       const bobWs = await Client.login(node.base, bob)
       // Wait until node A (where Alice sends) knows Bob is online.
-      for (let i = 0; i < 100 && !(await a.t.call('GET', `/dialogs/${dialog.id}`, { token: alice.access_token })).body.peer.online; i++)
+      for (let i = 0; i < 100 && !(await nodes.a.t.call('GET', `/dialogs/${dialog.id}`, { token: alice.access_token })).body.peer.online; i++)
         await Bun.sleep(20)
-      const seen = await send(`while on ${node === a ? 'A' : 'B'}`)
+      const seen = await send(`while on ${node === nodes.a ? 'A' : 'B'}`)
       expect((await bobWs.next('message:new')).message.id).toBe(seen.id)
       await bobWs.close()
       await offlineEverywhere()

@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client'
 import type { Session } from './support/app'
-import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
+import { dialects } from './support/databases'
 import { MULTIPART, multipartBody } from './support/multipart'
-import { clusterEnv, redisAvailable } from './support/redis'
+import { redisAvailable } from './support/redis'
+import { twoNodes } from './support/two-nodes'
 import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
 
 /** The official socket.io-client against a listening server, events queued so none is lost between awaits. */
@@ -563,26 +564,13 @@ describe.each(dialects)('Socket.IO garbage floods on %s', (dialect) => {
 })
 
 describe.skipIf(!redisAvailable).each(dialects)('Socket.IO clients on two nodes over Redis, %s', (dialect) => {
-  const channel = `chat-test:sio:${process.pid}:${dialect}:${Math.random().toString(36).slice(2)}`
-  let database: FreshDatabase
-  let a: LiveServer
-  let b: LiveServer
-  beforeAll(async () => {
-    database = await freshDatabase(dialect)
-    a = await startLive(dialect, clusterEnv(channel), database)
-    b = await startLive(dialect, clusterEnv(channel), database)
-  })
-  afterAll(async () => {
-    await a.close()
-    await b.close()
-    await database.drop()
-  })
+  const nodes = twoNodes(dialect, 'sio')
 
   test('a Socket.IO client on each node: dialog:new, messages both ways, receipts and typing cross the nodes', async () => {
-    const alice = await a.t.register()
-    const bob = await b.t.register()
-    const [aliceIo, bobIo] = await Promise.all([login(a, alice), login(b, bob, { transports: ['polling'] })])
-    const opened = await a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.b.t.register()
+    const [aliceIo, bobIo] = await Promise.all([login(nodes.a, alice), login(nodes.b, bob, { transports: ['polling'] })])
+    const opened = await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
     const dialogId = opened.body.id
     expect((await bobIo.next('dialog:new')).dialog).toMatchObject({ id: dialogId, peer: { id: alice.user.id } })
 
