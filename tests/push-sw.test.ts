@@ -65,6 +65,20 @@ describe.skipIf(!chromiumAvailable)('service worker in Chromium', () => {
     return value
   }
 
+  /**
+   * Delivers the pushes, in order, again each second until the notifications pass `ok`: DevTools' delivery
+   * to a worker Chromium has just stopped for idleness is sometimes lost (about one run in five here),
+   * which is the harness's loss, not the worker's. Each round is the same pushes, so what is shown at the
+   * end is what these pushes show.
+   */
+  const deliverUntil = async (pushes: unknown[], ok: (list: Shown[]) => boolean): Promise<Shown[]> => {
+    let tries = 0
+    return until(async () => {
+      if (tries++ % 20 === 0) for (const data of pushes) await push(data)
+      return notifications()
+    }, ok)
+  }
+
   const payload = (dialogId: number, messageId: number, preview: string) => ({
     type: 'message:new',
     dialog_id: dialogId,
@@ -75,10 +89,10 @@ describe.skipIf(!chromiumAvailable)('service worker in Chromium', () => {
   })
 
   test('a push shows the sender and the preview, one notification per chat, the newest replacing the last', async () => {
-    await push(payload(7, 41, 'first'))
-    await push(payload(7, 42, 'hello there'))
-    await push(payload(8, 43, ''))
-    const shown = await until(notifications, (list) => list.length === 2 && list.some((n) => n.data?.message_id === 42))
+    const shown = await deliverUntil(
+      [payload(7, 41, 'first'), payload(7, 42, 'hello there'), payload(8, 43, '')],
+      (list) => list.length === 2 && list.some((n) => n.data?.message_id === 42) && list.some((n) => n.data?.message_id === 43),
+    )
     expect(shown.sort((a, b) => a.tag.localeCompare(b.tag))).toEqual([
       { title: 'alice', body: 'hello there', tag: 'dialog-7', data: { dialog_id: 7, message_id: 42 } },
       // With previews off the notification says only who wrote.
@@ -87,8 +101,7 @@ describe.skipIf(!chromiumAvailable)('service worker in Chromium', () => {
   }, 20_000)
 
   test('a push that is not a message is still shown (browsers require every push to be seen)', async () => {
-    await push('not json')
-    const shown = await until(notifications, (list) => list.some((n) => n.tag === 'chat'))
+    const shown = await deliverUntil(['not json'], (list) => list.some((n) => n.tag === 'chat'))
     expect(shown.find((n) => n.tag === 'chat')).toEqual({ title: 'New message', body: 'Sent you a message', tag: 'chat', data: {} })
   }, 20_000)
 })
