@@ -185,13 +185,16 @@ export function checkContent(type: MessageType, text: string | undefined, attach
     return checkText(text)
   }
   if (attachmentId === undefined) throw invalidField('attachment_id', `required for an ${type} message`)
-  if (text === undefined || text === '') return
-  if (unstorable(text)) throw invalidField('text', 'must be Unicode text without NUL characters')
-  if (charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
+  if (text !== undefined && text !== '') checkStorableText(text)
 }
 
 export function checkText(text: string): void {
   if (!/\S/.test(text)) throw invalidField('text', 'must not be only whitespace')
+  checkStorableText(text)
+}
+
+/** What any text (a message or a caption) must be: storable, and at most MAX_TEXT_CHARS characters. */
+function checkStorableText(text: string): void {
   if (unstorable(text)) throw invalidField('text', 'must be Unicode text without NUL characters')
   if (charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
 }
