@@ -108,6 +108,20 @@ describe('request and connection logs (JSON lines)', () => {
   })
 })
 
+
+/** Three failed logins, each claiming another client address in X-Forwarded-For: their statuses. */
+async function loginsFromThreeClaimedAddresses(base: string): Promise<number[]> {
+  const statuses = []
+  for (let i = 0; i < 3; i++) {
+    const res = await fetch(`http://${base}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': `198.51.100.${i}` },
+      body: JSON.stringify({ username: 'nobody', password: 'whatever-1' }),
+    })
+    statuses.push(res.status)
+  }
+  return statuses
+}
 describe('TRUST_PROXY', () => {
   const clientOf = async (server: Served, headers: Record<string, string>) => {
     const id = `t-${Math.random().toString(36).slice(2)}`
@@ -122,15 +136,7 @@ describe('TRUST_PROXY', () => {
       expect(await clientOf(server, { 'x-forwarded-for': '203.0.113.7' })).toBe('127.0.0.1')
       expect(await clientOf(server, { forwarded: 'for=203.0.113.8' })).toBe('127.0.0.1')
       // Every attempt shares the peer's bucket, whatever the header claims.
-      const statuses = []
-      for (let i = 0; i < 3; i++) {
-        const res = await fetch(`http://${server.base}/auth/login`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-forwarded-for': `198.51.100.${i}` },
-          body: JSON.stringify({ username: 'nobody', password: 'whatever-1' }),
-        })
-        statuses.push(res.status)
-      }
+      const statuses = await loginsFromThreeClaimedAddresses(server.base)
       expect(statuses).toEqual([401, 401, 429])
     } finally {
       await server.stop()
@@ -150,15 +156,7 @@ describe('TRUST_PROXY', () => {
       expect(await clientOf(server, { forwarded: 'for="[2001:db8::1]:4711"' })).toBe('2001:db8::1')
       // The client wrote its own header before the proxy appended the real address: only the real one counts.
       expect(await clientOf(server, { 'x-forwarded-for': '6.6.6.6, 203.0.113.9' })).toBe('203.0.113.9')
-      const statuses = []
-      for (let i = 0; i < 3; i++) {
-        const res = await fetch(`http://${server.base}/auth/login`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-forwarded-for': `198.51.100.${i}` },
-          body: JSON.stringify({ username: 'nobody', password: 'whatever-1' }),
-        })
-        statuses.push(res.status)
-      }
+      const statuses = await loginsFromThreeClaimedAddresses(server.base)
       expect(statuses).toEqual([401, 401, 401])
     } finally {
       await server.stop()
