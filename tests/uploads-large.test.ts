@@ -1,26 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { join } from 'node:path'
 import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
 import { MULTIPART, streamedFile } from './support/multipart'
 import { startS3, type LocalS3 } from './support/s3'
 import { http as call, startServer, type ServerProcess } from './support/server-process'
 import { startLive, type LiveServer } from './support/ws'
+import { storedFiles } from './support/uploads-dir'
 
 const MiB = 1024 * 1024
 
 /** The server process's resident memory, from /proc (Linux). */
 const rssOf = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
 
-function realFiles(dataDir: string): string[] {
-  const root = join(dataDir, 'uploads')
-  if (!existsSync(root)) return []
-  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
-    .filter((e) => e.isFile())
-    .map((e) => relative(root, join(e.parentPath, e.name)))
-    .filter((p) => !p.startsWith('tmp'))
-}
 
 const postStream = (base: string, token: string, body: ReadableStream<Uint8Array>) =>
   fetch(`${base}/uploads`, { method: 'POST', headers: { 'content-type': MULTIPART, authorization: `Bearer ${token}` }, body })
@@ -77,7 +70,7 @@ describe.each(dialects)('large uploads to a server process on %s', (dialect) => 
   }, 120_000)
 
   test('kill -9 in the middle of an upload leaves no file under a real name', async () => {
-    const before = realFiles(dataDir)
+    const before = storedFiles(dataDir)
     const upload = streamedFile(20 * MiB, 'cut.bin', { pause: 8 * MiB })
     const sending = postStream(base, token, upload.stream).catch((error: unknown) => error)
     // Wait until the server is writing the file (its temporary copy has grown), then kill it.
@@ -91,7 +84,7 @@ describe.each(dialects)('large uploads to a server process on %s', (dialect) => 
     await server.exited
     upload.result.resume()
     await sending
-    expect(realFiles(dataDir)).toEqual(before)
+    expect(storedFiles(dataDir)).toEqual(before)
   }, 60_000)
 })
 

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { join } from 'node:path'
 import { expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
 import { MULTIPART, multipartBody, type Part } from './support/multipart'
 import { startS3, type LocalS3 } from './support/s3'
 import { Client, startLive, type LiveServer } from './support/ws'
+import { storedFiles } from './support/uploads-dir'
 
 const MiB = 1024 * 1024
 const LIMIT = 1 * MiB
@@ -25,15 +26,6 @@ const SAMPLES: Record<string, Uint8Array> = {
 }
 const sha256 = (bytes: Uint8Array | string) => new Bun.CryptoHasher('sha256').update(bytes).digest('hex')
 
-/** Files under the uploads folder, outside its tmp/ (where writes in progress live). */
-function storedFiles(dataDir: string): string[] {
-  const root = join(dataDir, 'uploads')
-  if (!existsSync(root)) return []
-  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
-    .filter((e) => e.isFile())
-    .map((e) => relative(root, join(e.parentPath, e.name)))
-    .filter((p) => !p.startsWith('tmp'))
-}
 
 for (const backend of ['disk', 's3'] as const)
   describe.each(dialects)(`attachments (${backend}) on %s`, (dialect) => {
