@@ -98,6 +98,8 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     const own = row(alice, 'Original text')
     await own.hover()
     await own.getByRole('button', { name: 'Edit' }).click()
+    // The app draws on the next animation frame: wait for the composer to hold the text, as a person would.
+    await alice.waitForFunction(`document.getElementById('composer').value === 'Original text'`)
     await expect(composer(alice).inputValue()).resolves.toBe('Original text')
     await write(alice, 'Edited text')
     const theirs = row(bob, 'Edited text')
@@ -227,7 +229,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     await alice.getByRole('button', { name: 'Block', exact: true }).click()
     await alice.getByRole('button', { name: 'Unblock' }).waitFor()
     await write(bob, 'Are you there?')
-    await expect(bob.getByRole('alert').textContent()).resolves.toContain('cannot message')
+    await bob.getByRole('alert').filter({ hasText: 'cannot message' }).waitFor()
     expect(await bob.getByRole('alert').isVisible()).toBe(true)
     expect(await log(alice).getByText('Are you there?').count()).toBe(0)
     await alice.getByRole('button', { name: 'Unblock' }).click()

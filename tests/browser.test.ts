@@ -86,7 +86,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {
     await alice.getByLabel('Username').fill(names.alice)
     await alice.getByLabel('Password').fill('not the password')
     await alice.getByRole('button', { name: 'Log in' }).click()
-    await expect(alice.getByRole('alert').textContent()).resolves.toContain('Wrong username or password')
+    await alice.getByRole('alert').filter({ hasText: 'Wrong username or password' }).waitFor()
     expect(await alice.getByRole('alert').isVisible()).toBe(true)
     expected = undefined
   }, T)

@@ -636,7 +636,7 @@ if (!PYTHON) {
   // In CI it must run (.ci/run installs the packages); elsewhere a loud skip.
   if (process.env.CI === 'true' || process.env.CI === '1')
     throw new Error('CI=true but python3 with python-socketio is not installed: its smoke test cannot run')
-  console.warn('\n!!!!!!!!\n!!! python3 with python-socketio (Debian: python3-socketio python3-websocket) not found: SKIPPING its smoke test.\n!!!!!!!!\n')
+  console.warn('\n!!!!!!!!\n!!! python3 with python-socketio (Debian: python3-socketio python3-websocket python3-requests) not found: SKIPPING its smoke test.\n!!!!!!!!\n')
 }
 
 const PYTHON_CLIENT = `
