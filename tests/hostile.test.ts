@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { createTestApp, expectContractError, type Session } from './support/app'
+import { expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
 import { rawRequest } from './support/raw-http'
 import { Client, sendFrame, startLive, type Frame, type LiveServer } from './support/ws'
@@ -170,20 +170,33 @@ describe.each(dialects)('hostile clients on %s', (dialect) => {
       credentials: res.headers.get('access-control-allow-credentials'),
     })
     const preflight = { 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' }
+    // The Socket.IO endpoint's long-polling requests (a listening server's own fetch, outside the app).
+    const socketIo = (base: string, origin: string, method = 'GET') =>
+      fetch(`${base.replace('ws://', 'http://')}/socket.io/?EIO=4&transport=polling`, {
+        method,
+        headers: method === 'OPTIONS' ? { origin, ...preflight } : { origin },
+      })
     for (const origin of ['https://evil.example', 'null', 'http://localhost:3000']) {
       expect(cors(await live.t.call('GET', '/health', { headers: { origin } }))).toEqual({ origin: '*', credentials: null })
       expect(cors(await live.t.call('OPTIONS', '/auth/login', { headers: { origin, ...preflight } }))).toEqual({ origin: '*', credentials: null })
+      expect(cors(await socketIo(live.base, origin))).toEqual({ origin: '*', credentials: null })
+      expect(cors(await socketIo(live.base, origin, 'OPTIONS'))).toEqual({ origin: '*', credentials: null })
     }
-    const listed = await createTestApp(dialect, { CORS_ORIGINS: 'https://app.example,https://admin.example' })
+    const listed = await startLive(dialect, { CORS_ORIGINS: 'https://app.example,https://admin.example' })
     try {
+      for (const origin of ['https://app.example', 'https://evil.example', 'null']) {
+        const expected = origin === 'https://app.example' ? { origin, credentials: 'true' } : { origin: null, credentials: null }
+        expect(cors(await socketIo(listed.base, origin))).toEqual(expected)
+        expect(cors(await socketIo(listed.base, origin, 'OPTIONS'))).toEqual(expected)
+      }
       for (const origin of ['https://app.example', 'https://admin.example']) {
-        expect(cors(await listed.call('GET', '/health', { headers: { origin } }))).toEqual({ origin, credentials: 'true' })
-        const pre = await listed.call('OPTIONS', '/auth/login', { headers: { origin, ...preflight } })
+        expect(cors(await listed.t.call('GET', '/health', { headers: { origin } }))).toEqual({ origin, credentials: 'true' })
+        const pre = await listed.t.call('OPTIONS', '/auth/login', { headers: { origin, ...preflight } })
         expect(cors(pre)).toEqual({ origin, credentials: 'true' })
       }
       for (const origin of ['https://evil.example', 'null', 'http://app.example', 'https://app.example.evil.example']) {
-        expect(cors(await listed.call('GET', '/health', { headers: { origin } })).origin).toBeNull()
-        expect(cors(await listed.call('OPTIONS', '/auth/login', { headers: { origin, ...preflight } })).origin).toBeNull()
+        expect(cors(await listed.t.call('GET', '/health', { headers: { origin } })).origin).toBeNull()
+        expect(cors(await listed.t.call('OPTIONS', '/auth/login', { headers: { origin, ...preflight } })).origin).toBeNull()
       }
     } finally {
       await listed.close()

@@ -340,7 +340,9 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     expect(await transport.json()).toEqual({ code: 0, message: 'Transport unknown' })
     // The handshake: the open packet with the contract's heartbeat and the frame limit as maxPayload.
     const open = await fetch(`${base}/socket.io/?EIO=4&transport=polling`, { headers: { origin: 'http://example.test' } })
-    expect(open.headers.get('access-control-allow-origin')).toBe('http://example.test')
+    // CORS as the REST routes (#13.6): with CORS_ORIGINS=* any origin gets `*`, never with credentials.
+    expect(open.headers.get('access-control-allow-origin')).toBe('*')
+    expect(open.headers.get('access-control-allow-credentials')).toBeNull()
     const body = await open.text()
     expect(body[0]).toBe('0')
     expect(JSON.parse(body.slice(1))).toMatchObject({ upgrades: ['websocket'], pingInterval: 25000, pingTimeout: 20000, maxPayload: 64 * 1024 })

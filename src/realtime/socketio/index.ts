@@ -42,10 +42,12 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
     },
   }
 
-  // As the HTTP app's CORS: any origin echoed when CORS_ORIGINS is `*`, else the listed ones.
+  // As the HTTP app's CORS: `*` without credentials when CORS_ORIGINS is `*`; a listed origin echoed, with them.
   const corsOf = (request: Request): Record<string, string> => {
     const origin = request.headers.get('origin')
-    if (!origin || (config.corsOrigins !== '*' && !config.corsOrigins.includes(origin))) return {}
+    if (!origin) return {}
+    if (config.corsOrigins === '*') return { 'access-control-allow-origin': '*' }
+    if (!config.corsOrigins.includes(origin)) return {}
     return { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true', vary: 'Origin' }
   }
   const text = (request: Request, body: string, status = 200) =>
