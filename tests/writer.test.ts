@@ -306,36 +306,73 @@ describe.each(dialects.filter((d) => d === 'pg'))('a batch whose receipts or ans
     }
   })
 
+  /**
+   * The same database, but the answers of some statements are lost after they committed, as when the
+   * connection drops: `reads` one-statement attempts and `txs` careful transactions, first come first.
+   */
+  const losing = (budget: { reads: number; txs: number }) => {
+    const lost = <T>(kind: 'reads' | 'txs', work: Promise<T>) =>
+      work.then((value) => {
+        if (budget[kind] === 0) return value
+        budget[kind]--
+        throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' })
+      })
+    const db = t.db as typeof t.db & { pg: { read: (w: never) => Promise<unknown>; tx: (w: never) => Promise<unknown> } }
+    const flaky = { ...db, pg: { read: (work: never) => lost('reads', db.pg.read(work)), tx: (work: never) => lost('txs', db.pg.tx(work)) } }
+    return new MessageWriter(flaky as typeof t.db, { batchMax: 64, batchWaitMs: 0 })
+  }
+
   test('sends whose one-statement commit succeeded but whose answer was lost are reported created, not as duplicates of themselves', async () => {
     const { a, b, dialogId } = await t.pair()
     const stored = await t.core.writer.submit(send(dialogId, a.user.id, 'before'))
     if (stored.kind !== 'created') throw new Error('not created')
-    // The same database, but the first statement's answer is lost after it committed, as when the connection drops.
-    let lose = true
-    const lost = <T>(work: Promise<T>) =>
-      work.then((value) => {
-        if (!lose) return value
-        lose = false
-        throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' })
-      })
-    const db = t.db as typeof t.db & { pg?: { read: (w: never) => Promise<unknown>; tx: (w: never) => Promise<unknown> } }
-    const flaky = {
-      ...db,
-      read: (routine: never) => lost(db.read(routine)),
-      ...(db.pg ? { pg: { read: (work: never) => lost(db.pg!.read(work)), tx: db.pg.tx } } : {}),
-    } as typeof t.db
-    const writer = new MessageWriter(flaky, { batchMax: 64, batchWaitMs: 0 })
+    const budget = { reads: 1, txs: 0 }
+    const writer = losing(budget)
     const outcomes = await Promise.all([
       writer.submit(send(dialogId, a.user.id, 'lost-1')),
       writer.submit(send(dialogId, b.user.id, 'lost-2')),
       writer.submit(send(dialogId, a.user.id, 'lost-1')),
       writer.submit(send(dialogId, b.user.id, 'lost-3')),
     ])
-    expect(lose).toBe(false)
+    expect(budget.reads).toBe(0)
     expect(outcomes.map((o) => o.kind)).toEqual(['created', 'created', 'duplicate', 'created'])
     expect(outcomes.map((o) => (o.kind === 'missing' ? 0 : o.message.seq))).toEqual([2, 3, 2, 4])
     // A real retry afterwards is a duplicate, as always.
     const retry = await writer.submit(send(dialogId, b.user.id, 'lost-2'))
     expect(retry.kind).toBe('duplicate')
+  })
+
+  test('and when the careful retry loses its answer too, they are still created, not duplicates', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const budget = { reads: 1, txs: 2 }
+    const writer = losing(budget)
+    const outcomes = await Promise.all([
+      writer.submit(send(dialogId, a.user.id, 'twice-1')),
+      writer.submit(send(dialogId, b.user.id, 'twice-2')),
+      writer.submit(send(dialogId, a.user.id, 'twice-3')),
+    ])
+    expect(budget).toEqual({ reads: 0, txs: 0 })
+    expect(outcomes.map((o) => o.kind)).toEqual(['created', 'created', 'created'])
+    expect(outcomes.map((o) => (o.kind === 'missing' ? 0 : o.message.seq))).toEqual([1, 2, 3])
+  })
+
+  test('a genuine retry in a batch whose careful commit lost its answer stays a duplicate; the new sends are created once', async () => {
+    const { a, b, dialogId } = await t.pair()
+    const stored = await t.core.writer.submit(send(dialogId, a.user.id, 'kept'))
+    if (stored.kind !== 'created') throw new Error('not created')
+    // The one statement meets the stored send (a unique violation, a definite answer); the careful
+    // transaction commits, but its answer is lost twice.
+    const budget = { reads: 0, txs: 2 }
+    const writer = losing(budget)
+    const outcomes = await Promise.all([
+      writer.submit(send(dialogId, a.user.id, 'kept')),
+      writer.submit(send(dialogId, b.user.id, 'new-1')),
+      writer.submit(send(dialogId, a.user.id, 'new-2')),
+    ])
+    expect(budget.txs).toBe(0)
+    expect(outcomes.map((o) => o.kind)).toEqual(['duplicate', 'created', 'created'])
+    expect(outcomes.map((o) => (o.kind === 'missing' ? 0 : o.message.seq))).toEqual([1, 2, 3])
+    const history = await t.call('GET', `/dialogs/${dialogId}/messages`, { token: a.access_token })
+    expect(history.body.messages.map((m: { client_msg_id: string }) => m.client_msg_id)).toEqual(['kept', 'new-1', 'new-2'])
   })
 })

@@ -17,21 +17,51 @@ import { createdAtAfter, duplicateDialogs, sendKey, withRecipients, type Placed,
  * already in the table is a unique violation that aborts it whole, and the sends then commit again the
  * careful way, in a transaction that looks first — so a retry never costs a seq.
  *
- * When the statement fails without Postgres saying why (the connection dropped), it may have committed:
- * the careful way then runs knowing which keys that attempt would have inserted. Had any of them already
- * been stored, the statement would have failed with a unique violation instead; so if all of them are
- * there now, that attempt committed them, and they are reported as created — published and counted —
- * not as duplicates of themselves.
+ * An attempt that fails without Postgres saying why (the connection dropped, or the answer to COMMIT was
+ * lost) may have committed. The careful way then runs again, knowing what that attempt would have
+ * inserted: keys that did not exist when it ran (had one existed, the one statement would have met a
+ * unique violation; the careful way looked under lock). If all of them are there now, that attempt
+ * committed them, and they are reported as created — published and counted — not as duplicates of
+ * themselves. Only this call knows it, so it keeps trying (a few times, backing off) rather than hand
+ * the sends to a retry that would not.
  */
 export async function commitPgSends(pg: PgAccess, sends: SendInput[], now: Date): Promise<SendOutcome[]> {
   if (sends.length === 0) return []
+  let uncertain: Uncertain | undefined
   try {
     return await pg.read((s) => commitInOneStatement(s, sends, now))
   } catch (error) {
-    if (isUniqueViolation(error)) return pg.tx((s) => commitLookingFirst(s, sends, now))
-    if (error instanceof postgres.PostgresError) throw error
-    return pg.tx((s) => commitLookingFirst(s, sends, now, true))
+    if (error instanceof postgres.PostgresError && !isUniqueViolation(error)) throw error
+    if (!isUniqueViolation(error)) uncertain = { ours: new Set(), lastAttempt: sends.map((x) => sendKey(x.dialogId, x.senderId, x.clientMsgId)) }
   }
+  for (let attempt = 1; ; attempt++) {
+    const seen: Seen = { ours: new Set(), fresh: [] }
+    try {
+      return await pg.tx((s) => commitLookingFirst(s, sends, now, uncertain, seen))
+    } catch (error) {
+      if (error instanceof postgres.PostgresError || attempt >= UNCERTAIN_ATTEMPTS) throw error
+      // What this attempt found to be ours stays ours; what it was inserting is the new unknown.
+      if (seen.ours.size > 0 || seen.fresh.length > 0) uncertain = { ours: seen.ours, lastAttempt: seen.fresh }
+      await Bun.sleep(100 * 2 ** (attempt - 1))
+    }
+  }
+}
+
+/** The careful way's tries after an attempt of unknown outcome (about 1.5 s of waiting in all). */
+const UNCERTAIN_ATTEMPTS = 5
+
+/**
+ * What earlier attempts of unknown outcome may have stored: `ours`, keys known to be stored by them;
+ * `lastAttempt`, the keys the latest such attempt would have inserted, all stored if it committed.
+ */
+interface Uncertain {
+  ours: Set<string>
+  lastAttempt: string[]
+}
+/** What a careful attempt found (its own) and was about to insert, for the next try if it fails. */
+interface Seen {
+  ours: Set<string>
+  fresh: string[]
 }
 
 /** Receipts: one statement of their own, beside the sends' (see applyMarksInOneStatement). */
@@ -46,8 +76,8 @@ async function commitInOneStatement(s: PgScope, sends: SendInput[], now: Date): 
   return withRecipientMarks(s, await placeInOneStatement(s, sends, now))
 }
 
-async function commitLookingFirst(s: PgScope, sends: SendInput[], now: Date, mayHaveCommitted = false): Promise<SendOutcome[]> {
-  return withRecipientMarks(s, await placeLookingFirst(s, sends, now, mayHaveCommitted))
+async function commitLookingFirst(s: PgScope, sends: SendInput[], now: Date, uncertain: Uncertain | undefined, seen: Seen): Promise<SendOutcome[]> {
+  return withRecipientMarks(s, await placeLookingFirst(s, sends, now, uncertain, seen))
 }
 
 async function withRecipientMarks({ db, t }: PgScope, placed: Placed[]): Promise<SendOutcome[]> {
@@ -131,9 +161,16 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
  * The careful way, in a transaction (after the one statement met a duplicate, or may have committed): a
  * fixed handful of statements, since each is a round trip — lock, look the batch's keys up, then one
  * multi-row insert and activity update. Duplicates are found before numbering, so none takes a seq.
- * `mayHaveCommitted`: after a one-statement attempt whose outcome is unknown (see commitPgSends).
+ * `uncertain`: what earlier attempts of unknown outcome may have stored; `seen` is filled for the next
+ * try (see commitPgSends).
  */
-async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[], now: Date, mayHaveCommitted: boolean): Promise<Placed[]> {
+async function placeLookingFirst(
+  { db, t, execute }: PgScope,
+  sends: SendInput[],
+  now: Date,
+  uncertain: Uncertain | undefined,
+  seen: Seen,
+): Promise<Placed[]> {
   // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
   // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
   const locked = await execute<{ id: number; last_seq: number; version: number; last_activity_ms: number }>(
@@ -157,9 +194,12 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
       )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
     )
   for (const m of candidates) existing.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
-  // The earlier attempt committed iff every key it would have inserted (those of dialogs that exist) is here.
-  const expected = !mayHaveCommitted ? [] : sends.filter((x) => lastSeq.has(x.dialogId)).map((x) => sendKey(x.dialogId, x.senderId, x.clientMsgId))
-  const ours = expected.length > 0 && expected.every((key) => existing.has(key)) ? new Set(expected) : new Set<string>()
+  // The latest uncertain attempt committed iff every key it would have inserted (of dialogs that exist) is here.
+  const ours = new Set(uncertain?.ours)
+  const dialogOf = new Map(sends.map((x) => [sendKey(x.dialogId, x.senderId, x.clientMsgId), x.dialogId]))
+  const expected = (uncertain?.lastAttempt ?? []).filter((key) => lastSeq.has(dialogOf.get(key)!))
+  if (expected.length > 0 && expected.every((key) => existing.has(key))) for (const key of expected) ours.add(key)
+  for (const key of ours) seen.ours.add(key)
 
   const fresh: (Omit<MessageRecord, 'id'> & Pick<SendInput, 'attachmentId'>)[] = []
   const plan: ({ kind: 'missing' } | { kind: 'old'; message: MessageRecord; ours: boolean } | { kind: 'new'; key: string; first: boolean })[] = []
@@ -174,6 +214,7 @@ async function placeLookingFirst({ db, t, execute }: PgScope, sends: SendInput[]
     else if (claimed.has(key)) plan.push({ kind: 'new', key, first: false })
     else {
       claimed.add(key)
+      seen.fresh.push(key)
       const next = version.get(send.dialogId)! + 1
       lastSeq.set(send.dialogId, seq + 1)
       version.set(send.dialogId, next)
