@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { logFaultsTo } from '../src/log/fault'
+import { Logger } from '../src/log/logger'
 import { createTestApp, type TestApp } from './support/app'
 import { dialects } from './support/databases'
 
@@ -99,25 +101,34 @@ describe.each(dialects)('error responses on %s', (dialect) => {
 })
 
 describe.each(dialects)('internal errors on %s', (dialect) => {
-  test('500 internal when the database fails, revealing nothing; /health answers 503', async () => {
+  test('500 internal when the database fails, revealing nothing; /health answers 503; the log line holds no message text', async () => {
     const t = await createTestApp(dialect)
     const s = await t.register()
+    const peer = await t.register()
+    const dialog = await t.call('POST', '/dialogs', { token: s.access_token, body: { peer_user_id: peer.user.id } })
     await t.db.close()
-    const errors: unknown[] = []
-    const original = console.error
-    console.error = (...args: unknown[]) => errors.push(args)
+    const lines: string[] = []
+    const before = logFaultsTo(new Logger({ level: 'info', format: 'json' }, (line) => lines.push(line)))
     try {
       const res = await t.call('GET', '/dialogs', { token: s.access_token })
       expectContractError(res, 500, 'internal')
       expect(res.body.error.message).toBe('internal server error')
       expect(JSON.stringify(res.body)).not.toMatch(/sql|select|stack|\.ts|closed/i)
-      const health = await t.call('GET', '/health')
-      expect(health.status).toBe(503)
-      expect(health.body.status).toBe('unavailable')
+      const send = await t.call('POST', `/dialogs/${dialog.body.id}/messages`, {
+        token: s.access_token,
+        body: { client_msg_id: 'secret-1', msg_type: 'text', text: 'the words nobody may read' },
+      })
+      expectContractError(send, 500, 'internal')
+      const ready = await t.call('GET', '/health')
+      expect(ready.status).toBe(503)
+      expect(ready.body.status).toBe('unavailable')
     } finally {
-      console.error = original
+      logFaultsTo(before)
     }
-    // The cause is logged for the operator.
-    expect(errors.length).toBeGreaterThan(0)
+    // The cause is logged for the operator, as structured lines, without the query's parameters.
+    const faults = lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((f) => f.msg === 'internal error')
+    expect(faults.length).toBeGreaterThan(0)
+    for (const fault of faults) expect(fault).toMatchObject({ level: 'error', error: expect.any(String), reason: expect.any(String) })
+    expect(lines.join('\n')).not.toContain('the words nobody may read')
   })
 })

@@ -1,6 +1,7 @@
 import { createCore } from '../app'
 import { Cluster } from '../cluster/cluster'
 import type { Config } from '../config'
+import { logFaultsTo } from '../log/fault'
 import type { Logger } from '../log/logger'
 import { startSessionCheck } from '../ops/session-check'
 import { serve } from '../server'
@@ -26,6 +27,7 @@ export async function open(config: Config): Promise<Db> {
 
 /** `serve`: every dependency first (database, Redis, the port), each failing with its own line; then runs until a signal. */
 export async function runServer(config: Config, log: Logger): Promise<void> {
+  logFaultsTo(log)
   const db = await open(config)
   const core = createCore(config, db, log)
   if (config.cluster) {

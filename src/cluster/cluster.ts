@@ -2,6 +2,7 @@ import { RedisClient } from 'bun'
 import { randomBytes } from 'node:crypto'
 import type { Config } from '../config'
 import type { Metrics } from '../ops/metrics'
+import { logFault } from '../log/fault'
 
 /** What a node does with what the other nodes tell it (the realtime hub implements it). */
 export interface ClusterPeer {
@@ -121,7 +122,7 @@ export class Cluster {
         .then(() => sub.subscribe(options.channel, listener))
         .then(
           () => cluster.send(HELLO, String(options.heartbeatMs)),
-          (error) => console.error('cluster: subscribing again failed:', error),
+          (error) => logFault('cluster: subscribing again failed', error),
         )
     }
     cluster.send(HELLO, String(options.heartbeatMs))
@@ -216,7 +217,7 @@ export class Cluster {
     return this.pub.publish(this.options.channel, `${kind}${this.node} ${Date.now()}\n${payload}`).then(
       () => true,
       (error) => {
-        console.error('cluster: publishing to Redis failed:', error)
+        logFault('cluster: publishing to Redis failed', error)
         return false
       },
     )

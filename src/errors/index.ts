@@ -1,3 +1,5 @@
+import { logFault } from '../log/fault'
+
 /** The contract's error codes and the HTTP status each one answers with. */
 export const ERROR_STATUS = {
   bad_request: 400,
@@ -52,6 +54,6 @@ export function errorBody(error: AppError): ErrorBody {
 /** Anything that is not an AppError is an internal error: logged here, never described to the client. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error
-  console.error('internal error:', error)
+  logFault('internal error', error)
   return new AppError('internal', 'internal server error')
 }

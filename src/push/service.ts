@@ -8,6 +8,7 @@ import { BoundedQueue } from './queue'
 import { sendPush, VapidSigner, type Outcome } from './sender'
 import { deleteGone, deleteSubscription, liveSubscriptions, saveSubscription, usernames, type SubscriptionRecord } from './store'
 import { Lru } from '../shared/lru'
+import { logFault, logWarning } from '../log/fault'
 
 /** The contract's TTL: a push the browser has not fetched within a day is of no use. */
 export const PUSH_TTL_SECONDS = 86_400
@@ -158,7 +159,7 @@ export class PushService {
     this.inFlight++
     const tracked = work
       .catch((error) => {
-        if (!this.stopping.signal.aborted) console.error('push worker:', error)
+        if (!this.stopping.signal.aborted) logFault('push worker failed', error)
       })
       .finally(() => {
         this.inFlight--
@@ -198,7 +199,10 @@ export class PushService {
     const now = Date.now()
     if ((this.warned.get(key) ?? 0) > now - 60_000) return
     this.warned.set(key, now)
-    console.warn(`push: ${origin} refused a push with ${status} (a 401/403 usually means the VAPID keys changed since the browser subscribed)`)
+    logWarning('push: a push service refused a push (a 401/403 usually means the VAPID keys changed since the browser subscribed)', {
+      origin,
+      status,
+    })
   }
 
   private async deliver(job: Extract<Job, { kind: 'delivery' }>): Promise<void> {

@@ -23,6 +23,7 @@ import {
 } from './protocol'
 import { closeSocket, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED, type ConnectionData, type Socket } from './socket'
 import { jsonWire, type Wire } from './wire'
+import { logFault } from '../log/fault'
 
 const dialogTopic = (id: number) => `dialog:${id}`
 const userTopic = (id: number) => `user:${id}`
@@ -231,7 +232,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     this.track(
       this.db
         .tx((s) => setLastSeen(s, [userId], at))
-        .catch((error) => console.error('storing last_seen_at failed:', error))
+        .catch((error) => logFault('storing last_seen_at failed', error))
         .then(() => {
           if (entry.sockets.size > 0 || this.users.get(userId) !== entry) return
           this.users.delete(userId)
@@ -261,7 +262,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     await Promise.all(this.pending)
     if (online.length > 0) {
       const now = new Date()
-      await this.db.tx((s) => setLastSeen(s, online, now)).catch((error) => console.error('storing last_seen_at failed:', error))
+      await this.db.tx((s) => setLastSeen(s, online, now)).catch((error) => logFault('storing last_seen_at failed', error))
     }
   }
 
@@ -386,7 +387,7 @@ export class Hub implements RealtimePort, ClusterPeer {
             for (const peerId of peerIds) if (!blocked.has(peerId)) this.deliver(userTopic(peerId), frame)
           }
         })
-        .catch((error) => console.error('telling peers of lost users failed:', error)),
+        .catch((error) => logFault('telling peers of lost users failed', error)),
     )
   }
 
@@ -406,7 +407,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     }
     const blocked = this.blocks.of(userId)
     if (blocked instanceof Set) send(blocked)
-    else this.track(blocked.then(send).catch((error) => console.error('reading blocks for presence failed:', error)))
+    else this.track(blocked.then(send).catch((error) => logFault('reading blocks for presence failed', error)))
   }
 
   private guardUser(userId: number): void {

@@ -17,6 +17,7 @@ import {
   uploadById,
   type UploadRecord,
 } from './store'
+import { logFault } from '../log/fault'
 
 export interface UploadDto {
   id: number
@@ -56,7 +57,7 @@ export class UploadService {
 
   /** Sweeps now and then every hour (not keeping the process alive). */
   startSweeping(): void {
-    const run = () => this.sweep().catch((error) => console.error('sweeping uploads failed:', error))
+    const run = () => this.sweep().catch((error) => logFault('sweeping uploads failed', error))
     void run()
     this.sweeper ??= setInterval(run, SWEEP_EVERY_MS)
     this.sweeper.unref()

@@ -57,7 +57,7 @@ export async function startTarget(dialect: Dialect, env: Record<string, string> 
       expect(exitCode).toBeUndefined()
       const health = await fetch(`http://${server.base}/health`)
       expect(health.status).toBe(200)
-      // A fault the server caught is logged as "internal error:" with its stack: there must be none.
+      // A fault the server caught is logged as an "internal error" line: there must be none.
       expect(stderr).not.toContain('internal error')
     },
     stop: async () => {
