@@ -7,6 +7,7 @@
 import { Database } from 'bun:sqlite'
 import postgres from 'postgres'
 import { Membership } from '../src/dialogs/membership'
+import { INDEX_NEW_MESSAGES } from '../src/search/fts.sqlite'
 import { SearchService } from '../src/search/service'
 import { openDatabase } from '../src/storage/database'
 import { seededDatabase, type Seeded } from './storage-setup'
@@ -55,11 +56,16 @@ async function seed(seeded: Seeded, total: number, words: string[]): Promise<voi
     db.exec('PRAGMA journal_mode = WAL')
     db.exec('PRAGMA synchronous = NORMAL')
     const insert = db.query('insert into messages (dialog_id, seq, version, sender_id, client_msg_id, type, text, created_at) values (?, ?, ?, ?, ?, ?, ?, ?)')
+    const index = db.query(INDEX_NEW_MESSAGES)
     const commit = db.transaction((from: number, to: number) => {
+      let first = 0
+      let last = 0
       for (let n = from; n < to; n++) {
         const { d, seq } = next(n)
-        insert.run(d.id, seq, seq, d.sender, `s${n}`, 'text', textOf(words, n), Date.now())
+        last = Number(insert.run(d.id, seq, seq, d.sender, `s${n}`, 'text', textOf(words, n), Date.now()).lastInsertRowid)
+        first ||= last
       }
+      index.run(first, last)
     })
     for (let n = 0; n < total; n += BATCH) commit.immediate(n, Math.min(total, n + BATCH))
     db.close()

@@ -6,6 +6,7 @@
  */
 import { Database } from 'bun:sqlite'
 import postgres from 'postgres'
+import { INDEX_NEW_MESSAGES } from '../src/search/fts.sqlite'
 import type { Seeded } from './storage-setup'
 
 export interface RawOptions {
@@ -26,16 +27,22 @@ export function rawSqlite(seeded: Seeded, o: RawOptions): number {
     const insert = db.query(
       'insert into messages (dialog_id, seq, sender_id, client_msg_id, type, text, created_at) values (?, ?, ?, ?, ?, ?, ?)',
     )
+    // Indexed for search as the writer does it, one statement per transaction: like is compared with like.
+    const index = db.query(INDEX_NEW_MESSAGES)
     const { dialogs } = seeded
     const seqs = new Map<number, number>()
     const commit = db.transaction((from: number, to: number) => {
       const now = Date.now()
+      let first = 0
+      let last = 0
       for (let n = from; n < to; n++) {
         const d = dialogs[n % dialogs.length]!
         const seq = (seqs.get(d.id) ?? 0) + 1
         seqs.set(d.id, seq)
-        insert.run(d.id, seq, d.sender, `r${n}`, 'text', TEXT, now)
+        last = Number(insert.run(d.id, seq, d.sender, `r${n}`, 'text', TEXT, now).lastInsertRowid)
+        first ||= last
       }
+      index.run(first, last)
     })
     const started = performance.now()
     for (let n = 0; n < o.total; n += o.batch) commit.immediate(n, Math.min(o.total, n + o.batch))

@@ -4,6 +4,7 @@
  * round trip.
  */
 import { and, eq, inArray, lt, sql } from 'drizzle-orm'
+import { INDEX_NEW_MESSAGES } from '../search/fts.sqlite'
 import { rows, type Routine, type Scope, type SqliteDb } from '../storage/database'
 import { messageColumns, unreadOf } from './history'
 import type { MessageRecord } from './model'
@@ -99,6 +100,11 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
       .prepare(),
   )
 
+  const indexNew = memo('messages_fts.indexNew', (_db, _t, client) => client.query<unknown, [number, number]>(INDEX_NEW_MESSAGES))
+
+  // The batch's new rows: their ids run from the first to the last (see INDEX_NEW_MESSAGES).
+  let firstId = 0
+  let lastId = 0
   const dialogs = new Map<number, { lastSeq: number; version: number; at: Date } | undefined>()
   const lastOf = new Map<number, MessageRecord>()
   const placed: Placed[] = []
@@ -118,6 +124,8 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
     const result = insert.run({ attachmentId: null, ...message }) as unknown as Changes
     if (result.changes === 1) {
       message.id = Number(result.lastInsertRowid)
+      if (firstId === 0) firstId = message.id
+      lastId = message.id
       dialog.lastSeq = message.seq
       dialog.version = message.version
       lastOf.set(send.dialogId, message)
@@ -129,10 +137,9 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
     placed.push({ kind: 'duplicate', message: old })
   }
   for (const m of lastOf.values()) moveActivity.run({ seq: m.seq, version: m.version, id: m.id, at: m.createdAt.getTime(), dialogId: m.dialogId })
+  if (firstId > 0) indexNew.run(firstId, lastId)
   return placed
 }
-
-/**
 
 /**
  * Moves members' watermarks forward, never back. The marks of one member in a batch are folded into one

@@ -27,9 +27,10 @@ export interface Scope {
    * SQLite only: a statement built once per connection and reused (inside transactions too, since bun:sqlite
    * has one connection). It runs synchronously, so a routine may call it directly instead of yielding it.
    * Statements there cost no round trip, so hot paths use many small prepared ones; on Postgres, where
-   * each statement is a round trip, they use few multi-row ones instead.
+   * each statement is a round trip, they use few multi-row ones instead. `client` is bun:sqlite's own
+   * connection, for a statement drizzle has no builder for (the full-text table's).
    */
-  memo?: <T>(key: string, build: (db: QueryDb, t: Tables) => T) => T
+  memo?: <T>(key: string, build: (db: QueryDb, t: Tables, client: SqliteDriver) => T) => T
   /**
    * A hot query built once under `key` (with `sql.placeholder`s) and run with `params`, for `rows()`:
    * compiled once on SQLite; on Postgres prepared by name, so it is also planned once per connection.
@@ -144,8 +145,8 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): SqliteDb {
     return next.value
   }
   const statements = new Map<string, unknown>()
-  const memo = <T>(key: string, build: (db: QueryDb, t: Tables) => T): T => {
-    if (!statements.has(key)) statements.set(key, build(db, sqliteSchema))
+  const memo = <T>(key: string, build: (db: QueryDb, t: Tables, client: SqliteDriver) => T): T => {
+    if (!statements.has(key)) statements.set(key, build(db, sqliteSchema, client))
     return statements.get(key) as T
   }
   const prepared: Scope['prepared'] = (key, build, params) => {
