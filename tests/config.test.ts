@@ -206,3 +206,35 @@ describe('the entry point', () => {
     expect((await new Response(proc.stdout).text()).trim()).toBe('')
   })
 })
+
+describe('docs/deploy.md', () => {
+  /** The ```sh blocks that follow a heading or line naming the env file, read as systemd's EnvironmentFile does. */
+  const deploy = readFileSync(join(import.meta.dir, '..', 'docs', 'deploy.md'), 'utf8')
+  const envBlocks = [...deploy.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((block) => /^[A-Z_]+=/m.test(block))
+  // systemd: lines starting with # are comments; everything after the first `=` is the value, a `#` included.
+  const asSystemd = (block: string) =>
+    Object.fromEntries(
+      block
+        .split('\n')
+        .filter((line) => line.trim() && !line.startsWith('#'))
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    )
+  // The placeholders a reader fills in.
+  const filled = (env: Record<string, string>) => ({
+    ...env,
+    JWT_SECRET_KEY: 'x'.repeat(48),
+    VAPID_PUBLIC_KEY: keys.publicKey,
+    VAPID_PRIVATE_KEY: keys.privateKey,
+    ...(env.DATABASE_URL?.includes('…') ? { DATABASE_URL: env.DATABASE_URL.replace('…', 'secret') } : {}),
+  })
+
+  test('the env files it shows are accepted as systemd reads them: one node, and several nodes on top of it', () => {
+    expect(envBlocks.length).toBe(2)
+    const single = asSystemd(envBlocks[0]!)
+    expect(single.NODE_ENV).toBe('production')
+    const config = loadConfig(filled(single), scratch())
+    expect(config.production).toBe(true)
+    const cluster = loadConfig(filled({ ...single, ...asSystemd(envBlocks[1]!) }), scratch())
+    expect(cluster.cluster?.redisUrl).toBe('redis://redis.internal:6379')
+  })
+})
