@@ -16,9 +16,23 @@ class Counter {
   ) {}
 
   inc(labels: Labels = {}, by = 1): void {
-    const key = labelKey(labels)
+    this.incKey(labelKey(labels), by)
+  }
+
+  private incKey(key: string, by = 1): void {
     this.values.set(key, (this.values.get(key) ?? 0) + by)
   }
+
+  /**
+   * `inc` by one label of few values (frame types), on paths every frame takes: each value's key is built
+   * once (building it cost 7 % of the server's CPU in bench e2e). One label name per counter.
+   */
+  incFor(label: string, value: string): void {
+    let key = this.keys.get(value)
+    if (key === undefined) this.keys.set(value, (key = labelKey({ [label]: value })))
+    this.incKey(key)
+  }
+  private readonly keys = new Map<string, string>()
 
   set(value: number, labels: Labels = {}): void {
     this.values.set(labelKey(labels), value)
@@ -95,7 +109,7 @@ export class Metrics {
   /** Counts an outgoing frame by its type, read from the encoded text (`{"type":"…"` is how every frame starts). */
   frameOut(frame: string): void {
     const end = frame.indexOf('"', 9)
-    this.wsFramesOut.inc({ type: frame.startsWith('{"type":"') && end > 9 ? frame.slice(9, end) : 'other' })
+    this.wsFramesOut.incFor('type', frame.startsWith('{"type":"') && end > 9 ? frame.slice(9, end) : 'other')
   }
 
   /**

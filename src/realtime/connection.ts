@@ -219,12 +219,12 @@ export function createRealtime(core: Core): Realtime {
       if (!raw) throw input
       frame = validateFrame(raw)
       // Labelled by validated type only: a client-chosen label would let anyone grow the metric without bound.
-      metrics.wsFrames.inc({ type: frame.type })
+      metrics.wsFrames.incFor('type', frame.type)
       if (refusing) throw new AppError('unavailable', 'server is shutting down; reconnect and resend')
       limit(ws, frame)
       route(ws, ws.data.userId!, frame)
     } catch (error) {
-      if (!frame) metrics.wsFrames.inc({ type: 'invalid' })
+      if (!frame) metrics.wsFrames.incFor('type', 'invalid')
       fail(ws, error, raw)
       const code = error instanceof AppError ? error.code : undefined
       if ((code === 'bad_request' || code === 'validation_failed') && !invalidFrames.take(ws))
