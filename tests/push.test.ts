@@ -279,6 +279,71 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
     expect(service.of(browser.name)).toHaveLength(1)
   })
 
+  test('never between blocked users (a real block, either direction): the send is 403 blocked and nothing is pushed; after unblocking, one push', async () => {
+    const { a: alice, b: bob, dialogId } = await live.t.pair()
+    // Carol writes to Bob too: her pushes are the proof that Alice's would have arrived by then.
+    const carol = await live.t.register()
+    const { body: withCarol } = await call('POST', '/dialogs', carol.access_token, { peer_user_id: bob.user.id })
+    const browser = new Browser(service)
+    expect((await subscribe(bob, browser)).status).toBe(201)
+    const pushedIds = () => service.of(browser.name).map((r) => browser.decrypt(r.body).message_id as number)
+    /** The message ids Bob's browser should have heard of, in order. */
+    const expected: number[] = []
+    /** Carol sends; waits until Bob's browser has heard `count` pushes, hers the last. */
+    const control = async (count: number) => {
+      expected.push((await send(carol, withCarol.id, `control ${count}`)).id)
+      await service.waitFor(browser.name, count)
+      expect(pushedIds()).toEqual(expected)
+    }
+
+    // The recipient blocks the sender.
+    expect((await call('PUT', `/users/${alice.user.id}/block`, bob.access_token)).status).toBe(204)
+    const body = { client_msg_id: crypto.randomUUID(), type: 'text', text: 'blocked by bob' }
+    expectContractError(await call('POST', `/dialogs/${dialogId}/messages`, alice.access_token, body), 403, 'blocked')
+    await control(1)
+    expect((await call('DELETE', `/users/${alice.user.id}/block`, bob.access_token)).status).toBe(204)
+
+    // The sender blocks the recipient.
+    expect((await call('PUT', `/users/${bob.user.id}/block`, alice.access_token)).status).toBe(204)
+    expectContractError(
+      await call('POST', `/dialogs/${dialogId}/messages`, alice.access_token, { ...body, client_msg_id: crypto.randomUUID(), text: 'blocking bob' }),
+      403,
+      'blocked',
+    )
+    await control(2)
+    expect((await call('DELETE', `/users/${bob.user.id}/block`, alice.access_token)).status).toBe(204)
+
+    // Unblocked: Alice's next message is pushed, exactly once (Carol's next push comes after it, alone).
+    const unblocked = await send(alice, dialogId, 'friends again')
+    const pushes = await service.waitFor(browser.name, 3)
+    expect(browser.decrypt(pushes[2]!.body)).toMatchObject({ message_id: unblocked.id, sender: { id: alice.user.id }, preview: 'friends again' })
+    expected.push(unblocked.id)
+    await control(4)
+  })
+
+  test('never for edits, deletes or reactions: the send pushed once, the sender\'s changes to it push nothing', async () => {
+    const { a: alice, b: bob, dialogId } = await live.t.pair()
+    const browser = new Browser(service)
+    expect((await subscribe(bob, browser)).status).toBe(201)
+    const original = await send(alice, dialogId, 'first draft')
+    const [push] = await service.waitFor(browser.name)
+    expect(browser.decrypt(push!.body)).toMatchObject({ message_id: original.id, preview: 'first draft' })
+
+    const path = `/dialogs/${dialogId}/messages/${original.id}`
+    const edited = await call('PATCH', path, alice.access_token, { text: 'second draft' })
+    expect(edited.status).toBe(200)
+    expect(edited.body.edited_at).not.toBeNull()
+    const thumbsUp = `${path}/reactions/${encodeURIComponent('👍')}`
+    expect((await call('PUT', thumbsUp, alice.access_token)).status).toBe(204)
+    expect((await call('DELETE', thumbsUp, alice.access_token)).status).toBe(204)
+    expect((await call('PUT', `${path}/reactions/${encodeURIComponent('🎉')}`, alice.access_token)).status).toBe(204)
+    expect((await call('DELETE', path, alice.access_token)).status).toBe(204)
+    // A new message after the changes: its push is the next, and only other, thing Bob's browser hears.
+    const next = await send(alice, dialogId, 'a new one')
+    const pushes = await service.waitFor(browser.name, 2)
+    expect(pushes.map((r) => browser.decrypt(r.body).message_id)).toEqual([original.id, next.id])
+  })
+
   test('a push service that never answers does not slow sends: acks within a window match the run without one', async () => {
     const alice = await live.t.register()
     const bob = await live.t.register()
