@@ -3,12 +3,13 @@ import { createApp, type Core } from './app'
 import { recordAddress } from './http/client-address'
 import { clientAddress } from './http/trust-proxy'
 import { logFrames, logSockets } from './log/socket-log'
-import { withRoutableHost } from './http/host'
+import { pathOf, withRoutableHost } from './http/host'
+import { outsideLog } from './http/request-log'
 import { createRealtime } from './realtime/connection'
 import { CLOSE_GOING_AWAY, type ConnectionData } from './realtime/socket'
 import { createSocketIo, socketIoWire } from './realtime/socketio'
 import { jsonWire } from './realtime/wire'
-import { webRoutes } from './web/routes'
+import { webApp } from './web/routes'
 
 /** How long shutdown waits for clients to answer the close handshake (and HTTP responses to finish). */
 const CLOSE_GRACE_MS = 2_000
@@ -25,6 +26,10 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
   const app = createApp(core)
   const realtime = createRealtime(core)
   const socketIo = createSocketIo(core, logFrames(realtime.frames, core.log))
+  const web = webApp(core.log)
+  const { config } = core
+  // What the server answers itself gets the app's request line too.
+  const requests = outsideLog(core.log, core.metrics, config.logHttpSample, config.trustProxy)
   const server = Bun.serve({
     port: options.port,
     hostname: options.hostname,
@@ -33,18 +38,26 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
     // own is bare) without reading it: an announced length is refused on arrival, a chunked body at the limit;
     // POST /uploads counts as it streams, up to UPLOAD_MAX_BYTES.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    // The web app (`/` and its bundled assets); everything else goes to fetch. Not Bun's development mode:
-    // the page is bundled minified, without the hot-reload client.
-    routes: webRoutes,
+    // Not Bun's development mode, whose error page shows a failing handler's source to the client.
     development: false,
     fetch(request, server) {
       // Bun's own handler rather than Elysia's .ws(): a frame goes straight to our dispatch, no per-frame
       // context or schema layer in between.
-      if (socketIo.accepts(request)) return socketIo.fetch(request, server)
-      if (realtime.upgrade(request, server)) return undefined
+      if (socketIo.accepts(request)) {
+        const trace = requests.start(request, server)
+        return requests.finish(request, '/socket.io/', trace, socketIo.fetch(request, server, trace.id))
+      }
+      const path = pathOf(request.url)
+      const socketRoute = realtime.route(path)
+      if (socketRoute) {
+        const trace = requests.start(request, server)
+        if (realtime.upgrade(request, server, trace)) return requests.finish(request, socketRoute, trace, undefined)
+      }
+      const webRoute = web.route(request.method, path)
+      if (webRoute) return requests.finish(request, webRoute, requests.start(request, server), web.serve(request, path))
       const routable = withRoutableHost(request)
       const peer = server.requestIP(request)?.address
-      if (peer) recordAddress(routable, clientAddress(core.config.trustProxy, peer, request.headers))
+      if (peer) recordAddress(routable, clientAddress(config.trustProxy, peer, request.headers))
       return app.fetch(routable)
     },
     websocket: logSockets(realtime.websocket, core.log),

@@ -95,19 +95,113 @@ describe('request and connection logs (JSON lines)', () => {
     }
   })
 
+  test('what the server answers outside the app (the web app, WebSocket upgrades, Socket.IO) gets the same line, latency and echoed id; no token or sid in them', async () => {
+    const server = await serveCli({ DATABASE_URL: sqliteUrl(), LOG_FORMAT: 'json' })
+    try {
+      const base = `http://${server.base}`
+      const secret = 'SECRET-QUERY-TOKEN'
+      const page = await fetch(`${base}/?access_token=${secret}`, { headers: { 'x-request-id': 'web-page' } })
+      expect(page.status).toBe(200)
+      expect(page.headers.get('x-request-id')).toBe('web-page')
+      const script = /<script[^>]+src="([^"]+)"/.exec(await page.text())![1]!
+      const asset = await fetch(`${base}${script}?token=${secret}`, { headers: { 'x-request-id': 'web-asset' } })
+      expect(asset.status).toBe(200)
+      expect(asset.headers.get('x-request-id')).toBe('web-asset')
+      expect(await asset.text()).toContain('message:send')
+      const cached = await fetch(`${base}${script}`, { headers: { 'if-none-match': asset.headers.get('etag')!, 'x-request-id': 'web-304' } })
+      expect(cached.status).toBe(304)
+
+      const registered = await http(server.base, 'POST', '/auth/register', { username: 'outside', password: 'a-secret-password' })
+      const token = registered.body.access_token
+      // The 101 of an upgrade carries the id too.
+      expect(await upgradeHead(server.base, `/ws?access_token=${token}&token=${secret}`, 'ws-upgrade')).toMatch(/^HTTP\/1\.1 101[^]*\r\nx-request-id: ws-upgrade\r\n/i)
+
+      const sio = `${base}/socket.io/?EIO=4&transport=polling`
+      const handshake = await fetch(`${sio}&access_token=${secret}`, { headers: { 'x-request-id': 'sio-open' } })
+      expect(handshake.headers.get('x-request-id')).toBe('sio-open')
+      const sid = JSON.parse((await handshake.text()).slice(1)).sid as string
+      // A long-poll waits for packets: its line comes when it ends.
+      const poll = fetch(`${sio}&sid=${sid}`, { headers: { 'x-request-id': 'sio-poll' } })
+      await Bun.sleep(300)
+      expect(logLines(server).some((l) => l.request_id === 'sio-poll')).toBe(false)
+      const post = await fetch(`${sio}&sid=${sid}`, { method: 'POST', body: `40${JSON.stringify({ access_token: token })}`, headers: { 'x-request-id': 'sio-post' } })
+      expect(post.headers.get('x-request-id')).toBe('sio-post')
+      const polled = await poll
+      expect(polled.headers.get('x-request-id')).toBe('sio-poll')
+      expect(await polled.text()).toStartWith('40')
+      expect(await upgradeHead(server.base, `/socket.io/?EIO=4&transport=websocket&token=${secret}`, 'sio-ws')).toMatch(/^HTTP\/1\.1 101[^]*\r\nx-request-id: sio-ws\r\n/i)
+
+      const expected = {
+        'web-page': { route: '/', status: 200 },
+        'web-asset': { route: '/:asset', status: 200 },
+        'web-304': { route: '/:asset', status: 304 },
+        'ws-upgrade': { route: '/ws', status: 101 },
+        'sio-open': { route: '/socket.io/', status: 200 },
+        'sio-post': { route: '/socket.io/', status: 200 },
+        'sio-poll': { route: '/socket.io/', status: 200 },
+        'sio-ws': { route: '/socket.io/', status: 101 },
+      }
+      const lineOf = (id: string) => logLines(server).find((l) => l.request_id === id)
+      await eventually(() => Object.keys(expected).every(lineOf), 'a line for each request')
+      for (const [id, fields] of Object.entries(expected))
+        expect(lineOf(id)).toMatchObject({ level: 'info', msg: 'http', method: 'GET', client: '127.0.0.1', ms: expect.any(Number), ...fields, ...(id === 'sio-post' && { method: 'POST' }) })
+      expect(lineOf('sio-poll').ms).toBeGreaterThanOrEqual(300)
+      expect(logLines(server).find((l) => l.msg === 'ws open' && l.wire === undefined)).toMatchObject({ client: '127.0.0.1' })
+
+      const metrics = await (await fetch(`${base}/metrics`)).text()
+      for (const route of ['/', '/:asset', '/ws', '/socket.io/']) expect(metrics).toContain(`chat_http_request_duration_seconds_count{route="${route}"}`)
+      const everything = server.output()
+      for (const hidden of [secret, token, sid]) expect(everything).not.toContain(hidden)
+    } finally {
+      await server.stop()
+    }
+  })
+
   test('LOG_HTTP_SAMPLE=0 drops successful request lines but keeps errors', async () => {
     const server = await serveCli({ DATABASE_URL: sqliteUrl(), LOG_FORMAT: 'json', LOG_HTTP_SAMPLE: '0' })
     try {
       await fetch(`http://${server.base}/health/live`, { headers: { 'x-request-id': 'ok-1' } })
+      await fetch(`http://${server.base}/`, { headers: { 'x-request-id': 'ok-web' } })
       await fetch(`http://${server.base}/me`, { headers: { 'x-request-id': 'err-1' } })
-      await eventually(() => logLines(server).some((l) => l.request_id === 'err-1'), 'the error line')
-      expect(logLines(server).some((l) => l.request_id === 'ok-1')).toBe(false)
+      // Outside the app alike: an Engine.IO version we do not speak is a 400.
+      await fetch(`http://${server.base}/socket.io/?EIO=3&transport=polling`, { headers: { 'x-request-id': 'err-sio' } })
+      await eventually(() => ['err-1', 'err-sio'].every((id) => logLines(server).some((l) => l.request_id === id)), 'the error lines')
+      expect(logLines(server).find((l) => l.request_id === 'err-sio')).toMatchObject({ route: '/socket.io/', status: 400 })
+      expect(logLines(server).some((l) => l.request_id === 'ok-1' || l.request_id === 'ok-web')).toBe(false)
+      // Unlogged requests are still measured.
+      expect(await (await fetch(`http://${server.base}/metrics`)).text()).toContain('chat_http_request_duration_seconds_count{route="/"} 1')
     } finally {
       await server.stop()
     }
   })
 })
 
+
+/** The head of the answer to a WebSocket handshake written by hand (a WebSocket client does not show it). */
+async function upgradeHead(base: string, path: string, requestId: string): Promise<string> {
+  const [hostname, port] = base.split(':')
+  const head = Promise.withResolvers<string>()
+  let got = ''
+  const socket = await Bun.connect({
+    hostname: hostname!,
+    port: Number(port),
+    socket: {
+      data(_socket, data) {
+        got += data.toString('latin1')
+        if (got.includes('\r\n\r\n')) head.resolve(got.slice(0, got.indexOf('\r\n\r\n') + 2))
+      },
+      close: () => head.resolve(got),
+      error: () => head.resolve(got),
+    },
+  })
+  socket.write(
+    `GET ${path} HTTP/1.1\r\nHost: ${base}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Request-Id: ${requestId}\r\n\r\n`,
+  )
+  const text = await head.promise
+  socket.end()
+  return text
+}
 
 /** Three failed logins, each claiming another client address in X-Forwarded-For: their statuses. */
 async function loginsFromThreeClaimedAddresses(base: string): Promise<number[]> {
@@ -130,11 +224,24 @@ describe('TRUST_PROXY', () => {
     return logLines(server).find((l) => l.request_id === id).client
   }
 
+  // The client a WebSocket's `ws open` line names, and its upgrade's request line.
+  const socketClientOf = async (server: Served, headers: Record<string, string>) => {
+    const id = `w-${Math.random().toString(36).slice(2)}`
+    const ws = new WebSocket(`ws://${server.base}/ws`, { headers: { ...headers, 'x-request-id': id } } as unknown as string[])
+    await new Promise((resolve, reject) => ((ws.onopen = resolve), (ws.onerror = reject)))
+    ws.close()
+    await eventually(() => logLines(server).some((l) => l.msg === 'ws close'), 'the ws close line')
+    const opens = logLines(server).filter((l) => l.msg === 'ws open')
+    expect(opens).toHaveLength(1)
+    return { open: opens[0].client, upgrade: logLines(server).find((l) => l.request_id === id).client }
+  }
+
   test('off (default): spoofed X-Forwarded-For and Forwarded are ignored, for logs and the auth rate limit', async () => {
     const server = await serveCli({ DATABASE_URL: sqliteUrl(), LOG_FORMAT: 'json', AUTH_RATE_BURST: '2', AUTH_RATE_PER_SEC: '0.001' })
     try {
       expect(await clientOf(server, { 'x-forwarded-for': '203.0.113.7' })).toBe('127.0.0.1')
       expect(await clientOf(server, { forwarded: 'for=203.0.113.8' })).toBe('127.0.0.1')
+      expect(await socketClientOf(server, { 'x-forwarded-for': '203.0.113.7' })).toEqual({ open: '127.0.0.1', upgrade: '127.0.0.1' })
       // Every attempt shares the peer's bucket, whatever the header claims.
       const statuses = await loginsFromThreeClaimedAddresses(server.base)
       expect(statuses).toEqual([401, 401, 429])
@@ -156,6 +263,8 @@ describe('TRUST_PROXY', () => {
       expect(await clientOf(server, { forwarded: 'for="[2001:db8::1]:4711"' })).toBe('2001:db8::1')
       // The client wrote its own header before the proxy appended the real address: only the real one counts.
       expect(await clientOf(server, { 'x-forwarded-for': '6.6.6.6, 203.0.113.9' })).toBe('203.0.113.9')
+      // A WebSocket's open line names the client as its upgrade's request line does, not the proxy.
+      expect(await socketClientOf(server, { 'x-forwarded-for': '6.6.6.6, 203.0.113.9' })).toEqual({ open: '203.0.113.9', upgrade: '203.0.113.9' })
       const statuses = await loginsFromThreeClaimedAddresses(server.base)
       expect(statuses).toEqual([401, 401, 401])
     } finally {

@@ -24,3 +24,10 @@ export function pathOf(url: string): string {
   const query = url.indexOf('?', start)
   return url.slice(start, query < 0 ? undefined : query)
 }
+
+/** A request's query from its `?` ('' when none), for any Host header. */
+export function queryOf(url: string): string {
+  const start = pathStartOf(url)
+  const query = start < 0 ? -1 : url.indexOf('?', start)
+  return query < 0 ? '' : url.slice(query)
+}

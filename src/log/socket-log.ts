@@ -16,8 +16,8 @@ export function logSockets(handler: WebSocketHandler<ConnectionData>, log: Logge
     open(ws) {
       if (ws.data.engine) return handler.open?.(ws)
       opened.set(ws, performance.now())
-      // The socket's peer: behind a proxy, the proxy (the HTTP lines carry the client address TRUST_PROXY finds).
-      log.info('ws open', { peer: ws.remoteAddress })
+      // The client as the upgrade's request line names it (TRUST_PROXY), not the socket's peer: the proxy's.
+      log.info('ws open', { client: ws.data.client })
       return handler.open?.(ws)
     },
     close(ws, code, reason) {

@@ -2,6 +2,7 @@ import type { Server, WebSocketHandler } from 'bun'
 import type { Core } from '../app'
 import { peerOf } from '../dialogs/membership'
 import { AppError, toAppError, unauthorized } from '../errors'
+import { queryOf } from '../http/host'
 import { TokenBucket } from '../limits/token-bucket'
 import { CLOSE_POLICY_VIOLATION, InvalidFrames } from '../limits/invalid-frames'
 import { CLOSE_TOO_MANY_CONNECTIONS } from '../limits/user-limits'
@@ -23,12 +24,23 @@ import { jsonWire } from './wire'
 const TYPING_BURST = 10
 const TYPING_PER_SEC = 3
 
-const PATHS = new Set(['/ws', '/ws/', '/socket.io', '/socket.io/'])
+// The JSON wire's paths, and the route pattern each is logged under.
+const ROUTES = new Map([
+  ['/ws', '/ws'],
+  ['/ws/', '/ws'],
+  ['/socket.io', '/socket.io/'],
+  ['/socket.io/', '/socket.io/'],
+])
 
 /** The WebSocket endpoints: the upgrade, Bun's handler, and a graceful stop for shutdown. */
 export interface Realtime {
-  /** Upgrades a request to /ws or /socket.io/; false for anything else, which the HTTP app answers. */
-  upgrade(request: Request, server: Server<ConnectionData>): boolean
+  /** The route pattern of a path the JSON wire is on (/ws, /socket.io/), else undefined. */
+  route(path: string): string | undefined
+  /**
+   * Upgrades a request for such a path, its 101 echoing the request id; false when it is no WebSocket
+   * handshake, which the HTTP app answers. `client` is the address TRUST_PROXY finds, for the open line.
+   */
+  upgrade(request: Request, server: Server<ConnectionData>, trace: { id: string; client: string }): boolean
   websocket: WebSocketHandler<ConnectionData>
   /** Shutdown: later frames are refused; resolves when every frame already received has been answered. */
   quiesce(): Promise<void>
@@ -271,6 +283,7 @@ export function createRealtime(core: Core): Realtime {
     authing: undefined,
     authTimer: undefined,
     closing: false,
+    client: undefined,
     typing: new TokenBucket(TYPING_BURST, TYPING_PER_SEC),
     wire,
     engine: undefined,
@@ -300,14 +313,12 @@ export function createRealtime(core: Core): Realtime {
       authenticate: (ws, token, hooks) => authenticate(ws, token, undefined, hooks),
       data,
     },
-    upgrade(request, server) {
-      const url = request.url
-      // The bare path when the Host header is one Bun cannot use (see http/host.ts).
-      const pathStart = url.startsWith('/') ? 0 : url.indexOf('/', url.indexOf('//') + 2)
-      const queryStart = url.indexOf('?', pathStart)
-      if (!PATHS.has(queryStart === -1 ? url.slice(pathStart) : url.slice(pathStart, queryStart))) return false
-      const queryToken = queryStart === -1 ? undefined : new URLSearchParams(url.slice(queryStart)).get('access_token')
-      return server.upgrade(request, { data: data(jsonWire, queryToken || undefined) })
+    route: (path) => ROUTES.get(path),
+    upgrade(request, server, { id, client }) {
+      const query = queryOf(request.url)
+      const connection = data(jsonWire, (query && new URLSearchParams(query).get('access_token')) || undefined)
+      connection.client = client
+      return server.upgrade(request, { data: connection, headers: { 'x-request-id': id } })
     },
     async quiesce() {
       refusing = true

@@ -15,8 +15,8 @@ export { socketIoWire } from './packets'
 export interface SocketIo {
   /** /socket.io/ with EIO in the query. */
   accepts(request: Request): boolean
-  /** Answers it (undefined: upgraded to a WebSocket). */
-  fetch(request: Request, server: Server<ConnectionData>): Response | Promise<Response> | undefined
+  /** Answers it (undefined: upgraded to a WebSocket, the 101 echoing the request id). */
+  fetch(request: Request, server: Server<ConnectionData>, id: string): Response | Promise<Response> | undefined
 }
 
 // Engine.IO's error bodies.
@@ -90,7 +90,7 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
       const path = url.slice(pathStart, queryStart)
       return (path === '/socket.io/' || path === '/socket.io') && /[?&]EIO=/.test(url.slice(queryStart))
     },
-    fetch(request, bunServer) {
+    fetch(request, bunServer, id) {
       server = bunServer
       if (request.method === 'OPTIONS')
         return new Response(null, {
@@ -110,7 +110,7 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
         if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') return error(request, BAD_REQUEST)
         const session = sid ? sessions.get(sid) : new Session(context, maxPayload)
         if (!session || (sid && (!session.polling || session.readyState !== 1))) return error(request, SESSION_ID_UNKNOWN)
-        return bunServer.upgrade(request, { data: session.data }) ? undefined : error(request, BAD_REQUEST)
+        return bunServer.upgrade(request, { data: session.data, headers: { 'x-request-id': id } }) ? undefined : error(request, BAD_REQUEST)
       }
       if (transport !== 'polling') return error(request, TRANSPORT_UNKNOWN)
       if (sid) {
