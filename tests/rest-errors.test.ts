@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { logFaultsTo } from '../src/log/fault'
+import { Logger } from '../src/log/logger'
 import { createTestApp, expectContractError, type Response, type Session, type TestApp } from './support/app'
 import { dialects } from './support/databases'
 
@@ -162,14 +164,14 @@ describe.each(dialects)('REST errors on %s', (dialect) => {
 describe.each(dialects)('REST 500 internal on %s', (dialect) => {
   const SECRET_LOOKING = /select|insert|from "|sqlite|postgres|drizzle|relation|constraint|stack|\bat \/|\.ts\b|closed|Error:/i
 
-  const quietly = async <T>(fn: () => Promise<T>): Promise<{ result: T; logged: unknown[][] }> => {
-    const logged: unknown[][] = []
-    const original = console.error
-    console.error = (...args: unknown[]) => void logged.push(args)
+  /** Runs `fn` with faults logged into a list (the server's fault lines) instead of stderr. */
+  const quietly = async <T>(fn: () => Promise<T>): Promise<{ result: T; logged: string[] }> => {
+    const logged: string[] = []
+    const before = logFaultsTo(new Logger({ level: 'info', format: 'json' }, (line) => logged.push(line)))
     try {
       return { result: await fn(), logged }
     } finally {
-      console.error = original
+      logFaultsTo(before)
     }
   }
 
