@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
 import postgres from 'postgres'
+import type { SendOutcome } from '../src/messages/sends'
 import { MessageWriter } from '../src/messages/writer'
 import { exec, openDatabase, rows } from '../src/storage/database'
 import { createTestApp, type TestApp } from './support/app'
@@ -322,6 +323,8 @@ describe.each(dialects.filter((d) => d === 'pg'))('a batch whose receipts or ans
     return new MessageWriter(flaky as typeof t.db, { batchMax: 64, batchWaitMs: 0 })
   }
 
+  const seqsOf = (outcomes: SendOutcome[]) => outcomes.map((o) => (o.kind === 'missing' ? 0 : o.message.seq))
+
   test('sends whose one-statement commit succeeded but whose answer was lost are reported created, not as duplicates of themselves', async () => {
     const { a, b, dialogId } = await t.pair()
     const stored = await t.core.writer.submit(send(dialogId, a.user.id, 'before'))
@@ -336,7 +339,7 @@ describe.each(dialects.filter((d) => d === 'pg'))('a batch whose receipts or ans
     ])
     expect(budget.reads).toBe(0)
     expect(outcomes.map((o) => o.kind)).toEqual(['created', 'created', 'duplicate', 'created'])
-    expect(outcomes.map((o) => (o.kind === 'missing' ? 0 : o.message.seq))).toEqual([2, 3, 2, 4])
+    expect(seqsOf(outcomes)).toEqual([2, 3, 2, 4])
     // A real retry afterwards is a duplicate, as always.
     const retry = await writer.submit(send(dialogId, b.user.id, 'lost-2'))
     expect(retry.kind).toBe('duplicate')
@@ -353,7 +356,7 @@ describe.each(dialects.filter((d) => d === 'pg'))('a batch whose receipts or ans
     ])
     expect(budget).toEqual({ reads: 0, txs: 0 })
     expect(outcomes.map((o) => o.kind)).toEqual(['created', 'created', 'created'])
-    expect(outcomes.map((o) => (o.kind === 'missing' ? 0 : o.message.seq))).toEqual([1, 2, 3])
+    expect(seqsOf(outcomes)).toEqual([1, 2, 3])
   })
 
   test('a genuine retry in a batch whose careful commit lost its answer stays a duplicate; the new sends are created once', async () => {
@@ -371,7 +374,7 @@ describe.each(dialects.filter((d) => d === 'pg'))('a batch whose receipts or ans
     ])
     expect(budget.txs).toBe(0)
     expect(outcomes.map((o) => o.kind)).toEqual(['duplicate', 'created', 'created'])
-    expect(outcomes.map((o) => (o.kind === 'missing' ? 0 : o.message.seq))).toEqual([1, 2, 3])
+    expect(seqsOf(outcomes)).toEqual([1, 2, 3])
     const history = await t.call('GET', `/dialogs/${dialogId}/messages`, { token: a.access_token })
     expect(history.body.messages.map((m: { client_msg_id: string }) => m.client_msg_id)).toEqual(['kept', 'new-1', 'new-2'])
   })
