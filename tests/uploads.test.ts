@@ -114,11 +114,7 @@ for (const backend of ['disk', 's3'] as const)
     test('over UPLOAD_MAX_BYTES → 413 and nothing kept; exactly at it → 201; other routes keep their own body limit', async () => {
       const s = await live.t.register()
       const before = await kept()
-      expectContractError(
-        { ...(await upload(s, file(new Uint8Array(LIMIT + 1)))), headers: new Headers({ 'content-type': 'application/json' }) },
-        413,
-        'payload_too_large',
-      )
+      expectContractError(await upload(s, file(new Uint8Array(LIMIT + 1))), 413, 'payload_too_large')
       // Streamed with no length given: counted as it comes.
       const big = new Blob([multipartBody(file(new Uint8Array(LIMIT + 10)))])
       const chunked = await fetch(`${http}/uploads`, {
@@ -126,7 +122,7 @@ for (const backend of ['disk', 's3'] as const)
         headers: { 'content-type': MULTIPART, authorization: `Bearer ${s.access_token}` },
         body: big.stream(),
       })
-      expect(chunked.status).toBe(413)
+      expectContractError({ status: chunked.status, headers: chunked.headers, body: await chunked.json() }, 413, 'payload_too_large')
       expect(await kept()).toEqual(before)
       if (!s3) expect(readdirSync(join(dataDir, 'uploads', 'tmp'))).toEqual([])
 
@@ -217,10 +213,8 @@ for (const backend of ['disk', 's3'] as const)
 
       const whole = await download(up.id, undefined, {}, `?access_token=${s.access_token}`)
       expect(whole.status).toBe(200)
-      expect(Object.fromEntries(['content-type', 'content-length', 'x-content-type-options', 'etag', 'cache-control'].map((h) => [h, whole.headers.get(h)]))).toEqual({
+      expect(Object.fromEntries(['content-type', 'x-content-type-options', 'etag', 'cache-control'].map((h) => [h, whole.headers.get(h)]))).toEqual({
         'content-type': 'application/pdf',
-        // From S3 the bytes come as an asynchronous stream, which Bun sends chunked, without a length.
-        'content-length': s3 ? null : String(pdfBytes.length),
         'x-content-type-options': 'nosniff',
         etag: `"${up.sha256}"`,
         'cache-control': 'private',
@@ -232,7 +226,6 @@ for (const backend of ['disk', 's3'] as const)
       const part = await download(up.id, s, { range: 'bytes=10-19' })
       expect(part.status).toBe(206)
       expect(part.headers.get('content-range')).toBe(`bytes 10-19/${pdfBytes.length}`)
-      if (!s3) expect(part.headers.get('content-length')).toBe('10')
       expect(new Uint8Array(await part.arrayBuffer())).toEqual(pdfBytes.subarray(10, 20))
       const suffix = await download(up.id, s, { range: 'bytes=-5' })
       expect(suffix.status).toBe(206)
@@ -243,6 +236,23 @@ for (const backend of ['disk', 's3'] as const)
       expect(beyond.status).toBe(416)
       expect(beyond.headers.get('content-range')).toBe(`bytes */${pdfBytes.length}`)
       expect((await download(up.id, s, { 'if-none-match': `"${up.sha256}"` })).status).toBe(304)
+    })
+
+    // From S3 the bytes are streamed, and Bun 1.4.5 drops a handler's Content-Length from every streamed
+    // body and sends it chunked (oven-sh/bun#10507); only files and bytes in memory get one. Marked failing
+    // there, so that the Bun which sends it makes this test fail until the mark goes.
+    test.failingIf(backend === 's3')('GET /uploads/{id}: Content-Length is the size, and for a 206 the range\'s length', async () => {
+      const s = await live.t.register()
+      const bytes = new Uint8Array(200_000).map((_, i) => (i * 13) & 0xff)
+      const up = (await upload(s, file(bytes))).body
+      const whole = await download(up.id, s)
+      expect(whole.status).toBe(200)
+      expect(whole.headers.get('content-length')).toBe(String(bytes.length))
+      expect(new Uint8Array(await whole.arrayBuffer())).toEqual(bytes)
+      const part = await download(up.id, s, { range: 'bytes=1000-50999' })
+      expect(part.status).toBe(206)
+      expect(part.headers.get('content-length')).toBe('50000')
+      expect(new Uint8Array(await part.arrayBuffer())).toEqual(bytes.subarray(1000, 51000))
     })
 
     test('the sweep removes uploads never attached after 24 h, with their bytes; attached ones stay', async () => {
@@ -263,6 +273,44 @@ for (const backend of ['disk', 's3'] as const)
       expect((await download(sent.id, a)).status).toBe(200)
       expect((await kept()).length).toBe(keptBefore - 1)
       if (!s3) expect(storedFiles(dataDir)).not.toContain(join(unsent.sha256.slice(0, 2), unsent.sha256))
+    })
+
+    test('the sweep and a send claiming an upload older than 24 h: the claim first keeps it for the message, the sweep first makes it no such upload', async () => {
+      const { a, b, dialogId } = await live.t.pair()
+      const uploads = live.t.core.uploads
+      // A day and more from now, every upload of this test is past its 24 h.
+      const later = new Date(Date.now() + 25 * 3600 * 1000)
+      const bytes = new TextEncoder().encode(`racing ${Math.random()}`)
+      const raced = (await upload(a, file(bytes))).body
+
+      // The sweep runs between the claim's commit and the message's, as it may on this node or another.
+      const claim = uploads.claim
+      uploads.claim = async (...args: Parameters<typeof claim>) => {
+        const claimed = await claim.apply(uploads, args)
+        await uploads.sweep(later)
+        return claimed
+      }
+      let sent
+      try {
+        sent = await sendRest(a, dialogId, { client_msg_id: 'race-1', type: 'file', attachment_id: raced.id })
+      } finally {
+        uploads.claim = claim
+      }
+      expect(sent.status).toBe(201)
+      await uploads.sweep(later)
+      const got = await download(raced.id, b)
+      expect(got.status).toBe(200)
+      expect(new Uint8Array(await got.arrayBuffer())).toEqual(bytes)
+
+      // The sweep first: the send is refused as for an upload that never was, and nothing carries it.
+      const swept = (await upload(a, file(`swept ${Math.random()}`))).body
+      await uploads.sweep(later)
+      const refused = await sendRest(a, dialogId, { client_msg_id: 'race-2', type: 'file', attachment_id: swept.id })
+      expectContractError(refused, 422, 'validation_failed', 'attachment_id')
+      const unknown = await sendRest(a, dialogId, { client_msg_id: 'race-3', type: 'file', attachment_id: 2_000_000_000 })
+      expect(refused.body.error.message).toBe(unknown.body.error.message)
+      const history = await live.t.call('GET', `/dialogs/${dialogId}/messages`, { token: a.access_token })
+      expect(history.body.messages.map((m: { client_msg_id: string }) => m.client_msg_id)).toEqual(['race-1'])
     })
 
     test('DELETE of an image/file message: its attachment becomes unreachable at once, its bytes go once nothing refers to them', async () => {

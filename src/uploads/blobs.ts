@@ -165,17 +165,9 @@ export class S3Blobs implements BlobStore {
   }
 
   read(key: string, start: number, end: number): Blob | ReadableStream {
-    // A stream, not the S3File itself (Bun answers a returned S3File with a redirect to the bucket), and
-    // wrapped: Bun drops the response's Content-Length for its own S3 stream, not for a plain one.
-    const reader = this.client.file(key).slice(start, end).stream().getReader()
-    return new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        const { value, done } = await reader.read()
-        if (done) controller.close()
-        else controller.enqueue(value)
-      },
-      cancel: (reason) => reader.cancel(reason),
-    })
+    // A stream, not the S3File itself: Bun answers a returned S3File with a redirect to the bucket. Bun
+    // 1.4.5 sends any streamed body chunked, dropping the Content-Length set for it (oven-sh/bun#10507).
+    return this.client.file(key).slice(start, end).stream()
   }
 
   async delete(key: string): Promise<void> {

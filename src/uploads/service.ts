@@ -139,6 +139,8 @@ export class UploadService {
   /**
    * Claims an upload for a send of `type` (image or file): its sender's own, not attached elsewhere, an
    * image type for `image`. Answers the Message `attachment` as stored with the message (JSON, no url).
+   * One statement checks and claims, so a concurrent sweep either sees it claimed or has removed it first
+   * (then it is no such upload, as for an id never uploaded).
    */
   async claim(
     senderId: number,
@@ -146,12 +148,19 @@ export class UploadService {
     type: 'image' | 'file',
     send: { dialogId: number; clientMsgId: string },
   ): Promise<{ id: number; json: string }> {
-    const upload = await this.db.read((s) => uploadById(s, uploadId))
-    if (!upload || upload.uploaderId !== senderId) throw invalidField('attachment_id', 'no such upload of yours')
-    if (type === 'image' && !isImage(upload.contentType))
-      throw invalidField('attachment_id', `an image message needs an image; this upload is ${upload.contentType}`)
-    const claimed = await this.db.tx((s) => claimUpload(s, { uploadId, uploaderId: senderId, ...send }))
-    if (!claimed) throw invalidField('attachment_id', 'this upload is attached to another message')
+    const upload = await this.db.tx(function* (s) {
+      const claimed = yield* claimUpload(s, { uploadId, uploaderId: senderId, ...send })
+      if (!claimed) {
+        const found = yield* uploadById(s, uploadId)
+        throw found?.uploaderId === senderId
+          ? invalidField('attachment_id', 'this upload is attached to another message')
+          : invalidField('attachment_id', 'no such upload of yours')
+      }
+      // Thrown inside the transaction: the claim is rolled back.
+      if (type === 'image' && !isImage(claimed.contentType))
+        throw invalidField('attachment_id', `an image message needs an image; this upload is ${claimed.contentType}`)
+      return claimed
+    })
     const stored: Omit<AttachmentDto, 'url'> = { id: upload.id, name: upload.name, content_type: upload.contentType, size: upload.size }
     return { id: upload.id, json: JSON.stringify(stored) }
   }
@@ -161,7 +170,7 @@ export class UploadService {
     await this.db.tx((s) => unclaimUpload(s, uploadId, send.dialogId, send.clientMsgId))
   }
 
-  /** Removes uploads older than 24 h that no message carries, their bytes, and crashed writes' leftovers. */
+  /** Removes uploads older than 24 h that no send claimed, then their bytes, and crashed writes' leftovers. */
   async sweep(now = new Date()): Promise<void> {
     const keys = await this.db.tx((s) => sweepUnattached(s, new Date(now.getTime() - UNATTACHED_TTL_MS)))
     for (const key of keys) await this.dropBytes(key)

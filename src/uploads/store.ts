@@ -47,16 +47,16 @@ export function* dialogOfAttachment({ db, t }: Scope, uploadId: number): Routine
 }
 
 /**
- * Claims an upload for one send, atomically: its uploader's, not claimed yet, or claimed by this very
- * send (a retry). False when another send has it.
+ * Claims an upload for one send in one statement: its uploader's, not claimed yet, or claimed by this very
+ * send (a retry). Answers the upload, or undefined when another send has it or it is gone (swept).
  */
 export function* claimUpload(
-  { db, t }: Scope,
+  scope: Scope,
   claim: { uploadId: number; uploaderId: number; dialogId: number; clientMsgId: string },
-): Routine<boolean> {
-  const u = t.uploads
-  const claimed = yield* rows(
-    db
+): Routine<UploadRecord | undefined> {
+  const u = scope.t.uploads
+  const [claimed] = yield* rows(
+    scope.db
       .update(u)
       .set({ dialogId: claim.dialogId, clientMsgId: claim.clientMsgId })
       .where(
@@ -66,9 +66,9 @@ export function* claimUpload(
           or(isNull(u.dialogId), and(eq(u.dialogId, claim.dialogId), eq(u.clientMsgId, claim.clientMsgId))),
         ),
       )
-      .returning({ id: u.id }),
+      .returning(columns(scope)),
   )
-  return claimed.length > 0
+  return claimed
 }
 
 /** Gives a claim back (its send turned out to be a repeat of another message). */
@@ -97,8 +97,11 @@ export function* releaseAttachment(scope: Scope, messageId: number): Routine<str
 }
 
 /**
- * Deletes uploads created before `cutoff` that no message carries (never sent, or claimed by a send that
- * never committed); answers the storage keys no upload uses any more.
+ * Deletes uploads created before `cutoff` that no send has claimed and no message carries; answers the
+ * storage keys no upload uses any more. The claim is checked in this very statement, as `claimUpload`
+ * checks that the row is there: a send claiming an old upload either claims it first (the sweep leaves
+ * it) or finds it gone (not found), never a message carrying a deleted upload. A claim is its send's
+ * until the message commits or the send gives it back (so one left by a process killed mid-send stays).
  */
 export function* sweepUnattached(scope: Scope, cutoff: Date): Routine<string[]> {
   const { db, t } = scope
@@ -108,6 +111,7 @@ export function* sweepUnattached(scope: Scope, cutoff: Date): Routine<string[]> 
       .where(
         and(
           lt(t.uploads.createdAt, cutoff),
+          isNull(t.uploads.dialogId),
           notExists(db.select({ one: sql`1` }).from(t.messages).where(eq(t.messages.attachmentId, t.uploads.id))),
         ),
       )
