@@ -1,6 +1,6 @@
 /**
  * Socket.IO rows of `bench e2e` and `bench fanout`. The project's Socket.IO wire against its JSON wire on
- * the same server, rounds alternating (the ratio is the median of the rounds' ratios), and the same flow
+ * the same server build, each run on a fresh one, rounds alternating (the ratio is the median of the rounds' ratios), and the same flow
  * against the server a Node developer would write (node-socketio/server.mjs: socket.io + better-sqlite3,
  * WAL, FULL), run with `node`. The load generator speaks Engine.IO/Socket.IO itself (socketio-client.ts).
  */
@@ -52,26 +52,25 @@ export async function socketIoE2e(ctx: BenchContext, pairs: number, inFlight: nu
   const rounds = ctx.quick ? 1 : 3
   const json: FlowResult[] = []
   const io: FlowResult[] = []
-  const project = await startProject('sqlite-full')
-  try {
-    const p = await project.pairs(pairs)
-    // Which wire goes first alternates: on this machine a run's speed depends on its place in the sequence.
-    for (let round = 0; round < rounds; round++) {
-      const runJson = async () => json.push(await closed(project.ws, p))
-      const runIo = async () => io.push(await closed(socketIoUrl(project.ws), p))
-      for (const run of round % 2 ? [runIo, runJson] : [runJson, runIo]) await run()
-    }
-  } finally {
-    await project.stop()
-  }
   const nodeRuns: FlowResult[] = []
-  const node = await startNode()
-  try {
-    const p = await node.pairs(pairs)
-    for (let round = 0; round < rounds; round++) nodeRuns.push(await closed(node.ws, p))
-  } finally {
-    await node.stop()
+  // Every run on a fresh server and database: a database that grows under the load writes slower (the
+  // random client_msg_id index spreads each commit over more pages), which made a run's rate depend on
+  // its place in the sequence when the wires shared one server. Which wire goes first still alternates.
+  const fresh = async (start: () => Promise<{ ws: string; pairs: (n: number) => Promise<Pair[]>; stop: () => Promise<void> }>, url: (ws: string) => string) => {
+    const target = await start()
+    try {
+      return await closed(url(target.ws), await target.pairs(pairs))
+    } finally {
+      await target.stop()
+    }
   }
+  const project = () => startProject('sqlite-full')
+  for (let round = 0; round < rounds; round++) {
+    const runJson = async () => json.push(await fresh(project, (ws) => ws))
+    const runIo = async () => io.push(await fresh(project, socketIoUrl))
+    for (const run of round % 2 ? [runIo, runJson] : [runJson, runIo]) await run()
+  }
+  for (let round = 0; round < rounds; round++) nodeRuns.push(await fresh(startNode, (ws) => ws))
   const pick = (runs: FlowResult[]) => [...runs].sort((a, b) => a.deliveriesPerSec - b.deliveriesPerSec)[runs.length >> 1]!
   const [jsonMid, ioMid, nodeMid] = [pick(json), pick(io), pick(nodeRuns)]
   const perRound = median(io.map((r, i) => r.deliveriesPerSec / json[i]!.deliveriesPerSec))
