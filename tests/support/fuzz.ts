@@ -1,5 +1,8 @@
 import { expect } from 'bun:test'
 import fc from 'fast-check'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { uniqueName } from './app'
 import { freshDatabase, type Dialect, type FreshDatabase } from './databases'
 import { connect, startServer, type ServerProcess } from './server-process'
@@ -14,6 +17,10 @@ export const CONTRACT_STATUS: Record<string, number> = {
   bad_request: 400,
   unauthorized: 401,
   invalid_credentials: 401,
+  /** A member acting on the other member's message (v1.3). */
+  forbidden: 403,
+  /** A send or a new dialog between two users while either blocks the other (v1.3). */
+  blocked: 403,
   not_found: 404,
   username_taken: 409,
   payload_too_large: 413,
@@ -37,7 +44,9 @@ export interface Target {
 
 export async function startTarget(dialect: Dialect, env: Record<string, string> = {}): Promise<Target> {
   const database: FreshDatabase = await freshDatabase(dialect)
-  const server = await startServer(database.target, env)
+  // Uploads and generated VAPID keys go to a directory of this target's own, not the checkout's ./data.
+  const dataDir = mkdtempSync(join(tmpdir(), 'chat-fuzz-'))
+  const server = await startServer(database.target, { DATA_DIR: dataDir, ...env })
   let stderr = ''
   void server.proc.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
     new WritableStream({
@@ -64,6 +73,7 @@ export async function startTarget(dialect: Dialect, env: Record<string, string> 
       server.proc.kill('SIGTERM')
       await server.exited
       await database.drop()
+      rmSync(dataDir, { recursive: true, force: true })
     },
   }
 }
@@ -85,6 +95,18 @@ export async function register(base: string, password = 'correct horse battery')
   const body = (await res.json()) as { access_token: string; refresh_token: string; user: { id: number } }
   if (res.status !== 201) throw new Error(`register: ${res.status} ${JSON.stringify(body)}`)
   return { token: body.access_token, refresh: body.refresh_token, userId: body.user.id, username }
+}
+
+/** A text message sent over REST; its id. */
+export async function sendText(base: string, from: Account, dialogId: number, clientMsgId: string, text = clientMsgId): Promise<number> {
+  const res = await fetch(`http://${base}/dialogs/${dialogId}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${from.token}` },
+    body: JSON.stringify({ client_msg_id: clientMsgId, type: 'text', text }),
+  })
+  const body = (await res.json()) as { id: number }
+  if (res.status !== 201) throw new Error(`send: ${res.status} ${JSON.stringify(body)}`)
+  return body.id
 }
 
 export async function openDialog(base: string, from: Account, to: Account): Promise<number> {
@@ -288,25 +310,26 @@ export function bodyText(valid: Record<string, unknown>): fc.Arbitrary<string> {
   )
 }
 
-/** What every fuzz suite attacks: a server, a user with a dialog holding one message from the peer, bystanders. */
+/**
+ * What every fuzz suite attacks: a server, a user with a dialog holding one message from the peer
+ * (`messageId`: the caller may react, not edit) and one of the user's own (`ownMessageId`: to edit),
+ * bystanders.
+ */
 export interface Scene {
   target: Target
   me: Account
   peer: Account
   dialogId: number
   messageId: number
+  ownMessageId: number
   bystanders: Bystanders
 }
 
-export async function startScene(dialect: Dialect): Promise<Scene> {
-  const target = await startTarget(dialect)
+export async function startScene(dialect: Dialect, env: Record<string, string> = {}): Promise<Scene> {
+  const target = await startTarget(dialect, env)
   const [me, peer] = await Promise.all([register(target.base), register(target.base)])
   const dialogId = await openDialog(target.base, me, peer)
-  const sent = await fetch(`http://${target.base}/dialogs/${dialogId}/messages`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${peer.token}` },
-    body: JSON.stringify({ client_msg_id: 'seed', type: 'text', text: 'seed' }),
-  })
-  const messageId = ((await sent.json()) as { id: number }).id
-  return { target, me, peer, dialogId, messageId, bystanders: await Bystanders.start(target.base) }
+  const messageId = await sendText(target.base, peer, dialogId, 'seed')
+  const ownMessageId = await sendText(target.base, me, dialogId, 'own', 'own fuzz привет')
+  return { target, me, peer, dialogId, messageId, ownMessageId, bystanders: await Bystanders.start(target.base) }
 }
