@@ -14,6 +14,7 @@ import {
   RUNS,
   sendText,
   startScene,
+  uploadFile,
   type Account,
   type Target,
 } from './support/fuzz'
@@ -74,17 +75,6 @@ describe.each(dialects)('REST fuzz on %s', (dialect) => {
   let upload: { id: number; bytes: Uint8Array; sha256: string }
   let peerUploadId: number
 
-  const uploadAs = async (who: Account, parts: Part[]) => {
-    const res = await fetch(`http://${target.base}/uploads`, {
-      method: 'POST',
-      headers: { 'content-type': MULTIPART, authorization: `Bearer ${who.token}` },
-      body: multipartBody(parts),
-    })
-    const body = (await res.json()) as { id: number }
-    if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(body)}`)
-    return body.id
-  }
-
   beforeAll(async () => {
     ;({ target, me, peer, dialogId, messageId, ownMessageId, bystanders } = await startScene(dialect, { UPLOAD_MAX_BYTES: String(UPLOAD_LIMIT) }))
     ;[spare, blockee] = await Promise.all([register(target.base), register(target.base)])
@@ -92,8 +82,8 @@ describe.each(dialects)('REST fuzz on %s', (dialect) => {
     await sendText(target.base, spare, otherDialogId, 'other', 'fuzz in the other dialog Привет мир 你好')
     doomed = await Promise.all([0, 1, 2].map((i) => sendText(target.base, me, dialogId, `doomed-${i}`, `doomed fuzz ${i}`)))
     const bytes = new Uint8Array(1000).map((_, i) => (i * 7 + 3) & 0xff)
-    upload = { id: await uploadAs(me, [{ name: 'file', filename: 'known.bin', data: bytes }]), bytes, sha256: sha256(bytes) }
-    peerUploadId = await uploadAs(peer, [{ name: 'file', filename: 'peer.bin', data: 'not yours' }])
+    upload = { id: await uploadFile(target.base, me, [{ name: 'file', filename: 'known.bin', data: bytes }]), bytes, sha256: sha256(bytes) }
+    peerUploadId = await uploadFile(target.base, peer, [{ name: 'file', filename: 'peer.bin', data: 'not yours' }])
   }, 30_000)
   afterAll(() => target?.stop())
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { uniqueName } from './app'
 import { freshDatabase, type Dialect, type FreshDatabase } from './databases'
+import { MULTIPART, multipartBody, type Part } from './multipart'
 import { connect, startServer, type ServerProcess } from './server-process'
 
 /*
@@ -106,6 +107,18 @@ export async function sendText(base: string, from: Account, dialogId: number, cl
   })
   const body = (await res.json()) as { id: number }
   if (res.status !== 201) throw new Error(`send: ${res.status} ${JSON.stringify(body)}`)
+  return body.id
+}
+
+/** An upload by `who` (a multipart body of `parts`); its id. */
+export async function uploadFile(base: string, who: Account, parts: Part[]): Promise<number> {
+  const res = await fetch(`http://${base}/uploads`, {
+    method: 'POST',
+    headers: { 'content-type': MULTIPART, authorization: `Bearer ${who.token}` },
+    body: multipartBody(parts),
+  })
+  const body = (await res.json()) as { id: number }
+  if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(body)}`)
   return body.id
 }
 

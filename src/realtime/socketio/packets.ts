@@ -42,6 +42,8 @@ export function parsePacket(text: string): Packet | undefined {
   let digits = i
   while (digits < text.length && text.charCodeAt(digits) >= 48 && text.charCodeAt(digits) <= 57) digits++
   const id = digits > i ? Number(text.slice(i, digits)) : undefined
+  // An id past 2^53 would be answered under another number, which no client would match.
+  if (id !== undefined && !Number.isSafeInteger(id)) return undefined
   let data: unknown
   if (digits < text.length) {
     try {
