@@ -109,6 +109,28 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
     await Promise.all([aliceWs.close(), bobWs.close()])
   })
 
+  test('a message of another cluster protocol version (or of none) is ignored and counted, so nodes of two releases never misread each other', async () => {
+    const alice = await nodes.a.t.register()
+    const onA = await on(nodes.a, alice)
+    const redis = new RedisClient(REDIS_URL)
+    const typing = (text: string) => `user:${alice.user.id}\n{"type":"typing","dialog_id":1,"user_id":2,"state":"${text}"}`
+    try {
+      // A node of a later release (version 2), and one from before versions: both would forward a frame.
+      await redis.publish(nodes.channel, `2|Tfuture ${Date.now()}\n${typing('v2')}`)
+      await redis.publish(nodes.channel, `Told ${Date.now()}\n${typing('none')}`)
+      // The same message in this release's version is delivered: the two before it were not.
+      await redis.publish(nodes.channel, `1|Tcurrent ${Date.now()}\n${typing('v1')}`)
+      expect(await onA.next('typing')).toMatchObject({ state: 'v1' })
+      expect((await onA.drain()).filter((f) => f.type === 'typing')).toEqual([])
+      const metrics = await (await fetch(`${nodes.a.base.replace('ws:', 'http:')}/metrics`)).text()
+      expect(metrics).toContain('chat_cluster_messages_ignored_total{version="2"} 1')
+      expect(metrics).toContain('chat_cluster_messages_ignored_total{version="none"} 1')
+    } finally {
+      redis.close()
+      await onA.close()
+    }
+  })
+
   test('a node killed with SIGKILL: after three missed heartbeats the others tell its users\' peers they are offline', async () => {
     const alice = await nodes.a.t.register()
     const bob = await nodes.a.t.register()

@@ -34,9 +34,19 @@ interface Node {
   users: Set<number>
 }
 
-// One Redis channel; each message is `<kind><node> <sender's clock, ms>\n<payload>`. Frames travel as
-// they were encoded for the sockets (no second JSON layer), and one publisher connection keeps a node's
-// messages in order.
+// One Redis channel; each message is `<version>|<kind><node> <sender's clock, ms>\n<payload>`. Frames
+// travel as they were encoded for the sockets (no second JSON layer), and one publisher connection keeps a
+// node's messages in order.
+
+/**
+ * The cluster protocol's version. A node ignores (and counts) messages of any other, so that during a
+ * rolling upgrade nodes of two releases never misread each other: a change to a message's meaning takes
+ * a new version.
+ */
+export const CLUSTER_PROTOCOL = '1'
+const message = (kind: string, node: string, payload: string) => `${CLUSTER_PROTOCOL}|${kind}${node} ${Date.now()}\n${payload}`
+/** A version as a metric label: digits as they are, anything else (no version, garbage) as one value. */
+const versionLabel = (version: string) => (/^\d{1,4}$/.test(version) ? version : 'none')
 const TOPIC = 'T'
 const FOLLOW = 'F'
 const SESSION_ENDED = 'S'
@@ -139,8 +149,8 @@ export class Cluster {
     await client.connect()
     const node = `cli${randomBytes(4).toString('hex')}`
     try {
-      for (const id of sessionIds) await client.publish(options.channel, `${SESSION_ENDED}${node} ${Date.now()}\n${id}`)
-      await client.publish(options.channel, `${BYE}${node} ${Date.now()}\n`)
+      for (const id of sessionIds) await client.publish(options.channel, message(SESSION_ENDED, node, id))
+      await client.publish(options.channel, message(BYE, node, ''))
     } finally {
       client.close()
     }
@@ -214,7 +224,7 @@ export class Cluster {
 
   /** Resolves false when Redis could not take it. */
   private send(kind: string, payload: string): Promise<boolean> {
-    return this.pub.publish(this.options.channel, `${kind}${this.node} ${Date.now()}\n${payload}`).then(
+    return this.pub.publish(this.options.channel, message(kind, this.node, payload)).then(
       () => true,
       (error) => {
         logFault('cluster: publishing to Redis failed', error)
@@ -229,7 +239,11 @@ export class Cluster {
     settled?.()
   }
 
-  private receive(message: string): void {
+  private receive(versioned: string): void {
+    const bar = versioned.indexOf('|')
+    const version = bar > 0 && bar <= 4 ? versioned.slice(0, bar) : ''
+    if (version !== CLUSTER_PROTOCOL) return void this.metrics?.clusterIgnored.incFor('version', versionLabel(version))
+    const message = versioned.slice(bar + 1)
     const newline = message.indexOf('\n')
     const space = message.indexOf(' ')
     if (space < 0 || newline < space) return

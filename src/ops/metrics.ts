@@ -103,6 +103,10 @@ export class Metrics {
     'From another node publishing an event on Redis to this node receiving it (clocks of two nodes)',
     LATENCY_BUCKETS,
   )
+  readonly clusterIgnored = new Counter(
+    'chat_cluster_messages_ignored_total',
+    'Cluster messages of a protocol version this node does not speak (a node of another release), by version',
+  )
   readonly eventLoopLag = new Histogram('chat_event_loop_lag_seconds', 'How late a 100 ms timer fires', LATENCY_BUCKETS)
   private readonly startedAt = Date.now() / 1000
 
@@ -147,6 +151,7 @@ export class Metrics {
         this.wsFramesOut,
         this.wsClosedSlow,
         this.clusterLag,
+        this.clusterIgnored,
         this.eventLoopLag,
         this.pushSent,
         this.pushFailed,

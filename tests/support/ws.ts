@@ -15,7 +15,7 @@ export interface LiveServer {
 /** With REDIS_URL in `env`, a node of a cluster (then usually on a `shared` database). */
 export async function startLive(dialect: Dialect, env: Record<string, string> = {}, shared?: FreshDatabase): Promise<LiveServer> {
   const t = await createTestApp(dialect, env, shared)
-  if (t.core.config.cluster) t.core.hub.join(await Cluster.join(t.core.config.cluster, t.core.hub))
+  if (t.core.config.cluster) t.core.hub.join(await Cluster.join(t.core.config.cluster, t.core.hub, t.core.metrics))
   const running = serve(t.core, { port: 0, hostname: '127.0.0.1' })
   let closed = false
   return {
