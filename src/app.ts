@@ -22,6 +22,7 @@ import { opsRoutes } from './ops'
 import { isUploadRequest, uploadRoutes } from './uploads'
 import { UploadService } from './uploads/service'
 import { Metrics } from './ops/metrics'
+import { PresenceService } from './users/presence'
 import { pushRoutes } from './push'
 import { PushService } from './push/service'
 import { Hub } from './realtime/hub'
@@ -62,7 +63,7 @@ const QUIET = new Logger({ level: 'silent', format: 'pretty' })
 export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const metrics = new Metrics()
   const blockCache = new BlockCache(db)
-  const hub = new Hub(db, metrics, config.wsBackpressureBytes, blockCache)
+  const hub = new Hub(new PresenceService(db), metrics, config.wsBackpressureBytes, blockCache)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
   const uploads = new UploadService(db, membership, config)

@@ -2,12 +2,10 @@ import type { Server } from 'bun'
 import type { BlockCache } from '../blocks/cache'
 import type { Cluster, ClusterPeer } from '../cluster/cluster'
 import type { DialogDto } from '../dialogs/model'
-import { dialogIdsOf, peerIdsOf } from '../dialogs/store'
 import type { DeletedEvent, MessageDto, ReactionsEvent, StatusEvent } from '../messages/model'
 import { unauthorized } from '../errors'
 import type { Metrics } from '../ops/metrics'
-import type { Db } from '../storage/database'
-import { setLastSeen } from '../users/store'
+import type { PresenceService } from '../users/presence'
 import { Outbox } from './outbox'
 import type { Origin, RealtimePort } from './port'
 import {
@@ -61,7 +59,8 @@ export class Hub implements RealtimePort, ClusterPeer {
   private stopping = false
 
   constructor(
-    private readonly db: Db,
+    /** The database work presence needs (the hub itself only publishes). */
+    private readonly presence: PresenceService,
     private readonly metrics: Metrics,
     private readonly slowBytes: number,
     /** Typing and presence never pass between two users while either blocks the other. */
@@ -193,10 +192,8 @@ export class Hub implements RealtimePort, ClusterPeer {
     }
     const now = new Date()
     const [links] = await Promise.all([
-      this.db.read(function* (s) {
-        return { dialogs: yield* dialogIdsOf(s, userId), peers: yield* peerIdsOf(s, userId) }
-      }),
-      first ? this.db.tx((s) => setLastSeen(s, [userId], now)) : undefined,
+      this.presence.links(userId),
+      first ? this.presence.seen([userId], now) : undefined,
       // Loaded now, so the presence below needs no read of its own.
       this.blocks.of(userId),
     ])
@@ -230,8 +227,8 @@ export class Hub implements RealtimePort, ClusterPeer {
     if (userId === undefined || !entry?.sockets.delete(ws) || entry.sockets.size > 0 || this.stopping) return
     const at = new Date()
     this.track(
-      this.db
-        .tx((s) => setLastSeen(s, [userId], at))
+      this.presence
+        .seen([userId], at)
         .catch((error) => logFault('storing last_seen_at failed', error))
         .then(() => {
           if (entry.sockets.size > 0 || this.users.get(userId) !== entry) return
@@ -262,7 +259,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     await Promise.all(this.pending)
     if (online.length > 0) {
       const now = new Date()
-      await this.db.tx((s) => setLastSeen(s, online, now)).catch((error) => logFault('storing last_seen_at failed', error))
+      await this.presence.seen(online, now).catch((error) => logFault('storing last_seen_at failed', error))
     }
   }
 
@@ -373,13 +370,8 @@ export class Hub implements RealtimePort, ClusterPeer {
     const gone = userIds.filter((id) => !this.isOnlineHere(id))
     if (gone.length === 0 || this.stopping) return
     this.track(
-      this.db
-        .tx(function* (s) {
-          yield* setLastSeen(s, gone, at)
-          const peers: [number, number[]][] = []
-          for (const userId of gone) peers.push([userId, yield* peerIdsOf(s, userId)])
-          return peers
-        })
+      this.presence
+        .lost(gone, at)
         .then(async (peers) => {
           for (const [userId, peerIds] of peers) {
             const frame = presenceFrame(userId, false, at)

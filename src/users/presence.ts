@@ -1,0 +1,38 @@
+import { dialogIdsOf, peerIdsOf } from '../dialogs/store'
+import type { Db } from '../storage/database'
+import { setLastSeen } from './store'
+
+/** The dialogs a user's connections follow, and the peers its presence is told to. */
+export interface Links {
+  dialogs: number[]
+  peers: number[]
+}
+
+/**
+ * What the realtime hub needs from the database, so that the hub itself only publishes: whom a user's
+ * connections follow, and when users were last seen (`last_seen_at`, which only moves forward).
+ */
+export class PresenceService {
+  constructor(private readonly db: Db) {}
+
+  links(userId: number): Promise<Links> {
+    return this.db.read(function* (s) {
+      return { dialogs: yield* dialogIdsOf(s, userId), peers: yield* peerIdsOf(s, userId) }
+    })
+  }
+
+  /** Users seen at `at`: a first connection opening, a last one closing, everyone online at shutdown. */
+  seen(userIds: number[], at: Date): Promise<void> {
+    return this.db.tx((s) => setLastSeen(s, userIds, at))
+  }
+
+  /** Users lost with another node, last seen when it was last heard: each with the peers to tell. */
+  lost(userIds: number[], at: Date): Promise<[userId: number, peerIds: number[]][]> {
+    return this.db.tx(function* (s) {
+      yield* setLastSeen(s, userIds, at)
+      const peers: [number, number[]][] = []
+      for (const userId of userIds) peers.push([userId, yield* peerIdsOf(s, userId)])
+      return peers
+    })
+  }
+}
