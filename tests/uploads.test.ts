@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { logFaultsTo } from '../src/log/fault'
+import { Logger } from '../src/log/logger'
 import { expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
 import { MULTIPART, multipartBody, type Part } from './support/multipart'
@@ -311,6 +313,31 @@ for (const backend of ['disk', 's3'] as const)
       expect(refused.body.error.message).toBe(unknown.body.error.message)
       const history = await live.t.call('GET', `/dialogs/${dialogId}/messages`, { token: a.access_token })
       expect(history.body.messages.map((m: { client_msg_id: string }) => m.client_msg_id)).toEqual(['race-1'])
+    })
+
+    test('a send that fails gives its upload back: another send attaches it, where before it stayed claimed for good', async () => {
+      const { a, b, dialogId } = await live.t.pair()
+      const held = (await upload(a, file(`held ${Math.random()}`))).body
+      const writer = live.t.core.writer
+      const submit = writer.submit
+      // The commit fails once (a disk error, a lost database), after the claim.
+      writer.submit = () => Promise.reject(new Error('disk I/O error'))
+      const logged: string[] = []
+      const before = logFaultsTo(new Logger({ level: 'info', format: 'json' }, (line) => logged.push(line)))
+      let failed
+      try {
+        failed = await sendRest(a, dialogId, { client_msg_id: 'fails-1', type: 'file', attachment_id: held.id })
+      } finally {
+        writer.submit = submit
+        logFaultsTo(before)
+      }
+      expectContractError(failed, 500, 'internal')
+      expect(logged.join('\n')).toContain('disk I/O error')
+      // Not only a retry of that very send: any send of the uploader's may attach it now.
+      const sent = await sendRest(a, dialogId, { client_msg_id: 'another-1', type: 'file', attachment_id: held.id })
+      expect(sent.status).toBe(201)
+      expect(sent.body.attachment).toMatchObject({ id: held.id })
+      expect((await download(held.id, b)).status).toBe(200)
     })
 
     test('DELETE of an image/file message: its attachment becomes unreachable at once, its bytes go once nothing refers to them', async () => {

@@ -1,6 +1,7 @@
 import type { BlockCache } from '../blocks/cache'
 import { AppError, blocked, invalidField, notFound } from '../errors'
 import { peerOf, type Membership } from '../dialogs/membership'
+import { logFault } from '../log/fault'
 import type { Origin, RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
 import type { UploadService } from '../uploads/service'
@@ -65,15 +66,23 @@ export class MessageService {
     if (await this.blocks.between(senderId, peerOf(members, senderId))) throw blocked()
     const key = { dialogId: cmd.dialogId, clientMsgId: cmd.clientMsgId }
     const claimed = cmd.type === 'text' ? undefined : await this.uploads.claim(senderId, cmd.attachmentId!, cmd.type, key)
-    const outcome = await this.writer.submit({
-      dialogId: cmd.dialogId,
-      senderId,
-      clientMsgId: cmd.clientMsgId,
-      type: cmd.type,
-      text: cmd.text ?? '',
-      attachmentId: claimed?.id ?? null,
-      attachment: claimed?.json ?? null,
-    })
+    const outcome = await this.writer
+      .submit({
+        dialogId: cmd.dialogId,
+        senderId,
+        clientMsgId: cmd.clientMsgId,
+        type: cmd.type,
+        text: cmd.text ?? '',
+        attachmentId: claimed?.id ?? null,
+        attachment: claimed?.json ?? null,
+      })
+      .catch(async (error: unknown) => {
+        // A send that failed gives its claim back: the upload would otherwise stay claimed, and never
+        // swept, unless the client retried this very send. (A message that committed all the same keeps
+        // its upload: the sweep spares an upload a message carries.)
+        if (claimed) await this.uploads.unclaim(claimed.id, key).catch((cause) => logFault('giving back an upload claim failed', cause))
+        throw error
+      })
     // No message, or a repeat of one that does not carry this upload: the upload stays free for another send.
     const carried = outcome.kind === 'missing' ? undefined : attachmentOf(outcome.message)?.id
     if (claimed && carried !== claimed.id) await this.uploads.unclaim(claimed.id, key)
