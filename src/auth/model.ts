@@ -1,4 +1,5 @@
 import { t } from 'elysia'
+import { Int } from '../shared/schema'
 import { invalidField } from '../errors'
 import { charCount } from '../shared/text'
 import { USERNAME_PATTERN, UserSchema } from '../users/model'
@@ -35,7 +36,7 @@ export const TokenPair = t.Object({
   access_token: t.String(),
   refresh_token: t.String(),
   token_type: t.Literal('Bearer'),
-  expires_in: t.Integer(),
+  expires_in: Int(),
 })
 export type TokenPairDto = typeof TokenPair.static
 

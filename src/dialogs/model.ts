@@ -1,23 +1,24 @@
 import { t } from 'elysia'
+import { Int } from '../shared/schema'
 import { MessageSchema } from '../messages/model'
 import { BodyId, ParamId } from '../shared/ids'
 
 export const DialogSchema = t.Object({
-  id: t.Integer(),
+  id: Int(),
   peer: t.Object({
-    id: t.Integer(),
+    id: Int(),
     username: t.String(),
     online: t.Boolean(),
     last_seen_at: t.Union([t.String(), t.Null()]),
   }),
   created_at: t.String(),
   last_message: t.Union([MessageSchema, t.Null()]),
-  unread_count: t.Integer(),
-  last_read_message_id: t.Integer(),
-  peer_last_read_message_id: t.Integer(),
-  peer_last_delivered_message_id: t.Integer(),
+  unread_count: Int(),
+  last_read_message_id: Int(),
+  peer_last_read_message_id: Int(),
+  peer_last_delivered_message_id: Int(),
   /** The dialog's change counter: its latest message change (see GET …/messages?changed_after=). */
-  version: t.Integer(),
+  version: Int(),
 })
 export type DialogDto = typeof DialogSchema.static
 

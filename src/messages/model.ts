@@ -1,4 +1,5 @@
 import { t } from 'elysia'
+import { Int } from '../shared/schema'
 import { invalidField } from '../errors'
 import { BodyId, ParamId } from '../shared/ids'
 import { charCount } from '../shared/text'
@@ -7,25 +8,25 @@ export const MESSAGE_TYPES = ['text', 'image', 'file'] as const
 export type MessageType = (typeof MESSAGE_TYPES)[number]
 export const MAX_TEXT_CHARS = 4000
 
-export const ReactionSchema = t.Object({ emoji: t.String(), user_ids: t.Array(t.Integer()) })
+export const ReactionSchema = t.Object({ emoji: t.String(), user_ids: t.Array(Int()) })
 export type ReactionDto = typeof ReactionSchema.static
 export const MessageTypeSchema = t.Union([t.Literal('text'), t.Literal('image'), t.Literal('file')])
 
 /** An image/file message's upload, as a Message shows it; `url` downloads it (GET /uploads/{id}). */
 export const AttachmentSchema = t.Object({
-  id: t.Integer(),
+  id: Int(),
   name: t.String(),
   content_type: t.String(),
-  size: t.Integer(),
+  size: Int(),
   url: t.String(),
 })
 export type AttachmentDto = typeof AttachmentSchema.static
 
 export const MessageSchema = t.Object({
-  id: t.Integer(),
-  dialog_id: t.Integer(),
-  seq: t.Integer(),
-  sender_id: t.Integer(),
+  id: Int(),
+  dialog_id: Int(),
+  seq: Int(),
+  sender_id: Int(),
   client_msg_id: t.String(),
   type: MessageTypeSchema,
   text: t.String(),
@@ -35,7 +36,7 @@ export const MessageSchema = t.Object({
   deleted: t.Boolean(),
   reactions: t.Array(ReactionSchema),
   /** The dialog's version at this message's last change (see GET …/messages?changed_after=). */
-  version: t.Integer(),
+  version: Int(),
   attachment: t.Union([AttachmentSchema, t.Null()]),
 })
 export type MessageDto = typeof MessageSchema.static
@@ -85,10 +86,10 @@ export const ReadUpToBody = t.Object({
 })
 
 export const ReadState = t.Object({
-  dialog_id: t.Integer(),
-  last_read_message_id: t.Integer(),
+  dialog_id: Int(),
+  last_read_message_id: Int(),
   read_at: t.Union([t.String(), t.Null()]),
-  unread_count: t.Integer(),
+  unread_count: Int(),
 })
 export type ReadStateDto = typeof ReadState.static
 

@@ -1,4 +1,5 @@
 import { t } from 'elysia'
+import { Int } from '../shared/schema'
 
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]{3,32}$'
 
@@ -9,7 +10,7 @@ export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]{3,32}$'
 export const usernameKey = (username: string) => username.replace(/[A-Z]+/g, (upper) => upper.toLowerCase())
 
 export const UserSchema = t.Object({
-  id: t.Integer(),
+  id: Int(),
   username: t.String(),
   created_at: t.String({ format: 'date-time' }),
 })
