@@ -17,7 +17,7 @@ import { http, startServer, type ServerProcess } from './support/server-process'
 
 const PASSWORD = 'correct horse battery'
 const T = 30_000
-/** Where the run's screenshots go (docs/screenshot.png is written by browser-more.test.ts). */
+/** Where the run's screenshots go (docs/screenshot.png comes from browser-more.test.ts with UPDATE_SCREENSHOT=1). */
 const SCREENSHOT_DIR = join(tmpdir(), 'bun-chat-screenshots')
 
 describe.skipIf(!chromiumAvailable)('web app in Chromium', () => {

@@ -464,13 +464,14 @@ describe.each(dialects)('Web Push options on %s', (dialect) => {
     }
   }, 20_000)
 
-  test('blocked pairs get no push (the predicate is injectable until blocking exists)', async () => {
+  test('the push checks blocks again itself: a pair blocked once the send has passed its own check gets no push', async () => {
     const t = await createTestApp(dialect)
     try {
       const { a: alice, b: bob, dialogId } = await t.pair()
       const carol = await t.register()
       const withCarol = await t.call('POST', '/dialogs', { token: carol.access_token, body: { peer_user_id: bob.user.id } })
-      // Bob blocks Alice (either direction counts); Carol is not blocked.
+      // A block the send path has not seen (one that lands between the send's check and its push): only
+      // the push service's own check stands. Bob and Alice, either direction; Carol is not blocked.
       t.core.push.blocked = (x, y) =>
         (x === alice.user.id && y === bob.user.id) || (x === bob.user.id && y === alice.user.id)
       const browser = new Browser(service)
