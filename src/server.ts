@@ -45,7 +45,7 @@ export function serve(core: Core, options: { port: number; hostname: string; reu
       // context or schema layer in between.
       if (socketIo.accepts(request)) {
         const trace = requests.start(request, server)
-        return requests.finish(request, '/socket.io/', trace, socketIo.fetch(request, server, trace.id))
+        return requests.finish(request, '/socket.io/', trace, socketIo.fetch(request, server, trace))
       }
       const path = pathOf(request.url)
       const socketRoute = realtime.route(path)

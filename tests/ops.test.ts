@@ -83,6 +83,7 @@ describe('request and connection logs (JSON lines)', () => {
       const sio = () => logLines(server).filter((l) => l.wire === 'socket.io')
       await eventually(() => sio().filter((l) => l.msg === 'ws close').length === 3, 'the socket.io close lines')
       expect(sio().filter((l) => l.msg === 'ws open')).toHaveLength(3)
+      for (const line of sio().filter((l) => l.msg === 'ws open')) expect(line).toMatchObject({ client: '127.0.0.1' })
       for (const line of sio().filter((l) => l.msg === 'ws close')) expect(line).toMatchObject({ user_id: registered.body.user.id, ms: expect.any(Number) })
       // Their Bun sockets (the WebSocket transports, the upgrade's probe) are not logged besides.
       expect(logLines(server).filter((l) => l.msg === 'ws open' && l.wire === undefined)).toHaveLength(0)

@@ -45,7 +45,7 @@ export function logFrames(frames: Frames, log: Logger): Frames {
     ...frames,
     opened(ws) {
       opened.set(ws, performance.now())
-      log.info('ws open', { wire: 'socket.io' })
+      log.info('ws open', { wire: 'socket.io', client: ws.data.client })
       frames.opened(ws)
     },
     closed(ws) {

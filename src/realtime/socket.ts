@@ -15,7 +15,7 @@ export interface ConnectionData {
   authTimer: ReturnType<typeof setTimeout> | undefined
   /** Set by the first close() so that a second reason (slow and unauthorized, say) does not close twice. */
   closing: boolean
-  /** The client's address as TRUST_PROXY finds it, given at the upgrade (JSON wire): for the `ws open` line. */
+  /** The client's address as TRUST_PROXY finds it, given at the upgrade (a Socket.IO session: its handshake): for the `ws open` line. */
   client: string | undefined
   /** message:send / delivered / read draw on the user's bucket (UserLimits); typing on the connection's. */
   typing: TokenBucket

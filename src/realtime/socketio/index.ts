@@ -15,8 +15,11 @@ export { socketIoWire } from './packets'
 export interface SocketIo {
   /** /socket.io/ with EIO in the query. */
   accepts(request: Request): boolean
-  /** Answers it (undefined: upgraded to a WebSocket, the 101 echoing the request id). */
-  fetch(request: Request, server: Server<ConnectionData>, id: string): Response | Promise<Response> | undefined
+  /**
+   * Answers it (undefined: upgraded to a WebSocket, the 101 echoing the request id). `client` is the
+   * address TRUST_PROXY finds, kept for a new session's open line.
+   */
+  fetch(request: Request, server: Server<ConnectionData>, trace: { id: string; client: string }): Response | Promise<Response> | undefined
 }
 
 // Engine.IO's error bodies.
@@ -90,7 +93,7 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
       const path = url.slice(pathStart, queryStart)
       return (path === '/socket.io/' || path === '/socket.io') && /[?&]EIO=/.test(url.slice(queryStart))
     },
-    fetch(request, bunServer, id) {
+    fetch(request, bunServer, { id, client }) {
       server = bunServer
       if (request.method === 'OPTIONS')
         return new Response(null, {
@@ -108,7 +111,7 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
       const sid = query.get('sid')
       if (transport === 'websocket') {
         if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') return error(request, BAD_REQUEST)
-        const session = sid ? sessions.get(sid) : new Session(context, maxPayload)
+        const session = sid ? sessions.get(sid) : new Session(context, maxPayload, client)
         if (!session || (sid && (!session.polling || session.readyState !== 1))) return error(request, SESSION_ID_UNKNOWN)
         return bunServer.upgrade(request, { data: session.data, headers: { 'x-request-id': id } }) ? undefined : error(request, BAD_REQUEST)
       }
@@ -118,7 +121,7 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
         return session ? poll(request, session, bunServer) : error(request, SESSION_ID_UNKNOWN)
       }
       if (request.method !== 'GET') return error(request, BAD_HANDSHAKE_METHOD)
-      const session = new Session(context, maxPayload)
+      const session = new Session(context, maxPayload, client)
       sessions.set(session.sid, session)
       session.start()
       return text(request, session.openPacket(['websocket']))

@@ -70,9 +70,12 @@ export class Session implements Socket, BunSocketHandler {
   constructor(
     private readonly context: EngineContext,
     private readonly maxPayload: number,
+    /** Who opened the session (its handshake's client address), for the open line. */
+    client: string,
   ) {
     this.data = context.frames.data(socketIoWire)
     this.data.engine = this
+    this.data.client = client
   }
 
   /** The Engine.IO open packet. */
