@@ -106,7 +106,7 @@ export function createApp(core: Core) {
   const root: { app?: AnyElysia } = {}
   const app = new Elysia()
     .use(requestLog(core.log, core.metrics, config.logHttpSample))
-    .use(edge(config.maxBodyBytes, core.metrics, isUploadRequest))
+    .use(edge(config.maxBodyBytes, isUploadRequest))
     // Any origin: `*`, which browsers never pair with credentials. Credentials only for origins listed by name.
     .use(cors(config.corsOrigins === '*' ? { origin: '*', credentials: false } : { origin: config.corsOrigins, credentials: true }))
     .use(docsRoutes(root))

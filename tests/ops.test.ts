@@ -151,6 +151,9 @@ describe('request and connection logs (JSON lines)', () => {
 
       const metrics = await (await fetch(`${base}/metrics`)).text()
       for (const route of ['/', '/:asset', '/ws', '/socket.io/']) expect(metrics).toContain(`chat_http_request_duration_seconds_count{route="${route}"}`)
+      // Counted by status as well, whoever answered (the app's routes and the server's own alike).
+      for (const series of ['route="/",status="200"', 'route="/ws",status="101"', 'route="/socket.io/",status="101"', 'route="/socket.io/",status="200"'])
+        expect(metrics).toContain(`chat_http_requests_total{${series}}`)
       const everything = server.output()
       for (const hidden of [secret, token, sid]) expect(everything).not.toContain(hidden)
     } finally {

@@ -1,6 +1,5 @@
 import { Elysia } from 'elysia'
 import { AppError, errorBody, toAppError } from '../errors'
-import type { Metrics } from '../ops/metrics'
 import { parseJson } from '../shared/json'
 
 /** Elysia's validation error, read only for the field it names. */
@@ -43,7 +42,7 @@ export const STREAMED = Object.freeze({})
  * that turns errors into the contract's error shape. Also counts requests by route and status.
  * `streamed` requests (uploads) skip the limit and the parsing: their route streams the body with its own bound.
  */
-export const edge = (maxBodyBytes: number, metrics: Metrics, streamed: (request: Request) => boolean = () => false) =>
+export const edge = (maxBodyBytes: number, streamed: (request: Request) => boolean = () => false) =>
   new Elysia({ name: 'edge' })
     .onRequest(({ request }) => {
       if (streamed(request)) return
@@ -82,10 +81,6 @@ export const edge = (maxBodyBytes: number, metrics: Metrics, streamed: (request:
       set.headers['content-type'] = 'application/json; charset=utf-8'
       if (appError.retryAfter) set.headers['retry-after'] = String(appError.retryAfter)
       return errorBody(appError)
-    })
-    .onAfterResponse({ as: 'global' }, ({ route, set, responseValue }) => {
-      const status = responseValue instanceof Response ? responseValue.status : Number(set.status ?? 200)
-      metrics.httpRequests.inc({ route: route || 'unmatched', status: String(status) })
     })
 
 /**

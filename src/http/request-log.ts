@@ -17,7 +17,8 @@ const requestId = (request: Request) => {
 /**
  * One line per HTTP request — method, route pattern (never the path or query: a token may ride in the
  * query), status, duration, client address, request id — and the latency histogram by route, whoever
- * answers it: the app (`requestLog`) or the server itself (`outsideLog`). The request id is the client's
+ * answers it: the app (`requestLog`) or the server itself (`outsideLog`), and the request counter by route
+ * and status. The request id is the client's
  * `X-Request-Id` or a new one, echoed back in the response.
  * `sample` is the share of successful requests logged; 4xx and 5xx are always logged.
  */
@@ -26,6 +27,7 @@ const requestLine = (log: Logger, metrics: Metrics, sample: number) => {
   return (method: string, route: string, status: number, at: number, client: string, id: string) => {
     const ms = performance.now() - at
     metrics.httpDuration.observe(ms / 1000, { route })
+    metrics.httpRequests.inc({ route, status: String(status) })
     if (!logging) return
     if (status < 400 && sample < 1 && Math.random() >= sample) return
     const fields = { method, route, status, ms: Math.round(ms * 100) / 100, client, request_id: id }
