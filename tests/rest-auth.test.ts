@@ -1,9 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { createTestApp, expectContractError, uniqueName, type TestApp } from './support/app'
+import { SignJWT, UnsecuredJWT } from 'jose'
+import { claimsOf, createTestApp, expectContractError, TEST_SECRET, uniqueName, type Session, type TestApp } from './support/app'
 import { dialects } from './support/databases'
 
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const PASSWORD = 'correct horse battery'
+
+const refresh = (t: TestApp, token: string) => t.call('POST', '/auth/refresh', { body: { refresh_token: token } })
+const me = (t: TestApp, token: string) => t.call('GET', '/me', { token })
+
+/** A token signed like the server's, for the same user and session, with claims overridden. */
+async function craft(s: Session, overrides: Record<string, unknown>, secret = TEST_SECRET, alg = 'HS256') {
+  const claims = { ...claimsOf(s.access_token), jti: crypto.randomUUID(), ...overrides }
+  return new SignJWT(claims).setProtectedHeader({ alg, typ: 'JWT' }).sign(new TextEncoder().encode(secret))
+}
 
 describe.each(dialects)('REST auth on %s', (dialect) => {
   let t: TestApp
@@ -26,6 +36,12 @@ describe.each(dialects)('REST auth on %s', (dialect) => {
     const me = await t.call('GET', '/me', { token: res.body.access_token })
     expect(me.status).toBe(200)
     expect(me.body).toEqual(res.body.user)
+  })
+
+  test('fields the contract does not name are ignored, not rejected', async () => {
+    const res = await t.call('POST', '/auth/register', { body: { username: uniqueName('Extra'), password: PASSWORD, email: 'x@example.org' } })
+    expect(res.status).toBe(201)
+    expect(res.body.user).not.toHaveProperty('email')
   })
 
   test('usernames keep their case but are unique case-insensitively → 409 username_taken', async () => {
@@ -54,20 +70,45 @@ describe.each(dialects)('REST auth on %s', (dialect) => {
       [{ password: PASSWORD }, 'username'],
       [{ username: uniqueName(), password: '1234567' }, 'password'],
       [{ username: uniqueName(), password: 'p'.repeat(257) }, 'password'],
+      // Characters, not UTF-16 units: four emoji are 8 units but 4 characters.
+      [{ username: uniqueName(), password: '😀'.repeat(4) }, 'password'],
+      [{ username: uniqueName(), password: '😀'.repeat(257) }, 'password'],
       [{ username: uniqueName() }, 'password'],
     ]
     for (const [body, field] of bad) expectContractError(await t.call('POST', '/auth/register', { body }), 422, 'validation_failed', field)
   })
 
+  test('password length counts characters: 256 emoji (512 UTF-16 units) register and log in', async () => {
+    const username = uniqueName()
+    const password = '😀'.repeat(256)
+    expect((await t.call('POST', '/auth/register', { body: { username, password } })).status).toBe(201)
+    expect((await t.call('POST', '/auth/login', { body: { username, password } })).status).toBe(200)
+    expectContractError(await t.call('POST', '/auth/login', { body: { username, password: '😀'.repeat(255) } }), 401, 'invalid_credentials')
+  })
+
+  test('passwords are stored as argon2id hashes, never in clear', async () => {
+    const username = uniqueName()
+    await t.register(username, 'my-secret-password')
+    const { rows } = await import('../src/storage/database')
+    const { eq } = await import('drizzle-orm')
+    const [row] = await t.db.read(function* ({ db, t: tables }) {
+      return yield* rows(db.select({ hash: tables.users.passwordHash }).from(tables.users).where(eq(tables.users.usernameLower, username.toLowerCase())))
+    })
+    expect(row!.hash).toStartWith('$argon2id$')
+    expect(row!.hash).not.toContain('my-secret-password')
+  })
+
   test('POST /auth/login → 200 with the same body shape; the username is case-insensitive', async () => {
     const username = uniqueName('Log')
     const reg = await t.register(username, PASSWORD)
-    const res = await t.call('POST', '/auth/login', { body: { username: username.toUpperCase(), password: PASSWORD } })
-    expect(res.status).toBe(200)
-    expect(Object.keys(res.body).sort()).toEqual(['access_token', 'expires_in', 'refresh_token', 'token_type', 'user'])
-    expect(res.body.user).toEqual(reg.user)
-    expect(res.body.token_type).toBe('Bearer')
-    expect((await t.call('GET', '/me', { token: res.body.access_token })).body).toEqual(reg.user)
+    for (const variant of [username.toUpperCase(), username.toLowerCase()]) {
+      const res = await t.call('POST', '/auth/login', { body: { username: variant, password: PASSWORD } })
+      expect(res.status).toBe(200)
+      expect(Object.keys(res.body).sort()).toEqual(['access_token', 'expires_in', 'refresh_token', 'token_type', 'user'])
+      expect(res.body.user).toEqual(reg.user)
+      expect(res.body.token_type).toBe('Bearer')
+      expect((await t.call('GET', '/me', { token: res.body.access_token })).body).toEqual(reg.user)
+    }
   })
 
   test('login: unknown user and wrong password give the very same 401 invalid_credentials', async () => {
@@ -87,24 +128,126 @@ describe.each(dialects)('REST auth on %s', (dialect) => {
     const s = await t.register()
     expect((await t.call('GET', '/me', { headers: { authorization: `bearer ${s.access_token}` } })).body).toEqual(s.user)
     expectContractError(await t.call('GET', '/me'), 401, 'unauthorized')
-    for (const authorization of ['', 'Bearer', 'Bearer ', `Basic ${s.access_token}`, s.access_token, `Bearer ${s.access_token} extra`, 'Bearer a.b.c'])
+    for (const authorization of [
+      '',
+      'Bearer',
+      'Bearer ',
+      `Basic ${s.access_token}`,
+      'Token abc',
+      s.access_token,
+      `Bearer ${s.access_token} extra`,
+      'Bearer a.b.c',
+      'Bearer not-a-jwt',
+    ])
       expectContractError(await t.call('GET', '/me', { headers: { authorization } }), 401, 'unauthorized')
+  })
+
+  test('refresh → 200 with a new pair (same body as login); the new tokens work', async () => {
+    const s = await t.register()
+    const next = await refresh(t, s.refresh_token)
+    expect(next.status).toBe(200)
+    expect(Object.keys(next.body).sort()).toEqual(['access_token', 'expires_in', 'refresh_token', 'token_type', 'user'])
+    expect(next.body.user).toEqual(s.user)
+    expect(next.body.refresh_token).not.toBe(s.refresh_token)
+    expect(next.body.access_token).not.toBe(s.access_token)
+    expect((await me(t, next.body.access_token)).body).toEqual(s.user)
+    // A chain of rotations keeps working.
+    const third = await refresh(t, next.body.refresh_token)
+    expect(third.status).toBe(200)
+    expect((await refresh(t, third.body.refresh_token)).status).toBe(200)
+  })
+
+  test('reusing a rotated refresh token → 401 and revokes the whole session: newest refresh AND its access token', async () => {
+    const s = await t.register()
+    const otherLogin = await t.call('POST', '/auth/login', { body: { username: s.user.username, password: PASSWORD } })
+    const next = await refresh(t, s.refresh_token)
+    expect(next.status).toBe(200)
+    expect((await me(t, next.body.access_token)).status).toBe(200)
+
+    expectContractError(await refresh(t, s.refresh_token), 401, 'unauthorized')
+    expectContractError(await refresh(t, next.body.refresh_token), 401, 'unauthorized')
+    expectContractError(await me(t, next.body.access_token), 401, 'unauthorized')
+    expectContractError(await me(t, s.access_token), 401, 'unauthorized')
+    // Another login of the same user is another session, and lives on.
+    expect((await me(t, otherLogin.body.access_token)).status).toBe(200)
+    expect((await refresh(t, otherLogin.body.refresh_token)).status).toBe(200)
+  })
+
+  test('logout → 204 with no body; its refresh token (and access token) no longer work; other sessions do', async () => {
+    const s = await t.register()
+    const other = await t.call('POST', '/auth/login', { body: { username: s.user.username, password: PASSWORD } })
+    const out = await t.call('POST', '/auth/logout', { body: { refresh_token: s.refresh_token } })
+    expect(out.status).toBe(204)
+    expect(out.body).toBeUndefined()
+    expectContractError(await refresh(t, s.refresh_token), 401, 'unauthorized')
+    expectContractError(await me(t, s.access_token), 401, 'unauthorized')
+    expect((await me(t, other.body.access_token)).status).toBe(200)
+    // Logging out with an access token, or garbage, is refused.
+    expectContractError(await t.call('POST', '/auth/logout', { body: { refresh_token: other.body.access_token } }), 401, 'unauthorized')
+    expectContractError(await t.call('POST', '/auth/logout', { body: { refresh_token: 'nope' } }), 401, 'unauthorized')
+    expect((await me(t, other.body.access_token)).status).toBe(200)
+  })
+
+  test('a refresh token is refused as an access token, and an access token as a refresh token', async () => {
+    const s = await t.register()
+    expectContractError(await me(t, s.refresh_token), 401, 'unauthorized')
+    expectContractError(await refresh(t, s.access_token), 401, 'unauthorized')
+    // Neither mistake burned the session.
+    expect((await me(t, s.access_token)).status).toBe(200)
+    expect((await refresh(t, s.refresh_token)).status).toBe(200)
+  })
+
+  test('forged tokens → 401: alg none, another secret, another HMAC algorithm, relabelled header, tampered payload', async () => {
+    const s = await t.register()
+    const claims = claimsOf(s.access_token)
+    // Control: a token crafted with the server's secret passes, so only the forgery makes the others fail.
+    expect((await me(t, await craft(s, {}))).status).toBe(200)
+
+    const none = new UnsecuredJWT(claims).encode()
+    const otherSecret = await craft(s, {}, 'another-secret-that-is-long-enough-for-hs256!!')
+    const hs512 = await craft(s, {}, TEST_SECRET, 'HS512')
+    const [, payload, signature] = s.access_token.split('.')
+    const relabelled = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${payload}.${signature}`
+    const tampered = `${s.access_token.split('.')[0]}.${Buffer.from(JSON.stringify({ ...claims, sub: '999' })).toString('base64url')}.${signature}`
+    for (const token of [none, `${none}x`, otherSecret, hs512, relabelled, tampered])
+      expectContractError(await me(t, token), 401, 'unauthorized')
+    for (const token of [none, otherSecret])
+      expectContractError(await refresh(t, token), 401, 'unauthorized')
+  })
+
+  test('an expired access token → 401; an expired refresh token → 401', async () => {
+    const s = await t.register()
+    const past = Math.floor(Date.now() / 1000) - 5
+    expectContractError(await me(t, await craft(s, { exp: past })), 401, 'unauthorized')
+    const refreshClaims = claimsOf(s.refresh_token)
+    const expiredRefresh = await new SignJWT({ ...refreshClaims, exp: past })
+      .setProtectedHeader({ alg: 'HS256' })
+      .sign(new TextEncoder().encode(TEST_SECRET))
+    expectContractError(await refresh(t, expiredRefresh), 401, 'unauthorized')
+    // A token without an expiry is refused as well.
+    const { exp: _, ...noExp } = claimsOf(s.access_token)
+    const unbounded = await new SignJWT({ ...noExp, jti: crypto.randomUUID() }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(TEST_SECRET))
+    expectContractError(await me(t, unbounded), 401, 'unauthorized')
   })
 })
 
 describe.each(dialects)('REST auth rate limit on %s', (dialect) => {
   let t: TestApp
   beforeAll(async () => {
-    t = await createTestApp(dialect, { AUTH_RATE_BURST: '2', AUTH_RATE_PER_SEC: '0.01' })
+    t = await createTestApp(dialect, { AUTH_RATE_BURST: '3', AUTH_RATE_PER_SEC: '0.01' })
   })
   afterAll(() => t.close())
 
-  test('over AUTH_RATE_BURST attempts → 429 rate_limited with a Retry-After in whole seconds, on every auth route', async () => {
+  test('over AUTH_RATE_BURST attempts, failed ones included → 429 rate_limited with a Retry-After in whole seconds, on every auth route', async () => {
     const first = await t.call('POST', '/auth/register', { body: { username: uniqueName(), password: PASSWORD } })
     expect(first.status).toBe(201)
-    expect((await t.call('POST', '/auth/login', { body: { username: first.body.user.username, password: PASSWORD } })).status).toBe(200)
+    const { username } = first.body.user
+    expect((await t.call('POST', '/auth/login', { body: { username, password: PASSWORD } })).status).toBe(200)
+    // A failed attempt spends the budget like a successful one: guessing passwords is limited too.
+    expectContractError(await t.call('POST', '/auth/login', { body: { username, password: 'wrong password' } }), 401, 'invalid_credentials')
     const attempts = [
-      t.call('POST', '/auth/login', { body: { username: first.body.user.username, password: PASSWORD } }),
+      t.call('POST', '/auth/login', { body: { username, password: PASSWORD } }),
+      t.call('POST', '/auth/login', { body: { username, password: 'wrong password' } }),
       t.call('POST', '/auth/register', { body: { username: uniqueName(), password: PASSWORD } }),
       t.call('POST', '/auth/refresh', { body: { refresh_token: first.body.refresh_token } }),
     ]
@@ -116,5 +259,26 @@ describe.each(dialects)('REST auth rate limit on %s', (dialect) => {
     }
     // Other routes are not limited by it.
     expect((await t.call('GET', '/me', { token: first.body.access_token })).status).toBe(200)
+  })
+})
+
+describe.each(dialects)('token lifetime on %s', (dialect) => {
+  let t: TestApp
+  beforeAll(async () => {
+    t = await createTestApp(dialect, { ACCESS_TOKEN_TTL_SECONDS: '1' })
+  })
+  afterAll(() => t.close())
+
+  test('ACCESS_TOKEN_TTL_SECONDS=1: expires_in is 1 and the access token dies within ~2 s; refresh still works', async () => {
+    const s = await t.register()
+    const reg = await t.call('POST', '/auth/login', { body: { username: s.user.username, password: PASSWORD } })
+    expect(reg.body.expires_in).toBe(1)
+    // Used once while valid (a verified token may be remembered: expiry must still apply).
+    expect((await me(t, s.access_token)).status).toBe(200)
+    await Bun.sleep(2100)
+    expectContractError(await me(t, s.access_token), 401, 'unauthorized')
+    const next = await refresh(t, s.refresh_token)
+    expect(next.status).toBe(200)
+    expect((await me(t, next.body.access_token)).status).toBe(200)
   })
 })

@@ -119,6 +119,8 @@ describe.each(dialects)('REST dialogs on %s', (dialect) => {
     let aView = (await list(a)).body.dialogs.find((d) => d.id === dialogId)!
     expect(aView.unread_count).toBe(0)
     expect(aView.last_message).toEqual(bView.last_message)
+    // GET /dialogs/{id} says the same as the list.
+    expect((await t.call<Dialog>('GET', `/dialogs/${dialogId}`, { token: a.access_token })).body).toEqual(aView)
 
     await t.call('POST', `/dialogs/${dialogId}/read_up_to`, { token: b.access_token, body: { last_read_message_id: m1.id } })
     bView = (await list(b)).body.dialogs.find((d) => d.id === dialogId)!

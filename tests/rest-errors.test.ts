@@ -61,6 +61,8 @@ describe.each(dialects)('REST errors on %s', (dialect) => {
       const notUtf8 = new Uint8Array([0x7b, 0x22, 0x61, 0xff, 0x22, 0x3a, 0x31, 0x7d]) // {"a\xff":1}
       expectContractError(await rawCall(t, path, notUtf8, { token }), 400, 'bad_request')
     }
+    // Also without a JSON content type.
+    expectContractError(await t.call('POST', '/auth/login', { raw: 'username=a', headers: { 'content-type': 'text/plain' } }), 400, 'bad_request')
   })
 
   test('401 unauthorized on every authenticated route: missing, malformed or bogus token', async () => {
@@ -82,8 +84,11 @@ describe.each(dialects)('REST errors on %s', (dialect) => {
     for (const [method, path] of routes)
       for (const headers of <Record<string, string>[]>[{}, { authorization: 'Bearer' }, { authorization: 'Bearer x.y.z' }, { authorization: `Basic ${s.access_token}` }, { authorization: `Bearer ${s.refresh_token}` }])
         expectContractError(await t.call(method, path, { headers, body: method === 'POST' ? validBodies[path] : undefined }), 401, 'unauthorized')
-    // An unauthenticated caller hears 401, not the validation details of a body it may not send.
+    // An unauthenticated caller hears 401, not the validation details of a body it may not send,
+    // nor whether a dialog exists: an unknown one, with an empty body, is a 401 as well.
     expectContractError(await t.call('POST', '/dialogs', { body: { peer_user_id: 'x' } }), 401, 'unauthorized')
+    for (const [method, path] of routes)
+      expectContractError(await t.call(method, path.replace(`/dialogs/${dialogId}`, '/dialogs/987654'), { body: method === 'POST' ? {} : undefined }), 401, 'unauthorized')
     // Nothing was sent by those attempts.
     const page = await t.call('GET', `/dialogs/${dialogId}/messages`, { token: s.access_token })
     expect(page.body.messages.map((m: { text: string }) => m.text)).toEqual(['m'])
@@ -98,6 +103,7 @@ describe.each(dialects)('REST errors on %s', (dialect) => {
     expectContractError(await t.call('GET', '/'), 404, 'not_found')
     expectContractError(await t.call('PUT', '/dialogs', { token: s.access_token, body: {} }), 404, 'not_found')
     expectContractError(await t.call('DELETE', `/dialogs/${dialogId}`, { token: s.access_token }), 404, 'not_found')
+    expectContractError(await t.call('DELETE', '/auth/login'), 404, 'not_found')
     expectContractError(await t.call('GET', '/dialogs/424242', { token: s.access_token }), 404, 'not_found')
     expectContractError(await t.call('GET', '/dialogs/424242/messages', { token: s.access_token }), 404, 'not_found')
   })
@@ -159,10 +165,27 @@ describe.each(dialects)('REST errors on %s', (dialect) => {
     // The largest storable id is an ordinary miss.
     expectContractError(await t.call('GET', `/dialogs/${2 ** 31 - 1}`, { token: s.access_token }), 404, 'not_found')
   })
+
+  test('/health answers ok, /metrics speaks Prometheus text with the required series', async () => {
+    expect((await t.call('GET', '/health')).body).toEqual({ status: 'ok' })
+    // Requests are counted once their response has gone out.
+    await Bun.sleep(10)
+    const metrics = await t.call('GET', '/metrics')
+    expect(metrics.headers.get('content-type')).toStartWith('text/plain')
+    for (const series of ['chat_ws_connections', 'chat_messages_persisted_total', 'chat_http_requests_total{route="/health",status="200"}', 'chat_write_batch_size_bucket'])
+      expect(metrics.body).toContain(series)
+  })
+
+  test('/docs serves the OpenAPI description generated from the routes', async () => {
+    const spec = await t.call('GET', '/docs/json')
+    expect(spec.status).toBe(200)
+    for (const path of ['/auth/register', '/dialogs', '/dialogs/{dialog_id}/messages', '/dialogs/{dialog_id}/read_up_to'])
+      expect(Object.keys(spec.body.paths)).toContain(path)
+  })
 })
 
 describe.each(dialects)('REST 500 internal on %s', (dialect) => {
-  const SECRET_LOOKING = /select|insert|from "|sqlite|postgres|drizzle|relation|constraint|stack|\bat \/|\.ts\b|closed|Error:/i
+  const SECRET_LOOKING = /sql|select|insert|from "|sqlite|postgres|drizzle|relation|constraint|stack|\bat \/|\.ts\b|closed|Error:/i
 
   /** Runs `fn` with faults logged into a list (the server's fault lines) instead of stderr. */
   const quietly = async <T>(fn: () => Promise<T>): Promise<{ result: T; logged: string[] }> => {
@@ -214,21 +237,33 @@ describe.each(dialects)('REST 500 internal on %s', (dialect) => {
     }
   })
 
-  test('the database closed under the app → 500 internal on a route, 503 on /health', async () => {
+  test('the database closed under the app → 500 internal on a route, 503 on /health; the log holds the cause but no message text', async () => {
     const t = await createTestApp(dialect)
-    const s = await t.register()
+    const { a: s, dialogId } = await t.pair()
     await t.db.close()
-    const { result } = await quietly(async () => [
+    const { result, logged } = await quietly(async () => [
       await t.call('GET', '/me', { token: s.access_token }),
       await t.call('POST', '/auth/login', { body: { username: s.user.username, password: 'correct horse battery' } }),
+      await t.call('GET', '/dialogs', { token: s.access_token }),
+      await t.call('POST', `/dialogs/${dialogId}/messages`, {
+        token: s.access_token,
+        body: { client_msg_id: 'secret-1', type: 'text', text: 'the words nobody may read' },
+      }),
       await t.call('GET', '/health'),
     ])
-    const [me, login, health] = result
-    for (const res of [me!, login!]) {
+    const health = result.pop()!
+    for (const res of result) {
       expectContractError(res, 500, 'internal')
+      expect(res.body.error.message).toBe('internal server error')
       expect(JSON.stringify(res.body)).not.toMatch(SECRET_LOOKING)
     }
-    expect(health!.status).toBe(503)
+    expect(health.status).toBe(503)
+    expect(health.body.status).toBe('unavailable')
+    // The cause is logged for the operator, as structured lines, without the query's parameters.
+    const faults = logged.map((line) => JSON.parse(line) as Record<string, unknown>).filter((f) => f.msg === 'internal error')
+    expect(faults.length).toBeGreaterThan(0)
+    for (const fault of faults) expect(fault).toMatchObject({ level: 'error', error: expect.any(String), reason: expect.any(String) })
+    expect(logged.join('\n')).not.toContain('the words nobody may read')
     // close() also drops the database; closing the connection twice is harmless.
     await t.close().catch(() => {})
   })

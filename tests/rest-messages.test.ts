@@ -120,11 +120,13 @@ describe.each(dialects)('REST messages on %s', (dialect) => {
     expect((await page(a, dialogId)).body.messages.map((m) => m.text)).toEqual(['max id'])
   })
 
-  test('POST to a dialog that does not exist → 404; a bad dialog_id → 422 naming it', async () => {
+  test('POST or GET messages of a dialog that does not exist → 404; a bad dialog_id → 422 naming it', async () => {
     const { a } = await t.pair()
     expectContractError(await send(a, 999_999, 'x'), 404, 'not_found')
-    for (const bad of ['abc', '0', '3000000000'])
+    for (const bad of ['abc', '0', '3000000000']) {
       expectContractError(await post(a, bad, { client_msg_id: 'x', type: 'text', text: 'x' }), 422, 'validation_failed', 'dialog_id')
+      expectContractError(await t.call('GET', `/dialogs/${bad}/messages`, { token: a.access_token }), 422, 'validation_failed', 'dialog_id')
+    }
   })
 
   test('40 parallel sends from both members → seq 1..40, no gaps, no duplicates, ids in seq order', async () => {
@@ -169,10 +171,15 @@ describe.each(dialects)('REST messages on %s', (dialect) => {
       expectContractError(await page(a, dialogId, `?limit=${limit}`), 422, 'validation_failed', 'limit')
   })
 
-  test('history: before_id and after_id page both ways with has_more in each direction', async () => {
+  test('history: before_id and after_id page both ways with has_more in each direction, also with ids of another dialog', async () => {
     const { a, b, dialogId } = await t.pair()
+    const other = await t.pair()
     const sent: Message[] = []
-    for (let i = 1; i <= 12; i++) sent.push((await send(i % 2 ? a : b, dialogId, `i${i}`)).body)
+    const foreign: Message[] = []
+    for (let i = 1; i <= 12; i++) {
+      sent.push((await send(i % 2 ? a : b, dialogId, `i${i}`)).body)
+      foreign.push((await send(other.a, other.dialogId, `o${i}`)).body)
+    }
     const id = (seq: number) => sent[seq - 1]!.id
 
     const older = await page(b, dialogId, `?before_id=${id(8)}&limit=4`)
@@ -204,6 +211,9 @@ describe.each(dialects)('REST messages on %s', (dialect) => {
       cursor = p.body.messages.at(-1)!.id
     }
     expect(seen).toEqual(range(1, 12))
+    // An id of another dialog is a cursor all the same: ids are global, so it orders against this dialog's.
+    expect(seqs(await page(b, dialogId, `?before_id=${foreign[3]!.id}`))).toEqual([1, 2, 3, 4])
+    expect(seqs(await page(b, dialogId, `?after_id=${foreign[6]!.id}`))).toEqual([8, 9, 10, 11, 12])
   })
 
   test('history: before=<ISO with offset> is strictly older, any offset; non-ISO or offset-less → 422 naming before', async () => {
@@ -232,9 +242,10 @@ describe.each(dialects)('REST messages on %s', (dialect) => {
     for (const bad of ['yesterday', '2026-11-23', '2026-11-23T10:15:30', '2026-11-23T10:15:30.123', '2026-11-23 10:15:30Z', '1700000000', '2026-13-01T00:00:00Z', '2026-02-30T00:00:00Z', ''])
       expectContractError(await page(b, dialogId, `?before=${encodeURIComponent(bad)}`), 422, 'validation_failed', 'before')
     // Only one cursor at a time.
-    expectContractError(await page(b, dialogId, `?before_id=${sent[2]!.id}&after_id=0`), 422, 'validation_failed')
+    expectContractError(await page(b, dialogId, `?before_id=${sent[2]!.id}&after_id=0`), 422, 'validation_failed', 'after_id')
     for (const [query, field] of [
       ['?before_id=0', 'before_id'],
+      ['?before_id=-1', 'before_id'],
       ['?before_id=x', 'before_id'],
       ['?after_id=-1', 'after_id'],
       ['?after_id=3000000000', 'after_id'],
