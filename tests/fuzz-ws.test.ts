@@ -53,10 +53,16 @@ class RawSocketIo {
     this.closed = new Promise((resolve) => ws.addEventListener('close', () => (resolve(), this.waiter?.())))
   }
 
-  /** Open, CONNECT with the token in its auth payload, auth:ok received. */
-  static async login(base: string, token: string): Promise<RawSocketIo> {
+  /** Open: the Engine.IO open packet received, nothing said yet. */
+  static async open(base: string): Promise<RawSocketIo> {
     const io = new RawSocketIo(new WebSocket(`${base}/socket.io/?EIO=4&transport=websocket`))
     expect(await io.take((p) => p.startsWith('0{'))).toContain('"sid"')
+    return io
+  }
+
+  /** Open, CONNECT with the token in its auth payload, auth:ok received. */
+  static async login(base: string, token: string): Promise<RawSocketIo> {
+    const io = await RawSocketIo.open(base)
     io.ws.send(`40${JSON.stringify({ access_token: token })}`)
     await io.take((p) => p.startsWith('40{'))
     await io.take((p) => p.startsWith('42["auth:ok"'))
@@ -266,6 +272,54 @@ describe.each(dialects)('WebSocket fuzz on %s', (dialect) => {
     for (const packet of io.packets.splice(0)) expectSocketIoPacket(packet, 'late')
     expect(reconnects).toBeLessThan(RUNS * 2)
     io.ws.close()
+  }, 60_000)
+
+  /** The first packet: anything, or a CONNECT whose auth payload is a near miss of mine. */
+  const connectFirst = () =>
+    fc.oneof(
+      { arbitrary: socketIoText(), weight: 3 },
+      { arbitrary: fc.constantFrom({ access_token: me.token }, { token: me.token }).chain((auth) => nearMiss(auth)).map((v) => `40${JSON.stringify(v) ?? ''}`), weight: 1 },
+    )
+
+  /** Whether a first packet authenticates me: a CONNECT to "/" whose auth payload carries my token (access_token first, else token). */
+  const authenticates = (text: string) => {
+    if (!text.startsWith('40{')) return false
+    try {
+      const auth = JSON.parse(text.slice(2)) as Frame
+      const token = typeof auth.access_token === 'string' ? auth.access_token : auth.token
+      return token === me.token
+    } catch {
+      return false
+    }
+  }
+
+  test('Socket.IO before authentication: whatever comes first, nothing but auth:ok for my own token, CONNECT answers and unauthorized', async () => {
+    await fc.assert(
+      fc.asyncProperty(connectFirst(), async (text) => {
+        const io = await RawSocketIo.open(`ws://${target.base}`)
+        io.ws.send(text)
+        // Then a CONNECT without a token (ignored when one is under way) and an event: the event is what
+        // an unauthenticated socket must not get answered.
+        io.ws.send('40')
+        io.ws.send('421["ping"]')
+        const answer = await io.take((p) => p.startsWith('431[') || p === '41').catch(() => 'closed')
+        const context = `${text} → ${answer} ${JSON.stringify(io.packets)}`
+        const mine = authenticates(text)
+        if (answer.startsWith('431[')) {
+          // Answered: pong for a socket my token authenticated, else unauthorized through the callback.
+          const [reply] = JSON.parse(answer.slice(3)) as [Frame]
+          expect({ context, reply }).toEqual({ context, reply: mine ? {} : { error: expect.objectContaining({ code: 'unauthorized' }) } })
+        }
+        for (const packet of io.packets.splice(0)) {
+          expectSocketIoPacket(packet, text)
+          if (packet.startsWith('42[') && !packet.startsWith('42["error"')) expect({ context, packet, mine }).toMatchObject({ packet: expect.stringMatching(/^42\["auth:ok"/), mine: true })
+          // A packet that is none: bad_request (and the socket stays unauthenticated); any frame: unauthorized.
+          if (packet.startsWith('42["error"')) expect(['unauthorized', 'bad_request'], context).toContain(JSON.parse(packet.slice(2))[1].code)
+        }
+        io.ws.close()
+      }),
+      { numRuns: RUNS / 2 },
+    )
   }, 60_000)
 
   test('afterwards: the process lives, logged no fault, and the bystanders got every send (201) and every message:new', async () => {
