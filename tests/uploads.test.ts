@@ -2,8 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { eq } from 'drizzle-orm'
 import { logFaultsTo } from '../src/log/fault'
 import { Logger } from '../src/log/logger'
+import { exec } from '../src/storage/database'
 import { expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
 import { MULTIPART, multipartBody, type Part } from './support/multipart'
@@ -65,6 +67,11 @@ for (const backend of ['disk', 's3'] as const)
       fetch(`${http}/uploads/${id}${query}`, { headers: { ...(s ? { authorization: `Bearer ${s.access_token}` } : {}), ...headers } })
     const sendRest = (s: Session, dialogId: number, body: Record<string, unknown>) =>
       live.t.call('POST', `/dialogs/${dialogId}/messages`, { token: s.access_token, body })
+    /** As if uploaded `hours` ago. */
+    const backdate = (id: number, hours: number) =>
+      live.t.db.tx(function* ({ db, t }) {
+        yield* exec(db.update(t.uploads).set({ createdAt: new Date(Date.now() - hours * 3600 * 1000) }).where(eq(t.uploads.id, id)))
+      })
 
     test('POST /uploads → 201 {id, name, content_type, size, sha256, created_at}; content type sniffed from the bytes, for each known type', async () => {
       const s = await live.t.register()
@@ -280,16 +287,16 @@ for (const backend of ['disk', 's3'] as const)
     test('the sweep and a send claiming an upload older than 24 h: the claim first keeps it for the message, the sweep first makes it no such upload', async () => {
       const { a, b, dialogId } = await live.t.pair()
       const uploads = live.t.core.uploads
-      // A day and more from now, every upload of this test is past its 24 h.
-      const later = new Date(Date.now() + 25 * 3600 * 1000)
+      // Uploaded a day and more ago, claimed now: the sweep runs on the real clock, as a claim takes it.
       const bytes = new TextEncoder().encode(`racing ${Math.random()}`)
       const raced = (await upload(a, file(bytes))).body
+      await backdate(raced.id, 25)
 
       // The sweep runs between the claim's commit and the message's, as it may on this node or another.
       const claim = uploads.claim
       uploads.claim = async (...args: Parameters<typeof claim>) => {
         const claimed = await claim.apply(uploads, args)
-        await uploads.sweep(later)
+        await uploads.sweep()
         return claimed
       }
       let sent
@@ -299,14 +306,15 @@ for (const backend of ['disk', 's3'] as const)
         uploads.claim = claim
       }
       expect(sent.status).toBe(201)
-      await uploads.sweep(later)
+      await uploads.sweep()
       const got = await download(raced.id, b)
       expect(got.status).toBe(200)
       expect(new Uint8Array(await got.arrayBuffer())).toEqual(bytes)
 
       // The sweep first: the send is refused as for an upload that never was, and nothing carries it.
       const swept = (await upload(a, file(`swept ${Math.random()}`))).body
-      await uploads.sweep(later)
+      await backdate(swept.id, 25)
+      await uploads.sweep()
       const refused = await sendRest(a, dialogId, { client_msg_id: 'race-2', type: 'file', attachment_id: swept.id })
       expectContractError(refused, 422, 'validation_failed', 'attachment_id')
       const unknown = await sendRest(a, dialogId, { client_msg_id: 'race-3', type: 'file', attachment_id: 2_000_000_000 })
@@ -338,6 +346,26 @@ for (const backend of ['disk', 's3'] as const)
       expect(sent.status).toBe(201)
       expect(sent.body.attachment).toMatchObject({ id: held.id })
       expect((await download(held.id, b)).status).toBe(200)
+    })
+
+    test('a send that died after claiming its upload (the process killed before the commit): the sweep frees the upload an hour after the claim, not before', async () => {
+      const { a, dialogId } = await live.t.pair()
+      const uploads = live.t.core.uploads
+      const orphan = (await upload(a, file(`orphan ${Math.random()}`))).body
+      // What a send leaves behind when its process dies between the claim's commit and the message's.
+      await uploads.claim(a.user.id, orphan.id, 'file', { dialogId, clientMsgId: 'died-1' })
+      const later = (minutes: number) => new Date(Date.now() + minutes * 60_000)
+      await uploads.sweep(later(30))
+      expect((await download(orphan.id, a)).status).toBe(200)
+      await uploads.sweep(later(61))
+      expect((await download(orphan.id, a)).status).toBe(404)
+      const refused = await sendRest(a, dialogId, { client_msg_id: 'died-1', type: 'file', attachment_id: orphan.id })
+      expectContractError(refused, 422, 'validation_failed', 'attachment_id')
+      // A claim whose message committed is never swept, however old.
+      const kept = (await upload(a, file(`kept ${Math.random()}`))).body
+      expect((await sendRest(a, dialogId, { client_msg_id: 'kept-1', type: 'file', attachment_id: kept.id })).status).toBe(201)
+      await uploads.sweep(later(48 * 60))
+      expect((await download(kept.id, a)).status).toBe(200)
     })
 
     test('DELETE of an image/file message: its attachment becomes unreachable at once, its bytes go once nothing refers to them', async () => {

@@ -195,6 +195,8 @@ export const uploads = table(
     createdAt: ts('created_at').notNull(),
     dialogId: integer('dialog_id'),
     clientMsgId: text('client_msg_id'),
+    /** When that send claimed it: a claim an hour old whose message never committed was a send that died. */
+    claimedAt: ts('claimed_at'),
   },
   (t) => [index('uploads_storage_key_idx').on(t.storageKey), index('uploads_created_idx').on(t.createdAt)],
 )

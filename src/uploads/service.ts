@@ -30,6 +30,8 @@ export interface UploadDto {
 
 /** Uploads never attached to a message are removed after this long. */
 export const UNATTACHED_TTL_MS = 24 * 3600 * 1000
+/** A claim this old whose message never committed belongs to a send that died: the upload goes too. */
+export const STALE_CLAIM_MS = 3600 * 1000
 const SWEEP_EVERY_MS = 3600 * 1000
 /** Form fields other than `file` are read and dropped, up to this much. */
 const MAX_OTHER_FIELDS_BYTES = 64 * 1024
@@ -148,8 +150,9 @@ export class UploadService {
     type: 'image' | 'file',
     send: { dialogId: number; clientMsgId: string },
   ): Promise<{ id: number; json: string }> {
+    const at = new Date()
     const upload = await this.db.tx(function* (s) {
-      const claimed = yield* claimUpload(s, { uploadId, uploaderId: senderId, ...send })
+      const claimed = yield* claimUpload(s, { uploadId, uploaderId: senderId, ...send, at })
       if (!claimed) {
         const found = yield* uploadById(s, uploadId)
         throw found?.uploaderId === senderId
@@ -170,9 +173,13 @@ export class UploadService {
     await this.db.tx((s) => unclaimUpload(s, uploadId, send.dialogId, send.clientMsgId))
   }
 
-  /** Removes uploads older than 24 h that no send claimed, then their bytes, and crashed writes' leftovers. */
+  /**
+   * Removes uploads no message carries — older than 24 h and never claimed, or claimed over an hour ago by
+   * a send that died before its message committed — then their bytes, and crashed writes' leftovers.
+   */
   async sweep(now = new Date()): Promise<void> {
-    const keys = await this.db.tx((s) => sweepUnattached(s, new Date(now.getTime() - UNATTACHED_TTL_MS)))
+    const ago = (ms: number) => new Date(now.getTime() - ms)
+    const keys = await this.db.tx((s) => sweepUnattached(s, ago(UNATTACHED_TTL_MS), ago(STALE_CLAIM_MS)))
     for (const key of keys) await this.dropBytes(key)
     await this.blobs.sweepPartial(SWEEP_EVERY_MS)
   }

@@ -52,13 +52,13 @@ export function* dialogOfAttachment({ db, t }: Scope, uploadId: number): Routine
  */
 export function* claimUpload(
   scope: Scope,
-  claim: { uploadId: number; uploaderId: number; dialogId: number; clientMsgId: string },
+  claim: { uploadId: number; uploaderId: number; dialogId: number; clientMsgId: string; at: Date },
 ): Routine<UploadRecord | undefined> {
   const u = scope.t.uploads
   const [claimed] = yield* rows(
     scope.db
       .update(u)
-      .set({ dialogId: claim.dialogId, clientMsgId: claim.clientMsgId })
+      .set({ dialogId: claim.dialogId, clientMsgId: claim.clientMsgId, claimedAt: claim.at })
       .where(
         and(
           eq(u.id, claim.uploadId),
@@ -77,7 +77,7 @@ export function* unclaimUpload({ db, t }: Scope, uploadId: number, dialogId: num
   yield* exec(
     db
       .update(u)
-      .set({ dialogId: null, clientMsgId: null })
+      .set({ dialogId: null, clientMsgId: null, claimedAt: null })
       .where(and(eq(u.id, uploadId), eq(u.dialogId, dialogId), eq(u.clientMsgId, clientMsgId))),
   )
 }
@@ -97,22 +97,23 @@ export function* releaseAttachment(scope: Scope, messageId: number): Routine<str
 }
 
 /**
- * Deletes uploads created before `cutoff` that no send has claimed and no message carries; answers the
- * storage keys no upload uses any more. The claim is checked in this very statement, as `claimUpload`
- * checks that the row is there: a send claiming an old upload either claims it first (the sweep leaves
- * it) or finds it gone (not found), never a message carrying a deleted upload. A claim is its send's
- * until the message commits or the send gives it back (so one left by a process killed mid-send stays).
+ * Deletes the uploads no message carries that were created before `cutoff` and never claimed, or claimed
+ * before `claimCutoff` by a send whose message never committed (its process died mid-send: a send that
+ * fails gives its claim back); answers the storage keys no upload uses any more. The claim is checked in
+ * this very statement, as `claimUpload` checks that the row is there: a send claiming an old upload either
+ * claims it first (the sweep leaves it) or finds it gone (not found), never a message carrying a deleted
+ * upload. `claimCutoff` is far longer ago than any send takes, so no live send loses its claim.
  */
-export function* sweepUnattached(scope: Scope, cutoff: Date): Routine<string[]> {
+export function* sweepUnattached(scope: Scope, cutoff: Date, claimCutoff: Date): Routine<string[]> {
   const { db, t } = scope
+  const u = t.uploads
   const gone = yield* rows(
     db
-      .delete(t.uploads)
+      .delete(u)
       .where(
         and(
-          lt(t.uploads.createdAt, cutoff),
-          isNull(t.uploads.dialogId),
-          notExists(db.select({ one: sql`1` }).from(t.messages).where(eq(t.messages.attachmentId, t.uploads.id))),
+          or(and(lt(u.createdAt, cutoff), isNull(u.dialogId)), lt(u.claimedAt, claimCutoff)),
+          notExists(db.select({ one: sql`1` }).from(t.messages).where(eq(t.messages.attachmentId, u.id))),
         ),
       )
       .returning({ key: t.uploads.storageKey }),
