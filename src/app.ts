@@ -6,6 +6,7 @@ import { BlockCache } from './blocks/cache'
 import { BlockService } from './blocks/service'
 import { Passwords } from './auth/passwords'
 import { AuthService } from './auth/service'
+import { revokedUnseen, SessionCache } from './auth/session-cache'
 import { Tokens } from './auth/tokens'
 import type { Config } from './config'
 import { dialogRoutes } from './dialogs'
@@ -63,7 +64,9 @@ const QUIET = new Logger({ level: 'silent', format: 'pretty' })
 export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const metrics = new Metrics()
   const blockCache = new BlockCache(db)
-  const hub = new Hub(new PresenceService(db), metrics, config.wsBackpressureBytes, blockCache)
+  // Revocations from elsewhere reach a Postgres node only over the cluster channel (see SessionCache).
+  const sessions: SessionCache = new SessionCache(config.sessionCheckMs, revokedUnseen(db, () => config.cluster !== undefined && hub.clusterJoined()))
+  const hub = new Hub(new PresenceService(db), metrics, config.wsBackpressureBytes, blockCache, sessions)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
   const uploads = new UploadService(db, membership, config)
@@ -78,7 +81,7 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
     config,
     db,
     metrics,
-    auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost), hub),
+    auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost), hub, sessions),
     users: new UserService(db),
     dialogs: new DialogService(db, membership, hub, blockCache),
     messages: new MessageService(db, writer, membership, hub, blockCache, uploads, (message, recipientId) => push.messageNew(message, recipientId)),

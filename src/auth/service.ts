@@ -5,6 +5,7 @@ import { toUserDto, type UserRecord } from '../users/model'
 import { insertUser, userById, userWithHash } from '../users/store'
 import { checkPassword, type Principal, type TokenPairDto } from './model'
 import type { Passwords } from './passwords'
+import type { SessionCache } from './session-cache'
 import { insertSession, revokeSession, rotateSession, sessionById } from './store'
 import type { Tokens } from './tokens'
 
@@ -16,6 +17,7 @@ export class AuthService {
     private readonly tokens: Tokens,
     private readonly passwords: Passwords,
     private readonly realtime: Pick<RealtimePort, 'sessionEnded'>,
+    private readonly sessions: SessionCache,
   ) {}
 
   async register(username: string, password: string): Promise<TokenPairDto> {
@@ -51,6 +53,7 @@ export class AuthService {
       (await this.db.tx((s) => rotateSession(s, session.id, presented, sha256(next), expiresAt)))
     if (!rotated) {
       await this.db.tx((s) => revokeSession(s, session.id, now))
+      this.sessions.forget(session.id)
       this.realtime.sessionEnded(session.id)
       throw unauthorized('refresh token reused; session revoked')
     }
@@ -63,17 +66,25 @@ export class AuthService {
     const session = await this.db.read((s) => sessionById(s, claims.sessionId))
     if (!session || session.revokedAt || session.tokenHash !== sha256(refreshToken)) throw unauthorized('session ended')
     await this.db.tx((s) => revokeSession(s, session.id, new Date()))
+    this.sessions.forget(session.id)
     this.realtime.sessionEnded(session.id)
   }
 
-  /** Checks an access token: signature, kind, expiry, and that its session has not been revoked. */
+  /**
+   * Checks an access token: signature, kind, expiry, and that its session has not been revoked — from
+   * memory when the session is known live (SessionCache says when that can be trusted), else read.
+   */
   async authenticate(accessToken: string | undefined): Promise<Principal> {
     if (!accessToken) throw unauthorized('missing access token')
     const claims = await this.tokens.verify(accessToken, 'access')
     if (!claims) throw unauthorized()
+    const principal = { userId: claims.userId, sessionId: claims.sessionId }
+    if (this.sessions.has(claims.sessionId, claims.userId)) return principal
+    const since = this.sessions.begin()
     const session = await this.db.read((s) => sessionById(s, claims.sessionId))
     if (!session || session.revokedAt || session.userId !== claims.userId) throw unauthorized('session ended')
-    return { userId: claims.userId, sessionId: claims.sessionId }
+    this.sessions.remember(claims.sessionId, claims.userId, since)
+    return principal
   }
 
   private async startSession(user: UserRecord): Promise<TokenPairDto> {

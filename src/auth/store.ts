@@ -1,4 +1,4 @@
-import { and, eq, isNull } from 'drizzle-orm'
+import { and, eq, isNull, sql } from 'drizzle-orm'
 import { deleteOfSession } from '../push/store'
 import { exec, rows, type Routine, type Scope } from '../storage/database'
 
@@ -17,18 +17,23 @@ export function* insertSession(
   yield* exec(db.insert(t.sessions).values(session))
 }
 
-export function* sessionById({ db, t }: Scope, id: string): Routine<SessionRecord | undefined> {
+export function* sessionById(scope: Scope, id: string): Routine<SessionRecord | undefined> {
   const [row] = yield* rows(
-    db
-      .select({
-        id: t.sessions.id,
-        userId: t.sessions.userId,
-        tokenHash: t.sessions.tokenHash,
-        expiresAt: t.sessions.expiresAt,
-        revokedAt: t.sessions.revokedAt,
-      })
-      .from(t.sessions)
-      .where(eq(t.sessions.id, id)),
+    scope.prepared(
+      'sessionById',
+      (db, t) =>
+        db
+          .select({
+            id: t.sessions.id,
+            userId: t.sessions.userId,
+            tokenHash: t.sessions.tokenHash,
+            expiresAt: t.sessions.expiresAt,
+            revokedAt: t.sessions.revokedAt,
+          })
+          .from(t.sessions)
+          .where(eq(t.sessions.id, sql.placeholder('id'))),
+      { id },
+    ),
   )
   return row
 }

@@ -1,4 +1,5 @@
 import type { Server } from 'bun'
+import type { SessionCache } from '../auth/session-cache'
 import type { BlockCache } from '../blocks/cache'
 import type { Cluster, ClusterPeer } from '../cluster/cluster'
 import type { DialogDto } from '../dialogs/model'
@@ -65,6 +66,8 @@ export class Hub implements RealtimePort, ClusterPeer {
     private readonly slowBytes: number,
     /** Typing and presence never pass between two users while either blocks the other. */
     private readonly blocks: BlockCache,
+    /** Sessions known live for REST: a session ended here or elsewhere is forgotten there too. */
+    private readonly sessionCache: SessionCache,
   ) {}
 
   /** `wires`: every wire the server speaks; each publish is encoded once for each that has subscribers. */
@@ -325,6 +328,7 @@ export class Hub implements RealtimePort, ClusterPeer {
 
   /** Closes this node's connections of a revoked session, as an authentication failure. */
   endSession(sessionId: string): void {
+    this.sessionCache.forget(sessionId)
     this.outbox.flush()
     for (const ws of this.sessions.get(sessionId) ?? []) {
       if (ws.data.closing) continue

@@ -31,4 +31,8 @@ export class Lru<K, V> {
   delete(key: K): boolean {
     return this.map.delete(key)
   }
+
+  clear(): void {
+    this.map.clear()
+  }
 }

@@ -97,6 +97,12 @@ interface DbCommon {
   ping(): Promise<void>
   /** True when the newest migration this code carries is applied (another node may have gone further). */
   migrated(): Promise<boolean>
+  /**
+   * SQLite: a number that moves whenever another connection (another process: the `user` CLI, another
+   * node on the same file) has committed since the last call — `PRAGMA data_version`, a few µs. Postgres:
+   * undefined, its server does not say.
+   */
+  commitsElsewhere(): number | undefined
   close(): Promise<void>
 }
 
@@ -153,6 +159,7 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): SqliteDb {
     const statement = memo(`prepared:${key}`, (d, t) => build(d, t).prepare())
     return { all: () => statement.all(params) }
   }
+  const dataVersion = client.query<{ data_version: number }, []>('PRAGMA data_version')
   return {
     dialect: 'sqlite' as const,
     read: async (routine) => drive(routine({ db, t: sqliteSchema, memo, prepared })),
@@ -166,6 +173,7 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): SqliteDb {
     migrated: async () =>
       Number(client.query<{ m: number }, []>('SELECT max(created_at) AS m FROM "__drizzle_migrations"').get()?.m ?? 0) >=
       newestMigration('sqlite'),
+    commitsElsewhere: () => dataVersion.get()!.data_version,
     close: async () => client.close(),
   }
 }
@@ -239,6 +247,7 @@ async function openPg(url: string, max: number, connectTimeoutSec: number): Prom
       const [row] = await client<{ m: string | null }[]>`select max(created_at) as m from drizzle.__drizzle_migrations`
       return Number(row?.m ?? 0) >= newestMigration('pg')
     },
+    commitsElsewhere: () => undefined,
     close: () => client.end({ timeout: 5 }),
   }
 }
