@@ -1,4 +1,5 @@
-import { and, asc, desc, eq, gt, lte, ne, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, lte, ne, sql, type SQL } from 'drizzle-orm'
+import { alias } from 'drizzle-orm/sqlite-core'
 import { rows, type PgTables, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { isStorableId } from '../shared/ids'
 import type { MessageRecord, Watermarks } from './model'
@@ -28,9 +29,22 @@ export function messageColumns({ messages: m }: Tables | PgTables) {
   }
 }
 
-/** A member's unread count, as a column of a query over its `dialog_members` row: the peer's messages above its read watermark. */
-export const unreadOf = (db: QueryDb, t: Tables, member: Tables['dialogMembers']) =>
-  db.$count(t.messages, and(eq(t.messages.dialogId, member.dialogId), ne(t.messages.senderId, member.userId), gt(t.messages.id, member.lastReadMessageId)))
+/**
+ * A member's unread count, as a column of a query over its `dialog_members` row: the peer's messages above
+ * its read watermark. The watermark is a message of the dialog (or 0), and within a dialog ids grow with
+ * seq, so "above it" is the range after its seq on the (dialog, seq) index: a walk over the messages after
+ * the watermark, not over the whole dialog.
+ */
+export const unreadOf = (db: QueryDb, t: Tables, member: Tables['dialogMembers']) => {
+  const mark = alias(t.messages, 'read_mark')
+  const after = alias(t.messages, 'unread')
+  const markSeq = db.select({ seq: mark.seq }).from(mark).where(eq(mark.id, member.lastReadMessageId))
+  const unread = db
+    .select({ n: count() })
+    .from(after)
+    .where(and(eq(after.dialogId, member.dialogId), gt(after.seq, sql`coalesce((${markSeq}), 0)`), ne(after.senderId, member.userId)))
+  return sql<number>`(${unread})`
+}
 
 export type HistoryCursor = { before: Date } | { beforeId: number } | { afterId: number } | { newest: true }
 

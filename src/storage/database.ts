@@ -107,6 +107,8 @@ interface DbCommon {
 }
 
 export interface OpenOptions {
+  /** Told every statement drizzle runs, with its parameters (tests look at the plans of the real queries). */
+  onQuery?: (sql: string, params: unknown[]) => void
   sqliteSynchronous?: 'FULL' | 'NORMAL'
   pgPoolMax?: number
   /** Postgres: seconds to wait for a connection before failing (default 5). */
@@ -116,11 +118,13 @@ export interface OpenOptions {
 /** Opens the database the target names and applies pending migrations. */
 export async function openDatabase(target: DatabaseTarget, options: OpenOptions = {}): Promise<Db> {
   return target.dialect === 'sqlite'
-    ? openSqlite(target.path, options.sqliteSynchronous ?? 'FULL')
-    : openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5)
+    ? openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', options.onQuery)
+    : openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5, options.onQuery)
 }
 
-function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): SqliteDb {
+const loggerOf = (onQuery: OpenOptions['onQuery']) => (onQuery ? { logger: { logQuery: onQuery } } : {})
+
+function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', onQuery?: OpenOptions['onQuery']): SqliteDb {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
   const client = new SqliteDriver(path, { create: true, strict: true })
   // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
@@ -132,7 +136,7 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): SqliteDb {
   // drizzle compiles every statement with prepare(); query() is bun:sqlite's cached variant, so a statement
   // run again (the writer's, each batch) is compiled once.
   client.prepare = client.query.bind(client) as typeof client.prepare
-  const db = drizzleSqlite({ client, schema: sqliteSchema })
+  const db = drizzleSqlite({ client, schema: sqliteSchema, ...loggerOf(onQuery) })
   migrateSqlite(client)
 
   const drive = <T>(routine: Routine<T>): T => {
@@ -178,7 +182,7 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL'): SqliteDb {
   }
 }
 
-async function openPg(url: string, max: number, connectTimeoutSec: number): Promise<PgDb> {
+async function openPg(url: string, max: number, connectTimeoutSec: number, onQuery?: OpenOptions['onQuery']): Promise<PgDb> {
   const client = postgres(url, { max, onnotice: () => {}, connect_timeout: connectTimeoutSec })
   try {
     await migratePg(client)
@@ -186,7 +190,7 @@ async function openPg(url: string, max: number, connectTimeoutSec: number): Prom
     await client.end({ timeout: 1 })
     throw error
   }
-  const pg = drizzlePg({ client, schema: pgSchema })
+  const pg = drizzlePg({ client, schema: pgSchema, ...loggerOf(onQuery) })
 
   const drive = async <T>(routine: Routine<T>): Promise<T> => {
     let next = routine.next()
