@@ -5,9 +5,9 @@
  * gapless under concurrency; on SQLite BEGIN IMMEDIATE already serializes), and a change that turns out
  * not to apply throws, which rolls the bump back.
  */
-import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm'
+import { and, asc, eq, gt, inArray, sql, type Placeholder } from 'drizzle-orm'
 import { AppError, notFound } from '../errors'
-import { exec, rows, type Routine, type Scope } from '../storage/database'
+import { exec, rows, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { messageColumns, watermarks } from './history'
 import type { MessageRecord, ReactionDto, Watermarks } from './model'
 
@@ -104,18 +104,32 @@ export function* reactionsOf(s: Scope, messageId: number): Routine<ReactionDto[]
   return (yield* reactionsOfMany(s, [messageId])).get(messageId) ?? []
 }
 
+/** Up to this many ids, the reactions query is prepared once per count (a page is at most 100 messages). */
+const PREPARED_UP_TO = 100
+
 /** The reactions of several messages (a page), by message id; messages without any are absent. */
-export function* reactionsOfMany({ db, t }: Scope, messageIds: number[]): Routine<Map<number, ReactionDto[]>> {
+export function* reactionsOfMany(scope: Scope, messageIds: number[]): Routine<Map<number, ReactionDto[]>> {
   const byMessage = new Map<number, ReactionDto[]>()
   if (messageIds.length === 0) return byMessage
-  const r = t.messageReactions
-  const found = yield* rows(
-    db
+  const query = (db: QueryDb, t: Tables, ids: (number | Placeholder)[]) => {
+    const r = t.messageReactions
+    return db
       .select({ messageId: r.messageId, emoji: r.emoji, userId: r.userId })
       .from(r)
-      .where(inArray(r.messageId, messageIds))
-      .orderBy(asc(r.createdAt), asc(r.userId)),
-  )
+      .where(inArray(r.messageId, ids))
+      .orderBy(asc(r.createdAt), asc(r.userId))
+  }
+  // Building a query costs more than running it on a page's few reactions: one prepared statement per count.
+  const found =
+    messageIds.length > PREPARED_UP_TO
+      ? yield* rows(query(scope.db, scope.t, messageIds))
+      : yield* rows(
+          scope.prepared(
+            `reactionsOf.${messageIds.length}`,
+            (db, t) => query(db, t, messageIds.map((_, i) => sql.placeholder(`m${i}`))),
+            Object.fromEntries(messageIds.map((id, i) => [`m${i}`, id])),
+          ),
+        )
   for (const { messageId, emoji, userId } of found) {
     let list = byMessage.get(messageId)
     if (!list) byMessage.set(messageId, (list = []))
