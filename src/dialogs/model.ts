@@ -1,5 +1,5 @@
 import { t } from 'elysia'
-import { Int } from '../shared/schema'
+import { Int, UNCHECKED } from '../shared/schema'
 import { MessageSchema } from '../messages/model'
 import { BodyId, ParamId } from '../shared/ids'
 
@@ -22,7 +22,7 @@ export const DialogSchema = t.Object({
 })
 export type DialogDto = typeof DialogSchema.static
 
-export const DialogList = t.Object({ dialogs: t.Array(DialogSchema) })
+export const DialogList = t.Object({ dialogs: t.Array(DialogSchema) }, UNCHECKED)
 
 export const DialogListQuery = t.Object({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),

@@ -81,7 +81,8 @@ function foldNumeric(node: unknown): unknown {
       return foldNumeric({ ...rest, ...number })
     }
   }
-  return Object.fromEntries(Object.entries(object).map(([key, value]) => [key, foldNumeric(value)]))
+  // `noValidate` (src/shared/schema.ts UNCHECKED) is Elysia's, not JSON Schema.
+  return Object.fromEntries(Object.entries(object).flatMap(([key, value]) => (key === 'noValidate' ? [] : [[key, foldNumeric(value)]])))
 }
 
 const errorResponse = (description: string) => ({

@@ -1,5 +1,5 @@
 import { t } from 'elysia'
-import { Int } from '../shared/schema'
+import { Int, UNCHECKED } from '../shared/schema'
 import { invalidField } from '../errors'
 import { BodyId, ParamId } from '../shared/ids'
 import { charCount } from '../shared/text'
@@ -78,7 +78,7 @@ export const ReactionParams = t.Object({
 
 export const EditBody = t.Object({ text: MessageText })
 
-export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() })
+export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() }, UNCHECKED)
 
 export const ReadUpToBody = t.Object({
   last_read_message_id: BodyId(),
