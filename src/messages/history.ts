@@ -120,6 +120,33 @@ function* seqBound(
   return lo
 }
 
+/**
+ * What a page of a dialog's history depends on besides its messages' rows: the dialog's version (every new
+ * message, edit, delete and reaction takes the next one) and both members' watermarks (the statuses). Both
+ * only move forward, so an equal stamp means an unchanged page. The watermarks come with it.
+ */
+export function* pageStamp(scope: Scope, dialogId: number): Routine<{ stamp: string; marks: Watermarks[] }> {
+  const found = yield* rows(
+    scope.prepared(
+      'pageStamp',
+      (db, t) =>
+        db
+          .select({
+            version: t.dialogs.version,
+            userId: t.dialogMembers.userId,
+            lastReadMessageId: t.dialogMembers.lastReadMessageId,
+            lastDeliveredMessageId: t.dialogMembers.lastDeliveredMessageId,
+          })
+          .from(t.dialogMembers)
+          .innerJoin(t.dialogs, eq(t.dialogs.id, t.dialogMembers.dialogId))
+          .where(eq(t.dialogMembers.dialogId, sql.placeholder('dialogId'))),
+      { dialogId },
+    ),
+  )
+  const marks = found.map(({ userId, lastReadMessageId, lastDeliveredMessageId }) => ({ userId, lastReadMessageId, lastDeliveredMessageId }))
+  return { stamp: found.map((r) => `${r.version}:${r.userId}:${r.lastReadMessageId}:${r.lastDeliveredMessageId}`).join('|'), marks }
+}
+
 export function* watermarks(scope: Scope, dialogId: number): Routine<Watermarks[]> {
   return yield* rows(
     scope.prepared(

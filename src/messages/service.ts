@@ -22,7 +22,7 @@ import {
   type StatusEvent,
 } from './model'
 import { changedAfter, deleteMessage, editMessage, NoChange, reactionsOfMany, setReaction } from './changes'
-import { history, messageById, watermarks, type HistoryCursor } from './history'
+import { history, messageById, pageStamp, type HistoryCursor } from './history'
 import type { MessageWriter } from './writer'
 import { Lru } from '../shared/lru'
 
@@ -38,9 +38,25 @@ export interface SendCommand {
 
 /** Recently stored messages' dialogs, so receipts for them need no read (bounded: the least recently used go first). */
 const MAX_REMEMBERED = 100_000
+/** History pages kept, least recently used going first (a page of 30 is ~10 KB). */
+const MAX_PAGES = 2_000
+
+type HistoryPageDto = { messages: MessageDto[]; has_more: boolean }
+
+const cursorKey = (cursor: HistoryCursor | { changedAfter: number }) =>
+  'changedAfter' in cursor
+    ? `c${cursor.changedAfter}`
+    : 'afterId' in cursor
+      ? `a${cursor.afterId}`
+      : 'beforeId' in cursor
+        ? `b${cursor.beforeId}`
+        : 'before' in cursor
+          ? `t${cursor.before.getTime()}`
+          : 'n'
 
 export class MessageService {
   private readonly dialogOf = new Lru<number, number>(MAX_REMEMBERED)
+  private readonly pages = new Lru<string, { stamp: string; page: HistoryPageDto }>(MAX_PAGES)
 
   constructor(
     private readonly db: Db,
@@ -96,30 +112,38 @@ export class MessageService {
     return { created: true, message }
   }
 
-  /** A page of history, or with `changedAfter` the messages changed after that version (ascending by version). */
+  /**
+   * A page of history, or with `changedAfter` the messages changed after that version (ascending by version).
+   * A page once built is kept under its dialog's stamp (pageStamp: version and watermarks, read before the
+   * page, so a change racing the read leaves the page newer than its stamp, never older) and answered again
+   * while the stamp is unchanged: one point read instead of the page's rows, its reactions and their mapping.
+   * The stamp is in the database, so a change made on another node counts as well. The page is the same for
+   * both members (statuses are the recipient's progress), and shared: callers never modify it.
+   */
   async history(
     userId: number,
     dialogId: number,
     cursor: HistoryCursor | { changedAfter: number },
     limit: number,
-  ): Promise<{ messages: MessageDto[]; has_more: boolean }> {
+  ): Promise<HistoryPageDto> {
     const members = await this.membership.require(dialogId, userId)
-    const { page, marks, reactions } = await this.db.read(function* (s) {
+    const key = `${dialogId}:${cursorKey(cursor)}:${limit}`
+    const kept = this.pages.get(key)
+    const read = await this.db.read(function* (s) {
+      const { stamp, marks } = yield* pageStamp(s, dialogId)
+      if (kept?.stamp === stamp) return { stamp, kept: kept.page }
       const page = 'changedAfter' in cursor ? yield* changedAfter(s, dialogId, cursor.changedAfter, limit) : yield* history(s, dialogId, cursor, limit)
-      return {
-        page,
-        marks: yield* watermarks(s, dialogId),
-        reactions: yield* reactionsOfMany(
-          s,
-          page.messages.map((m) => m.id),
-        ),
-      }
+      return { stamp, page, marks, reactions: yield* reactionsOfMany(s, page.messages.map((m) => m.id)) }
     })
+    if (read.kept) return read.kept
+    const { page, marks, reactions } = read
     const recipientOf = (senderId: number) => marks.find((w) => w.userId === peerOf(members, senderId))
-    return {
+    const dto = {
       messages: page.messages.map((m) => toMessageDto(m, statusFor(m.id, recipientOf(m.senderId)), reactions.get(m.id))),
       has_more: page.hasMore,
     }
+    this.pages.set(key, { stamp: read.stamp, page: dto })
+    return dto
   }
 
   /** Replaces the text of the caller's own message; every connection of both members gets message:edited. */

@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { createTestApp, type Session, type TestApp } from './support/app'
+import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
+
+/**
+ * A page of history, once built, is answered again while its dialog's stamp (version and watermarks) is
+ * unchanged (MessageService.history): every change a page shows must still show at once, also when another
+ * node made it. Two apps on one database stand for two nodes (no cluster channel: the stamp is in the database).
+ */
+describe.each(dialects)('history pages kept between changes on %s', (dialect) => {
+  let fresh: FreshDatabase
+  let a: TestApp
+  let b: TestApp
+  let alice: Session
+  let bob: Session
+  let dialogId: number
+  beforeAll(async () => {
+    fresh = await freshDatabase(dialect)
+    a = await createTestApp(dialect, {}, fresh)
+    b = await createTestApp(dialect, {}, fresh)
+    alice = await a.register()
+    bob = await a.register()
+    dialogId = (await a.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })).body.id
+  })
+  afterAll(async () => {
+    await a.close()
+    await b.close()
+    await fresh.drop()
+  })
+
+  const page = async (query = '') => {
+    const res = await a.call('GET', `/dialogs/${dialogId}/messages${query}`, { token: alice.access_token })
+    expect(res.status).toBe(200)
+    return res.body as { messages: { id: number; text: string; status: string; deleted: boolean; reactions: unknown[] }[]; has_more: boolean }
+  }
+  const send = async (on: TestApp, who: Session, id: string, text: string) =>
+    (await on.call('POST', `/dialogs/${dialogId}/messages`, { token: who.access_token, body: { client_msg_id: id, type: 'text', text } })).body
+
+  test('a new message, an edit, a reaction, a delete and a read show on the next read of the same page, whichever node made them', async () => {
+    const first = await send(a, alice, 'p1', 'one')
+    expect((await page()).messages.map((m) => m.text)).toEqual(['one'])
+    expect(await page()).toEqual(await page())
+
+    // Through the other node.
+    const second = await send(b, bob, 'p2', 'two')
+    expect((await page()).messages.map((m) => m.text)).toEqual(['one', 'two'])
+    expect((await page('?limit=1')).has_more).toBe(true)
+
+    expect((await b.call('PATCH', `/dialogs/${dialogId}/messages/${first.id}`, { token: alice.access_token, body: { text: 'uno' } })).status).toBe(200)
+    expect((await page()).messages[0]!.text).toBe('uno')
+
+    expect((await b.call('PUT', `/dialogs/${dialogId}/messages/${second.id}/reactions/${encodeURIComponent('👍')}`, { token: alice.access_token })).status).toBe(204)
+    expect((await page()).messages[1]!.reactions).toEqual([{ emoji: '👍', user_ids: [alice.user.id] }])
+
+    expect((await page()).messages[0]!.status).toBe('sent')
+    expect((await b.call('POST', `/dialogs/${dialogId}/read_up_to`, { token: bob.access_token, body: { last_read_message_id: first.id } })).status).toBe(200)
+    expect((await page()).messages[0]!.status).toBe('read')
+
+    expect((await b.call('DELETE', `/dialogs/${dialogId}/messages/${first.id}`, { token: alice.access_token })).status).toBe(204)
+    expect((await page()).messages[0]).toMatchObject({ deleted: true, text: '' })
+
+    // Other cursors are pages of their own, and follow the same changes.
+    expect((await page(`?after_id=${first.id}`)).messages.map((m) => m.text)).toEqual(['two'])
+    await send(b, bob, 'p3', 'three')
+    expect((await page(`?after_id=${first.id}`)).messages.map((m) => m.text)).toEqual(['two', 'three'])
+    expect((await page(`?before_id=${second.id}`)).messages.map((m) => m.deleted)).toEqual([true])
+  })
+})
