@@ -3,14 +3,26 @@ import { blocked, invalidField, notFound } from '../errors'
 import { reactionsOfMany } from '../messages/changes'
 import { statusFor, toMessageDto, type ReactionDto } from '../messages/model'
 import type { RealtimePort } from '../realtime/port'
+import { Lru } from '../shared/lru'
 import { isoOrNull } from '../shared/time'
-import type { Db } from '../storage/database'
+import type { Db, Routine } from '../storage/database'
 import { userById } from '../users/store'
 import type { Membership } from './membership'
 import type { DialogDto } from './model'
-import { dialogOfPair, dialogsOf, findOrCreateDialog, type DialogRecord } from './store'
+import { dialogOfPair, dialogsOf, dialogsStamp, findOrCreateDialog, type DialogRecord } from './store'
+
+/** What a dialog list read: the records and their last messages' reactions (shared: never modified). */
+interface KeptList {
+  found: DialogRecord[]
+  reactions: Map<number, ReactionDto[]>
+}
+
+/** Dialog lists kept, least recently used going first. */
+const MAX_LISTS = 10_000
 
 export class DialogService {
+  private readonly lists = new Lru<string, { stamp: string; list: KeptList }>(MAX_LISTS)
+
   constructor(
     private readonly db: Db,
     private readonly membership: Membership,
@@ -48,11 +60,23 @@ export class DialogService {
     return found
   }
 
+  /**
+   * The caller's dialogs (or one of them). What was read is kept under the user's dialogsStamp, read before
+   * it (a change racing the read leaves the list newer than its stamp, never older), and used again while
+   * the stamp is unchanged; presence and blocks are applied on every call. The stamp is in the database, so
+   * a change made on another node counts as well.
+   */
   async list(userId: number, limit: number, before?: Date, dialogId?: number): Promise<DialogDto[]> {
-    const { found, reactions } = await this.db.read(function* (s) {
+    const key = `${userId}:${limit}:${before?.getTime() ?? ''}:${dialogId ?? ''}`
+    const kept = this.lists.get(key)
+    const read = await this.db.read(function* (s): Routine<{ stamp: string; list: KeptList }> {
+      const stamp = yield* dialogsStamp(s, userId)
+      if (kept?.stamp === stamp) return { stamp, list: kept.list }
       const found = yield* dialogsOf(s, userId, { limit, before, dialogId })
-      return { found, reactions: yield* reactionsOfMany(s, found.flatMap((d) => (d.lastMessage ? [d.lastMessage.id] : []))) }
+      return { stamp, list: { found, reactions: yield* reactionsOfMany(s, found.flatMap((d) => (d.lastMessage ? [d.lastMessage.id] : []))) } }
     })
+    if (read.list !== kept?.list) this.lists.set(key, read)
+    const { found, reactions } = read.list
     const blocks = await this.blocks.of(userId)
     return found.map((d) => this.toDto(d, blocks, d.lastMessage ? reactions.get(d.lastMessage.id) : undefined))
   }

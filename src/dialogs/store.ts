@@ -137,6 +137,41 @@ function dialogsQuery(db: QueryDb, t: Tables, shape: 'newest' | 'before' | 'one'
     .limit(sql.placeholder('limit'))
 }
 
+/**
+ * What a user's dialog list depends on, one row per dialog: its version (every new message, edit, delete
+ * and reaction takes the next one), both members' watermarks and the peer's last_seen_at. All of them only
+ * move forward and a dialog, once there, stays, so an equal stamp means an unchanged list (usernames never
+ * change). Three point reads per dialog, where the list itself also walks each dialog's unread messages.
+ */
+export function* dialogsStamp(scope: Scope, userId: number): Routine<string> {
+  const found = yield* rows(
+    scope.prepared(
+      'dialogsStamp',
+      (db, t) => {
+        const me = t.dialogMembers
+        const peer = alias(t.dialogMembers, 'peer_member')
+        return db
+          .select({
+            id: me.dialogId,
+            version: t.dialogs.version,
+            myRead: me.lastReadMessageId,
+            myDelivered: me.lastDeliveredMessageId,
+            peerRead: peer.lastReadMessageId,
+            peerDelivered: peer.lastDeliveredMessageId,
+            peerLastSeenAt: t.users.lastSeenAt,
+          })
+          .from(me)
+          .innerJoin(t.dialogs, eq(t.dialogs.id, me.dialogId))
+          .innerJoin(peer, and(eq(peer.dialogId, me.dialogId), eq(peer.userId, me.peerId)))
+          .innerJoin(t.users, eq(t.users.id, me.peerId))
+          .where(eq(me.userId, sql.placeholder('userId')))
+      },
+      { userId },
+    ),
+  )
+  return found.map((d) => `${d.id}:${d.version}:${d.myRead}:${d.myDelivered}:${d.peerRead}:${d.peerDelivered}:${d.peerLastSeenAt?.getTime() ?? ''}`).join('|')
+}
+
 /** Every dialog id of a user, for subscribing a new connection. */
 export function* dialogIdsOf({ db, t }: Scope, userId: number): Routine<number[]> {
   const found = yield* rows(
