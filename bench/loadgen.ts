@@ -1,4 +1,5 @@
 import { openSocketIo, type FrameSocket } from './socketio-client'
+import { soakFlow, type SoakJob } from './soak-flow'
 
 /**
  * The load generator: runs one job (read from the JSON file named on the command line) in its own
@@ -17,6 +18,7 @@ export type Job =
   | { mode: 'fanout'; ws: string; dialogId: number; senderToken: string; deviceTokens: string[]; inFlight: number; seconds: number }
   | { mode: 'connect'; ws: string; tokens: string[]; count: number; holdSeconds: number }
   | { mode: 'http'; base: string; paths: string[]; token?: string; concurrency: number; seconds: number }
+  | SoakJob
 
 export interface Latency {
   p50: number
@@ -33,14 +35,14 @@ export interface FlowResult {
 }
 
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! : NaN)
-const latency = (samples: number[]): Latency => {
+export const latency = (samples: number[]): Latency => {
   const sorted = samples.sort((a, b) => a - b)
   return { p50: round(percentile(sorted, 0.5)), p99: round(percentile(sorted, 0.99)) }
 }
 const round = (n: number) => Math.round(n * 100) / 100
 
 /** A URL with EIO=4 speaks Socket.IO (see socketio-client.ts); any other, our JSON frames. */
-function open(url: string, token: string, onFrame: (frame: { type: string; [k: string]: any }) => void): Promise<FrameSocket> {
+export function open(url: string, token: string, onFrame: (frame: { type: string; [k: string]: any }) => void): Promise<FrameSocket> {
   if (url.includes('EIO=4')) return openSocketIo(url, token, onFrame)
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url)
@@ -59,7 +61,7 @@ function open(url: string, token: string, onFrame: (frame: { type: string; [k: s
 }
 
 /** When each sender sends: closed loop (on each ack) or open loop (at a fixed rate). */
-interface Pacer {
+export interface Pacer {
   start(send: (i: number) => void): void
   acked(send: (i: number) => void, i: number): void
   stop(): void
@@ -141,30 +143,35 @@ async function run(job: Job): Promise<unknown> {
         acked: (send, i) => send(i),
         stop: () => {},
       }, job.receipts)
-    case 'open': {
-      let timer: ReturnType<typeof setInterval> | undefined
-      return flow(job.ws, job.pairs, job.seconds, {
-        start: (send) => {
-          // Ticks of 5 ms, round-robin over the senders. What is owed follows the clock, not the tick count:
-          // a late tick sends what the rate asked for meanwhile, so the load is the rate stated (timers slip,
-          // and counting ticks sent about 4 % less).
-          const started = performance.now()
-          let sent = 0
-          timer = setInterval(() => {
-            const owed = Math.floor(((performance.now() - started) / 1000) * job.rate)
-            for (; sent < owed; sent++) send(sent % job.pairs.length)
-          }, 5)
-        },
-        acked: () => {},
-        stop: () => clearInterval(timer),
-      })
-    }
+    case 'open':
+      return flow(job.ws, job.pairs, job.seconds, ratePacer(job.rate, job.pairs.length))
     case 'fanout':
       return fanout(job)
     case 'connect':
       return connectMany(job)
     case 'http':
       return http(job)
+    case 'soak':
+      return soakFlow(job)
+  }
+}
+
+/** Open loop: `rate` sends a second, round-robin over `senders`, whatever the acks do. */
+export function ratePacer(rate: number, senders: number): Pacer {
+  let timer: ReturnType<typeof setInterval> | undefined
+  return {
+    start: (send) => {
+      // Ticks of 5 ms. What is owed follows the clock, not the tick count: a late tick sends what the rate
+      // asked for meanwhile, so the load is the rate stated (timers slip, and counting ticks sent about 4 % less).
+      const started = performance.now()
+      let sent = 0
+      timer = setInterval(() => {
+        const owed = Math.floor(((performance.now() - started) / 1000) * rate)
+        for (; sent < owed; sent++) send(sent % senders)
+      }, 5)
+    },
+    acked: () => {},
+    stop: () => clearInterval(timer),
   }
 }
 
@@ -254,10 +261,11 @@ async function http(job: Extract<Job, { mode: 'http' }>) {
 
 if (import.meta.main) {
   const job = (await Bun.file(process.argv[2]!).json()) as Job
+  // A soak runs for its stated length; every other job is over well within five minutes.
   const timeout = setTimeout(() => {
     console.error('loadgen: hard timeout')
     process.exit(2)
-  }, 300_000)
+  }, job.mode === 'soak' ? (job.seconds + 300) * 1000 : 300_000)
   const result = await run(job)
   clearTimeout(timeout)
   console.log(JSON.stringify(result))
