@@ -1,6 +1,7 @@
 import { Elysia } from 'elysia'
 import { authGuard } from '../auth/guard'
 import type { AuthService } from '../auth/service'
+import { jsonResponse } from '../http/json-response'
 import { parseInstant } from '../shared/time'
 import { CreateDialogBody, DialogList, DialogListQuery, DialogParams, DialogSchema } from './model'
 import type { DialogService } from './service'
@@ -10,13 +11,16 @@ export const dialogRoutes = (auth: AuthService, dialogs: DialogService) =>
     .use(authGuard(auth))
     .get(
       '',
-      async ({ principal, query }) => ({
-        dialogs: await dialogs.list(
-          principal.userId,
-          query.limit ?? 50,
-          query.before === undefined ? undefined : parseInstant('before', query.before),
+      async ({ principal, query }) =>
+        jsonResponse(
+          JSON.stringify({
+            dialogs: await dialogs.list(
+              principal.userId,
+              query.limit ?? 50,
+              query.before === undefined ? undefined : parseInstant('before', query.before),
+            ),
+          }),
         ),
-      }),
       { auth: true, query: DialogListQuery, response: { 200: DialogList } },
     )
     .post(

@@ -3,6 +3,7 @@ import { authGuard } from '../auth/guard'
 import type { AuthService } from '../auth/service'
 import { DialogParams } from '../dialogs/model'
 import { invalidField } from '../errors'
+import { jsonResponse } from '../http/json-response'
 import type { UserLimits } from '../limits/user-limits'
 import { parseInstant } from '../shared/time'
 import { EditBody, HistoryPage, HistoryQuery, MessageParams, MessageSchema, ReactionParams, ReadState, ReadUpToBody, SendBody } from './model'
@@ -19,14 +20,25 @@ function cursorOf(query: typeof HistoryQuery.static): HistoryCursor | { changedA
   return { newest: true }
 }
 
+/**
+ * A page's JSON, kept beside the page object: the service hands out the same object again while its dialog
+ * is unchanged (MessageService.history), and then its text is not built again.
+ */
+const serialized = new WeakMap<object, string>()
+function pageResponse(page: typeof HistoryPage.static): Response {
+  let text = serialized.get(page)
+  if (text === undefined) serialized.set(page, (text = JSON.stringify(page)))
+  return jsonResponse(text)
+}
+
 export const messageRoutes = (auth: AuthService, messages: MessageService, limits: UserLimits) => {
   // Edits, deletions and reactions are writes too: they share the sender's bucket (REST and WebSocket).
   return new Elysia({ prefix: '/dialogs/:dialog_id', tags: ['messages'] })
     .use(authGuard(auth))
     .get(
       '/messages',
-      ({ principal, params, query }) =>
-        messages.history(principal.userId, params.dialog_id, cursorOf(query), query.limit ?? 30),
+      async ({ principal, params, query }) =>
+        pageResponse(await messages.history(principal.userId, params.dialog_id, cursorOf(query), query.limit ?? 30)),
       { auth: true, params: DialogParams, query: HistoryQuery, response: { 200: HistoryPage } },
     )
     .post(
