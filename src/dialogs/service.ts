@@ -11,17 +11,12 @@ import type { Membership } from './membership'
 import type { DialogDto } from './model'
 import { dialogOfPair, dialogsOf, dialogsStamp, findOrCreateDialog, type DialogRecord } from './store'
 
-/** What a dialog list read: the records and their last messages' reactions (shared: never modified). */
-interface KeptList {
-  found: DialogRecord[]
-  reactions: Map<number, ReactionDto[]>
-}
-
 /** Dialog lists kept, least recently used going first. */
 const MAX_LISTS = 10_000
 
 export class DialogService {
-  private readonly lists = new Lru<string, { stamp: string; list: KeptList }>(MAX_LISTS)
+  /** Lists as answers less presence (shared: never modified). */
+  private readonly lists = new Lru<string, { stamp: string; dialogs: DialogDto[] }>(MAX_LISTS)
 
   constructor(
     private readonly db: Db,
@@ -61,45 +56,52 @@ export class DialogService {
   }
 
   /**
-   * The caller's dialogs (or one of them). What was read is kept under the user's dialogsStamp, read before
-   * it (a change racing the read leaves the list newer than its stamp, never older), and used again while
-   * the stamp is unchanged; presence and blocks are applied on every call. The stamp is in the database, so
-   * a change made on another node counts as well.
+   * The caller's dialogs (or one of them). What was read is kept, as answers less presence, under the
+   * user's dialogsStamp, read before it (a change racing the read leaves the list newer than its stamp,
+   * never older), and used again while the stamp is unchanged; presence and blocks are applied on every
+   * call. The stamp is in the database, so a change made on another node counts as well.
    */
   async list(userId: number, limit: number, before?: Date, dialogId?: number): Promise<DialogDto[]> {
     const key = `${userId}:${limit}:${before?.getTime() ?? ''}:${dialogId ?? ''}`
     const kept = this.lists.get(key)
-    const read = await this.db.read(function* (s): Routine<{ stamp: string; list: KeptList }> {
+    const read = await this.db.read(function* (s): Routine<{ stamp: string; found?: DialogRecord[]; reactions?: Map<number, ReactionDto[]> }> {
       const stamp = yield* dialogsStamp(s, userId)
-      if (kept?.stamp === stamp) return { stamp, list: kept.list }
+      if (kept?.stamp === stamp) return { stamp }
       const found = yield* dialogsOf(s, userId, { limit, before, dialogId })
-      return { stamp, list: { found, reactions: yield* reactionsOfMany(s, found.flatMap((d) => (d.lastMessage ? [d.lastMessage.id] : []))) } }
+      return { stamp, found, reactions: yield* reactionsOfMany(s, found.flatMap((d) => (d.lastMessage ? [d.lastMessage.id] : []))) }
     })
-    if (read.list !== kept?.list) this.lists.set(key, read)
-    const { found, reactions } = read.list
+    let dialogs = kept?.dialogs
+    if (read.found) {
+      const reactions = read.reactions!
+      dialogs = read.found.map((d) => toDto(d, d.lastMessage ? reactions.get(d.lastMessage.id) : undefined))
+      this.lists.set(key, { stamp: read.stamp, dialogs })
+    }
     const blocks = await this.blocks.of(userId)
-    return found.map((d) => this.toDto(d, blocks, d.lastMessage ? reactions.get(d.lastMessage.id) : undefined))
+    return dialogs!.map((d) => this.withPresence(d, blocks))
   }
 
   /** A peer in a block with the caller (either way) shows no presence: offline, never seen. */
-  private toDto(d: DialogRecord, blocks: Set<number>, reactions: ReactionDto[] | undefined): DialogDto {
-    const last = d.lastMessage
-    const hidden = blocks.has(d.peer.userId)
+  private withPresence(d: DialogDto, blocks: Set<number>): DialogDto {
+    const hidden = blocks.has(d.peer.id)
     return {
-      id: d.id,
-      peer: {
-        id: d.peer.userId,
-        username: d.peer.username,
-        online: !hidden && this.realtime.isOnline(d.peer.userId),
-        last_seen_at: hidden ? null : isoOrNull(d.peer.lastSeenAt),
-      },
-      created_at: d.createdAt.toISOString(),
-      last_message: last ? toMessageDto(last, statusFor(last.id, last.senderId === d.me.userId ? d.peer : d.me), reactions) : null,
-      unread_count: d.unreadCount,
-      last_read_message_id: d.me.lastReadMessageId,
-      peer_last_read_message_id: d.peer.lastReadMessageId,
-      peer_last_delivered_message_id: d.peer.lastDeliveredMessageId,
-      version: d.version,
+      ...d,
+      peer: { ...d.peer, online: !hidden && this.realtime.isOnline(d.peer.id), last_seen_at: hidden ? null : d.peer.last_seen_at },
     }
+  }
+}
+
+/** The dialog as the caller sees it, before presence (`online` false, `last_seen_at` as stored). */
+function toDto(d: DialogRecord, reactions: ReactionDto[] | undefined): DialogDto {
+  const last = d.lastMessage
+  return {
+    id: d.id,
+    peer: { id: d.peer.userId, username: d.peer.username, online: false, last_seen_at: isoOrNull(d.peer.lastSeenAt) },
+    created_at: d.createdAt.toISOString(),
+    last_message: last ? toMessageDto(last, statusFor(last.id, last.senderId === d.me.userId ? d.peer : d.me), reactions) : null,
+    unread_count: d.unreadCount,
+    last_read_message_id: d.me.lastReadMessageId,
+    peer_last_read_message_id: d.peer.lastReadMessageId,
+    peer_last_delivered_message_id: d.peer.lastDeliveredMessageId,
+    version: d.version,
   }
 }
