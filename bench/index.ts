@@ -1,6 +1,7 @@
 /**
- * `bun run bench [e2e|fanout|connections|storage|http|search|uploads] [--quick]`: each scenario against its ceiling
+ * `bun run bench [e2e|fanout|connections|storage|http|search|uploads|soak] [--quick]`: each scenario against its ceiling
  * measured in the same run; a table on the terminal, bench/results/<date>.json and an SVG chart beside it.
+ * `soak` (30 minutes, --quick 2; soak.ts) runs only when named.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,6 +13,7 @@ import { socketIoE2e, socketIoFanout } from './socketio'
 import { benchWriter } from './storage-writer'
 import { rawPostgres, rawSqlite } from './storage-raw'
 import { seededDatabase } from './storage-setup'
+import { soak } from './soak'
 import { rssKiB, startProject, startRaw, type Kind, type Target } from './targets'
 import { uploads } from './uploads'
 
@@ -19,30 +21,36 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const only = args.filter((a) => !a.startsWith('--'))
 const SCENARIOS = ['e2e', 'fanout', 'connections', 'storage', 'http', 'search', 'uploads'] as const
-const chosen = only.length ? SCENARIOS.filter((s) => only.includes(s)) : SCENARIOS
+/** Too long for every run: only when named. */
+const OPT_IN = ['soak'] as const
+const chosen = only.length ? [...SCENARIOS, ...OPT_IN].filter((s) => only.includes(s)) : SCENARIOS
 const SECONDS = quick ? 2 : 5
 
-/** Runs a job in a separate load-generator process; `onFirstLine` sees its first line (connect mode). */
-async function loadgen<T>(job: Job, onFirstLine?: (line: string) => Promise<void>): Promise<T> {
+/**
+ * Runs a job in a separate load-generator process; `onLine` sees its first line (connect mode), or with
+ * `everyLine` each line as it comes (the soak's windows; the last, the result, too).
+ */
+async function loadgen<T>(job: Job, onLine?: (line: string) => Promise<void>, everyLine = false): Promise<T> {
   const file = join(tmpdir(), `bench-job-${process.pid}-${Math.random().toString(36).slice(2)}.json`)
   writeFileSync(file, JSON.stringify(job))
   const proc = Bun.spawn([process.execPath, join(import.meta.dir, 'loadgen.ts'), file], { stdout: 'pipe', stderr: 'inherit' })
   const reader = proc.stdout.getReader()
   let buffer = ''
+  let lastLine = ''
   for (;;) {
     const { value, done } = await reader.read()
     if (done) break
     buffer += new TextDecoder().decode(value)
-    const newline = buffer.indexOf('\n')
-    if (newline >= 0 && onFirstLine) {
+    for (let newline = buffer.indexOf('\n'); newline >= 0 && onLine; newline = buffer.indexOf('\n')) {
       const line = buffer.slice(0, newline)
       buffer = buffer.slice(newline + 1)
-      await onFirstLine(line)
-      onFirstLine = undefined
+      lastLine = line
+      await onLine(line)
+      if (!everyLine) onLine = undefined
     }
   }
   if ((await proc.exited) !== 0) throw new Error(`loadgen ${job.mode} failed`)
-  return JSON.parse(buffer.trim().split('\n').pop()!) as T
+  return JSON.parse((buffer.trim() || lastLine).split('\n').pop()!) as T
 }
 
 const results: Record<string, unknown> = { date: new Date().toISOString(), machine: `${navigator.hardwareConcurrency} cores`, quick }
@@ -301,6 +309,7 @@ for (const scenario of chosen) {
   if (scenario === 'http') await http()
   if (scenario === 'search') await search()
   if (scenario === 'uploads') results.uploads = await uploads(SECONDS, rows)
+  if (scenario === 'soak') svg = await soak({ quick, loadgen, rows, results })
 }
 console.log(table(rows))
 const dir = join(import.meta.dir, 'results')
