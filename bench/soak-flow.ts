@@ -33,7 +33,7 @@ export interface SoakWindow {
   deliveriesPerSec: number
   ack: Latency
   delivery: Latency
-  /** Messages a receiver fetched with after_id after coming back, that it had not had live. */
+  /** Messages a receiver fetched with after_id after coming back, that it had not had live (window 1: also what the dialogs held before). */
   caughtUp: number
   reconnects: number
   reconnectFailures: number
@@ -221,6 +221,9 @@ export async function soakFlow(job: SoakJob): Promise<SoakResult> {
 
   const all = senders.flatMap((s, i) => [s, receivers[i]!])
   for (let i = 0; i < all.length; i += 200) await Promise.all(all.slice(i, i + 200).map(connect))
+  // What the dialogs held before the load (the peak's messages, fetched by the first catch-up): the
+  // loss check counts from there. Nothing is sent until every connection is up.
+  const before = receivers.map((r) => r.received.seq)
 
   // Reconnects: one every 60 s / reconnectsPerMinute, walking the connections with a stride coprime to
   // their number, so that every one drops in turn and a dialog's two ends rarely drop together.
@@ -279,7 +282,7 @@ export async function soakFlow(job: SoakJob): Promise<SoakResult> {
   await Bun.sleep(2000)
   stopped = true
   for (let i = 0; i < receivers.length; i += 50) await Promise.all(receivers.slice(i, i + 50).map(fill))
-  const lost = receivers.reduce((n, r) => n + Math.max(0, acked[r.pair]! - r.received.seq), 0)
+  const lost = receivers.reduce((n, r) => n + Math.max(0, acked[r.pair]! - (r.received.seq - before[r.pair]!)), 0)
   const unacked = senders.reduce((n, s) => n + s.outbox.size, 0)
   for (const c of all) c.socket?.close(1000, 'soak over')
   return {
