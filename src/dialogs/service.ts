@@ -11,8 +11,8 @@ import type { Membership } from './membership'
 import type { DialogDto } from './model'
 import { dialogOfPair, dialogsOf, dialogsStamp, findOrCreateDialog, type DialogRecord } from './store'
 
-/** Dialog lists kept, least recently used going first. */
-const MAX_LISTS = 10_000
+/** Dialog lists kept, least recently used going first: a list of 20 is ~10 KB (measured), so ~20 MB. */
+const MAX_LISTS = 2_000
 
 export class DialogService {
   /** Lists as answers less presence (shared: never modified). */

@@ -38,8 +38,8 @@ export interface SendCommand {
 
 /** Recently stored messages' dialogs, so receipts for them need no read (bounded: the least recently used go first). */
 const MAX_REMEMBERED = 100_000
-/** History pages kept, least recently used going first (a page of 30 is ~10 KB). */
-const MAX_PAGES = 2_000
+/** History pages kept, least recently used going first: a page of 30 short messages with its JSON is ~15 KB (measured), so ~15 MB. */
+const MAX_PAGES = 1_000
 
 type HistoryPageDto = { messages: MessageDto[]; has_more: boolean }
 
