@@ -36,6 +36,9 @@ interface ServerSample {
   lagP99Ms: number
   /** How long /metrics took to answer: the lag as a client sees it, also when the timer itself is starved. */
   metricsMs: number
+  /** The writer's transactions over the window (sends and receipts share them), and their mean size. */
+  commitsPerSec: number
+  meanBatch: number
   wsConnections: number
   /** The SQLite database and its WAL, which grow with every message (the page cache does not). */
   dbMiB: number
@@ -47,6 +50,7 @@ interface LagHistogram {
   buckets: [number, number][]
   sum: number
   count: number
+  batches: { count: number; sum: number }
 }
 
 async function lagHistogram(t: Target): Promise<LagHistogram & { wsConnections: number; metricsMs: number }> {
@@ -55,7 +59,8 @@ async function lagHistogram(t: Target): Promise<LagHistogram & { wsConnections: 
   const metricsMs = round(performance.now() - started)
   const buckets = [...text.matchAll(/chat_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\d+)/g)].map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])] as [number, number])
   const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
-  return { buckets, sum: value(`${LAG}_sum`), count: value(`${LAG}_count`), wsConnections: value('chat_ws_connections'), metricsMs }
+  const batches = { count: value('chat_write_batch_size_count'), sum: value('chat_write_batch_size_sum') }
+  return { buckets, sum: value(`${LAG}_sum`), count: value(`${LAG}_count`), batches, wsConnections: value('chat_ws_connections'), metricsMs }
 }
 
 /** The lag over one window, from two cumulative readings of the histogram. */
@@ -129,11 +134,20 @@ export async function soak({ quick, loadgen, rows, results }: SoakContext): Prom
         const now = sampleProcess(t)
         const { cpuSeconds, at, ...figures } = now
         const cpu = round((cpuSeconds - before.cpuSeconds) / ((at - before.at) / 1000))
-        const server = { ...figures, cpu, ...lagBetween(previous, histogram), wsConnections: histogram.wsConnections, metricsMs: histogram.metricsMs }
+        const commits = histogram.batches.count - previous.batches.count
+        const server = {
+          ...figures,
+          cpu,
+          ...lagBetween(previous, histogram),
+          wsConnections: histogram.wsConnections,
+          metricsMs: histogram.metricsMs,
+          commitsPerSec: Math.round(commits / ((at - before.at) / 1000)),
+          meanBatch: commits ? round((histogram.batches.sum - previous.batches.sum) / commits) : NaN,
+        }
         previous = histogram
         before = now
         samples.push({ ...window, server })
-        console.error(`  ${window.window}: ${window.acksPerSec}/s, cpu server ${server.cpu} loadgen ${window.loadgenCpu}, dlv p99 ${window.delivery.p99} ms, RSS ${server.rssMiB} MiB, fds ${server.fds}, lag ${server.lagMeanMs} ms (p99 ≤ ${server.lagP99Ms}, /metrics ${server.metricsMs} ms), db ${server.dbMiB} MiB`)
+        console.error(`  ${window.window}: ${window.acksPerSec}/s, cpu server ${server.cpu} loadgen ${window.loadgenCpu}, dlv p99 ${window.delivery.p99} ms, RSS ${server.rssMiB} MiB, fds ${server.fds}, lag ${server.lagMeanMs} ms (p99 ≤ ${server.lagP99Ms}, /metrics ${server.metricsMs} ms), db ${server.dbMiB} MiB, ${server.commitsPerSec} commits/s of ${server.meanBatch}`)
       },
       true,
     )
