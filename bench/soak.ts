@@ -44,6 +44,14 @@ interface ServerSample {
   dbMiB: number
   /** CPU time over the window per second of it: 1 = one core busy. */
   cpu: number
+  /**
+   * The main thread's time runnable but waiting for a core, per second (/proc/<pid>/schedstat): what other
+   * processes on a shared machine take from it.
+   */
+  cpuWait: number
+  /** What the server wrote to storage over the window (/proc/<pid>/io write_bytes: WAL, checkpoints, the database), per second and per message. */
+  writeMiBPerSec: number
+  writeKiBPerMessage: number
 }
 
 interface LagHistogram {
@@ -78,6 +86,16 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
+/** The main thread's time waiting on a run queue, in seconds (the second field of /proc/<pid>/schedstat, ns). */
+function runQueueSeconds(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9
+}
+
+/** Bytes the process has caused to be written to storage (/proc/<pid>/io). */
+function writeBytes(pid: number): number {
+  return Number(/^write_bytes: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? NaN)
+}
+
 function sampleProcess(t: Target) {
   const pid = t.pids[0]!
   const dir = readlinkSync(`/proc/${pid}/cwd`)
@@ -93,6 +111,8 @@ function sampleProcess(t: Target) {
     fds: readdirSync(`/proc/${pid}/fd`).length,
     dbMiB: round((size('chat.db') + size('chat.db-wal')) / 2 ** 20),
     cpuSeconds: cpuSeconds(pid),
+    waitSeconds: runQueueSeconds(pid),
+    written: writeBytes(pid),
     at: performance.now(),
   }
 }
@@ -132,12 +152,17 @@ export async function soak({ quick, loadgen, rows, results }: SoakContext): Prom
         if (!('window' in window)) return
         const histogram = await lagHistogram(t)
         const now = sampleProcess(t)
-        const { cpuSeconds, at, ...figures } = now
+        const { cpuSeconds, waitSeconds, written, at, ...figures } = now
+        const writtenBytes = written - before.written
         const cpu = round((cpuSeconds - before.cpuSeconds) / ((at - before.at) / 1000))
+        const cpuWait = round((waitSeconds - before.waitSeconds) / ((at - before.at) / 1000))
         const commits = histogram.batches.count - previous.batches.count
         const server = {
           ...figures,
           cpu,
+          cpuWait,
+          writeMiBPerSec: round(writtenBytes / 2 ** 20 / ((at - before.at) / 1000)),
+          writeKiBPerMessage: round(writtenBytes / 1024 / Math.max(1, window.acksPerSec * ((at - before.at) / 1000))),
           ...lagBetween(previous, histogram),
           wsConnections: histogram.wsConnections,
           metricsMs: histogram.metricsMs,
@@ -147,7 +172,7 @@ export async function soak({ quick, loadgen, rows, results }: SoakContext): Prom
         previous = histogram
         before = now
         samples.push({ ...window, server })
-        console.error(`  ${window.window}: ${window.acksPerSec}/s, cpu server ${server.cpu} loadgen ${window.loadgenCpu}, dlv p99 ${window.delivery.p99} ms, RSS ${server.rssMiB} MiB, fds ${server.fds}, lag ${server.lagMeanMs} ms (p99 ≤ ${server.lagP99Ms}, /metrics ${server.metricsMs} ms), db ${server.dbMiB} MiB, ${server.commitsPerSec} commits/s of ${server.meanBatch}`)
+        console.error(`  ${window.window}: ${window.acksPerSec}/s, cpu server ${server.cpu} (waiting ${server.cpuWait}) loadgen ${window.loadgenCpu}, dlv p99 ${window.delivery.p99} ms, RSS ${server.rssMiB} MiB, fds ${server.fds}, lag ${server.lagMeanMs} ms (p99 ≤ ${server.lagP99Ms}, /metrics ${server.metricsMs} ms), db ${server.dbMiB} MiB, written ${server.writeMiBPerSec} MiB/s (${server.writeKiBPerMessage} KiB/msg), ${server.commitsPerSec} commits/s of ${server.meanBatch}`)
       },
       true,
     )
@@ -214,12 +239,19 @@ function chart(samples: (SoakWindow & { server: ServerSample })[], goals: Return
       ],
     },
     {
+      // What a message costs the disk: WAL pages, checkpoints and the database, as the process wrote them.
+      title: 'server writes to storage (/proc/<pid>/io), per message',
+      unit: 'KiB',
+      series: [{ label: 'KiB written per message', values: samples.map((s) => s.server.writeKiBPerMessage), color: '#1f6feb' }],
+    },
+    {
       // On a shared machine this is where the neighbours show: the server wanting more than it gets.
-      title: `CPU, cores busy (of ${navigator.hardwareConcurrency}): server and load generator`,
+      title: `CPU, cores busy (of ${navigator.hardwareConcurrency}): server and load generator; the server's main thread waiting for one`,
       unit: '',
       series: [
         { label: 'server', values: samples.map((s) => s.server.cpu), color: '#1f6feb' },
         { label: 'load generator', values: samples.map((s) => s.loadgenCpu), color: '#999', dash: '5,4' },
+        { label: 'server runnable, waiting for a core', values: samples.map((s) => s.server.cpuWait), color: '#d1242f', dash: '2,3' },
       ],
     },
     {
