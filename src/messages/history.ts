@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, gt, lte, ne, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, lte, ne, sql } from 'drizzle-orm'
 import { alias } from 'drizzle-orm/sqlite-core'
 import { rows, type PgTables, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { isStorableId } from '../shared/ids'
@@ -96,24 +96,41 @@ function historyQuery(db: QueryDb, t: Tables, shape: 'after' | 'upTo' | 'newest'
  * message id of this very dialog, its own seq answers at once (`offset` from it).
  */
 function* seqBound(
-  { db, t }: Scope,
+  scope: Scope,
   dialogId: number,
   below: (m: { id: number; createdAt: Date }) => boolean,
   messageId?: number,
   offset = 0,
 ): Routine<number> {
-  const probe = (where: SQL | undefined) =>
-    rows(db.select({ id: t.messages.id, seq: t.messages.seq, dialogId: t.messages.dialogId, createdAt: t.messages.createdAt }).from(t.messages).where(where))
+  // Prepared, as every page after a cursor runs them (a catch-up's after_id, each step of the search).
+  const probe = (shape: 'byId' | 'bySeq', params: Record<string, number>) =>
+    rows(
+      scope.prepared(
+        `seqBound.${shape}`,
+        (db, t) =>
+          db
+            .select({ id: t.messages.id, seq: t.messages.seq, dialogId: t.messages.dialogId, createdAt: t.messages.createdAt })
+            .from(t.messages)
+            .where(
+              shape === 'byId'
+                ? eq(t.messages.id, sql.placeholder('id'))
+                : and(eq(t.messages.dialogId, sql.placeholder('dialogId')), eq(t.messages.seq, sql.placeholder('seq'))),
+            ),
+        params,
+      ),
+    )
   if (messageId !== undefined) {
-    const [own] = yield* probe(eq(t.messages.id, messageId))
+    const [own] = yield* probe('byId', { id: messageId })
     if (own?.dialogId === dialogId) return own.seq + offset
   }
-  const [dialog] = yield* rows(db.select({ lastSeq: t.dialogs.lastSeq }).from(t.dialogs).where(eq(t.dialogs.id, dialogId)))
+  const [dialog] = yield* rows(
+    scope.prepared('seqBound.lastSeq', (db, t) => db.select({ lastSeq: t.dialogs.lastSeq }).from(t.dialogs).where(eq(t.dialogs.id, sql.placeholder('dialogId'))), { dialogId }),
+  )
   let lo = 0
   let hi = dialog?.lastSeq ?? 0
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2)
-    const [m] = yield* probe(and(eq(t.messages.dialogId, dialogId), eq(t.messages.seq, mid)))
+    const [m] = yield* probe('bySeq', { dialogId, seq: mid })
     if (m && below(m)) lo = mid
     else hi = mid - 1
   }
