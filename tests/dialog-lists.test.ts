@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { setLastSeen } from '../src/users/store'
-import { createTestApp, type Session, type TestApp } from './support/app'
-import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
+import type { Session, TestApp } from './support/app'
+import { dialects } from './support/databases'
+import { twoApps } from './support/two-apps'
 
 /**
  * A dialog list, once read, is used again while the user's dialogsStamp is unchanged (DialogService.list):
@@ -9,25 +10,9 @@ import { dialects, freshDatabase, type FreshDatabase } from './support/databases
  * database stand for two nodes (no cluster channel: the stamp is in the database).
  */
 describe.each(dialects)('dialog lists kept between changes on %s', (dialect) => {
-  let fresh: FreshDatabase
-  let a: TestApp
-  let b: TestApp
-  let alice: Session
-  let bob: Session
-  let dialogId: number
-  beforeAll(async () => {
-    fresh = await freshDatabase(dialect)
-    a = await createTestApp(dialect, {}, fresh)
-    b = await createTestApp(dialect, {}, fresh)
-    alice = await a.register()
-    bob = await a.register()
-    dialogId = (await a.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })).body.id
-  })
-  afterAll(async () => {
-    await a.close()
-    await b.close()
-    await fresh.drop()
-  })
+  let a: TestApp, b: TestApp, alice: Session, bob: Session, dialogId: number, close: () => Promise<void>
+  beforeAll(async () => void ({ a, b, alice, bob, dialogId, close } = await twoApps(dialect)))
+  afterAll(() => close())
 
   const list = async () => {
     const res = await a.call('GET', '/dialogs', { token: alice.access_token })
