@@ -182,7 +182,7 @@ export async function soak({ quick, loadgen, rows, results }: SoakContext): Prom
   const loadAfter = loadAverage()
 
   const goals = verdicts(samples, result)
-  const summary = { minutes, windowSeconds, dialogs: DIALOGS, connections: DIALOGS * 2, reconnectsPerMinute: DIALOGS * 2 * 0.1, offlineMs: 1000, peak, rate, loadBefore, loadAfter, idle, goals, ...result, windows: samples }
+  const summary = { minutes, windowSeconds, share: SHARE, dialogs: DIALOGS, connections: DIALOGS * 2, reconnectsPerMinute: DIALOGS * 2 * 0.1, offlineMs: 1000, peak, rate, loadBefore, loadAfter, idle, goals, ...result, windows: samples }
   results.soak = summary
   const mark = (ok: boolean) => (ok ? 'pass' : 'FAIL')
   rows.push(
