@@ -28,7 +28,7 @@ export function soakChart(title: string, minutes: number[], panels: Panel[]): st
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${title}</text>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${escape(title)}</text>`,
   ]
   panels.forEach((panel, i) => {
     const top = pad.t + i * (PANEL + GAP)
@@ -37,7 +37,7 @@ export function soakChart(title: string, minutes: number[], panels: Panel[]): st
     const maxY = Math.max(...values, 0) * 1.1 || 1
     const y = (v: number) => bottom - (v / maxY) * PANEL
     parts.push(
-      `<text x="${pad.l}" y="${top - 8}" font-size="13">${panel.title}</text>`,
+      `<text x="${pad.l}" y="${top - 8}" font-size="13">${escape(panel.title)}</text>`,
       `<line x1="${pad.l}" y1="${bottom}" x2="${W - pad.r}" y2="${bottom}" stroke="black"/>`,
       `<line x1="${pad.l}" y1="${top}" x2="${pad.l}" y2="${bottom}" stroke="black"/>`,
       ...[0, 0.5, 1].map((f) => `<text x="${pad.l - 6}" y="${y(maxY * f) + 4}" text-anchor="end">${format(maxY * f)} ${panel.unit}</text>`),
@@ -62,4 +62,6 @@ export function soakChart(title: string, minutes: number[], panels: Panel[]): st
   return parts.join('\n') + '\n'
 }
 
+/** Titles name things like /proc/<pid>/io: text in SVG is XML. */
+const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 const format = (v: number) => (v >= 100 ? String(Math.round(v)) : v.toFixed(v >= 10 ? 0 : 1))
