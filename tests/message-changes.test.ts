@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
+import { setReaction } from '../src/messages/changes'
 import { rows } from '../src/storage/database'
 import { expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
@@ -114,6 +115,19 @@ describe.each(dialects)('edit, delete, reactions and changed_after on %s', (dial
     expect(page[0]!.version).toBe(9)
     for (const bad of ['a', '👍👍', 'hi👍', ':)', '1', '  ', '👍 ']) expectContractError(await react('PUT', a, dialogId, m.id, bad), 422, 'validation_failed', 'emoji')
     expectContractError(await react('PUT', (await live.t.pair()).a, dialogId, m.id, '👍'), 404, 'not_found')
+  })
+
+  test('reactions within one millisecond keep the order they came in', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const m = await send(a, dialogId, 'quick')
+    // All in one millisecond (the clock each request reads, held still), each emoji sorting before the
+    // last: a tie once came out in the primary key's order, by emoji.
+    const emojis = ['😀', '😃', '😄', '😁', '😆', '😅', '🤣', '😂', '🙂', '🙃'].sort().reverse()
+    const now = new Date()
+    for (const [i, emoji] of emojis.entries())
+      await live.t.db.tx((s) => setReaction(s, dialogId, m.id, (i % 2 ? b : a).user.id, emoji, true, now))
+    const page = (await call<Page>('GET', `/dialogs/${dialogId}/messages`, a)).body.messages
+    expect(page[0]!.reactions.map((r) => r.emoji)).toEqual(emojis)
   })
 
   test('events: every connection of both members, the acting one included, gets message:edited, message:reactions, message:deleted', async () => {

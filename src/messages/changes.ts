@@ -5,7 +5,7 @@
  * gapless under concurrency; on SQLite BEGIN IMMEDIATE already serializes), and a change that turns out
  * not to apply throws, which rolls the bump back.
  */
-import { and, asc, eq, gt, inArray, sql, type Placeholder } from 'drizzle-orm'
+import { and, asc, eq, gt, inArray, max, sql, type Placeholder } from 'drizzle-orm'
 import { AppError, notFound } from '../errors'
 import { exec, rows, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { messageColumns, watermarks } from './history'
@@ -71,6 +71,17 @@ export function* deleteMessage(s: Scope, dialogId: number, messageId: number, us
   return version
 }
 
+/**
+ * A new reaction's time: `now`, or just after the message's latest reaction when that is not earlier. The
+ * set is listed in the order reactions came, and two within one millisecond would tie (their order then
+ * the database's whim); reactions on a dialog are serialised by its version bump, so this read is safe.
+ */
+function* reactionTime(s: Scope, messageId: number, now: Date): Routine<Date> {
+  const r = s.t.messageReactions
+  const [latest] = yield* rows(s.db.select({ at: max(r.createdAt) }).from(r).where(eq(r.messageId, messageId)))
+  return latest?.at && latest.at >= now ? new Date(latest.at.getTime() + 1) : now
+}
+
 /** Adds or removes one user's reaction; NoChange when it was already so (PUT and DELETE are idempotent). */
 export function* setReaction(
   s: Scope,
@@ -87,7 +98,13 @@ export function* setReaction(
   const { db, t } = s
   const r = t.messageReactions
   const changed = on
-    ? yield* rows(db.insert(r).values({ messageId, emoji, userId, createdAt: now }).onConflictDoNothing().returning({ id: r.messageId }))
+    ? yield* rows(
+        db
+          .insert(r)
+          .values({ messageId, emoji, userId, createdAt: yield* reactionTime(s, messageId, now) })
+          .onConflictDoNothing()
+          .returning({ id: r.messageId }),
+      )
     : yield* rows(
         db
           .delete(r)
