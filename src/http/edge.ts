@@ -39,7 +39,7 @@ export const STREAMED = Object.freeze({})
 
 /**
  * The HTTP edge every route passes: body size limit, JSON parsing (an object or 400), and the one place
- * that turns errors into the contract's error shape. Also counts requests by route and status.
+ * that turns errors into the contract's error shape. (Requests are counted by the request log, for every answer.)
  * `streamed` requests (uploads) skip the limit and the parsing: their route streams the body with its own bound.
  */
 export const edge = (maxBodyBytes: number, streamed: (request: Request) => boolean = () => false) =>
