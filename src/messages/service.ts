@@ -43,16 +43,6 @@ const MAX_PAGES = 1_000
 
 type HistoryPageDto = { messages: MessageDto[]; has_more: boolean }
 
-const cursorKey = (cursor: HistoryCursor | { changedAfter: number }) =>
-  'changedAfter' in cursor
-    ? `c${cursor.changedAfter}`
-    : 'afterId' in cursor
-      ? `a${cursor.afterId}`
-      : 'beforeId' in cursor
-        ? `b${cursor.beforeId}`
-        : 'before' in cursor
-          ? `t${cursor.before.getTime()}`
-          : 'n'
 
 export class MessageService {
   private readonly dialogOf = new Lru<number, number>(MAX_REMEMBERED)
@@ -127,7 +117,8 @@ export class MessageService {
     limit: number,
   ): Promise<HistoryPageDto> {
     const members = await this.membership.require(dialogId, userId)
-    const key = `${dialogId}:${cursorKey(cursor)}:${limit}`
+    // A cursor is one small object of one key (a time becomes its ISO text): its JSON names it.
+    const key = `${dialogId}:${JSON.stringify(cursor)}:${limit}`
     const kept = this.pages.get(key)
     const read = await this.db.read(function* (s) {
       const { stamp, marks } = yield* pageStamp(s, dialogId)
