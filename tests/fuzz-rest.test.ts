@@ -18,7 +18,7 @@ import {
   type Account,
   type Target,
 } from './support/fuzz'
-import { BOUNDARY, MULTIPART, multipartBody, type Part } from './support/multipart'
+import { BOUNDARY, MULTIPART, multipartBody, sha256, type Part } from './support/multipart'
 import { rawRequest } from './support/raw-http'
 
 /*
@@ -49,7 +49,6 @@ type Mutation =
 
 /** Uploads are capped low in this scene, so that 413 is reached with small bodies. */
 const UPLOAD_LIMIT = 2048
-const sha256 = (bytes: Uint8Array) => new Bun.CryptoHasher('sha256').update(bytes).digest('hex')
 /** A query parameter given exactly once, else undefined (a repeated one is Elysia's to refuse or pick). */
 const once = (params: URLSearchParams, key: string) => (params.getAll(key).length === 1 ? params.get(key)! : undefined)
 /** A canonical path/query id (what the server accepts), as a number. */

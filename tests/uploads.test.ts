@@ -8,7 +8,7 @@ import { Logger } from '../src/log/logger'
 import { exec } from '../src/storage/database'
 import { expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
-import { MULTIPART, multipartBody, type Part } from './support/multipart'
+import { MULTIPART, multipartBody, sha256, type Part } from './support/multipart'
 import { startS3, type LocalS3 } from './support/s3'
 import { Client, startLive, type LiveServer } from './support/ws'
 import { storedFiles } from './support/uploads-dir'
@@ -28,8 +28,6 @@ const SAMPLES: Record<string, Uint8Array> = {
   'application/pdf': withHead('%PDF-1.7\n'),
   'application/octet-stream': withHead('just some bytes'),
 }
-const sha256 = (bytes: Uint8Array | string) => new Bun.CryptoHasher('sha256').update(bytes).digest('hex')
-
 
 for (const backend of ['disk', 's3'] as const)
   describe.each(dialects)(`attachments (${backend}) on %s`, (dialect) => {

@@ -3,6 +3,9 @@
 export const BOUNDARY = '----chat-test-boundary-7MA4YWxkTrZu0gW'
 export const MULTIPART = `multipart/form-data; boundary=${BOUNDARY}`
 
+/** What the server reports as an upload's `sha256` (and its ETag). */
+export const sha256 = (bytes: Uint8Array | string) => new Bun.CryptoHasher('sha256').update(bytes).digest('hex')
+
 export interface Part {
   name: string
   filename?: string
