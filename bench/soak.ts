@@ -30,6 +30,8 @@ const FD_SLACK = 20
 
 interface ServerSample {
   rssMiB: number
+  /** The JavaScript heap in use (/metrics): growth in RSS without it is outside JavaScript (SQLite, buffers). */
+  heapMiB: number
   fds: number
   /** Event-loop lag over the window: the mean, and the bucket bound below which 99 % of the samples fell. */
   lagMeanMs: number
@@ -61,14 +63,14 @@ interface LagHistogram {
   batches: { count: number; sum: number }
 }
 
-async function lagHistogram(t: Target): Promise<LagHistogram & { wsConnections: number; metricsMs: number }> {
+async function lagHistogram(t: Target): Promise<LagHistogram & { wsConnections: number; metricsMs: number; heapMiB: number }> {
   const started = performance.now()
   const text = await (await fetch(`${t.http}/metrics`)).text()
   const metricsMs = round(performance.now() - started)
   const buckets = [...text.matchAll(/chat_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\d+)/g)].map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])] as [number, number])
   const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
   const batches = { count: value('chat_write_batch_size_count'), sum: value('chat_write_batch_size_sum') }
-  return { buckets, sum: value(`${LAG}_sum`), count: value(`${LAG}_count`), batches, wsConnections: value('chat_ws_connections'), metricsMs }
+  return { buckets, sum: value(`${LAG}_sum`), count: value(`${LAG}_count`), batches, wsConnections: value('chat_ws_connections'), metricsMs, heapMiB: round(value('nodejs_heap_size_used_bytes') / 2 ** 20) }
 }
 
 /** The lag over one window, from two cumulative readings of the histogram. */
@@ -166,13 +168,14 @@ export async function soak({ quick, loadgen, rows, results }: SoakContext): Prom
           ...lagBetween(previous, histogram),
           wsConnections: histogram.wsConnections,
           metricsMs: histogram.metricsMs,
+          heapMiB: histogram.heapMiB,
           commitsPerSec: Math.round(commits / ((at - before.at) / 1000)),
           meanBatch: commits ? round((histogram.batches.sum - previous.batches.sum) / commits) : NaN,
         }
         previous = histogram
         before = now
         samples.push({ ...window, server })
-        console.error(`  ${window.window}: ${window.acksPerSec}/s, cpu server ${server.cpu} (waiting ${server.cpuWait}) loadgen ${window.loadgenCpu}, dlv p99 ${window.delivery.p99} ms, RSS ${server.rssMiB} MiB, fds ${server.fds}, lag ${server.lagMeanMs} ms (p99 ≤ ${server.lagP99Ms}, /metrics ${server.metricsMs} ms), db ${server.dbMiB} MiB, written ${server.writeMiBPerSec} MiB/s (${server.writeKiBPerMessage} KiB/msg), ${server.commitsPerSec} commits/s of ${server.meanBatch}`)
+        console.error(`  ${window.window}: ${window.acksPerSec}/s, cpu server ${server.cpu} (waiting ${server.cpuWait}) loadgen ${window.loadgenCpu}, dlv p99 ${window.delivery.p99} ms, RSS ${server.rssMiB} MiB (heap ${server.heapMiB}), fds ${server.fds}, lag ${server.lagMeanMs} ms (p99 ≤ ${server.lagP99Ms}, /metrics ${server.metricsMs} ms), db ${server.dbMiB} MiB, written ${server.writeMiBPerSec} MiB/s (${server.writeKiBPerMessage} KiB/msg), ${server.commitsPerSec} commits/s of ${server.meanBatch}`)
       },
       true,
     )
@@ -217,10 +220,11 @@ function chart(samples: (SoakWindow & { server: ServerSample })[], goals: Return
   const mark = (ok: boolean) => (ok ? 'pass' : 'FAIL')
   return soakChart(`soak, SQLite FULL: 2 000 connections, ${rate} msg/s with receipts, a tenth reconnecting each minute`, minutes, [
     {
-      title: `server RSS (growth after window 5: ${signed(goals.rss.growthPercent)} %, ${mark(goals.rss.pass)}); database on disk`,
+      title: `server RSS (growth after window 5: ${signed(goals.rss.growthPercent)} %, ${mark(goals.rss.pass)}), its JavaScript heap; database on disk`,
       unit: 'MiB',
       series: [
         { label: 'RSS', values: samples.map((s) => s.server.rssMiB), color: '#1f6feb' },
+        { label: 'JavaScript heap in use', values: samples.map((s) => s.server.heapMiB), color: '#2da44e' },
         { label: 'database + WAL', values: samples.map((s) => s.server.dbMiB), color: '#999', dash: '5,4' },
       ],
       references: [{ label: '+5 %', value: goals.rss.afterFiveMiB * 1.05 }],

@@ -328,9 +328,16 @@ describe('health and metrics', () => {
         'process_resident_memory_bytes',
         'process_open_fds',
         'process_start_time_seconds',
+        'nodejs_heap_size_total_bytes',
+        'nodejs_external_memory_bytes',
       ])
         expect(text).toContain(needle)
       expect(Number(/process_open_fds (\d+)/.exec(text)?.[1])).toBeGreaterThan(2)
+      const heapUsed = Number(/^nodejs_heap_size_used_bytes (\d+)$/m.exec(text)?.[1])
+      const rss = Number(/^process_resident_memory_bytes (\d+)$/m.exec(text)?.[1])
+      // A running server holds megabytes of JavaScript, and less than its whole resident memory.
+      expect(heapUsed).toBeGreaterThan(1024 * 1024)
+      expect(heapUsed).toBeLessThan(rss)
     } finally {
       await server.stop()
     }
@@ -346,7 +353,7 @@ describe('the example Grafana dashboard', () => {
       const used = new Set<string>()
       for (const panel of dashboard.panels)
         for (const target of panel.targets)
-          for (const name of target.expr.match(/\b(chat|process)_[a-z_]+/g) ?? []) used.add(name.replace(/_(bucket|sum|count)$/, ''))
+          for (const name of target.expr.match(/\b(chat|process|nodejs)_[a-z_]+/g) ?? []) used.add(name.replace(/_(bucket|sum|count)$/, ''))
       expect(used.size).toBeGreaterThan(10)
       for (const name of used) expect(exported.has(name), name).toBe(true)
     } finally {

@@ -166,9 +166,14 @@ export class Metrics {
     )
   }
 
-  /** The process_* metrics every Prometheus client library exports, read at scrape time. */
+  /**
+   * The process_* metrics every Prometheus client library exports, and the JavaScript heap's under the
+   * names the Node.js client gives them (RSS growing with a flat heap points outside JavaScript), read at
+   * scrape time.
+   */
   private processMetrics(): string {
     const cpu = process.cpuUsage()
+    const memory = process.memoryUsage()
     const gauge = (name: string, help: string, value: number, type = 'gauge') => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}`
     return [
       gauge('process_cpu_user_seconds_total', 'User CPU time spent', cpu.user / 1e6, 'counter'),
@@ -177,6 +182,9 @@ export class Metrics {
       gauge('process_resident_memory_bytes', 'Resident memory size', process.memoryUsage.rss()),
       gauge('process_open_fds', 'Open file descriptors', openFds()),
       gauge('process_start_time_seconds', 'Start time of the process since the epoch', this.startedAt),
+      gauge('nodejs_heap_size_total_bytes', 'JavaScript heap size', memory.heapTotal),
+      gauge('nodejs_heap_size_used_bytes', 'JavaScript heap in use', memory.heapUsed),
+      gauge('nodejs_external_memory_bytes', 'Memory outside the JavaScript heap held by its objects (buffers)', memory.external),
     ].join('\n')
   }
 }
