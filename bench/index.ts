@@ -1,6 +1,7 @@
 /**
  * `bun run bench [e2e|fanout|connections|storage|http|search|uploads|soak] [--quick]`: each scenario against its ceiling
- * measured in the same run; a table on the terminal, bench/results/<date>.json and an SVG chart beside it.
+ * measured in the same run; a table on the terminal, bench/results/<date>[-<scenarios>][-quick].json and an SVG
+ * chart beside it.
  * `soak` (30 minutes, --quick 2; soak.ts) runs only when named.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -315,7 +316,8 @@ console.log(table(rows))
 const dir = join(import.meta.dir, 'results')
 mkdirSync(dir, { recursive: true })
 const stamp = new Date().toISOString().slice(0, 10)
-const name = chosen.length === SCENARIOS.length ? stamp : `${stamp}-${chosen.join('-')}`
+// A --quick run never overwrites the full run of the same day.
+const name = `${chosen.length === SCENARIOS.length ? stamp : `${stamp}-${chosen.join('-')}`}${quick ? '-quick' : ''}`
 writeFileSync(join(dir, `${name}.json`), JSON.stringify(results, null, 2) + '\n')
 if (svg) writeFileSync(join(dir, `${name}.svg`), svg)
 console.log(`\nresults: bench/results/${name}.json${svg ? ` and ${name}.svg` : ''}`)
