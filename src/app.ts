@@ -31,6 +31,7 @@ import { UserLimits } from './limits/user-limits'
 import { searchRoutes } from './search'
 import { SearchService } from './search/service'
 import type { Db } from './storage/database'
+import { LocalChanges } from './storage/local-changes'
 import { userRoutes } from './users'
 import { UserService } from './users/service'
 
@@ -48,6 +49,8 @@ export interface Core {
   blocks: BlockService
   uploads: UploadService
   writer: MessageWriter
+  /** last_seen_at and the links a user's connections follow (the hub's database work). */
+  presence: PresenceService
   push: PushService
   /** Per-user send rate and connection cap, shared by REST and every WebSocket wire. */
   limits: UserLimits
@@ -66,7 +69,10 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const blockCache = new BlockCache(db)
   // Revocations from elsewhere reach a Postgres node only over the cluster channel (see SessionCache).
   const sessions: SessionCache = new SessionCache(config.sessionCheckMs, revokedUnseen(db, () => config.cluster !== undefined && hub.clusterJoined()))
-  const hub = new Hub(new PresenceService(db), metrics, config.wsBackpressureBytes, blockCache, sessions)
+  // Dialog lists and history pages kept unread while no change is reported: SQLite only (LocalChanges).
+  const changes = new LocalChanges(() => db.commitsElsewhere())
+  const presence = new PresenceService(db, changes)
+  const hub = new Hub(presence, metrics, config.wsBackpressureBytes, blockCache, sessions)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
   const uploads = new UploadService(db, membership, config)
@@ -83,13 +89,16 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
     metrics,
     auth: new AuthService(db, tokens, new Passwords(config.argon2MemoryKib, config.argon2TimeCost), hub, sessions),
     users: new UserService(db),
-    dialogs: new DialogService(db, membership, hub, blockCache),
-    messages: new MessageService(db, writer, membership, hub, blockCache, uploads, (message, recipientId) => push.messageNew(message, recipientId)),
+    dialogs: new DialogService(db, membership, hub, blockCache, changes),
+    messages: new MessageService(db, writer, membership, hub, blockCache, uploads, changes, (message, recipientId) =>
+      push.messageNew(message, recipientId),
+    ),
     search: new SearchService(db, membership),
     membership,
     blocks: new BlockService(db, blockCache, hub),
     uploads,
     writer,
+    presence,
     push,
     limits: new UserLimits({
       sendBurst: config.sendRateBurst,

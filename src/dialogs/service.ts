@@ -6,6 +6,7 @@ import type { RealtimePort } from '../realtime/port'
 import { Lru } from '../shared/lru'
 import { isoOrNull } from '../shared/time'
 import type { Db, Routine } from '../storage/database'
+import type { Checked, LocalChanges } from '../storage/local-changes'
 import { userById } from '../users/store'
 import type { Membership } from './membership'
 import type { DialogDto } from './model'
@@ -16,13 +17,15 @@ const MAX_LISTS = 2_000
 
 export class DialogService {
   /** Lists as answers less presence (shared: never modified). */
-  private readonly lists = new Lru<string, { stamp: string; dialogs: DialogDto[] }>(MAX_LISTS)
+  private readonly lists = new Lru<string, { stamp: string; dialogs: DialogDto[]; peers: number[]; checked: Checked | undefined }>(MAX_LISTS)
 
   constructor(
     private readonly db: Db,
     private readonly membership: Membership,
     private readonly realtime: RealtimePort,
     private readonly blocks: BlockCache,
+    /** Told of new dialogs; asked whether a kept list is still current without reading it. */
+    private readonly changes: LocalChanges,
   ) {}
 
   /** The pair's dialog: created (and announced to both members) or the existing one. */
@@ -38,6 +41,7 @@ export class DialogService {
     }
     const { id, created } = await this.db.tx((s) => findOrCreateDialog(s, userId, peerId, new Date()))
     this.membership.remember(id, [userId, peerId])
+    if (created) this.changes.dialogOpened([userId, peerId])
     const dialog = await this.get(userId, id)
     if (created) {
       const peerView = await this.get(peerId, id)
@@ -59,11 +63,16 @@ export class DialogService {
    * The caller's dialogs (or one of them). What was read is kept, as answers less presence, under the
    * user's dialogsStamp, read before it (a change racing the read leaves the list newer than its stamp,
    * never older), and used again while the stamp is unchanged; presence and blocks are applied on every
-   * call. The stamp is in the database, so a change made on another node counts as well.
+   * call. The stamp is in the database, so a change made on another node counts as well. Where this process
+   * is the database's one writer (LocalChanges), a list with no change reported since it was checked (to
+   * the user's dialogs, or to its peers' last_seen_at) is used without even that read.
    */
   async list(userId: number, limit: number, before?: Date, dialogId?: number): Promise<DialogDto[]> {
     const key = `${userId}:${limit}:${before?.getTime() ?? ''}:${dialogId ?? ''}`
     const kept = this.lists.get(key)
+    const blocks = await this.blocks.of(userId)
+    if (kept && this.changes.listFresh(kept.checked, userId, kept.peers)) return kept.dialogs.map((d) => this.withPresence(d, blocks))
+    const checked = this.changes.mark()
     const read = await this.db.read(function* (s): Routine<{ stamp: string; found?: DialogRecord[]; reactions?: Map<number, ReactionDto[]> }> {
       const stamp = yield* dialogsStamp(s, userId)
       if (kept?.stamp === stamp) return { stamp }
@@ -74,9 +83,8 @@ export class DialogService {
     if (read.found) {
       const reactions = read.reactions!
       dialogs = read.found.map((d) => toDto(d, d.lastMessage ? reactions.get(d.lastMessage.id) : undefined))
-      this.lists.set(key, { stamp: read.stamp, dialogs })
     }
-    const blocks = await this.blocks.of(userId)
+    this.lists.set(key, { stamp: read.stamp, dialogs: dialogs!, peers: dialogs!.map((d) => d.peer.id), checked })
     return dialogs!.map((d) => this.withPresence(d, blocks))
   }
 

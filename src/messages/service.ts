@@ -3,6 +3,7 @@ import { AppError, blocked, invalidField, notFound } from '../errors'
 import { peerOf, type Membership } from '../dialogs/membership'
 import { logFault } from '../log/fault'
 import type { Origin, RealtimePort } from '../realtime/port'
+import type { Checked, LocalChanges } from '../storage/local-changes'
 import type { Db } from '../storage/database'
 import type { UploadService } from '../uploads/service'
 import { releaseAttachment } from '../uploads/store'
@@ -46,7 +47,7 @@ type HistoryPageDto = { messages: MessageDto[]; has_more: boolean }
 
 export class MessageService {
   private readonly dialogOf = new Lru<number, number>(MAX_REMEMBERED)
-  private readonly pages = new Lru<string, { stamp: string; page: HistoryPageDto }>(MAX_PAGES)
+  private readonly pages = new Lru<string, { stamp: string; page: HistoryPageDto; checked: Checked | undefined }>(MAX_PAGES)
 
   constructor(
     private readonly db: Db,
@@ -55,6 +56,8 @@ export class MessageService {
     private readonly realtime: RealtimePort,
     private readonly blocks: BlockCache,
     private readonly uploads: UploadService,
+    /** Told of every change to a dialog's pages and lists (a kept page is answered unread while none is). */
+    private readonly changes: LocalChanges,
     /** Told of each new message once it is committed and published, with its recipient (Web Push). */
     private readonly committed?: (message: MessageDto, recipientId: number) => void,
   ) {}
@@ -95,6 +98,7 @@ export class MessageService {
     if (outcome.kind === 'missing') throw notFound('dialog')
     if (outcome.kind === 'duplicate')
       return { created: false, message: toMessageDto(outcome.message, statusFor(outcome.message.id, outcome.recipient)) }
+    this.changes.dialogChanged(cmd.dialogId, members)
     const message = toMessageDto(outcome.message, 'sent')
     this.dialogOf.set(message.id, message.dialog_id)
     this.realtime.messageNew(message, origin)
@@ -107,8 +111,10 @@ export class MessageService {
    * A page once built is kept under its dialog's stamp (pageStamp: version and watermarks, read before the
    * page, so a change racing the read leaves the page newer than its stamp, never older) and answered again
    * while the stamp is unchanged: one point read instead of the page's rows, its reactions and their mapping.
-   * The stamp is in the database, so a change made on another node counts as well. The page is the same for
-   * both members (statuses are the recipient's progress), and shared: callers never modify it.
+   * The stamp is in the database, so a change made on another node counts as well. Where this process is
+   * the database's one writer (LocalChanges), a page with no change reported since it was checked is
+   * answered without even that read. The page is the same for both members (statuses are the recipient's
+   * progress), and shared: callers never modify it.
    */
   async history(
     userId: number,
@@ -120,20 +126,25 @@ export class MessageService {
     // A cursor is one small object of one key (a time becomes its ISO text): its JSON names it.
     const key = `${dialogId}:${JSON.stringify(cursor)}:${limit}`
     const kept = this.pages.get(key)
+    if (kept && this.changes.pageFresh(kept.checked, dialogId)) return kept.page
+    const checked = this.changes.mark()
     const read = await this.db.read(function* (s) {
       const { stamp, marks } = yield* pageStamp(s, dialogId)
       if (kept?.stamp === stamp) return { stamp, kept: kept.page }
       const page = 'changedAfter' in cursor ? yield* changedAfter(s, dialogId, cursor.changedAfter, limit) : yield* history(s, dialogId, cursor, limit)
       return { stamp, page, marks, reactions: yield* reactionsOfMany(s, page.messages.map((m) => m.id)) }
     })
-    if (read.kept) return read.kept
+    if (read.kept) {
+      this.pages.set(key, { ...kept!, checked })
+      return read.kept
+    }
     const { page, marks, reactions } = read
     const recipientOf = (senderId: number) => marks.find((w) => w.userId === peerOf(members, senderId))
     const dto = {
       messages: page.messages.map((m) => toMessageDto(m, statusFor(m.id, recipientOf(m.senderId)), reactions.get(m.id))),
       has_more: page.hasMore,
     }
-    this.pages.set(key, { stamp: read.stamp, page: dto })
+    this.pages.set(key, { stamp: read.stamp, page: dto, checked })
     return dto
   }
 
@@ -142,6 +153,7 @@ export class MessageService {
     checkText(text)
     const members = await this.membership.require(dialogId, userId)
     const { message, reactions, marks } = await this.db.tx((s) => editMessage(s, dialogId, messageId, userId, text, new Date()))
+    this.changes.dialogChanged(dialogId, members)
     const dto = toMessageDto(message, this.statusOf(message, members, marks), reactions)
     this.realtime.messageEdited(dto)
     return dto
@@ -149,7 +161,7 @@ export class MessageService {
 
   /** Deletes the caller's own message for everyone (again: nothing happens); everyone gets message:deleted. */
   async remove(userId: number, dialogId: number, messageId: number): Promise<void> {
-    await this.membership.require(dialogId, userId)
+    const members = await this.membership.require(dialogId, userId)
     // The attachment goes with it, in the same transaction; its bytes once no message refers to them.
     const deleted = await this.unlessNoChange(
       this.db.tx(function* (s) {
@@ -158,6 +170,7 @@ export class MessageService {
       }),
     )
     if (deleted === undefined) return
+    this.changes.dialogChanged(dialogId, members)
     this.realtime.messageDeleted({ dialog_id: dialogId, message_id: messageId, version: deleted.version })
     if (deleted.unusedKey) await this.uploads.dropBytes(deleted.unusedKey)
   }
@@ -165,10 +178,11 @@ export class MessageService {
   /** Adds (on) or removes the caller's reaction; a change sends everyone message:reactions with the whole set. */
   async react(userId: number, dialogId: number, messageId: number, emoji: string, on: boolean): Promise<void> {
     checkEmoji(emoji)
-    await this.membership.require(dialogId, userId)
+    const members = await this.membership.require(dialogId, userId)
     const changed = await this.unlessNoChange(this.db.tx((s) => setReaction(s, dialogId, messageId, userId, emoji, on, new Date())))
-    if (changed)
-      this.realtime.reactions({ dialog_id: dialogId, message_id: messageId, reactions: changed.reactions, version: changed.version })
+    if (!changed) return
+    this.changes.dialogChanged(dialogId, members)
+    this.realtime.reactions({ dialog_id: dialogId, message_id: messageId, reactions: changed.reactions, version: changed.version })
   }
 
   /** The WebSocket frames name only the message: its dialog is looked up, and must be the caller's. */
@@ -202,10 +216,11 @@ export class MessageService {
 
   /** Moves the read (and delivered) watermark forward; the peer and the reader's other devices are told. */
   async readUpTo(userId: number, dialogId: number, messageId: number, at: Date, origin?: Origin): Promise<ReadStateDto> {
-    await this.membership.require(dialogId, userId)
+    const members = await this.membership.require(dialogId, userId)
     if ((await this.dialogOfMessage(messageId)) !== dialogId)
       throw invalidField('last_read_message_id', 'no such message in this dialog')
     const state = await this.writer.mark({ dialogId, userId, messageId, at, read: true })
+    if (state.readMoved || state.deliveredMoved) this.changes.dialogChanged(dialogId, members)
     if (state.readMoved)
       this.realtime.status(this.statusEvent(dialogId, state.lastReadMessageId, 'read', userId, state.readAt), origin)
     return {
@@ -220,8 +235,9 @@ export class MessageService {
   async delivered(userId: number, messageId: number, at: Date, origin?: Origin): Promise<void> {
     const dialogId = await this.dialogOfMessage(messageId)
     if (dialogId === undefined) throw notFound('message')
-    await this.membership.require(dialogId, userId)
+    const members = await this.membership.require(dialogId, userId)
     const state = await this.writer.mark({ dialogId, userId, messageId, at, read: false })
+    if (state.readMoved || state.deliveredMoved) this.changes.dialogChanged(dialogId, members)
     if (state.deliveredMoved)
       this.realtime.status(this.statusEvent(dialogId, state.lastDeliveredMessageId, 'delivered', userId, state.deliveredAt), origin)
   }

@@ -1,5 +1,6 @@
 import { dialogIdsOf, peerIdsOf } from '../dialogs/store'
 import type { Db } from '../storage/database'
+import type { LocalChanges } from '../storage/local-changes'
 import { setLastSeen } from './store'
 
 /** The dialogs a user's connections follow, and the peers its presence is told to. */
@@ -13,7 +14,11 @@ export interface Links {
  * connections follow, and when users were last seen (`last_seen_at`, which only moves forward).
  */
 export class PresenceService {
-  constructor(private readonly db: Db) {}
+  /** `changes` hears of every last_seen_at stored (dialog lists show it). */
+  constructor(
+    private readonly db: Db,
+    private readonly changes: LocalChanges,
+  ) {}
 
   links(userId: number): Promise<Links> {
     return this.db.read(function* (s) {
@@ -22,17 +27,20 @@ export class PresenceService {
   }
 
   /** Users seen at `at`: a first connection opening, a last one closing, everyone online at shutdown. */
-  seen(userIds: number[], at: Date): Promise<void> {
-    return this.db.tx((s) => setLastSeen(s, userIds, at))
+  async seen(userIds: number[], at: Date): Promise<void> {
+    await this.db.tx((s) => setLastSeen(s, userIds, at))
+    this.changes.seenChanged(userIds)
   }
 
   /** Users lost with another node, last seen when it was last heard: each with the peers to tell. */
-  lost(userIds: number[], at: Date): Promise<[userId: number, peerIds: number[]][]> {
-    return this.db.tx(function* (s) {
+  async lost(userIds: number[], at: Date): Promise<[userId: number, peerIds: number[]][]> {
+    const peers = await this.db.tx(function* (s) {
       yield* setLastSeen(s, userIds, at)
       const peers: [number, number[]][] = []
       for (const userId of userIds) peers.push([userId, yield* peerIdsOf(s, userId)])
       return peers
     })
+    this.changes.seenChanged(userIds)
+    return peers
   }
 }

@@ -1,0 +1,103 @@
+/** Keys remembered at most; the oldest is forgotten first, and what was read before it counts as stale. */
+const MAX_KEYS = 200_000
+/** However quiet, a kept answer is checked against the database at least this often (a missed report). */
+const TRUST_MS = 2_000
+
+/** When a kept answer was last known current: a point on the change clock, and the time. */
+export interface Checked {
+  clock: number
+  at: number
+}
+
+/**
+ * What this process has changed of what kept history pages and dialog lists show, so that a kept answer
+ * can be used again without reading anything. Only where this process is the database's one writer as
+ * far as it can tell: SQLite, where a commit by any other connection (another node on the file, the CLI)
+ * moves `data_version` and makes everything read before it stale. Elsewhere (Postgres, where other nodes
+ * write without a word here) nothing is trusted and callers check the database's stamps as before.
+ *
+ * Services report each change after it commits (`dialogChanged`, `dialogOpened`, `seenChanged`); an answer is fresh while none of its keys
+ * changed since the point taken before it was read. A report that comes after a read that already saw the
+ * change only costs a check; a change never reported is caught by TRUST_MS, after which the caller checks
+ * its database stamp again.
+ */
+export class LocalChanges {
+  private clock = 0
+  /** Points before this are stale: a key was forgotten, or another connection committed. */
+  private floor = 0
+  private readonly last = new Map<string, number>()
+  private seen: number | undefined
+
+  /** `elsewhere`: SQLite's data_version (undefined on Postgres: never trusted). */
+  constructor(
+    private readonly elsewhere: () => number | undefined,
+    private readonly limits = { maxKeys: MAX_KEYS, trustMs: TRUST_MS },
+  ) {
+    this.seen = elsewhere()
+  }
+
+  /** The point to keep with an answer about to be read; undefined where nothing is trusted. */
+  mark(): Checked | undefined {
+    if (!this.trusted()) return undefined
+    return { clock: this.clock, at: performance.now() }
+  }
+
+  /** A dialog's messages or watermarks changed: its pages, and both members' lists. */
+  dialogChanged(dialogId: number, members: readonly number[]): void {
+    this.changed(dialogKey(dialogId), ...members.map(listKey))
+  }
+
+  /** A dialog was opened: its members' lists. */
+  dialogOpened(members: readonly number[]): void {
+    this.changed(...members.map(listKey))
+  }
+
+  /** Users' last_seen_at moved: the lists that show them as a peer. */
+  seenChanged(userIds: readonly number[]): void {
+    this.changed(...userIds.map(seenKey))
+  }
+
+  /** A kept page of a dialog's history. */
+  pageFresh(checked: Checked | undefined, dialogId: number): boolean {
+    return this.fresh(checked, [dialogKey(dialogId)])
+  }
+
+  /** A kept dialog list of a user, showing these peers. */
+  listFresh(checked: Checked | undefined, userId: number, peerIds: readonly number[]): boolean {
+    return this.fresh(checked, [listKey(userId), ...peerIds.map(seenKey)])
+  }
+
+  private fresh(checked: Checked | undefined, keys: string[]): boolean {
+    if (!checked || !this.trusted() || checked.clock < this.floor || performance.now() - checked.at > this.limits.trustMs) return false
+    for (const key of keys) if ((this.last.get(key) ?? 0) > checked.clock) return false
+    return true
+  }
+
+  private changed(...keys: string[]): void {
+    const clock = ++this.clock
+    for (const key of keys) {
+      // Re-inserted, so that the map's order is the order of the last changes.
+      this.last.delete(key)
+      this.last.set(key, clock)
+    }
+    while (this.last.size > this.limits.maxKeys) {
+      const [oldest, at] = this.last.entries().next().value!
+      this.last.delete(oldest)
+      this.floor = Math.max(this.floor, at)
+    }
+  }
+
+  private trusted(): boolean {
+    const now = this.elsewhere()
+    if (now === undefined) return false
+    if (now !== this.seen) {
+      this.seen = now
+      this.floor = ++this.clock
+    }
+    return true
+  }
+}
+
+const dialogKey = (dialogId: number) => `d${dialogId}`
+const listKey = (userId: number) => `l${userId}`
+const seenKey = (userId: number) => `s${userId}`
