@@ -31,6 +31,7 @@ import { UserLimits } from './limits/user-limits'
 import { searchRoutes } from './search'
 import { SearchService } from './search/service'
 import type { Db } from './storage/database'
+import { CommitWatch } from './storage/commit-watch'
 import { LocalChanges } from './storage/local-changes'
 import { userRoutes } from './users'
 import { UserService } from './users/service'
@@ -68,9 +69,10 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const metrics = new Metrics()
   const blockCache = new BlockCache(db)
   // Revocations from elsewhere reach a Postgres node only over the cluster channel (see SessionCache).
-  const sessions: SessionCache = new SessionCache(config.sessionCheckMs, revokedUnseen(db, () => config.cluster !== undefined && hub.clusterJoined()))
+  const commits = new CommitWatch(() => db.commitsElsewhere())
+  const sessions: SessionCache = new SessionCache(config.sessionCheckMs, revokedUnseen(commits, () => config.cluster !== undefined && hub.clusterJoined()))
   // Dialog lists and history pages kept unread while no change is reported: SQLite only (LocalChanges).
-  const changes = new LocalChanges(() => db.commitsElsewhere())
+  const changes = new LocalChanges(commits)
   const presence = new PresenceService(db, changes)
   const hub = new Hub(presence, metrics, config.wsBackpressureBytes, blockCache, sessions)
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)

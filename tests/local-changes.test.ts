@@ -1,12 +1,15 @@
 import { describe, expect, test } from 'bun:test'
+import { CommitWatch } from '../src/storage/commit-watch'
 import { LocalChanges } from '../src/storage/local-changes'
 
 /** LocalChanges on its own: what makes a kept page or list stale. The services' use of it: dialog-lists, history-pages. */
 describe('LocalChanges', () => {
   const make = (limits = { maxKeys: 1000, trustMs: 60_000 }) => {
     let version: number | undefined = 1
-    const changes = new LocalChanges(() => version, limits)
-    return { changes, commitElsewhere: () => version!++, postgres: () => (version = undefined) }
+    const watch = new CommitWatch(() => version)
+    const changes = new LocalChanges(watch, limits)
+    // Polled as a request's session check does, before the page or list is looked at.
+    return { changes, commitElsewhere: () => (version!++, watch.poll()) }
   }
 
   test('a change to a dialog makes its pages and both members’ lists stale, and nothing else', () => {
@@ -48,8 +51,7 @@ describe('LocalChanges', () => {
   })
 
   test('where other writers go unseen (Postgres), nothing is ever fresh', () => {
-    const { changes, postgres } = make()
-    postgres()
+    const changes = new LocalChanges(new CommitWatch(() => undefined))
     expect(changes.mark()).toBeUndefined()
     expect(changes.pageFresh(undefined, 1)).toBe(false)
   })

@@ -1,5 +1,5 @@
 import { Lru } from '../shared/lru'
-import type { Db } from '../storage/database'
+import type { CommitWatch } from '../storage/commit-watch'
 
 const MAX_CACHED = 100_000
 
@@ -59,16 +59,20 @@ export class SessionCache {
 
 /**
  * `SessionCache`'s `stale` for a database: on SQLite, true when another connection has committed since the
- * last call (it may have revoked sessions); on Postgres, true unless `announced()` — the node is in a cluster
- * and its Redis connections are up, so revocations from elsewhere reach it.
+ * last call (it may have revoked sessions; every call reads `data_version`); on Postgres, true unless
+ * `announced()` — the node is in a cluster and its Redis connections are up, so revocations from elsewhere
+ * reach it.
  */
-export function revokedUnseen(db: Db, announced: () => boolean): () => boolean {
-  let seen = db.commitsElsewhere()
-  if (seen === undefined) return () => !announced()
+export function revokedUnseen(watch: CommitWatch, announced: () => boolean): () => boolean {
+  if (!watch.supported) return () => !announced()
+  let moved = false
+  watch.onCommitElsewhere(() => {
+    moved = true
+  })
   return () => {
-    const now = db.commitsElsewhere()
-    if (now === seen) return false
-    seen = now
-    return true
+    watch.poll()
+    const seen = moved
+    moved = false
+    return seen
   }
 }

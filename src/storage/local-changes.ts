@@ -1,7 +1,11 @@
+import type { CommitWatch } from './commit-watch'
+
 /** Keys remembered at most; the oldest is forgotten first, and what was read before it counts as stale. */
 const MAX_KEYS = 200_000
 /** However quiet, a kept answer is checked against the database at least this often (a missed report). */
 const TRUST_MS = 2_000
+/** A data_version reading this recent is used again rather than read a second time for one request. */
+const POLL_REUSE_MS = 1
 
 /** When a kept answer was last known current: a point on the change clock, and the time. */
 export interface Checked {
@@ -13,7 +17,7 @@ export interface Checked {
  * What this process has changed of what kept history pages and dialog lists show, so that a kept answer
  * can be used again without reading anything. Only where this process is the database's one writer as
  * far as it can tell: SQLite, where a commit by any other connection (another node on the file, the CLI)
- * moves `data_version` and makes everything read before it stale. Elsewhere (Postgres, where other nodes
+ * moves `data_version` (CommitWatch) and makes everything read before it stale. Elsewhere (Postgres, where other nodes
  * write without a word here) nothing is trusted and callers check the database's stamps as before.
  *
  * Services report each change after it commits (`dialogChanged`, `dialogOpened`, `seenChanged`); an answer is fresh while none of its keys
@@ -26,14 +30,15 @@ export class LocalChanges {
   /** Points before this are stale: a key was forgotten, or another connection committed. */
   private floor = 0
   private readonly last = new Map<string, number>()
-  private seen: number | undefined
 
-  /** `elsewhere`: SQLite's data_version (undefined on Postgres: never trusted). */
+  /** `elsewhere`: commits by other connections (never trusted where it cannot tell: Postgres). */
   constructor(
-    private readonly elsewhere: () => number | undefined,
+    private readonly elsewhere: CommitWatch,
     private readonly limits = { maxKeys: MAX_KEYS, trustMs: TRUST_MS },
   ) {
-    this.seen = elsewhere()
+    elsewhere.onCommitElsewhere(() => {
+      this.floor = ++this.clock
+    })
   }
 
   /** The point to keep with an answer about to be read; undefined where nothing is trusted. */
@@ -88,12 +93,9 @@ export class LocalChanges {
   }
 
   private trusted(): boolean {
-    const now = this.elsewhere()
-    if (now === undefined) return false
-    if (now !== this.seen) {
-      this.seen = now
-      this.floor = ++this.clock
-    }
+    if (!this.elsewhere.supported) return false
+    // Every request has just polled it for its session (SessionCache): that reading serves here too.
+    this.elsewhere.poll(POLL_REUSE_MS)
     return true
   }
 }
