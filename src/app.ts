@@ -78,9 +78,9 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
   const uploads = new UploadService(db, membership, config)
-  const writer = new MessageWriter(db, { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs }, metrics, () =>
-    hub.flushReplies(),
-  )
+  // Two Postgres batches overlap their round trips; a SQLite commit blocks the loop, so one at a time.
+  const writerOptions = { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs, batchesInFlight: db.dialect === 'pg' ? 2 : 1 }
+  const writer = new MessageWriter(db, writerOptions, metrics, () => hub.flushReplies())
   const push = new PushService(db, { ...config.push, production: config.production }, metrics, {
     isOnline: (id) => hub.isOnline(id),
     blocked: (a, b) => blockCache.between(a, b),

@@ -226,6 +226,36 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     expect(again.status).toBe(200)
   })
 
+  test('with two batches in flight, a dialog held in one waits for it while another dialog commits; each dialog keeps its order', async () => {
+    const x = await t.pair()
+    const y = await t.pair()
+    // The first commit waits until released (a slow round trip); everything after it runs at once.
+    let release!: () => void
+    let hold: Promise<void> | undefined = new Promise((resolve) => (release = resolve))
+    const held = <T>(work: () => Promise<T>) => {
+      const h = hold
+      hold = undefined
+      return h ? h.then(work) : work()
+    }
+    const db = t.db as typeof t.db & { pg: { read: (w: never) => Promise<unknown>; tx: (w: never) => Promise<unknown> } }
+    const gated =
+      db.dialect === 'pg'
+        ? { ...db, pg: { read: (w: never) => held(() => db.pg.read(w)), tx: (w: never) => held(() => db.pg.tx(w)) } }
+        : { ...db, tx: (w: never) => held(() => db.tx(w)) }
+    const writer = new MessageWriter(gated as typeof t.db, { batchMax: 64, batchWaitMs: 0, batchesInFlight: 2 })
+    let firstDone = false
+    const first = writer.submit(send(x.dialogId, x.a.user.id, 'held1')).then((o) => ((firstDone = true), o))
+    await Bun.sleep(20)
+    const second = writer.submit(send(x.dialogId, x.a.user.id, 'held2'))
+    const elsewhere = await writer.submit(send(y.dialogId, y.a.user.id, 'free1'))
+    expect(elsewhere.kind).toBe('created')
+    expect(firstDone).toBe(false)
+    release()
+    const [one, two] = await Promise.all([first, second])
+    expect(one.kind === 'created' && two.kind === 'created' && two.message.seq).toBe(one.kind === 'created' ? one.message.seq + 1 : -1)
+    await writer.drain()
+  })
+
   test('drain waits until everything submitted is committed', async () => {
     const { a, dialogId } = await t.pair()
     const pending = Array.from({ length: 20 }, (_, i) => t.core.writer.submit(send(dialogId, a.user.id, `d${i}`)))
