@@ -24,6 +24,7 @@ import {
 } from './model'
 import { changedAfter, deleteMessage, editMessage, NoChange, reactionsOfMany, setReaction } from './changes'
 import { history, messageById, pageStamp, type HistoryCursor } from './history'
+import type { MarkInput, MarkOutcome } from './receipts'
 import type { MessageWriter } from './writer'
 import { Lru } from '../shared/lru'
 
@@ -43,7 +44,6 @@ const MAX_REMEMBERED = 100_000
 const MAX_PAGES = 1_000
 
 type HistoryPageDto = { messages: MessageDto[]; has_more: boolean }
-
 
 export class MessageService {
   private readonly dialogOf = new Lru<number, number>(MAX_REMEMBERED)
@@ -219,8 +219,7 @@ export class MessageService {
     const members = await this.membership.require(dialogId, userId)
     if ((await this.dialogOfMessage(messageId)) !== dialogId)
       throw invalidField('last_read_message_id', 'no such message in this dialog')
-    const state = await this.writer.mark({ dialogId, userId, messageId, at, read: true })
-    if (state.readMoved || state.deliveredMoved) this.changes.dialogChanged(dialogId, members)
+    const state = await this.moveWatermarks(members, { dialogId, userId, messageId, at, read: true })
     if (state.readMoved)
       this.realtime.status(this.statusEvent(dialogId, state.lastReadMessageId, 'read', userId, state.readAt), origin)
     return {
@@ -236,10 +235,16 @@ export class MessageService {
     const dialogId = await this.dialogOfMessage(messageId)
     if (dialogId === undefined) throw notFound('message')
     const members = await this.membership.require(dialogId, userId)
-    const state = await this.writer.mark({ dialogId, userId, messageId, at, read: false })
-    if (state.readMoved || state.deliveredMoved) this.changes.dialogChanged(dialogId, members)
+    const state = await this.moveWatermarks(members, { dialogId, userId, messageId, at, read: false })
     if (state.deliveredMoved)
       this.realtime.status(this.statusEvent(dialogId, state.lastDeliveredMessageId, 'delivered', userId, state.deliveredAt), origin)
+  }
+
+  /** A receipt through the writer; a watermark that moved changes the dialog's pages and lists. */
+  private async moveWatermarks(members: readonly number[], mark: MarkInput): Promise<MarkOutcome> {
+    const state = await this.writer.mark(mark)
+    if (state.readMoved || state.deliveredMoved) this.changes.dialogChanged(mark.dialogId, members)
+    return state
   }
 
   /** A message's dialog; messages are never removed or moved (a deleted one keeps its row), so an answer once read stays true. */
