@@ -37,6 +37,7 @@ export class MessageWriter {
   private running = 0
   /** Dialogs with a batch in flight, and how many: their next items wait for the next batch. */
   private readonly busy = new Map<number, number>()
+  private readonly maxInFlight: number
   private idle: (() => void)[] = []
 
   constructor(
@@ -45,7 +46,9 @@ export class MessageWriter {
     private readonly metrics?: Metrics,
     /** Runs before each batch commits (the hub sends the replies to the last one, which must come first). */
     private readonly beforeBatch?: () => void,
-  ) {}
+  ) {
+    this.maxInFlight = options.batchesInFlight ?? 1
+  }
 
   submit(send: SendInput): Promise<SendOutcome> {
     return new Promise((resolve, reject) => {
@@ -69,7 +72,7 @@ export class MessageWriter {
   }
 
   private schedule(): void {
-    if (this.running >= (this.options.batchesInFlight ?? 1)) return
+    if (this.running >= this.maxInFlight) return
     if (this.queue.length >= this.options.batchMax) {
       this.flush()
       return
@@ -83,7 +86,7 @@ export class MessageWriter {
     clearTimeout(this.timer)
     clearImmediate(this.immediate)
     this.timer = this.immediate = undefined
-    if (this.running >= (this.options.batchesInFlight ?? 1) || this.queue.length === 0) return
+    if (this.running >= this.maxInFlight || this.queue.length === 0) return
     const batch = this.take()
     if (batch.length === 0) return
     const dialogs = new Set(batch.map(dialogOf))
