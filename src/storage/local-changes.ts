@@ -17,13 +17,14 @@ export interface Checked {
  * What this process has changed of what kept history pages and dialog lists show, so that a kept answer
  * can be used again without reading anything. Only where this process is the database's one writer as
  * far as it can tell: SQLite, where a commit by any other connection (another node on the file, the CLI)
- * moves `data_version` (CommitWatch) and makes everything read before it stale. Elsewhere (Postgres, where other nodes
- * write without a word here) nothing is trusted and callers check the database's stamps as before.
+ * moves `data_version` (CommitWatch) and makes everything read before it stale. Elsewhere (Postgres,
+ * where other nodes write without a word here) nothing is trusted and callers check the database's
+ * stamps as before.
  *
- * Services report each change after it commits (`dialogChanged`, `dialogOpened`, `seenChanged`); an answer is fresh while none of its keys
- * changed since the point taken before it was read. A report that comes after a read that already saw the
- * change only costs a check; a change never reported is caught by TRUST_MS, after which the caller checks
- * its database stamp again.
+ * Services report each change after it commits (`dialogChanged`, `dialogOpened`, `seenChanged`); an
+ * answer is fresh while none of its keys changed since the point taken before it was read. A report that
+ * comes after a read that already saw the change only costs a check; a change never reported is caught by
+ * TRUST_MS, after which the caller checks its database stamp again.
  */
 export class LocalChanges {
   private clock = 0
