@@ -316,8 +316,9 @@ console.log(table(rows))
 const dir = join(import.meta.dir, 'results')
 mkdirSync(dir, { recursive: true })
 const stamp = new Date().toISOString().slice(0, 10)
-// A --quick run never overwrites the full run of the same day.
-const name = `${chosen.length === SCENARIOS.length ? stamp : `${stamp}-${chosen.join('-')}`}${quick ? '-quick' : ''}`
+// A --quick run never overwrites the full run of the same day; BENCH_TAG names a run of its own (a variant).
+const tag = process.env.BENCH_TAG ? `-${process.env.BENCH_TAG.replace(/[^\w-]/g, '')}` : ''
+const name = `${chosen.length === SCENARIOS.length ? stamp : `${stamp}-${chosen.join('-')}`}${quick ? '-quick' : ''}${tag}`
 writeFileSync(join(dir, `${name}.json`), JSON.stringify(results, null, 2) + '\n')
 if (svg) writeFileSync(join(dir, `${name}.svg`), svg)
 console.log(`\nresults: bench/results/${name}.json${svg ? ` and ${name}.svg` : ''}`)

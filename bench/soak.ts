@@ -23,6 +23,12 @@ export interface SoakContext {
 const DIALOGS = 1000
 /** The share of the peak to soak at; BENCH_SOAK_SHARE moves it (a machine that cannot hold 50 % for long). */
 const SHARE = Number(process.env.BENCH_SOAK_SHARE ?? 0.5)
+/**
+ * A fixed rate (messages/s) instead of a share of the peak: the peak probe swings between runs (8–17.5 k
+ * on one day), and soaks at one rate compare; BENCH_SOAK_MINUTES shortens or lengthens the run.
+ */
+const FIXED_RATE = process.env.BENCH_SOAK_RATE ? Number(process.env.BENCH_SOAK_RATE) : undefined
+const MINUTES = process.env.BENCH_SOAK_MINUTES ? Number(process.env.BENCH_SOAK_MINUTES) : undefined
 /** Read by a 100 ms timer in the server (Metrics.sampleEventLoop); buckets in seconds. */
 const LAG = 'chat_event_loop_lag_seconds'
 /** fds allowed to differ between the medians of the first and last five windows: 1 % of the connections. */
@@ -125,7 +131,7 @@ const round = (n: number) => Math.round(n * 100) / 100
 const signed = (n: number) => (n > 0 ? `+${n}` : String(n))
 
 export async function soak({ quick, loadgen, rows, results }: SoakContext): Promise<string> {
-  const minutes = quick ? 2 : 30
+  const minutes = MINUTES ?? (quick ? 2 : 30)
   const windowSeconds = quick ? 10 : 60
   const loadBefore = loadAverage()
 
@@ -141,7 +147,7 @@ export async function soak({ quick, loadgen, rows, results }: SoakContext): Prom
     // The peak of this very load, closed loop: each of the 1 000 senders with one message in flight (a
     // phone waiting for its ack), receipts on, rather than bench e2e's 50 senders with 8 each.
     peak = await loadgen<FlowResult>({ mode: 'closed', ws: t.ws, pairs, inFlight: 1, seconds: quick ? 2 : 5, receipts: true })
-    rate = Math.round(peak.acksPerSec * SHARE)
+    rate = FIXED_RATE ?? Math.round(peak.acksPerSec * SHARE)
     console.error(`… soak: peak ${peak.acksPerSec} acks/s with receipts; ${minutes} min at ${rate}/s`)
     await Bun.sleep(1000)
     idle = sampleProcess(t)
@@ -185,11 +191,11 @@ export async function soak({ quick, loadgen, rows, results }: SoakContext): Prom
   const loadAfter = loadAverage()
 
   const goals = verdicts(samples, result)
-  const summary = { minutes, windowSeconds, share: SHARE, dialogs: DIALOGS, connections: DIALOGS * 2, reconnectsPerMinute: DIALOGS * 2 * 0.1, offlineMs: 1000, peak, rate, loadBefore, loadAfter, idle, goals, ...result, windows: samples }
+  const summary = { minutes, windowSeconds, share: FIXED_RATE ? round(FIXED_RATE / peak.acksPerSec) : SHARE, fixedRate: FIXED_RATE !== undefined, dialogs: DIALOGS, connections: DIALOGS * 2, reconnectsPerMinute: DIALOGS * 2 * 0.1, offlineMs: 1000, peak, rate, loadBefore, loadAfter, idle, goals, ...result, windows: samples }
   results.soak = summary
   const mark = (ok: boolean) => (ok ? 'pass' : 'FAIL')
   rows.push(
-    ['soak', `${minutes} min @${rate}/s (${SHARE * 100} % of ${peak.acksPerSec}), ${DIALOGS * 2} conns, receipts`, `RSS ${signed(goals.rss.growthPercent)} % after window 5`, mark(goals.rss.pass), `max ${goals.rss.maxMiB} MiB`, '', ''],
+    ['soak', `${minutes} min @${rate}/s (${Math.round((rate / peak.acksPerSec) * 100)} % of ${peak.acksPerSec}${FIXED_RATE ? ', fixed' : ''}), ${DIALOGS * 2} conns, receipts`, `RSS ${signed(goals.rss.growthPercent)} % after window 5`, mark(goals.rss.pass), `max ${goals.rss.maxMiB} MiB`, '', ''],
     ['soak', 'open fds', `${goals.fds.firstFive} → ${goals.fds.lastFive} (median of first/last 5)`, mark(goals.fds.pass), `max ${goals.fds.max}`, '', ''],
     ['soak', 'delivery p99', `${goals.p99.firstFiveMs} → ${goals.p99.lastFiveMs} ms (first/last 5)`, mark(goals.p99.pass), `×${goals.p99.ratio}`, '', ''],
     ['soak', 'every acked message delivered', `lost ${result.lost}, unacked ${result.unacked}`, mark(result.lost === 0 && result.unacked === 0), `resent ${result.resent}`, `load ${loadBefore.join(' ')} → ${loadAfter.join(' ')}`, ''],
