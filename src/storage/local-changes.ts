@@ -1,3 +1,4 @@
+import { Lru } from '../shared/lru'
 import type { CommitWatch } from './commit-watch'
 
 /** Keys remembered at most; the oldest is forgotten first, and what was read before it counts as stale. */
@@ -30,13 +31,15 @@ export class LocalChanges {
   private clock = 0
   /** Points before this are stale: a key was forgotten, or another connection committed. */
   private floor = 0
-  private readonly last = new Map<string, number>()
+  /** Each key's last change, in the order of the changes (peeked, never promoted by a read). */
+  private readonly last: Lru<string, number>
 
   /** `elsewhere`: commits by other connections (never trusted where it cannot tell: Postgres). */
   constructor(
     private readonly elsewhere: CommitWatch,
     private readonly limits = { maxKeys: MAX_KEYS, trustMs: TRUST_MS },
   ) {
+    this.last = new Lru(limits.maxKeys)
     elsewhere.onCommitElsewhere(() => {
       this.floor = ++this.clock
     })
@@ -75,21 +78,15 @@ export class LocalChanges {
 
   private fresh(checked: Checked | undefined, keys: string[]): boolean {
     if (!checked || !this.trusted() || checked.clock < this.floor || performance.now() - checked.at > this.limits.trustMs) return false
-    for (const key of keys) if ((this.last.get(key) ?? 0) > checked.clock) return false
+    for (const key of keys) if ((this.last.peek(key) ?? 0) > checked.clock) return false
     return true
   }
 
   private changed(...keys: string[]): void {
     const clock = ++this.clock
     for (const key of keys) {
-      // Re-inserted, so that the map's order is the order of the last changes.
-      this.last.delete(key)
-      this.last.set(key, clock)
-    }
-    while (this.last.size > this.limits.maxKeys) {
-      const [oldest, at] = this.last.entries().next().value!
-      this.last.delete(oldest)
-      this.floor = Math.max(this.floor, at)
+      const forgotten = this.last.set(key, clock)
+      if (forgotten) this.floor = Math.max(this.floor, forgotten[1])
     }
   }
 
