@@ -103,7 +103,8 @@ export async function startProject(kind: Exclude<Kind, 'raw'>, extraEnv: Record<
   const fresh = kind === 'pg' || kind === 'cluster' ? await freshDatabase('pg') : undefined
   const database = fresh?.target.dialect === 'pg' ? fresh.target.url : `sqlite://${join(dir, 'chat.db')}`
   const spawn = () =>
-    Bun.spawn([BUN, join(ROOT, 'src', 'index.ts')], {
+    // BENCH_CPU_PROF=<dir>: the server writes a CPU profile there (markdown too) when it stops.
+    Bun.spawn([BUN, ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), join(ROOT, 'src', 'index.ts')], {
     cwd: dir,
     env: {
       ...process.env,
