@@ -32,7 +32,7 @@ export class LocalChanges {
   /** Points before this are stale: a key was forgotten, or another connection committed. */
   private floor = 0
   /** Each key's last change, in the order of the changes (peeked, never promoted by a read). */
-  private readonly last: Lru<string, number>
+  private readonly last: Lru<number, number>
 
   /** `elsewhere`: commits by other connections (never trusted where it cannot tell: Postgres). */
   constructor(
@@ -76,13 +76,13 @@ export class LocalChanges {
     return this.fresh(checked, [listKey(userId), ...peerIds.map(seenKey)])
   }
 
-  private fresh(checked: Checked | undefined, keys: string[]): boolean {
+  private fresh(checked: Checked | undefined, keys: number[]): boolean {
     if (!checked || !this.trusted() || checked.clock < this.floor || performance.now() - checked.at > this.limits.trustMs) return false
     for (const key of keys) if ((this.last.peek(key) ?? 0) > checked.clock) return false
     return true
   }
 
-  private changed(...keys: string[]): void {
+  private changed(...keys: number[]): void {
     const clock = ++this.clock
     for (const key of keys) {
       const forgotten = this.last.set(key, clock)
@@ -98,6 +98,9 @@ export class LocalChanges {
   }
 }
 
-const dialogKey = (dialogId: number) => `d${dialogId}`
-const listKey = (userId: number) => `l${userId}`
-const seenKey = (userId: number) => `s${userId}`
+// Numbers, not strings such as `d${id}`: a fresh string is built and hashed at every lookup (measured: 107
+// against 11 ns a set alone; these sets were 4 % of the server's CPU in a profiled 50 % soak). Ids are far
+// below 2^53 / 3.
+const dialogKey = (dialogId: number) => dialogId * 3
+const listKey = (userId: number) => userId * 3 + 1
+const seenKey = (userId: number) => userId * 3 + 2
