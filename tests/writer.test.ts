@@ -53,6 +53,20 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     expect(seqs).toEqual(Array.from({ length: 150 }, (_, i) => i + 1))
   })
 
+  test('a backlog of several batches leaves the event loop a turn between them', async () => {
+    const { a, dialogId } = await t.pair()
+    let settled = 0
+    const all = Promise.all(
+      Array.from({ length: 192 }, (_, i) => t.core.writer.submit(send(dialogId, a.user.id, `b${i}`)).then(() => settled++)),
+    )
+    // Queued before anything the writer queues once the first batch settles: it runs between batches, not
+    // after the whole backlog (SQLite commits synchronously; chained, they kept the loop for all three).
+    const seenBetween = await new Promise<number>((resolve) => setImmediate(() => resolve(settled)))
+    await all
+    expect(settled).toBe(192)
+    expect(seenBetween).toBeLessThan(192)
+  })
+
   test('a duplicate inside one batch resolves to the original, and so does a later retry', async () => {
     const { a, dialogId } = await t.pair()
     const [first, second, other] = await Promise.all([

@@ -71,14 +71,20 @@ export class MessageWriter {
     return new Promise((resolve) => this.idle.push(resolve))
   }
 
-  private schedule(): void {
+  /**
+   * `afterCommit`: called as a batch settles. A full queue then waits for the next turn instead of
+   * committing at once: on SQLite a commit is synchronous, and committing a backlog batch after batch in
+   * one chain of promises kept sockets unread, timers and /metrics unanswered for as long as it lasted.
+   */
+  private schedule(afterCommit = false): void {
     if (this.running >= this.maxInFlight) return
-    if (this.queue.length >= this.options.batchMax) {
+    const full = this.queue.length >= this.options.batchMax
+    if (full && !afterCommit) {
       this.flush()
       return
     }
     if (this.timer || this.immediate) return
-    if (this.options.batchWaitMs > 0) this.timer = setTimeout(() => this.flush(), this.options.batchWaitMs)
+    if (this.options.batchWaitMs > 0 && !full) this.timer = setTimeout(() => this.flush(), this.options.batchWaitMs)
     else this.immediate = setImmediate(() => this.flush())
   }
 
@@ -100,7 +106,7 @@ export class MessageWriter {
         if (left === 0) this.busy.delete(d)
         else this.busy.set(d, left)
       }
-      if (this.queue.length > 0) this.schedule()
+      if (this.queue.length > 0) this.schedule(true)
       else if (this.running === 0) for (const done of this.idle.splice(0)) done()
     })
   }
