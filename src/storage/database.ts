@@ -7,6 +7,7 @@ import { PgDialect, type PgDatabase } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePg, type PostgresJsQueryResultHKT } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
 import type { DatabaseTarget } from '../config'
+import { BACKSTOP_PAGES, startCheckpointer } from './checkpointer'
 import { migratePg, migrateSqlite, newestMigration } from './migrate'
 import * as pgSchema from './schema.pg'
 import * as sqliteSchema from './schema.sqlite'
@@ -117,14 +118,23 @@ export interface OpenOptions {
 
 /** Opens the database the target names and applies pending migrations. */
 export async function openDatabase(target: DatabaseTarget, options: OpenOptions = {}): Promise<Db> {
-  return target.dialect === 'sqlite'
-    ? openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', options.onQuery)
-    : openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5, options.onQuery)
+  if (target.dialect === 'pg') return openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5, options.onQuery)
+  const onFile = target.path !== ':memory:'
+  const db = openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', onFile, options.onQuery)
+  if (!onFile) return db
+  const checkpointer = await startCheckpointer(target.path)
+  return {
+    ...db,
+    close: async () => {
+      await checkpointer.stop()
+      await db.close()
+    },
+  }
 }
 
 const loggerOf = (onQuery: OpenOptions['onQuery']) => (onQuery ? { logger: { logQuery: onQuery } } : {})
 
-function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', onQuery?: OpenOptions['onQuery']): SqliteDb {
+function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', onFile: boolean, onQuery?: OpenOptions['onQuery']): SqliteDb {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
   const client = new SqliteDriver(path, { create: true, strict: true })
   // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
@@ -133,6 +143,8 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', onQuery?: Open
   client.exec('PRAGMA journal_mode = WAL')
   client.exec(`PRAGMA synchronous = ${synchronous}`)
   client.exec('PRAGMA foreign_keys = ON')
+  // The checkpointer's thread does them (checkpointer.ts); this connection only past a backstop.
+  if (onFile) client.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`)
   // drizzle compiles every statement with prepare(); query() is bun:sqlite's cached variant, so a statement
   // run again (the writer's, each batch) is compiled once.
   client.prepare = client.query.bind(client) as typeof client.prepare
