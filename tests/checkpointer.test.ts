@@ -5,15 +5,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BACKSTOP_PAGES } from '../src/storage/checkpointer'
 import { openDatabase } from '../src/storage/database'
+import { eventually } from './support/cli'
 
 // SQLite only: Postgres checkpoints on its own server.
 let dir: string
 afterEach(() => rmSync(dir, { recursive: true, force: true }))
-
-async function until(check: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (check()) return true
-  return check()
-}
 
 test('what commits leave in the WAL reaches the database file from the checkpointer thread, not from a commit', async () => {
   dir = mkdtempSync(join(tmpdir(), 'chat-ckpt-'))
@@ -30,7 +26,7 @@ test('what commits leave in the WAL reaches the database file from the checkpoin
     for (let i = 0; i < 2000; i++) insert.run()
     expect(2000).toBeLessThan(BACKSTOP_PAGES)
     expect(statSync(`${path}-wal`).size).toBeGreaterThan(6_000_000)
-    expect(await until(() => statSync(path).size > before + 5_000_000, 3000)).toBe(true)
+    await eventually(() => statSync(path).size > before + 5_000_000, 'the pages in the database file', 3000)
     writer.close()
   } finally {
     await db.close()
