@@ -23,6 +23,7 @@ self.onmessage = (event) => {
     db.exec('PRAGMA busy_timeout = 0')
     db.exec('PRAGMA synchronous = FULL')
     const checkpoint = db.query('PRAGMA wal_checkpoint(PASSIVE)')
+    // A failed round (the file locked by a backup or a restore) is tried again the next; the backstop holds meanwhile.
     timer = setInterval(() => {
       try { checkpoint.get() } catch {}
     }, everyMs)

@@ -135,7 +135,7 @@ export async function openDatabase(target: DatabaseTarget, options: OpenOptions 
 const loggerOf = (onQuery: OpenOptions['onQuery']) => (onQuery ? { logger: { logQuery: onQuery } } : {})
 
 function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', onFile: boolean, onQuery?: OpenOptions['onQuery']): SqliteDb {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  if (onFile) mkdirSync(dirname(path), { recursive: true })
   const client = new SqliteDriver(path, { create: true, strict: true })
   // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
   // First: switching to WAL takes a lock too, and nodes starting together race for it.
