@@ -261,10 +261,11 @@ export function createRealtime(core: Core): Realtime {
   }
 
   const received = (ws: Socket, frame: RawFrame | AppError) => {
-    if (ws.data.userId !== undefined) return handle(ws, frame)
     const authing = ws.data.authing
-    // Frames sent right behind `auth` wait for its answer, in order.
+    // Frames sent right behind `auth` wait for its answer, in order; userId is known before that answer
+    // (the hub still subscribes the connection), so it is not what tells.
     if (authing) void authing.then((ok) => ok && handle(ws, frame))
+    else if (ws.data.userId !== undefined) handle(ws, frame)
     else handleFirst(ws, frame)
   }
 
