@@ -11,15 +11,11 @@ import type { MessageRecord } from './model'
 import { fold, outcomesOf, type MarkInput, type MarkOutcome } from './receipts'
 import { createdAtAfter, duplicateDialogs, withRecipients, type Placed, type SendInput, type SendOutcome } from './sends'
 
-/** Settles once committed; the writer awaits `db.durable()` before it answers anyone. */
 export function commitSqliteBatch(db: SqliteDb, sends: SendInput[], marks: MarkInput[], now: Date) {
-  return db.tx(
-    function* (s): Routine<{ sends: SendOutcome[]; marks: MarkOutcome[] }> {
-      const placed = placeOneByOne(s, s.memo!, sends, now)
-      return { sends: yield* withRecipientMarks(s, placed), marks: yield* applyMarks(s, marks) }
-    },
-    { deferSync: true },
-  )
+  return db.tx(function* (s): Routine<{ sends: SendOutcome[]; marks: MarkOutcome[] }> {
+    const placed = placeOneByOne(s, s.memo!, sends, now)
+    return { sends: yield* withRecipientMarks(s, placed), marks: yield* applyMarks(s, marks) }
+  })
 }
 
 function* withRecipientMarks({ db, t }: Scope, placed: Placed[]): Routine<SendOutcome[]> {

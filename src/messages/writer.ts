@@ -7,7 +7,6 @@ import type { SendInput, SendOutcome } from './sends'
 type PendingSend = { send: SendInput; resolve: (outcome: SendOutcome) => void; reject: (error: unknown) => void }
 type PendingMark = { mark: MarkInput; resolve: (outcome: MarkOutcome) => void; reject: (error: unknown) => void }
 type Pending = PendingSend | PendingMark
-type Outcome = { p: Pending; outcome: Settled<SendOutcome | MarkOutcome> }
 
 const dialogOf = (p: Pending) => ('send' in p ? p.send.dialogId : p.mark.dialogId)
 
@@ -35,11 +34,7 @@ export class MessageWriter {
   private queue: Pending[] = []
   private timer: ReturnType<typeof setTimeout> | undefined
   private immediate: ReturnType<typeof setImmediate> | undefined
-  /** Batches committing, and batches committed whose items have not settled yet. */
   private running = 0
-  private settling = 0
-  /** The latest batch's settling: the next one's waits for it. */
-  private settled: Promise<void> = Promise.resolve()
   /** Dialogs with a batch in flight, and how many: their next items wait for the next batch. */
   private readonly busy = new Map<number, number>()
   private readonly maxInFlight: number
@@ -72,7 +67,7 @@ export class MessageWriter {
 
   /** Resolves once everything submitted so far is committed (for shutdown). */
   drain(): Promise<void> {
-    if (this.settling === 0 && this.queue.length === 0) return Promise.resolve()
+    if (this.running === 0 && this.queue.length === 0) return Promise.resolve()
     return new Promise((resolve) => this.idle.push(resolve))
   }
 
@@ -104,23 +99,16 @@ export class MessageWriter {
     for (const d of dialogs) this.busy.set(d, (this.busy.get(d) ?? 0) + 1)
     this.beforeBatch?.()
     this.running++
-    this.settling++
-    // Committed (retries too) frees the slot; its items settle once the commit is durable, meanwhile the
-    // next batch may commit (on SQLite the WAL syncs off the loop: storage/wal-sync.ts).
-    void this.commit(batch)
-      .finally(() => {
-        this.running--
-        for (const d of dialogs) {
-          const left = this.busy.get(d)! - 1
-          if (left === 0) this.busy.delete(d)
-          else this.busy.set(d, left)
-        }
-        if (this.queue.length > 0) this.schedule(true)
-      })
-      .then(
-        (outcomes) => this.settle(outcomes),
-        (error: unknown) => this.settle(batch.map((p) => ({ p, outcome: { ok: false, error } }))),
-      )
+    void this.commit(batch).finally(() => {
+      this.running--
+      for (const d of dialogs) {
+        const left = this.busy.get(d)! - 1
+        if (left === 0) this.busy.delete(d)
+        else this.busy.set(d, left)
+      }
+      if (this.queue.length > 0) this.schedule(true)
+      else if (this.running === 0) for (const done of this.idle.splice(0)) done()
+    })
   }
 
   /** The next batch: up to batchMax items, in order, of dialogs no batch in flight holds (the rest stay queued, in order). */
@@ -136,16 +124,12 @@ export class MessageWriter {
     return batch
   }
 
-  /** Commits a batch; a part of it (its sends, its receipts) that failed is committed again item by item, so one bad item fails alone. */
-  private async commit(batch: Pending[]): Promise<Outcome[]> {
+  private async commit(batch: Pending[]): Promise<void> {
     const sends = batch.filter((p): p is PendingSend => 'send' in p)
     const marks = batch.filter((p): p is PendingMark => 'mark' in p)
     const outcome = await this.write(sends, marks)
     this.metrics?.writeBatchSize.observe(batch.length)
-    return [
-      ...(await this.each(sends, outcome.sends, async (p) => (await this.write([p], [])).sends)),
-      ...(await this.each(marks, outcome.marks, async (p) => (await this.write([], [p])).marks)),
-    ]
+    await Promise.all([this.settleSends(sends, outcome.sends), this.settleMarks(marks, outcome.marks)])
   }
 
   private write(sends: PendingSend[], marks: PendingMark[]) {
@@ -158,41 +142,25 @@ export class MessageWriter {
     ).finally(() => this.metrics?.writerCommit.observe((performance.now() - started) / 1000))
   }
 
-  private async each<P extends Pending, O extends SendOutcome | MarkOutcome>(items: P[], outcome: Settled<O[]>, alone: (p: P) => Promise<Settled<O[]>>): Promise<Outcome[]> {
-    if (outcome.ok) return items.map((p, i) => ({ p, outcome: { ok: true, value: outcome.value[i]! } }))
-    if (items.length === 1) return [{ p: items[0]!, outcome }]
-    const each: Outcome[] = []
-    for (const p of items) each.push(...(await this.each([p], await alone(p), alone)))
-    return each
+  // A part of a batch (its sends, its receipts) that failed is retried item by item: one bad item fails
+  // alone, and the rest commit. The sends' part never waits on, nor fails with, the receipts'.
+
+  private async settleSends(sends: PendingSend[], outcome: Settled<SendOutcome[]>): Promise<void> {
+    if (outcome.ok) {
+      let created = 0
+      sends.forEach((p, i) => {
+        const o = outcome.value[i]!
+        if (o.kind === 'created') created++
+        p.resolve(o)
+      })
+      this.metrics?.messagesPersisted.inc({}, created)
+    } else if (sends.length === 1) sends[0]!.reject(outcome.error)
+    else for (const p of sends) await this.settleSends([p], (await this.write([p], [])).sends)
   }
 
-  /**
-   * Once what the batch committed is durable, each item gets its outcome, in the order they came, and
-   * after the batches committed before it: a later batch's answers never overtake an earlier one's.
-   */
-  private settle(outcomes: Outcome[]): Promise<void> {
-    // Asked now: the sync that covers this commit, not a later one.
-    const durable = this.db.durable().then(
-      () => undefined,
-      (error: unknown) => error,
-    )
-    const previous = this.settled
-    this.settled = (async () => {
-      const failed = await durable
-      await previous
-      let created = 0
-      for (const { p, outcome } of outcomes) {
-        if (failed !== undefined) p.reject(failed)
-        else if (!outcome.ok) p.reject(outcome.error)
-        else if ('send' in p) {
-          const o = outcome.value as SendOutcome
-          if (o.kind === 'created') created++
-          p.resolve(o)
-        } else p.resolve(outcome.value as MarkOutcome)
-      }
-      this.metrics?.messagesPersisted.inc({}, created)
-      if (--this.settling === 0 && this.queue.length === 0) for (const done of this.idle.splice(0)) done()
-    })()
-    return this.settled
+  private async settleMarks(marks: PendingMark[], outcome: Settled<MarkOutcome[]>): Promise<void> {
+    if (outcome.ok) marks.forEach((p, i) => p.resolve(outcome.value[i]!))
+    else if (marks.length === 1) marks[0]!.reject(outcome.error)
+    else for (const p of marks) await this.settleMarks([p], (await this.write([], [p])).marks)
   }
 }

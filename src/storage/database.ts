@@ -8,7 +8,6 @@ import { drizzle as drizzlePg, type PostgresJsQueryResultHKT } from 'drizzle-orm
 import postgres from 'postgres'
 import type { DatabaseTarget } from '../config'
 import { BACKSTOP_PAGES, startCheckpointer } from './checkpointer'
-import { WalSync } from './wal-sync'
 import { migratePg, migrateSqlite, newestMigration } from './migrate'
 import * as pgSchema from './schema.pg'
 import * as sqliteSchema from './schema.sqlite'
@@ -93,14 +92,8 @@ export interface PgDb extends DbCommon {
 interface DbCommon {
   /** Runs a routine outside a transaction. */
   read<T>(routine: (s: Scope) => Routine<T>): Promise<T>
-  /**
-   * Runs a routine in one transaction: synchronously on bun:sqlite (BEGIN IMMEDIATE), awaited on Postgres;
-   * settles once the commit is durable. `deferSync`: settles once committed, and the caller awaits
-   * `durable()` before it tells anyone (the writer: the next batch commits while this one's WAL syncs).
-   */
-  tx<T>(routine: (s: Scope) => Routine<T>, options?: { deferSync?: boolean }): Promise<T>
-  /** Resolves once every commit made so far is on disk (at once where a commit is durable when it returns). */
-  durable(): Promise<void>
+  /** Runs a routine in one transaction: synchronously on bun:sqlite (BEGIN IMMEDIATE), awaited on Postgres. */
+  tx<T>(routine: (s: Scope) => Routine<T>): Promise<T>
   /** A cheap round trip, for /health. */
   ping(): Promise<void>
   /** True when the newest migration this code carries is applied (another node may have gone further). */
@@ -127,17 +120,13 @@ export interface OpenOptions {
 export async function openDatabase(target: DatabaseTarget, options: OpenOptions = {}): Promise<Db> {
   if (target.dialect === 'pg') return openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5, options.onQuery)
   const onFile = target.path !== ':memory:'
-  const synchronous = options.sqliteSynchronous ?? 'FULL'
-  // FULL on a file: the WAL's sync leaves the commit for the thread pool (wal-sync.ts).
-  const walSync = onFile && synchronous === 'FULL' ? new WalSync(`${target.path}-wal`) : undefined
-  const db = openSqlite(target.path, synchronous, onFile, walSync, options.onQuery)
+  const db = openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', onFile, options.onQuery)
   if (!onFile) return db
   const checkpointer = await startCheckpointer(target.path)
   return {
     ...db,
     close: async () => {
       await checkpointer.stop()
-      await walSync?.close()
       await db.close()
     },
   }
@@ -145,13 +134,7 @@ export async function openDatabase(target: DatabaseTarget, options: OpenOptions 
 
 const loggerOf = (onQuery: OpenOptions['onQuery']) => (onQuery ? { logger: { logQuery: onQuery } } : {})
 
-function openSqlite(
-  path: string,
-  synchronous: 'FULL' | 'NORMAL',
-  onFile: boolean,
-  walSync: WalSync | undefined,
-  onQuery?: OpenOptions['onQuery'],
-): SqliteDb {
+function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', onFile: boolean, onQuery?: OpenOptions['onQuery']): SqliteDb {
   if (onFile) mkdirSync(dirname(path), { recursive: true })
   const client = new SqliteDriver(path, { create: true, strict: true })
   // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
@@ -167,8 +150,6 @@ function openSqlite(
   client.prepare = client.query.bind(client) as typeof client.prepare
   const db = drizzleSqlite({ client, schema: sqliteSchema, ...loggerOf(onQuery) })
   migrateSqlite(client)
-  // From here on every commit goes through tx, which waits for the WAL's sync (the migrations synced their own).
-  if (walSync) client.exec('PRAGMA synchronous = NORMAL')
 
   const drive = <T>(routine: Routine<T>): T => {
     let next = routine.next()
@@ -198,14 +179,10 @@ function openSqlite(
   return {
     dialect: 'sqlite' as const,
     read: async (routine) => drive(routine({ db, t: sqliteSchema, memo, prepared })),
-    tx: async (routine, options) => {
-      const result = db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema, memo, prepared })), {
+    tx: async (routine) =>
+      db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema, memo, prepared })), {
         behavior: 'immediate',
-      })
-      if (!options?.deferSync) await walSync?.after()
-      return result
-    },
-    durable: async () => walSync?.after(),
+      }),
     ping: async () => {
       client.query('SELECT 1').get()
     },
@@ -286,7 +263,6 @@ async function openPg(url: string, max: number, connectTimeoutSec: number, onQue
       const [row] = await client<{ m: string | null }[]>`select max(created_at) as m from drizzle.__drizzle_migrations`
       return Number(row?.m ?? 0) >= newestMigration('pg')
     },
-    durable: async () => {},
     commitsElsewhere: () => undefined,
     close: () => client.end({ timeout: 5 }),
   }
