@@ -130,6 +130,27 @@ describe.each(dialects)('bad input on %s', (dialect) => {
     expect(rest.map((f) => f.type).sort()).toEqual(['message:ack', 'pong'])
     await ws.close()
   })
+
+  test('…also while the hub is still subscribing the connection after its token was accepted (a slow database)', async () => {
+    const { a } = await live.t.pair()
+    const presence = live.t.core.presence
+    const links = presence.links
+    presence.links = async (userId) => {
+      await Bun.sleep(100)
+      return links.call(presence, userId)
+    }
+    try {
+      const ws = await Client.open(`${live.base}/ws`)
+      ws.send({ type: 'auth', access_token: a.access_token })
+      await Bun.sleep(50)
+      ws.send({ type: 'ping' })
+      expect((await ws.next()).type).toBe('auth:ok')
+      expect((await ws.next()).type).toBe('pong')
+      await ws.close()
+    } finally {
+      presence.links = links
+    }
+  })
 })
 
 describe.each(dialects)('rate limits on %s', (dialect) => {
