@@ -8,6 +8,7 @@ import { drizzle as drizzlePg, type PostgresJsQueryResultHKT } from 'drizzle-orm
 import postgres from 'postgres'
 import type { DatabaseTarget } from '../config'
 import { BACKSTOP_PAGES, startCheckpointer } from './checkpointer'
+import { WalSync } from './wal-sync'
 import { migratePg, migrateSqlite, newestMigration } from './migrate'
 import * as pgSchema from './schema.pg'
 import * as sqliteSchema from './schema.sqlite'
@@ -92,8 +93,13 @@ export interface PgDb extends DbCommon {
 interface DbCommon {
   /** Runs a routine outside a transaction. */
   read<T>(routine: (s: Scope) => Routine<T>): Promise<T>
-  /** Runs a routine in one transaction: synchronously on bun:sqlite (BEGIN IMMEDIATE), awaited on Postgres. */
-  tx<T>(routine: (s: Scope) => Routine<T>): Promise<T>
+  /**
+   * Runs a routine in one transaction: synchronously on bun:sqlite (BEGIN IMMEDIATE), awaited on Postgres;
+   * settles once the commit is durable. `syncOffLoop`, on a SQLite file with synchronous=FULL: the commit's
+   * WAL sync runs on the thread pool instead of inside COMMIT on the event loop (wal-sync.ts), for a
+   * transaction that may meet a busy disk, such as an upload's row right behind its file's fdatasync.
+   */
+  tx<T>(routine: (s: Scope) => Routine<T>, options?: { syncOffLoop?: boolean }): Promise<T>
   /** A cheap round trip, for /health. */
   ping(): Promise<void>
   /** True when the newest migration this code carries is applied (another node may have gone further). */
@@ -120,13 +126,16 @@ export interface OpenOptions {
 export async function openDatabase(target: DatabaseTarget, options: OpenOptions = {}): Promise<Db> {
   if (target.dialect === 'pg') return openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5, options.onQuery)
   const onFile = target.path !== ':memory:'
-  const db = openSqlite(target.path, options.sqliteSynchronous ?? 'FULL', onFile, options.onQuery)
+  const synchronous = options.sqliteSynchronous ?? 'FULL'
+  const walSync = onFile && synchronous === 'FULL' ? new WalSync(`${target.path}-wal`) : undefined
+  const db = openSqlite(target.path, synchronous, onFile, walSync, options.onQuery)
   if (!onFile) return db
   const checkpointer = await startCheckpointer(target.path)
   return {
     ...db,
     close: async () => {
       await checkpointer.stop()
+      await walSync?.close()
       await db.close()
     },
   }
@@ -134,7 +143,13 @@ export async function openDatabase(target: DatabaseTarget, options: OpenOptions 
 
 const loggerOf = (onQuery: OpenOptions['onQuery']) => (onQuery ? { logger: { logQuery: onQuery } } : {})
 
-function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', onFile: boolean, onQuery?: OpenOptions['onQuery']): SqliteDb {
+function openSqlite(
+  path: string,
+  synchronous: 'FULL' | 'NORMAL',
+  onFile: boolean,
+  walSync: WalSync | undefined,
+  onQuery?: OpenOptions['onQuery'],
+): SqliteDb {
   if (onFile) mkdirSync(dirname(path), { recursive: true })
   const client = new SqliteDriver(path, { create: true, strict: true })
   // bun:sqlite waits 0 ms for a lock by default; another process (a migration, a backup) must not fail us.
@@ -179,10 +194,24 @@ function openSqlite(path: string, synchronous: 'FULL' | 'NORMAL', onFile: boolea
   return {
     dialect: 'sqlite' as const,
     read: async (routine) => drive(routine({ db, t: sqliteSchema, memo, prepared })),
-    tx: async (routine) =>
-      db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema, memo, prepared })), {
-        behavior: 'immediate',
-      }),
+    tx: async (routine, options) => {
+      const run = () =>
+        db.transaction((tx) => drive(routine({ db: tx as unknown as QueryDb, t: sqliteSchema, memo, prepared })), {
+          behavior: 'immediate',
+        })
+      if (!options?.syncOffLoop || !walSync) return run()
+      // What FULL adds to NORMAL in WAL mode is the WAL's sync at commit; walSync does it off the loop.
+      client.exec('PRAGMA synchronous = NORMAL')
+      const result = (() => {
+        try {
+          return run()
+        } finally {
+          client.exec('PRAGMA synchronous = FULL')
+        }
+      })()
+      await walSync.after()
+      return result
+    },
     ping: async () => {
       client.query('SELECT 1').get()
     },
