@@ -1,6 +1,6 @@
 import { S3Client } from 'bun'
 import { randomUUID } from 'node:crypto'
-import { closeSync, fdatasync, openSync, writevSync } from 'node:fs'
+import { closeSync, fdatasync, openSync, writeSync } from 'node:fs'
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 
@@ -46,17 +46,17 @@ export class LocalBlobs implements BlobStore {
     await mkdir(this.tmp, { recursive: true })
     const path = join(this.tmp, randomUUID())
     const fd = openSync(path, 'wx', 0o600)
-    let pending: Uint8Array[] = []
-    let pendingBytes = 0
+    // Chunks are copied into one buffer and written from it a megabyte at a time, synchronously: a write to
+    // the page cache takes well under a millisecond, far less than a round trip through the thread pool
+    // (measured: async writes doubled an upload's time), and copying first cost less CPU than handing
+    // writev the request's own chunks (19–20 against 19–27 ms per 10 MiB, four uploads at a time). Only the
+    // fsync, which waits for the disk, is asynchronous.
+    const staging = Buffer.allocUnsafe(WRITE_BATCH)
+    let used = 0
     let closed = false
-    // Written synchronously, a megabyte at a time: a write to the page cache takes well under a
-    // millisecond, far less than a round trip through the thread pool (measured: async writes doubled an
-    // upload's time). Only the fsync, which waits for the disk, is asynchronous.
     const flush = () => {
-      if (pendingBytes === 0) return
-      writevSync(fd, pending)
-      pending = []
-      pendingBytes = 0
+      if (used > 0) writeAll(fd, staging.subarray(0, used))
+      used = 0
     }
     const close = () => {
       if (closed) return
@@ -65,9 +65,13 @@ export class LocalBlobs implements BlobStore {
     }
     return {
       write: async (chunk) => {
-        pending.push(chunk)
-        pendingBytes += chunk.byteLength
-        if (pendingBytes >= WRITE_BATCH) flush()
+        for (let at = 0; at < chunk.byteLength; ) {
+          const n = Math.min(chunk.byteLength - at, WRITE_BATCH - used)
+          staging.set(chunk.subarray(at, at + n), used)
+          used += n
+          at += n
+          if (used === WRITE_BATCH) flush()
+        }
       },
       commit: async (sha256) => {
         flush()
@@ -118,6 +122,11 @@ export class LocalBlobs implements BlobStore {
     if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`not a blob key: ${key}`)
     return join(this.dir, key.slice(0, 2), key)
   }
+}
+
+/** write(2) may write less than asked (a full disk, a signal): the rest goes in further calls, or it throws. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.byteLength; ) at += writeSync(fd, bytes, at)
 }
 
 export interface S3Options {
