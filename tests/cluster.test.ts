@@ -2,6 +2,7 @@ import { describe, expect, test } from 'bun:test'
 import type { Session } from './support/app'
 import { dialects, freshDatabase } from './support/databases'
 import { RedisClient } from 'bun'
+import { eventually } from './support/cli'
 import { clusterEnv, REDIS_URL, redisAvailable } from './support/redis'
 import { startServer } from './support/server-process'
 import { Client, sendFrame, type LiveServer } from './support/ws'
@@ -140,7 +141,8 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
     const node = await startServer(nodes.database.target, clusterEnv(nodes.channel))
     const bobThere = await Client.login(`ws://${node.base}`, bob)
     expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
-    expect(await peerOnline(nodes.b, alice)).toBe(true)
+    // Node b hears of it over its own Redis subscription, which may come a moment after node a's.
+    await eventually(() => peerOnline(nodes.b, alice), 'node b to see bob online', 2_000)
 
     node.proc.kill('SIGKILL')
     await node.exited
