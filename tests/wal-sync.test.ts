@@ -43,15 +43,19 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true })
 })
 
+type Scope = Parameters<Parameters<Db['tx']>[0]>[0]
+/** The connection itself, for statements outside the schema. */
+const clientOf = ({ memo }: Scope) => memo!('client', (_db, _t, c) => c)
+
 let n = 0
-const insert = function* ({ memo }: Parameters<Parameters<Db['tx']>[0]>[0]): Routine<void> {
-  const client = memo!('client', (_db, _t, c) => c)
+const insert = function* (s: Scope): Routine<void> {
+  const client = clientOf(s)
   client.exec('CREATE TABLE IF NOT EXISTS probe (v INTEGER)')
   client.query('INSERT INTO probe VALUES (?)').run(++n)
 }
 const synchronous = (db: Db) =>
-  db.read(function* ({ memo }) {
-    return memo!('client', (_db, _t, c) => c).query<{ synchronous: number }, []>('PRAGMA synchronous').get()!.synchronous
+  db.read(function* (s) {
+    return clientOf(s).query<{ synchronous: number }, []>('PRAGMA synchronous').get()!.synchronous
   })
 const settledWithin = async (p: Promise<unknown>, ms: number) => Promise.race([p.then(() => true), Bun.sleep(ms).then(() => false)])
 
@@ -79,8 +83,8 @@ describe('a transaction with its WAL sync off the event loop (SQLite, synchronou
     release()
     await committed
     // Committed for every reader, and the row is there.
-    const count = await db.read(function* ({ memo }) {
-      return memo!('client', (_db, _t, c) => c).query<{ n: number }, []>('SELECT count(*) AS n FROM probe').get()!.n
+    const count = await db.read(function* (s) {
+      return clientOf(s).query<{ n: number }, []>('SELECT count(*) AS n FROM probe').get()!.n
     })
     expect(count).toBe(1)
   })

@@ -112,7 +112,7 @@ export class UploadService {
       const record = await this.locked(sha256, async () => {
         const storageKey = await w.commit(sha256)
         // Its WAL sync off the loop: the disk is busy with this and other uploads' files, and a sync inside
-        // COMMIT held the event loop for 10–155 ms at a time under four concurrent uploads.
+        // COMMIT held the event loop 9.5 ms at p90 and up to 155 ms under four concurrent uploads.
         return this.db.tx(
           (s) => insertUpload(s, { uploaderId: userId, name, contentType: sniff(head), size, sha256, storageKey, createdAt: new Date() }),
           { syncOffLoop: true },
