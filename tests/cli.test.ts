@@ -2,7 +2,7 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { environOf, eventually, runCli, serveCli } from './support/cli'
+import { eventually, runCli, serveCli } from './support/cli'
 import { freshDatabase, pgAvailable, type FreshDatabase } from './support/databases'
 import { redisAvailable, REDIS_URL } from './support/redis'
 import { connect, databaseUrl, http } from './support/server-process'
@@ -286,21 +286,4 @@ test('the server process leaves no record of itself once stopped', async () => {
   expect(existsSync(join(dir, 'chat.db.servers', String(server.proc.pid)))).toBe(true)
   expect(await server.stop()).toBe(0)
   expect(existsSync(join(dir, 'chat.db.servers', String(server.proc.pid)))).toBe(false)
-})
-
-test("the server runs with the allocator's purging off, in the process it was started as, unless the operator set it", async () => {
-  // '' stands for unset here (the test runner's own environment is passed on).
-  const tuned = await serveCli({ DATABASE_URL: sqliteUrl(), MIMALLOC_PURGE_DELAY: '' })
-  try {
-    expect(environOf(tuned.proc.pid, 'MIMALLOC_PURGE_DELAY')).toBe('-1')
-    expect(await http(tuned.base, 'GET', '/health')).toEqual({ status: 200, body: { status: 'ok' } })
-  } finally {
-    expect(await tuned.stop()).toBe(0)
-  }
-  const operator = await serveCli({ DATABASE_URL: sqliteUrl(), MIMALLOC_PURGE_DELAY: '250' })
-  try {
-    expect(environOf(operator.proc.pid, 'MIMALLOC_PURGE_DELAY')).toBe('250')
-  } finally {
-    expect(await operator.stop()).toBe(0)
-  }
 })

@@ -1,5 +1,4 @@
 import type { Subprocess } from 'bun'
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TEST_SECRET } from './app'
 
@@ -97,10 +96,3 @@ export async function eventually(predicate: () => boolean | Promise<boolean>, wh
   }
   throw new Error(`timed out waiting for ${what}`)
 }
-
-/** A variable of a running process's environment, as the kernel holds it (what the allocator read at start). */
-export const environOf = (pid: number, name: string) =>
-  readFileSync(`/proc/${pid}/environ`, 'utf8')
-    .split('\0')
-    .find((entry) => entry.startsWith(`${name}=`))
-    ?.slice(name.length + 1)
