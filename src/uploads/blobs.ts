@@ -117,9 +117,9 @@ const IN_FLIGHT = 2
 /**
  * A file written from the thread pool: chunks are copied into 1 MiB buffers, and each full buffer is written
  * at its offset by a thread of the pool while the next one fills. The kernel's copy into the page cache was
- * half of the event loop's time under four concurrent 10 MiB uploads (perf); written from the pool, the loop
- * went from 0.78 to 0.55 of a core and /health answered beside the uploads in 7 ms at the median instead of
- * 21 (p99 57–78 against 119–124 ms), at the same MiB/s.
+ * a quarter to a half of the event loop's time under four concurrent 10 MiB uploads (perf); written from the
+ * pool, /health answered beside the uploads in 17–22 ms at the median instead of 36–39 (p99 88–97 against
+ * 142–149 ms), at the same MiB/s.
  */
 class StagedFile {
   private staging: Buffer | undefined
