@@ -108,7 +108,7 @@ export class LocalBlobs implements BlobStore {
   }
 }
 
-/** Full staging buffers kept for the next writes: a fresh megabyte is a megabyte of page faults. */
+/** Staging buffers whose write is done, kept for the next ones: a fresh megabyte is a megabyte of page faults. */
 const spare: Buffer[] = []
 const SPARE_MAX = 16
 /** Writes in flight per file, while the next buffer fills (4 and 8 measured the same as 2). */
