@@ -27,6 +27,13 @@ function shape(config: ReturnType<typeof pgConfig> | ReturnType<typeof sqliteCon
   }
 }
 
+/**
+ * The one difference: on Postgres a message has no foreign key to its dialog (its per-row check cost the
+ * e2e loop a sixth of its rate); a statement trigger deletes a dialog's messages instead (drizzle/pg/0008),
+ * which tests/writer.test.ts checks on both dialects.
+ */
+const PG_LACKS: Partial<Record<keyof typeof sqlite, string[]>> = { messages: ['dialog_id->id cascade'] }
+
 describe('schema parity between SQLite and Postgres', () => {
   test('both schemas export the same tables', () => {
     expect(Object.keys(pg).sort()).toEqual(Object.keys(sqlite).sort())
@@ -36,7 +43,9 @@ describe('schema parity between SQLite and Postgres', () => {
     test(`${name}: same columns, keys, uniques, indexes, foreign keys and checks`, () => {
       const a = shape(sqliteConfig(sqlite[name] as SQLiteTable))
       const b = shape(pgConfig(pg[name] as PgTable))
-      expect(b).toEqual(a)
+      const pgLacks = PG_LACKS[name] ?? []
+      expect(a.foreignKeys).toEqual(expect.arrayContaining(pgLacks))
+      expect(b).toEqual({ ...a, foreignKeys: a.foreignKeys.filter((fk) => !pgLacks.includes(fk)) })
       expect(a.columns.length).toBeGreaterThan(0)
     })
   }

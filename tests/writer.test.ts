@@ -158,6 +158,33 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     expect(placed).toEqual([['y1', 1], undefined, ['y2', 2], undefined, ['y1', 1]])
   })
 
+  test('a deleted dialog takes its messages and their reactions with it, and no other dialog\'s', async () => {
+    const doomed = await t.pair()
+    const kept = await t.pair()
+    const [gone, stays] = await Promise.all([
+      t.core.writer.submit(send(doomed.dialogId, doomed.a.user.id, 'g')),
+      t.core.writer.submit(send(kept.dialogId, kept.a.user.id, 's')),
+    ])
+    if (gone.kind !== 'created' || stays.kind !== 'created') throw new Error('setup: sends not created')
+    for (const message of [gone.message, stays.message])
+      await t.db.tx(function* ({ db, t: tables }) {
+        yield* exec(db.insert(tables.messageReactions).values({ messageId: message.id, emoji: '👍', userId: message.senderId, createdAt: new Date() }))
+      })
+    await t.db.tx(function* ({ db, t: tables }) {
+      yield* exec(db.delete(tables.dialogs).where(eq(tables.dialogs.id, doomed.dialogId)))
+    })
+    const left = await t.db.read(function* ({ db, t: tables }) {
+      return {
+        messages: (yield* rows(db.select({ id: tables.messages.id }).from(tables.messages))).map((m) => m.id),
+        reactions: (yield* rows(db.select({ id: tables.messageReactions.messageId }).from(tables.messageReactions))).map((r) => r.id),
+      }
+    })
+    expect(left.messages).toContain(stays.message.id)
+    expect(left.messages).not.toContain(gone.message.id)
+    expect(left.reactions).toContain(stays.message.id)
+    expect(left.reactions).not.toContain(gone.message.id)
+  })
+
   test('two writers on two connections (two nodes) sending to the same dialogs keep seq gapless', async () => {
     const one = await t.pair()
     const two = await t.pair()
