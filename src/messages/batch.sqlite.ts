@@ -5,7 +5,7 @@
  */
 import { and, eq, inArray, lt, sql } from 'drizzle-orm'
 import { INDEX_NEW_MESSAGES } from '../search/fts.sqlite'
-import { rows, type Routine, type Scope, type SqliteDb } from '../storage/database'
+import { direct, rows, type Routine, type Scope, type SqliteDb } from '../storage/database'
 import { messageColumns, unreadOf } from './history'
 import type { MessageRecord } from './model'
 import { fold, outcomesOf, type MarkInput, type MarkOutcome } from './receipts'
@@ -36,11 +36,6 @@ function* withRecipientMarks({ db, t }: Scope, placed: Placed[]): Routine<SendOu
   return withRecipients(placed, marks)
 }
 
-interface Changes {
-  changes: number
-  lastInsertRowid: number | bigint
-}
-
 /**
  * Small cached statements, called directly (they run synchronously on the transaction's connection);
  * BEGIN IMMEDIATE already holds the write lock. One insert per send: ON CONFLICT DO NOTHING can only fire
@@ -55,23 +50,25 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
       .where(eq(t.dialogs.id, sql.placeholder('id')))
       .prepare(),
   )
-  const insert = memo('messages.insertIgnore', (db) =>
-    db
-      .insert(t.messages)
-      .values({
-        dialogId: sql.placeholder('dialogId'),
-        seq: sql.placeholder('seq'),
-        senderId: sql.placeholder('senderId'),
-        clientMsgId: sql.placeholder('clientMsgId'),
-        type: sql.placeholder('type'),
-        text: sql.placeholder('text'),
-        createdAt: sql.placeholder('createdAt'),
-        version: sql.placeholder('version'),
-        attachmentId: sql.placeholder('attachmentId'),
-        attachment: sql.placeholder('attachment'),
-      })
-      .onConflictDoNothing()
-      .prepare(),
+  const insert = memo('messages.insertIgnore', (db, _t, client) =>
+    direct<Omit<MessageRecord, 'id' | 'editedAt' | 'deleted'> & { attachmentId: number | null }>(
+      client,
+      db
+        .insert(t.messages)
+        .values({
+          dialogId: sql.placeholder('dialogId'),
+          seq: sql.placeholder('seq'),
+          senderId: sql.placeholder('senderId'),
+          clientMsgId: sql.placeholder('clientMsgId'),
+          type: sql.placeholder('type'),
+          text: sql.placeholder('text'),
+          createdAt: sql.placeholder('createdAt'),
+          version: sql.placeholder('version'),
+          attachmentId: sql.placeholder('attachmentId'),
+          attachment: sql.placeholder('attachment'),
+        })
+        .onConflictDoNothing(),
+    ),
   )
   const original = memo('messages.byClientId', (db) =>
     db
@@ -118,10 +115,24 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
       placed.push({ kind: 'missing' })
       continue
     }
-    const message: MessageRecord = { attachment: null, ...send, seq: dialog.lastSeq + 1, version: dialog.version + 1, createdAt: dialog.at, editedAt: null, deleted: false, id: 0 }
+    // Field by field, not spread: this runs once per message. The upload id is the row's, not the record's.
+    const message: MessageRecord & { attachmentId: number | null } = {
+      id: 0,
+      dialogId: send.dialogId,
+      seq: dialog.lastSeq + 1,
+      senderId: send.senderId,
+      clientMsgId: send.clientMsgId,
+      type: send.type,
+      text: send.text,
+      createdAt: dialog.at,
+      version: dialog.version + 1,
+      editedAt: null,
+      deleted: false,
+      attachment: send.attachment ?? null,
+      attachmentId: send.attachmentId ?? null,
+    }
     // No RETURNING: the row is what we inserted, and its id is SQLite's last rowid.
-    // bun:sqlite's run() reports changes and the rowid; drizzle's bun-sqlite types leave that out.
-    const result = insert.run({ attachmentId: null, ...message }) as unknown as Changes
+    const result = insert(message)
     if (result.changes === 1) {
       message.id = Number(result.lastInsertRowid)
       if (firstId === 0) firstId = message.id
