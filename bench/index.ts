@@ -311,16 +311,25 @@ async function search() {
 }
 
 let svg: string | undefined
+// A scenario that fails is reported and the run goes on: a full run takes the better part of an hour, and
+// one broken scenario must not cost the others' results.
+const failed: string[] = []
 for (const scenario of chosen) {
   console.error(`… ${scenario}`)
-  if (scenario === 'e2e') svg = await e2e()
-  if (scenario === 'fanout') await fanout()
-  if (scenario === 'connections') await connections()
-  if (scenario === 'storage') await storage()
-  if (scenario === 'http') await http()
-  if (scenario === 'search') await search()
-  if (scenario === 'uploads') results.uploads = await uploads(SECONDS, rows)
-  if (scenario === 'soak') svg = await soak({ quick, loadgen, rows, results })
+  try {
+    if (scenario === 'e2e') svg = await e2e()
+    if (scenario === 'fanout') await fanout()
+    if (scenario === 'connections') await connections()
+    if (scenario === 'storage') await storage()
+    if (scenario === 'http') await http()
+    if (scenario === 'search') await search()
+    if (scenario === 'uploads') results.uploads = await uploads(SECONDS, rows)
+    if (scenario === 'soak') svg = await soak({ quick, loadgen, rows, results })
+  } catch (error) {
+    failed.push(scenario)
+    results[scenario] = { failed: String(error) }
+    console.error(`✗ ${scenario} failed:`, error)
+  }
 }
 console.log(table(rows))
 const dir = join(import.meta.dir, 'results')
@@ -332,4 +341,5 @@ const name = `${chosen.length === SCENARIOS.length ? stamp : `${stamp}-${chosen.
 writeFileSync(join(dir, `${name}.json`), JSON.stringify(results, null, 2) + '\n')
 if (svg) writeFileSync(join(dir, `${name}.svg`), svg)
 console.log(`\nresults: bench/results/${name}.json${svg ? ` and ${name}.svg` : ''}`)
-process.exit(0)
+if (failed.length) console.error(`✗ failed: ${failed.join(', ')}`)
+process.exit(failed.length ? 1 : 0)

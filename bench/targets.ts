@@ -120,6 +120,8 @@ export async function startProject(kind: Exclude<Kind, 'raw'>, extraEnv: Record<
       AUTH_RATE_PER_SEC: '1000000000',
       SEND_RATE_BURST: '1000000000',
       SEND_RATE_PER_SEC: '1000000000',
+      // fanout holds up to 1 000 devices of one user, connections ~100 per user.
+      WS_MAX_CONNECTIONS_PER_USER: '1000000',
       WS_BACKPRESSURE_BYTES: String(64 * 1024 * 1024),
       ...(kind === 'cluster' ? { REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379', REDIS_CHANNEL: `bench:${dir}`, REUSE_PORT: 'true' } : {}),
       ...extraEnv,
