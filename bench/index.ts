@@ -98,9 +98,13 @@ async function e2e() {
     rounds.push(each)
   }
   const ofRaw = (r: Round, setup: Setup) => r[setup].deliveriesPerSec / r.raw.deliveriesPerSec
-  const medianRound = (setup: Setup) => [...rounds].sort((a, b) => ofRaw(a, setup) - ofRaw(b, setup))[rounds.length >> 1]!
-  const raw = [...rounds].map((r) => r.raw).sort((a, b) => a.deliveriesPerSec - b.deliveriesPerSec)[rounds.length >> 1]!
-  const paired = Object.fromEntries(setups.map((setup) => [setup, { ...medianRound(setup)[setup], ratio: Math.round(ofRaw(medianRound(setup), setup) * 100) / 100 }])) as Record<Setup, Flow & { ratio: number }>
+  const raw = medianBy(rounds.map((r) => r.raw), (f) => f.deliveriesPerSec)
+  const paired = Object.fromEntries(
+    setups.map((setup) => {
+      const round = medianBy(rounds, (r) => ofRaw(r, setup))
+      return [setup, { ...round[setup], ratio: Math.round(ofRaw(round, setup) * 100) / 100 }]
+    }),
+  ) as Record<Setup, Flow & { ratio: number }>
   const full = paired.sqliteFull
   // Once each, against the median raw run.
   const normal = await closed('sqlite-normal')
@@ -112,7 +116,7 @@ async function e2e() {
   row(quick ? 'raw Bun' : 'raw Bun (median of 3)', raw, '÷raw 1.00')
   for (const setup of setups) {
     const each = rounds.map((r) => ofRaw(r, setup).toFixed(2)).join(' / ')
-    row(PAIRED[setup][0], paired[setup], quick ? `÷raw ${paired[setup].ratio.toFixed(2)}` : `÷raw ${paired[setup].ratio.toFixed(2)} (paired; rounds ${each})`)
+    row(PAIRED[setup][0], paired[setup], `÷raw ${paired[setup].ratio.toFixed(2)}${quick ? '' : ` (paired; rounds ${each})`}`)
   }
   row('project sqlite NORMAL', normal, `÷raw ${ratio(normal.deliveriesPerSec, raw.deliveriesPerSec)}`)
   row('project 2 nodes, postgres', cluster, `÷raw ${ratio(cluster.deliveriesPerSec, raw.deliveriesPerSec)}`)
@@ -130,8 +134,7 @@ async function e2e() {
         const runs: FlowResult[] = []
         for (let round = 0; round < (quick ? 1 : 3); round++)
           runs.push(await loadgen<FlowResult>({ mode: 'open', ws: t.ws, pairs, rate, seconds: SECONDS }))
-        const median = [...runs].sort((a, b) => a.delivery.p99 - b.delivery.p99)[runs.length >> 1]!
-        out[`${share * 100}%`] = { ...median, rate, rounds: runs.map((r) => r.delivery) }
+        out[`${share * 100}%`] = { ...medianBy(runs, (r) => r.delivery.p99), rate, rounds: runs.map((r) => r.delivery) }
       }
       return out
     })
@@ -269,7 +272,9 @@ async function storage() {
   results.storage = out
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!
+/** The middle item by `key` (the upper one of an even count). */
+const medianBy = <T>(items: T[], key: (item: T) => number) => [...items].sort((a, b) => key(a) - key(b))[items.length >> 1]!
+const median = (values: number[]) => medianBy(values, (v) => v)
 
 async function http() {
   const concurrency = 16
