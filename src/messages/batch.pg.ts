@@ -5,6 +5,7 @@
  * outcome as it is.
  */
 import { inArray, sql } from 'drizzle-orm'
+import { DrizzleQueryError } from 'drizzle-orm/errors'
 import postgres from 'postgres'
 import type { PgAccess, PgScope } from '../storage/database'
 import { messageColumns } from './history'
@@ -31,7 +32,7 @@ export async function commitPgSends(pg: PgAccess, sends: SendInput[], now: Date)
   try {
     return await pg.read((s) => commitInOneStatement(s, sends, now))
   } catch (error) {
-    if (error instanceof postgres.PostgresError && !isUniqueViolation(error)) throw error
+    if (postgresError(error) && !isUniqueViolation(error)) throw error
     if (!isUniqueViolation(error)) uncertain = { ours: new Set(), lastAttempt: sends.map((x) => sendKey(x.dialogId, x.senderId, x.clientMsgId)) }
   }
   for (let attempt = 1; ; attempt++) {
@@ -39,7 +40,7 @@ export async function commitPgSends(pg: PgAccess, sends: SendInput[], now: Date)
     try {
       return await pg.tx((s) => commitLookingFirst(s, sends, now, uncertain, seen))
     } catch (error) {
-      if (error instanceof postgres.PostgresError || attempt >= UNCERTAIN_ATTEMPTS) throw error
+      if (postgresError(error) || attempt >= UNCERTAIN_ATTEMPTS) throw error
       // What this attempt found to be ours stays ours; what it was inserting is the new unknown.
       if (seen.ours.size > 0 || seen.fresh.length > 0) uncertain = { ours: seen.ours, lastAttempt: seen.fresh }
       await Bun.sleep(100 * 2 ** (attempt - 1))
@@ -69,8 +70,17 @@ export async function commitPgMarks(pg: PgAccess, marks: MarkInput[]): Promise<M
   return marks.length === 0 ? [] : pg.read((s) => applyMarksInOneStatement(s, marks))
 }
 
+/**
+ * Postgres's own answer to a statement, whether the driver's error came as it is or wrapped by drizzle (a
+ * transaction's statements are): Postgres said why, so the statement did not commit.
+ */
+const postgresError = (error: unknown) => {
+  const inner = error instanceof DrizzleQueryError ? error.cause : error
+  return inner instanceof postgres.PostgresError ? inner : undefined
+}
+
 /** Postgres's unique_violation: the one-statement batch met a (dialog, sender, client_msg_id) already stored. */
-const isUniqueViolation = (error: unknown) => error instanceof postgres.PostgresError && error.code === '23505'
+const isUniqueViolation = (error: unknown) => postgresError(error)?.code === '23505'
 
 async function commitInOneStatement(s: PgScope, sends: SendInput[], now: Date): Promise<SendOutcome[]> {
   return withRecipientMarks(s, await placeInOneStatement(s, sends, now))
@@ -251,7 +261,7 @@ async function placeLookingFirst(
             (m) => m.clientMsgId,
           )}::text[], ${column((m) => m.type)}::text[], ${column((m) => m.text)}::text[], ${column((m) => m.createdAt.toISOString())}::text[]::timestamptz[],
           ${column((m) => m.attachmentId ?? null)}::int[], ${column((m) => m.attachment ?? null)}::text[])
-          returning id, dialog_id, seq, created_at
+          returning id, dialog_id, seq, version, created_at
         ), moved as (
           update ${t.dialogs} set last_seq = latest.seq, version = latest.version, last_message_id = latest.id, last_activity_at = latest.created_at
           from (select dialog_id, max(seq) as seq, max(version) as version, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
