@@ -28,11 +28,12 @@ function shape(config: ReturnType<typeof pgConfig> | ReturnType<typeof sqliteCon
 }
 
 /**
- * The one difference: on Postgres a message has no foreign key to its dialog (its per-row check cost the
- * e2e loop a sixth of its rate); a statement trigger deletes a dialog's messages instead (drizzle/pg/0008),
- * which tests/writer.test.ts checks on both dialects.
+ * The one difference: on Postgres a message has no foreign key to its dialog or its sender (their per-row
+ * checks cost Postgres a quarter of its CPU per message); the writer inserts only from one of the dialog's
+ * two users, under the dialog's row lock, and a statement trigger deletes a dialog's messages
+ * (drizzle/pg/0008), and with them a deleted user's. tests/writer.test.ts checks both on both dialects.
  */
-const PG_LACKS: Partial<Record<keyof typeof sqlite, string[]>> = { messages: ['dialog_id->id cascade'] }
+const PG_LACKS: Partial<Record<keyof typeof sqlite, string[]>> = { messages: ['dialog_id->id cascade', 'sender_id->id cascade'] }
 
 describe('schema parity between SQLite and Postgres', () => {
   test('both schemas export the same tables', () => {

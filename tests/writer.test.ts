@@ -158,6 +158,51 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     ])
   })
 
+  // On Postgres messages have no foreign key to users: the writer's check is all that keeps a sender real.
+  for (const path of ['a plain batch', 'a batch with a retry in it (on Postgres, the careful way)'])
+    test(`a send from anyone but the dialog's two users answers missing and stores nothing; its batch-mates commit (${path})`, async () => {
+      const { a, b, dialogId } = await t.pair()
+      const stranger = await t.pair()
+      const careful = path !== 'a plain batch'
+      if (careful) expect((await t.core.writer.submit(send(dialogId, a.user.id, 'again'))).kind).toBe('created')
+      const outcomes = await Promise.all([
+        t.core.writer.submit(send(dialogId, a.user.id, 'y1')),
+        t.core.writer.submit(send(dialogId, stranger.a.user.id, 'x1')),
+        t.core.writer.submit(send(dialogId, 987654, 'x2')),
+        t.core.writer.submit(send(dialogId, b.user.id, 'y2')),
+        ...(careful ? [t.core.writer.submit(send(dialogId, a.user.id, 'again'))] : []),
+      ])
+      const kinds: SendOutcome['kind'][] = ['created', 'missing', 'missing', 'created', ...(careful ? (['duplicate'] as const) : [])]
+      expect(outcomes.map((o) => o.kind)).toEqual(kinds)
+      const stored = await t.db.read(function* ({ db, t: tables }) {
+        return yield* rows(db.select({ sender: tables.messages.senderId, seq: tables.messages.seq }).from(tables.messages).where(eq(tables.messages.dialogId, dialogId)))
+      })
+      const first = careful ? 2 : 1
+      expect(stored.sort((x, y) => x.seq - y.seq)).toEqual([
+        ...(careful ? [{ sender: a.user.id, seq: 1 }] : []),
+        { sender: a.user.id, seq: first },
+        { sender: b.user.id, seq: first + 1 },
+      ])
+    })
+
+  test("a deleted user's messages go with their dialogs, and no one else's", async () => {
+    const doomed = await t.pair()
+    const kept = await t.pair()
+    const sent = await Promise.all([
+      t.core.writer.submit(send(doomed.dialogId, doomed.a.user.id, 'g1')),
+      t.core.writer.submit(send(doomed.dialogId, doomed.b.user.id, 'g2')),
+      t.core.writer.submit(send(kept.dialogId, kept.a.user.id, 's')),
+    ])
+    const ids = sent.map((o) => (o.kind === 'created' ? o.message.id : -1))
+    await t.db.tx(function* ({ db, t: tables }) {
+      yield* exec(db.delete(tables.users).where(eq(tables.users.id, doomed.a.user.id)))
+    })
+    const left = await t.db.read(function* ({ db, t: tables }) {
+      return (yield* rows(db.select({ id: tables.messages.id }).from(tables.messages))).map((m) => m.id)
+    })
+    expect(ids.filter((id) => left.includes(id))).toEqual([ids[2]!])
+  })
+
   test('a send to a dialog deleted in between answers missing; its batch-mates commit', async () => {
     const doomed = await t.pair()
     const kept = await t.pair()

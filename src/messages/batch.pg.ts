@@ -110,8 +110,9 @@ async function withRecipientMarks({ db, t }: PgScope, placed: Placed[]): Promise
  * Optimistic: the whole batch in one statement, as the raw baseline's one insert — lock the dialogs (in
  * id order), number the rows per dialog after each dialog's last seq, insert them, move the dialogs'
  * activity. No ON CONFLICT: a send already in the table is a unique violation that aborts the statement,
- * and with it the batch, so no seq is taken and lost. A missing dialog's sends join no lock row and come
- * back missing; the rest commit.
+ * and with it the batch, so no seq is taken and lost. A missing dialog's sends, and the sends of a user
+ * who is not one of the dialog's two, join no lock row and come back missing; the rest commit. (That join
+ * is the messages' only guard that the sender exists: they have no foreign key to users, see schema.pg.ts.)
  */
 async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], now: Date): Promise<Placed[]> {
   // Repeats inside the batch resolve to their first occurrence here; the statement sees each key once.
@@ -124,9 +125,9 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
     return index
   })
   const column = <T>(pick: (s: SendInput) => T) => sql.param(unique.map(pick))
-  const inserted = await execute<{ id: number; dialog_id: number; seq: number; version: number; created_ms: number }>(
+  const inserted = await execute<{ id: number; dialog_id: number; sender_id: number; seq: number; version: number; created_ms: number }>(
     sql`with locked as (
-          select id, last_seq, version, last_activity_at from ${t.dialogs}
+          select id, user_low, user_high, last_seq, version, last_activity_at from ${t.dialogs}
           where id = any(${sql.param([...new Set(unique.map((s) => s.dialogId))])}::int[]) order by id for update
         ), batch as (
           select * from unnest(${column((s) => s.dialogId)}::int[], ${column((s) => s.senderId)}::int[], ${column((s) => s.clientMsgId)}::text[],
@@ -136,25 +137,26 @@ async function placeInOneStatement({ t, execute }: PgScope, sends: SendInput[], 
         ), numbered as (
           select b.dialog_id, l.last_seq + row_number() over w as seq, l.version + row_number() over w as version, b.sender_id,
             b.client_msg_id, b.type, b.text, b.attachment_id, b.attachment, greatest(l.last_activity_at, ${now.toISOString()}::timestamptz) as created_at, b.ord
-          from batch b join locked l on l.id = b.dialog_id window w as (partition by b.dialog_id order by b.ord)
+          from batch b join locked l on l.id = b.dialog_id and b.sender_id in (l.user_low, l.user_high) window w as (partition by b.dialog_id order by b.ord)
         ), inserted as (
           insert into ${t.messages} (dialog_id, seq, version, sender_id, client_msg_id, type, text, attachment_id, attachment, created_at)
           select dialog_id, seq, version, sender_id, client_msg_id, type, text, attachment_id, attachment, created_at from numbered order by ord
-          returning id, dialog_id, seq, version, created_at
+          returning id, dialog_id, sender_id, seq, version, created_at
         ), moved as (
           update ${t.dialogs} set last_seq = latest.seq, version = latest.version, last_message_id = latest.id, last_activity_at = latest.created_at
           from (select dialog_id, max(seq) as seq, max(version) as version, max(id) as id, max(created_at) as created_at from inserted group by dialog_id) as latest
           where ${t.dialogs.id} = latest.dialog_id
-        ) select id, dialog_id, seq, version, (extract(epoch from created_at) * 1000)::float8 as created_ms from inserted order by id`,
+        ) select id, dialog_id, sender_id, seq, version, (extract(epoch from created_at) * 1000)::float8 as created_ms from inserted order by id`,
   )
-  // Rows come back in insertion order (ids grow with it), which is the batch's order less the sends of
-  // missing dialogs: a dialog is either locked, and all its sends inserted, or absent.
-  const present = new Set(inserted.map((row) => row.dialog_id))
+  // Rows come back in insertion order (ids grow with it), which is the batch's order less the sends that
+  // joined no lock row: a (dialog, sender) either joined, and all its sends were inserted, or none did.
+  const joined = (dialogId: number, senderId: number) => `${dialogId}:${senderId}`
+  const present = new Set(inserted.map((row) => joined(row.dialog_id, row.sender_id)))
   let next = 0
   const records = unique.map((send): MessageRecord | undefined => {
-    if (!present.has(send.dialogId)) return undefined
+    if (!present.has(joined(send.dialogId, send.senderId))) return undefined
     const row = inserted[next++]!
-    if (row.dialog_id !== send.dialogId) throw new Error('inserted rows out of order')
+    if (row.dialog_id !== send.dialogId || row.sender_id !== send.senderId) throw new Error('inserted rows out of order')
     return { attachment: null, ...send, id: row.id, seq: row.seq, version: row.version, createdAt: new Date(row.created_ms), editedAt: null, deleted: false }
   })
   const seen = new Set<number>()
@@ -183,13 +185,17 @@ async function placeLookingFirst(
 ): Promise<Placed[]> {
   // Row locks on the batch's dialogs, in id order (so two writers never deadlock), so concurrent writers
   // (other nodes) number in turn. FOR UPDATE writes no new row versions, unlike a no-op UPDATE.
-  const locked = await execute<{ id: number; last_seq: number; version: number; last_activity_ms: number }>(
+  const locked = await execute<{ id: number; user_low: number; user_high: number; last_seq: number; version: number; last_activity_ms: number }>(
     // The time as epoch milliseconds: a number, whatever text format the driver would give a timestamp.
-    sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.lastSeq.name)}, ${sql.identifier(t.dialogs.version.name)},
+    sql`select ${sql.identifier(t.dialogs.id.name)}, ${sql.identifier(t.dialogs.userLow.name)}, ${sql.identifier(t.dialogs.userHigh.name)},
+        ${sql.identifier(t.dialogs.lastSeq.name)}, ${sql.identifier(t.dialogs.version.name)},
         (extract(epoch from ${sql.identifier(t.dialogs.lastActivityAt.name)}) * 1000)::float8 as last_activity_ms from ${t.dialogs}
         where ${t.dialogs.id} = any(${sql.param([...new Set(sends.map((s) => s.dialogId))])}::int[]) order by 1 for update`,
   )
   const lastSeq = new Map(locked.map((d) => [d.id, d.last_seq]))
+  // As in the one statement: only a dialog's two users send to it (the messages' only guard that the sender exists).
+  const users = new Map(locked.map((d) => [d.id, [d.user_low, d.user_high]]))
+  const placeable = (send: SendInput) => users.get(send.dialogId)?.includes(send.senderId) ?? false
   const version = new Map(locked.map((d) => [d.id, d.version]))
   const createdAt = new Map(locked.map((d) => [d.id, createdAtAfter(new Date(d.last_activity_ms), now)]))
   const existing = new Map<string, MessageRecord>()
@@ -204,10 +210,10 @@ async function placeLookingFirst(
       )}::int[], ${sql.param(sends.map((s) => s.senderId))}::int[], ${sql.param(sends.map((s) => s.clientMsgId))}::text[]))`,
     )
   for (const m of candidates) existing.set(sendKey(m.dialogId, m.senderId, m.clientMsgId), m)
-  // The latest uncertain attempt committed iff every key it would have inserted (of dialogs that exist) is here.
+  // The latest uncertain attempt committed iff every key it would have inserted (of sends it could place) is here.
   const ours = new Set(uncertain?.ours)
-  const dialogOf = new Map(sends.map((x) => [sendKey(x.dialogId, x.senderId, x.clientMsgId), x.dialogId]))
-  const expected = (uncertain?.lastAttempt ?? []).filter((key) => lastSeq.has(dialogOf.get(key)!))
+  const sendOf = new Map(sends.map((x) => [sendKey(x.dialogId, x.senderId, x.clientMsgId), x]))
+  const expected = (uncertain?.lastAttempt ?? []).filter((key) => placeable(sendOf.get(key)!))
   if (expected.length > 0 && expected.every((key) => existing.has(key))) for (const key of expected) ours.add(key)
   for (const key of ours) seen.ours.add(key)
 
@@ -218,7 +224,7 @@ async function placeLookingFirst(
     const key = sendKey(send.dialogId, send.senderId, send.clientMsgId)
     const seq = lastSeq.get(send.dialogId)
     const old = existing.get(key)
-    if (seq === undefined) plan.push({ kind: 'missing' })
+    if (seq === undefined || !placeable(send)) plan.push({ kind: 'missing' })
     // ours.delete: only a key's first occurrence was created by the earlier attempt; its repeats are duplicates.
     else if (old) plan.push({ kind: 'old', message: old, ours: ours.delete(key) })
     else if (claimed.has(key)) plan.push({ kind: 'new', key, first: false })

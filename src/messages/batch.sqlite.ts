@@ -45,7 +45,7 @@ function* withRecipientMarks({ db, t }: Scope, placed: Placed[]): Routine<SendOu
 function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: SendInput[], now: Date): Placed[] {
   const seqOf = memo('dialogs.lastSeq', (db) =>
     db
-      .select({ lastSeq: t.dialogs.lastSeq, version: t.dialogs.version, lastActivityAt: t.dialogs.lastActivityAt })
+      .select({ userLow: t.dialogs.userLow, userHigh: t.dialogs.userHigh, lastSeq: t.dialogs.lastSeq, version: t.dialogs.version, lastActivityAt: t.dialogs.lastActivityAt })
       .from(t.dialogs)
       .where(eq(t.dialogs.id, sql.placeholder('id')))
       .prepare(),
@@ -102,16 +102,17 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
   // The batch's new rows: their ids run from the first to the last (see INDEX_NEW_MESSAGES).
   let firstId = 0
   let lastId = 0
-  const dialogs = new Map<number, { lastSeq: number; version: number; at: Date } | undefined>()
+  const dialogs = new Map<number, { users: [number, number]; lastSeq: number; version: number; at: Date } | undefined>()
   const lastOf = new Map<number, MessageRecord>()
   const placed: Placed[] = []
   for (const send of sends) {
     if (!dialogs.has(send.dialogId)) {
       const [row] = seqOf.all({ id: send.dialogId })
-      dialogs.set(send.dialogId, row && { lastSeq: row.lastSeq, version: row.version, at: createdAtAfter(row.lastActivityAt, now) })
+      dialogs.set(send.dialogId, row && { users: [row.userLow, row.userHigh], lastSeq: row.lastSeq, version: row.version, at: createdAtAfter(row.lastActivityAt, now) })
     }
     const dialog = dialogs.get(send.dialogId)
-    if (dialog === undefined) {
+    // Only the dialog's two users send to it, as on Postgres (where nothing else checks that the sender exists).
+    if (dialog === undefined || !dialog.users.includes(send.senderId)) {
       placed.push({ kind: 'missing' })
       continue
     }

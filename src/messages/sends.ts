@@ -20,6 +20,7 @@ export interface SendInput {
 export type SendOutcome =
   | { kind: 'created'; message: MessageRecord }
   | { kind: 'duplicate'; message: MessageRecord; recipient: Watermarks | undefined }
+  /** No such dialog, or the sender is not one of its two users: the same answer, `not_found`. */
   | { kind: 'missing' }
 
 export const sendKey = (dialogId: number, senderId: number, clientMsgId: string) => `${dialogId}\u0000${senderId}\u0000${clientMsgId}`
