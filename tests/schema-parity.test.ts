@@ -29,7 +29,7 @@ function shape(config: ReturnType<typeof pgConfig> | ReturnType<typeof sqliteCon
 
 /**
  * The one difference: on Postgres a message has no foreign key to its dialog or its sender (their per-row
- * checks cost Postgres a quarter of its CPU per message); the writer inserts only from one of the dialog's
+ * checks cost Postgres about a third of its CPU per message); the writer inserts only from one of the dialog's
  * two users, under the dialog's row lock, and a statement trigger deletes a dialog's messages
  * (drizzle/pg/0008), and with them a deleted user's. tests/writer.test.ts checks both on both dialects.
  */

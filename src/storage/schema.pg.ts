@@ -84,7 +84,7 @@ export const messages = table(
   {
     id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
     // No foreign keys, to the dialog or the sender: each checked every inserted row with a row lock, and
-    // together cost Postgres a quarter of its CPU per message. The writer inserts a message only while it
+    // together cost Postgres about a third of its CPU per message. The writer inserts a message only while it
     // holds its dialog's row lock, and only from one of the dialog's two users (batch.pg.ts), whose rows
     // the dialog's own keys hold. A dialog's deletion, and so a user's, takes its messages with it: a
     // statement trigger (drizzle/pg/0008_message_dialog_trigger.sql).
