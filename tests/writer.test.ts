@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
 import postgres from 'postgres'
 import type { SendOutcome } from '../src/messages/sends'
+import { logFaultsTo } from '../src/log/fault'
+import { Logger } from '../src/log/logger'
 import { MessageWriter } from '../src/messages/writer'
 import { exec, openDatabase, rows } from '../src/storage/database'
 import { createTestApp, type TestApp } from './support/app'
@@ -142,12 +144,19 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
     const pg = t.db.dialect === 'pg' ? t.db.pg : undefined
     const tx = pg?.tx
     if (pg && tx) pg.tx = (work) => (careful++, tx(work))
+    const logged: string[] = []
+    const log = logFaultsTo(new Logger({ level: 'info', format: 'json' }, (line) => logged.push(line)))
     const results = await Promise.allSettled([
       t.core.writer.submit(send(dialogId, a.user.id, 'ok1')),
       t.core.writer.submit(withUpload('bad')),
       t.core.writer.submit(send(dialogId, a.user.id, 'ok2')),
-    ]).finally(() => pg && tx && (pg.tx = tx))
+    ]).finally(() => {
+      if (pg && tx) pg.tx = tx
+      logFaultsTo(log)
+    })
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    // The batch's failure is not silent: one line for it (the bad send's own error goes to its caller).
+    expect(logged.map((line) => JSON.parse(line).msg)).toEqual(['a batch of 3 sends failed; committing them one by one'])
     // Once for the batch, once for the bad send alone.
     if (t.db.dialect === 'pg') expect(careful).toBe(2)
     const page = await t.call('GET', `/dialogs/${dialogId}/messages`, { token: a.access_token })

@@ -1,3 +1,4 @@
+import { logFault } from '../log/fault'
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
 import { commitBatch, type Settled } from './batch'
@@ -143,7 +144,8 @@ export class MessageWriter {
   }
 
   // A part of a batch (its sends, its receipts) that failed is retried item by item: one bad item fails
-  // alone, and the rest commit. The sends' part never waits on, nor fails with, the receipts'.
+  // alone, and the rest commit. The sends' part never waits on, nor fails with, the receipts'. The
+  // failure is logged: the retries hide it from the clients, not from whoever runs the server.
 
   private async settleSends(sends: PendingSend[], outcome: Settled<SendOutcome[]>): Promise<void> {
     if (outcome.ok) {
@@ -155,12 +157,18 @@ export class MessageWriter {
       })
       this.metrics?.messagesPersisted.inc({}, created)
     } else if (sends.length === 1) sends[0]!.reject(outcome.error)
-    else for (const p of sends) await this.settleSends([p], (await this.write([p], [])).sends)
+    else if (sends.length > 1) {
+      logFault(`a batch of ${sends.length} sends failed; committing them one by one`, outcome.error)
+      for (const p of sends) await this.settleSends([p], (await this.write([p], [])).sends)
+    }
   }
 
   private async settleMarks(marks: PendingMark[], outcome: Settled<MarkOutcome[]>): Promise<void> {
     if (outcome.ok) marks.forEach((p, i) => p.resolve(outcome.value[i]!))
     else if (marks.length === 1) marks[0]!.reject(outcome.error)
-    else for (const p of marks) await this.settleMarks([p], (await this.write([], [p])).marks)
+    else if (marks.length > 1) {
+      logFault(`a batch of ${marks.length} receipts failed; committing them one by one`, outcome.error)
+      for (const p of marks) await this.settleMarks([p], (await this.write([], [p])).marks)
+    }
   }
 }
