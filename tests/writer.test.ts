@@ -202,6 +202,7 @@ describe.each(dialects)('group-commit writer on %s', (dialect) => {
       t.core.writer.submit(send(doomed.dialogId, doomed.b.user.id, 'g2')),
       t.core.writer.submit(send(kept.dialogId, kept.a.user.id, 's')),
     ])
+    expect(sent.map((o) => o.kind)).toEqual(['created', 'created', 'created'])
     const ids = sent.map((o) => (o.kind === 'created' ? o.message.id : -1))
     await t.db.tx(function* ({ db, t: tables }) {
       yield* exec(db.delete(tables.users).where(eq(tables.users.id, doomed.a.user.id)))

@@ -1,4 +1,5 @@
 import { DrizzleQueryError } from 'drizzle-orm/errors'
+import { driverError } from '../storage/driver-error'
 import { Logger, type Fields } from './logger'
 
 /**
@@ -27,7 +28,7 @@ export function logFault(what: string, error: unknown): void {
  */
 export function faultFields(error: unknown, withStack = false): Fields {
   const query = error instanceof DrizzleQueryError ? error.query : undefined
-  const inner = error instanceof DrizzleQueryError && error.cause !== undefined ? error.cause : error
+  const inner = driverError(error)
   if (!(inner instanceof Error)) return { error: typeof inner, reason: String(inner), query }
   const code = (inner as { code?: unknown }).code
   return {

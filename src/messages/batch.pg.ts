@@ -5,9 +5,9 @@
  * outcome as it is.
  */
 import { inArray, sql } from 'drizzle-orm'
-import { DrizzleQueryError } from 'drizzle-orm/errors'
 import postgres from 'postgres'
 import type { PgAccess, PgScope } from '../storage/database'
+import { driverError } from '../storage/driver-error'
 import { messageColumns } from './history'
 import type { MessageRecord } from './model'
 import { fold, outcomesOf, type Folded, type MarkInput, type MarkOutcome } from './receipts'
@@ -75,7 +75,7 @@ export async function commitPgMarks(pg: PgAccess, marks: MarkInput[]): Promise<M
  * transaction's statements are): Postgres said why, so the statement did not commit.
  */
 const postgresError = (error: unknown) => {
-  const inner = error instanceof DrizzleQueryError ? error.cause : error
+  const inner = driverError(error)
   return inner instanceof postgres.PostgresError ? inner : undefined
 }
 
