@@ -2,6 +2,7 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import postgres from 'postgres'
 import { eventually, runCli, serveCli } from './support/cli'
 import { freshDatabase, pgAvailable, type FreshDatabase } from './support/databases'
 import { redisAvailable, REDIS_URL } from './support/redis'
@@ -216,6 +217,38 @@ describe.skipIf(!pgAvailable)('Postgres', () => {
       }
     } finally {
       expect(await Promise.all(nodes.map((n) => n.stop()))).toEqual([0, 0, 0, 0])
+    }
+  })
+
+  // The machine's Postgres listens on a Unix socket too (Debian's directory unless PG_SOCKET_DIR says otherwise).
+  const socketDir = process.env.PG_SOCKET_DIR ?? '/var/run/postgresql'
+  const socketThere = existsSync(join(socketDir, '.s.PGSQL.5432'))
+  if (!socketThere) {
+    if (process.env.CI === 'true') throw new Error(`CI=true but there is no Postgres socket in ${socketDir}`)
+    console.warn(`\n!!! No Postgres socket in ${socketDir}: SKIPPING the Unix-socket DATABASE_URL test.\n`)
+  }
+  test.skipIf(!socketThere)('DATABASE_URL with no host and ?host=<socket directory> serves through the Unix socket', async () => {
+    const fresh = await freshDatabase('pg')
+    dropped.push(fresh)
+    const name = new URL(databaseUrl(fresh.target)).pathname.slice(1)
+    const server = await serveCli({ DATABASE_URL: `postgresql://postgres@/${name}?host=${socketDir}` })
+    try {
+      const alice = await register(server.base, 'alice')
+      const dialogs = await http(server.base, 'GET', '/dialogs', undefined, alice.access_token)
+      expect(dialogs.status).toBe(200)
+      // Every connection the server holds is a local one: no client address.
+      const admin = postgres(databaseUrl(fresh.target), { max: 1, onnotice: () => {} })
+      try {
+        const [row] = await admin<{ all: number; local: number }[]>`
+          select count(*)::int as all, (count(*) filter (where client_addr is null))::int as local
+          from pg_stat_activity where datname = ${name} and pid <> pg_backend_pid()`
+        expect(row!.all).toBeGreaterThan(0)
+        expect(row!.local).toBe(row!.all)
+      } finally {
+        await admin.end()
+      }
+    } finally {
+      expect(await server.stop()).toBe(0)
     }
   })
 })

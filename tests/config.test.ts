@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateVAPIDKeys } from 'web-push'
 import { ConfigError, loadConfig, parseDatabaseUrl } from '../src/config'
+import { pgConnection } from '../src/storage/pg-url'
 
 // Production also requires VAPID keys (tests/push.test.ts checks them); these tests are about the rest.
 const keys = generateVAPIDKeys()
@@ -48,6 +49,24 @@ describe('configuration', () => {
     expect(parseDatabaseUrl('sqlite::memory:', cwd)).toEqual({ dialect: 'sqlite', path: ':memory:' })
     expect(parseDatabaseUrl('postgresql://u:p@db:5432/chat', cwd)).toEqual({ dialect: 'pg', url: 'postgresql://u:p@db:5432/chat' })
     expect(parseDatabaseUrl('postgres://localhost/chat', cwd)).toEqual({ dialect: 'pg', url: 'postgres://localhost/chat' })
+    // libpq's and SQLAlchemy's way to a local server's Unix socket: no host, the socket's directory in the query.
+    const socketUrl = 'postgresql://chat@/chat?host=/var/run/postgresql'
+    expect(parseDatabaseUrl(socketUrl, cwd)).toEqual({ dialect: 'pg', url: socketUrl })
+  })
+
+  test('Postgres URLs as libpq reads them: the Unix socket by directory, host and port in the query', () => {
+    expect(pgConnection('postgresql://chat@/chat?host=/var/run/postgresql')).toEqual({
+      url: 'postgresql://chat@localhost/chat',
+      path: '/var/run/postgresql/.s.PGSQL.5432',
+    })
+    expect(pgConnection('postgres://chat:pw@%2Ftmp%2Fpg/chat?sslmode=disable')).toEqual({
+      url: 'postgres://chat:pw@localhost/chat?sslmode=disable',
+      path: '/tmp/pg/.s.PGSQL.5432',
+    })
+    expect(pgConnection('postgresql:///chat?host=/tmp/&port=5433')).toEqual({ url: 'postgresql://localhost/chat', path: '/tmp/.s.PGSQL.5433' })
+    expect(pgConnection('postgresql:///chat?host=db.internal&port=6000')).toEqual({ url: 'postgresql://db.internal:6000/chat' })
+    expect(pgConnection('postgresql://chat@/chat')).toEqual({ url: 'postgresql://chat@localhost/chat' })
+    expect(pgConnection('postgres://u:p@db:5432/chat?sslmode=require')).toEqual({ url: 'postgres://u:p@db:5432/chat?sslmode=require' })
   })
 
   test('a malformed DATABASE_URL fails fast, naming the variable and hiding the password', () => {

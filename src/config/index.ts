@@ -2,6 +2,7 @@ import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, w
 import { isAbsolute, join, resolve } from 'node:path'
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy'
 import { logOptions, type LogOptions } from '../log/logger'
+import { pgConnection } from '../storage/pg-url'
 import { createECDH, randomBytes } from 'node:crypto'
 
 export type DatabaseTarget =
@@ -145,7 +146,7 @@ export function parseDatabaseUrl(url: string, cwd = process.cwd()): DatabaseTarg
   if (value === 'sqlite::memory:' || value === 'sqlite://:memory:') return { dialect: 'sqlite', path: ':memory:' }
   if (/^postgres(ql)?:\/\/[^\s]+$/i.test(value)) {
     try {
-      new URL(value)
+      pgConnection(value)
     } catch {
       throw new ConfigError('DATABASE_URL', `not a valid URL: ${redact(value)}`)
     }

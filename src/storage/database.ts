@@ -10,6 +10,7 @@ import type { DatabaseTarget } from '../config'
 import { BACKSTOP_PAGES, startCheckpointer } from './checkpointer'
 import { WalSync } from './wal-sync'
 import { migratePg, migrateSqlite, newestMigration } from './migrate'
+import { pgConnection } from './pg-url'
 import * as pgSchema from './schema.pg'
 import * as sqliteSchema from './schema.sqlite'
 
@@ -244,7 +245,8 @@ function openSqlite(
 }
 
 async function openPg(url: string, max: number, connectTimeoutSec: number, onQuery?: OpenOptions['onQuery']): Promise<PgDb> {
-  const client = postgres(url, { max, onnotice: () => {}, connect_timeout: connectTimeoutSec })
+  const connection = pgConnection(url)
+  const client = postgres(connection.url, { max, onnotice: () => {}, connect_timeout: connectTimeoutSec, ...(connection.path ? { path: connection.path } : {}) })
   try {
     await migratePg(client)
   } catch (error) {
