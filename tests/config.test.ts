@@ -52,6 +52,9 @@ describe('configuration', () => {
     // libpq's and SQLAlchemy's way to a local server's Unix socket: no host, the socket's directory in the query.
     const socketUrl = 'postgresql://chat@/chat?host=/var/run/postgresql'
     expect(parseDatabaseUrl(socketUrl, cwd)).toEqual({ dialect: 'pg', url: socketUrl })
+    // SQLAlchemy's scheme with its Python driver, as the original's .env may have it.
+    expect(parseDatabaseUrl('postgresql+psycopg2://u:p@db/chat', cwd)).toEqual({ dialect: 'pg', url: 'postgresql://u:p@db/chat' })
+    expect(parseDatabaseUrl('sqlite+pysqlite:///chat.db', cwd)).toEqual({ dialect: 'sqlite', path: '/srv/app/chat.db' })
   })
 
   test('Postgres URLs as libpq reads them: the Unix socket by directory, host and port in the query', () => {

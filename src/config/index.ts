@@ -142,7 +142,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
  * meaning) and `sqlite://./file.db` are relative to the working directory; `sqlite:////abs.db` is absolute.
  */
 export function parseDatabaseUrl(url: string, cwd = process.cwd()): DatabaseTarget {
-  const value = url.trim()
+  // SQLAlchemy names its driver in the scheme (`postgresql+psycopg2://`, `sqlite+pysqlite:///`); the original's
+  // .env may say so. The driver is Python's business, so it is dropped.
+  const value = url.trim().replace(/^(postgres(?:ql)?|sqlite)\+[a-z0-9_]+:/i, '$1:')
   if (value === 'sqlite::memory:' || value === 'sqlite://:memory:') return { dialect: 'sqlite', path: ':memory:' }
   if (/^postgres(ql)?:\/\/[^\s]+$/i.test(value)) {
     try {
