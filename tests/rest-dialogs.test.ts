@@ -30,6 +30,16 @@ describe.each(dialects)('REST dialogs on %s', (dialect) => {
   })
   afterAll(() => t.close())
 
+  test('?before= with digits past the millisecond: a dialog whose activity is strictly before it is listed', async () => {
+    const a = await t.register()
+    const b = await t.register()
+    const dialog = (await open(a, b.user.id)).body
+    const last = (await send(a, dialog.id, 'latest')).body as { created_at: string }
+    const ids = async (before: string) => (await list(a, `?before=${encodeURIComponent(before)}`)).body.dialogs.map((d) => d.id)
+    expect(await ids(last.created_at.replace('Z', '5+00:00'))).toEqual([dialog.id])
+    expect(await ids(last.created_at.replace('Z', '000Z'))).toEqual([])
+  })
+
   test('POST /dialogs → 201 a fresh Dialog, then 200 the same one, also when the peer opens it', async () => {
     const a = await t.register()
     const b = await t.register()

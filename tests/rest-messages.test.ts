@@ -36,6 +36,18 @@ describe.each(dialects)('REST messages on %s', (dialect) => {
   })
   afterAll(() => t.close())
 
+  test('?before= with digits past the millisecond (Python isoformat): messages strictly before it are on the page', async () => {
+    const { a, dialogId } = await t.pair()
+    const first = (await send(a, dialogId, 'sub-1')).body
+    await Bun.sleep(3)
+    const second = (await send(a, dialogId, 'sub-2')).body
+    // 0.9 ms and 0.1 µs after `second`: both messages are strictly before either bound.
+    for (const before of [second.created_at.replace('Z', '9Z'), second.created_at.replace('Z', '0001+00:00')])
+      expect(seqs(await page(a, dialogId, `?before=${encodeURIComponent(before)}`))).toEqual([first.seq, second.seq])
+    // Zeros past the millisecond name the same instant: still strictly after `first` only.
+    expect(seqs(await page(a, dialogId, `?before=${encodeURIComponent(second.created_at.replace('Z', '000Z'))}`))).toEqual([first.seq])
+  })
+
   test('POST messages → 201 the Message; ids global and increasing, seq 1, 2, 3 per dialog', async () => {
     const { a, b, dialogId } = await t.pair()
     const other = await t.pair()

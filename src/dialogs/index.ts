@@ -2,7 +2,7 @@ import { Elysia } from 'elysia'
 import { authGuard } from '../auth/guard'
 import type { AuthService } from '../auth/service'
 import { jsonResponse } from '../http/json-response'
-import { parseInstant } from '../shared/time'
+import { parseUpperBound } from '../shared/time'
 import { CreateDialogBody, DialogList, DialogListQuery, DialogParams, DialogSchema } from './model'
 import type { DialogService } from './service'
 
@@ -17,7 +17,7 @@ export const dialogRoutes = (auth: AuthService, dialogs: DialogService) =>
             dialogs: await dialogs.list(
               principal.userId,
               query.limit ?? 50,
-              query.before === undefined ? undefined : parseInstant('before', query.before),
+              query.before === undefined ? undefined : parseUpperBound('before', query.before),
             ),
           }),
         ),

@@ -5,7 +5,7 @@ import { DialogParams } from '../dialogs/model'
 import { invalidField } from '../errors'
 import { jsonResponse } from '../http/json-response'
 import type { UserLimits } from '../limits/user-limits'
-import { parseInstant } from '../shared/time'
+import { parseInstant, parseUpperBound } from '../shared/time'
 import { EditBody, HistoryPage, HistoryQuery, MessageParams, MessageSchema, ReactionParams, ReadState, ReadUpToBody, SendBody } from './model'
 import type { MessageService } from './service'
 import type { HistoryCursor } from './history'
@@ -14,7 +14,7 @@ function cursorOf(query: typeof HistoryQuery.static): HistoryCursor | { changedA
   const given = (['before', 'before_id', 'after_id', 'changed_after'] as const).filter((k) => query[k] !== undefined)
   if (given.length > 1) throw invalidField(given[1]!, 'give at most one of before, before_id, after_id, changed_after')
   if (query.changed_after !== undefined) return { changedAfter: query.changed_after }
-  if (query.before !== undefined) return { before: parseInstant('before', query.before) }
+  if (query.before !== undefined) return { before: parseUpperBound('before', query.before) }
   if (query.before_id !== undefined) return { beforeId: query.before_id }
   if (query.after_id !== undefined) return { afterId: query.after_id }
   return { newest: true }

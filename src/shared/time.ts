@@ -9,9 +9,21 @@ const ISO_WITH_OFFSET = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\
  * cannot store year 0000, and our own output format has four-digit years.
  */
 export function parseInstant(field: string, value: string): Date {
-  const time = instantOf(value)
+  return new Date(checked(field, instantOf(value)))
+}
+
+/**
+ * A strict upper bound (`before`): times are kept to the millisecond, so digits past the millisecond round
+ * the bound up. Truncating them would exclude what was created strictly before the instant the client named
+ * (a message at .413 is before .4139); microseconds are what Python's isoformat() sends.
+ */
+export function parseUpperBound(field: string, value: string): Date {
+  return new Date(checked(field, instantOf(value)) + (/^\.\d{3}\d*[1-9]/.test(ISO_WITH_OFFSET.exec(value)![7] ?? '') ? 1 : 0))
+}
+
+function checked(field: string, time: number | undefined): number {
   if (time === undefined) throw invalidField(field, 'expected an ISO 8601 date-time with an offset, in years 0001–9999 (UTC)')
-  return new Date(time)
+  return time
 }
 
 const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00.000Z')
