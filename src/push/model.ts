@@ -50,6 +50,7 @@ export function previewOf(text: string): string {
  * tests, local development). No credentials in the URL.
  */
 export function checkEndpoint(endpoint: string, production: boolean): void {
+  checkSerialised(endpoint)
   let url: URL
   try {
     url = new URL(endpoint)
@@ -60,6 +61,15 @@ export function checkEndpoint(endpoint: string, production: boolean): void {
   if (url.protocol === 'https:') return
   if (url.protocol === 'http:' && !production && isLoopback(url.hostname)) return
   throw invalidField('endpoint', production ? 'must be https://' : 'must be https:// (or http:// to a loopback address)')
+}
+
+/**
+ * A browser hands its endpoint over serialised (`PushSubscription.toJSON()`): printable ASCII, anything else
+ * percent-encoded. Holding to that keeps NULs and control characters out, and 2 048 characters within
+ * what a Postgres index entry holds (about 2.7 kB; 2 048 non-ASCII characters are up to 8 kB).
+ */
+export function checkSerialised(endpoint: string): void {
+  if (!/^[\x21-\x7e]+$/.test(endpoint)) throw invalidField('endpoint', 'must be a URL as browsers serialise it: printable ASCII')
 }
 
 function isLoopback(hostname: string): boolean {

@@ -3,7 +3,7 @@ import { AppError } from '../errors'
 import type { MessageDto } from '../messages/model'
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
-import { checkEndpoint, checkKeys, MAX_SUBSCRIPTIONS_PER_USER, previewOf, type PushPayload } from './model'
+import { checkEndpoint, checkKeys, checkSerialised, MAX_SUBSCRIPTIONS_PER_USER, previewOf, type PushPayload } from './model'
 import { BoundedQueue } from './queue'
 import { sendPush, VapidSigner, type Outcome } from './sender'
 import { deleteGone, deleteSubscription, liveSubscriptions, saveSubscription, usernames, type SubscriptionRecord } from './store'
@@ -102,6 +102,7 @@ export class PushService {
   }
 
   async unsubscribe(userId: number, endpoint: string): Promise<void> {
+    checkSerialised(endpoint)
     await this.db.tx((s) => deleteSubscription(s, userId, endpoint))
   }
 
