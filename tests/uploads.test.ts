@@ -50,8 +50,8 @@ for (const backend of ['disk', 's3'] as const)
     /** What the backend keeps: files on disk, or objects in the bucket. */
     const kept = async () => (s3 ? await s3.keys() : storedFiles(dataDir))
 
-    const upload = async (s: Session | undefined, parts: Part[] | Uint8Array, headers: Record<string, string> = {}) => {
-      const response = await fetch(`${http}/uploads`, {
+    const upload = async (s: Session | undefined, parts: Part[] | Uint8Array, headers: Record<string, string> = {}, path = '/uploads') => {
+      const response = await fetch(`${http}${path}`, {
         method: 'POST',
         headers: { 'content-type': MULTIPART, ...(s ? { authorization: `Bearer ${s.access_token}` } : {}), ...headers },
         body: parts instanceof Uint8Array ? parts : multipartBody(parts),
@@ -90,6 +90,14 @@ for (const backend of ['disk', 's3'] as const)
         expect(got.headers.get('content-type')).toBe(type)
         expect(new Uint8Array(await got.arrayBuffer())).toEqual(new Uint8Array(bytes))
       }
+    })
+
+    test('POST /uploads/ (a trailing slash, routed here too) is streamed as an upload, not read as JSON under its 64 KiB limit', async () => {
+      const s = await live.t.register()
+      const bytes = new Uint8Array(100 * 1024).fill(7)
+      const res = await upload(s, file(bytes), {}, '/uploads/')
+      expect(res.status).toBe(201)
+      expect(res.body.sha256).toBe(sha256(bytes))
     })
 
     test('a lying client: HTML named .png and typed image/png is application/octet-stream, downloaded as an attachment, refused as an image', async () => {

@@ -7,8 +7,11 @@ import { UploadSchema } from './model'
 import type { UploadService } from './service'
 import { contentDisposition, isImage } from './sniff'
 
-/** POST /uploads: its body is streamed by the route itself, so the edge neither limits nor parses it. */
-export const isUploadRequest = (request: Request) => request.method === 'POST' && pathOf(request.url) === '/uploads'
+/**
+ * POST /uploads: its body is streamed by the route itself, so the edge neither limits nor parses it. Elysia
+ * routes `/uploads/` here too (its paths are not strict), so that is one as well.
+ */
+export const isUploadRequest = (request: Request) => request.method === 'POST' && /^\/uploads\/?$/.test(pathOf(request.url))
 
 export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
   new Elysia({ tags: ['uploads'] })
