@@ -45,6 +45,12 @@ describe('CLI basics', () => {
     const missing = await runCli(['backup'], { DATABASE_URL: sqliteUrl() })
     expect(missing.code).toBe(2)
     expect(missing.stderr).toBe('backup: expected backup <file>; see chat-server --help\n')
+    // An unknown user action is a usage error too, found before any database is opened or created.
+    const dir = scratch()
+    const action = await runCli(['user', 'frobnicate', 'alice'], { DATABASE_URL: `sqlite://${join(dir, 'chat.db')}`, DATA_DIR: dir })
+    expect(action.code).toBe(2)
+    expect(action.stderr).toBe('user: unknown action "frobnicate", expected user create|reset-password|disable <username>; see chat-server --help\n')
+    expect(existsSync(join(dir, 'chat.db'))).toBe(false)
   })
 
   test('migrate applies the migrations to an empty database and exits 0', async () => {

@@ -4,7 +4,7 @@ import { Logger, logOptions } from '../log/logger'
 import { backup, restore } from './database-files'
 import { describe } from './fail'
 import { open, runServer } from './serve'
-import { userCommand } from './users'
+import { USER_ACTIONS, userCommand } from './users'
 
 export const HELP = `chat-server ${pkg.version}: a 1:1 chat server (REST + WebSocket)
 
@@ -42,6 +42,8 @@ export async function main(argv: string[]): Promise<number | 'serving'> {
   const usage = USAGE[command]
   if (!usage) return usageError(`unknown command "${command}"`)
   if (args.length !== usage.args) return usageError(`${command}: expected ${usage.text}`)
+  // Before the configuration or the database is touched: a mistyped action changes nothing.
+  if (usage.actions && !usage.actions.includes(args[0]!)) return usageError(`${command}: unknown action "${args[0]}", expected ${usage.text}`)
 
   let log = new Logger({ level: 'info', format: 'pretty' })
   try {
@@ -84,12 +86,12 @@ export async function main(argv: string[]): Promise<number | 'serving'> {
   }
 }
 
-const USAGE: Record<string, { args: number; text: string }> = {
+const USAGE: Record<string, { args: number; text: string; actions?: readonly string[] }> = {
   serve: { args: 0, text: 'no arguments' },
   migrate: { args: 0, text: 'no arguments' },
   backup: { args: 1, text: 'backup <file>' },
   restore: { args: 1, text: 'restore <file>' },
-  user: { args: 2, text: 'user create|reset-password|disable <username>' },
+  user: { args: 2, text: `user ${USER_ACTIONS.join('|')} <username>`, actions: USER_ACTIONS },
 }
 
 function usageError(message: string): number {

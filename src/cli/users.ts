@@ -27,6 +27,8 @@ function* revokeAll({ db, t }: Scope, userId: number, at: Date): Routine<string[
   return revoked.map((row) => row.id)
 }
 
+export const USER_ACTIONS = ['create', 'reset-password', 'disable'] as const
+
 /**
  * `user create|reset-password|disable <username>`. Ending sessions reaches a running server two ways:
  * the revocation is in the database, which every REST request and WebSocket auth checks; and open
