@@ -138,6 +138,26 @@ describe('client library against a real server process', () => {
     expect(alice.client.pending().map((p) => p.client_msg_id).sort()).toEqual([stranger.client_msg_id, blank.client_msg_id].sort())
   }, T)
 
+  test('a text over 4 000 characters fails alone at once: it never reaches the wire, whose frame limit would close the connection', async () => {
+    const { alice, bob, dialogId } = await pair(server)
+    let drops = 0
+    alice.client.on('state', (e) => void (e.state === 'offline' && drops++))
+    // 70 000 characters: a frame over the server's 64 KiB limit, which closes the connection (1009).
+    const huge = alice.client.send(dialogId, 'x'.repeat(70_000))
+    const emoji = alice.client.send(dialogId, '😀'.repeat(4001))
+    const longId = alice.client.send(dialogId, 'an id of 65 characters', 'i'.repeat(65))
+    const after = alice.client.send(dialogId, 'written after them')
+    for (const [pending, field] of [[huge, 'text'], [emoji, 'text'], [longId, 'client_msg_id']] as const) {
+      const error = (await pending.sent.catch((e: ChatError) => e)) as ChatError
+      expect([error.code, error.details?.field, pending.state]).toEqual(['validation_failed', field, 'failed'])
+    }
+    expect((await after.sent).text).toBe('written after them')
+    // Exactly 4 000 characters (8 000 UTF-16 units) is a message.
+    expect((await alice.client.send(dialogId, '😀'.repeat(4000)).sent).seq).toBe(2)
+    await until('bob gets both', () => bob.texts(dialogId).length === 2)
+    expect(drops).toBe(0)
+  }, T)
+
   test('a reconnect catches up with after_id before reporting live', async () => {
     const { alice, bob, dialogId } = await pair(server)
     bob.client.close()

@@ -1,3 +1,4 @@
+import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS } from '../shared/text'
 import { ChatError } from './errors'
 import type { OutgoingAttachment } from './api'
 import type { Message } from './types'
@@ -33,6 +34,20 @@ export type SavedMessage = Pick<PendingMessage, 'client_msg_id' | 'dialog_id' | 
 
 /** Errors that say the message itself will never be accepted as it is; anything else is retried. */
 const FINAL = new Set(['validation_failed', 'not_found', 'blocked', 'forbidden', 'bad_request', 'payload_too_large'])
+
+/**
+ * What the server would refuse whatever the retries: failed here, at once. Sent, a text far over the bound
+ * would exceed the server's frame limit, which closes the connection (1009) instead of answering: the outbox
+ * would resend it after every reconnect, and nothing behind it would ever go out.
+ */
+function refusal(text: string, clientMsgId: string): ChatError | undefined {
+  if (charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS)
+    return new ChatError('validation_failed', `text: at most ${MAX_TEXT_CHARS} characters`, 0, { field: 'text' })
+  const idChars = charCount(clientMsgId, MAX_CLIENT_MSG_ID_CHARS)
+  if (idChars === 0 || idChars > MAX_CLIENT_MSG_ID_CHARS)
+    return new ChatError('validation_failed', `client_msg_id: 1–${MAX_CLIENT_MSG_ID_CHARS} characters`, 0, { field: 'client_msg_id' })
+  return undefined
+}
 
 /** A client-chosen id: time plus randomness (crypto.getRandomValues works outside secure contexts too). */
 export function newClientMsgId(): string {
@@ -74,6 +89,13 @@ export class Outbox {
     sent.catch(() => {})
     const entry: Entry = { client_msg_id: clientMsgId, dialog_id: dialogId, text, attachment, created_at: createdAt, state: 'queued', sent, resolve, reject }
     this.entries.set(clientMsgId, entry)
+    const refused = refusal(text, clientMsgId)
+    if (refused) {
+      entry.error = refused
+      this.set(entry, 'failed')
+      reject(refused)
+      return entry
+    }
     this.changed(entry)
     this.flushOne(entry)
     return entry

@@ -2,11 +2,10 @@ import { t } from 'elysia'
 import { Int, UNCHECKED } from '../shared/schema'
 import { invalidField } from '../errors'
 import { BodyId, ParamId } from '../shared/ids'
-import { charCount } from '../shared/text'
+import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS } from '../shared/text'
 
 export const MESSAGE_TYPES = ['text', 'image', 'file'] as const
 export type MessageType = (typeof MESSAGE_TYPES)[number]
-export const MAX_TEXT_CHARS = 4000
 
 export const ReactionSchema = t.Object({ emoji: t.String(), user_ids: t.Array(Int()) })
 export type ReactionDto = typeof ReactionSchema.static
@@ -42,7 +41,6 @@ export const MessageSchema = t.Object({
 export type MessageDto = typeof MessageSchema.static
 export type MessageStatus = MessageDto['status']
 
-export const MAX_CLIENT_MSG_ID_CHARS = 64
 // Bounds the raw size; `checkClientMsgId` counts characters (code points): 64 emoji are a valid id.
 export const ClientMsgId = t.String({ minLength: 1, maxLength: MAX_CLIENT_MSG_ID_CHARS * 2 })
 // The schema bounds the raw size; `checkText` counts characters (code points) and rejects blank text.
