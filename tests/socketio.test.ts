@@ -270,6 +270,11 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     const invalid = await alice.ask('message:send', { ...send(dialogId, 'e-2'), dialog_id: 'seven' })
     expect(invalid.error).toMatchObject({ code: 'validation_failed', details: { field: 'dialog_id' } })
     expect(await alice.ask('no-such-event', {})).toMatchObject({ error: { code: 'bad_request' } })
+    // A payload that is no object is no frame, but its callback still gets the error (it waited in vain).
+    expect(await alice.ask('message:send', 'hello')).toMatchObject({ error: { code: 'bad_request' } })
+    expect(await alice.ask('typing', [dialogId, 'start'])).toMatchObject({ error: { code: 'bad_request' } })
+    expect(await alice.socket.timeout(3_000).emitWithAck('message', 'hi')).toMatchObject({ error: { code: 'bad_request' } })
+    expect(alice.events.filter((e) => e.name === 'error')).toEqual([])
 
     alice.socket.emit('message:send', send(other.dialogId, 'e-3'))
     expect(await alice.next('error')).toMatchObject({ code: 'not_found', frame_type: 'message:send', client_msg_id: 'e-3' })

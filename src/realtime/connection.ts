@@ -52,8 +52,11 @@ export interface Realtime {
 export interface Frames {
   /** Counts the connection and starts its auth deadline. */
   opened(ws: Socket): void
-  /** A client frame, parsed (or why it could not be). */
-  received(ws: Socket, frame: RawFrame | AppError): void
+  /**
+   * A client frame, parsed (or why it could not be). With an error, `request` stands for the frame that
+   * could not be one, so that the error answers it (a Socket.IO event's ack id, its name).
+   */
+  received(ws: Socket, frame: RawFrame | AppError, request?: RawFrame): void
   closed(ws: Socket): void
   /**
    * Authenticates with a token given outside a frame (Socket.IO's CONNECT). `verified` runs once the
@@ -224,7 +227,7 @@ export function createRealtime(core: Core): Realtime {
     if (wait > 0) throw new AppError('rate_limited', 'typing too fast', undefined, Math.max(1, Math.ceil(wait)))
   }
 
-  const handle = (ws: Socket, input: RawFrame | AppError) => {
+  const handle = (ws: Socket, input: RawFrame | AppError, request?: RawFrame) => {
     const raw = input instanceof AppError ? undefined : input
     let frame: ClientFrame | undefined
     try {
@@ -237,7 +240,7 @@ export function createRealtime(core: Core): Realtime {
       route(ws, ws.data.userId!, frame)
     } catch (error) {
       if (!frame) metrics.wsFrames.incFor('type', 'invalid')
-      fail(ws, error, raw)
+      fail(ws, error, raw ?? request)
       const code = error instanceof AppError ? error.code : undefined
       if ((code === 'bad_request' || code === 'validation_failed') && !invalidFrames.take(ws))
         closeSocket(ws, CLOSE_POLICY_VIOLATION, 'too many invalid frames')
@@ -245,8 +248,8 @@ export function createRealtime(core: Core): Realtime {
   }
 
   /** Before authentication: only an `auth` frame is accepted; anything else ends the connection. */
-  const handleFirst = (ws: Socket, raw: RawFrame | AppError) => {
-    if (raw instanceof AppError) return reject(ws, 'the first frame must be {"type":"auth","access_token":...}')
+  const handleFirst = (ws: Socket, raw: RawFrame | AppError, request?: RawFrame) => {
+    if (raw instanceof AppError) return reject(ws, 'the first frame must be {"type":"auth","access_token":...}', request)
     if (raw.type !== 'auth' || typeof raw.access_token !== 'string' || raw.access_token.length === 0)
       return reject(ws, 'the first frame must be {"type":"auth","access_token":...}', raw)
     authenticate(ws, raw.access_token, raw)
@@ -260,13 +263,13 @@ export function createRealtime(core: Core): Realtime {
     }, config.wsAuthTimeoutMs)
   }
 
-  const received = (ws: Socket, frame: RawFrame | AppError) => {
+  const received = (ws: Socket, frame: RawFrame | AppError, request?: RawFrame) => {
     const authing = ws.data.authing
     // Frames sent right behind `auth` wait for its answer, in order; userId is known before that answer
     // (the hub still subscribes the connection), so it is not what tells.
-    if (authing) void authing.then((ok) => ok && handle(ws, frame))
-    else if (ws.data.userId !== undefined) handle(ws, frame)
-    else handleFirst(ws, frame)
+    if (authing) void authing.then((ok) => ok && handle(ws, frame, request))
+    else if (ws.data.userId !== undefined) handle(ws, frame, request)
+    else handleFirst(ws, frame, request)
   }
 
   const closed = (ws: Socket) => {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { AppError, errorBody } from '../../errors'
 import type { Frames } from '../connection'
 import type { Hub } from '../hub'
+import type { RawFrame } from '../protocol'
 import { CLOSE_POLICY_VIOLATION } from '../../limits/invalid-frames'
 import { CLOSE_TOO_MANY_CONNECTIONS } from '../../limits/user-limits'
 import { CLOSE_UNAUTHORIZED, type BunSocket, type BunSocketHandler, type ConnectionData, type Socket } from '../socket'
@@ -259,9 +260,9 @@ export class Session implements Socket, BunSocketHandler {
    * A packet that is no frame: once authenticated it goes to the frame handling like a frame that is not
    * JSON, so it spends the connection's invalid-frame budget.
    */
-  private invalid(error: AppError): void {
-    if (this.data.userId !== undefined) this.context.frames.received(this, error)
-    else this.send(socketIoWire.failure(error, undefined))
+  private invalid(error: AppError, request?: RawFrame): void {
+    if (this.data.userId !== undefined) this.context.frames.received(this, error, request)
+    else this.send(socketIoWire.failure(error, request))
   }
 
   private socketIo(text: string): void {
@@ -273,15 +274,31 @@ export class Session implements Socket, BunSocketHandler {
     switch (packet.type) {
       case EVENT: {
         const frame = frameOf(packet.data)
-        if (packet.id !== undefined && !(frame instanceof AppError)) expectsAck(frame, packet.id)
-        return this.context.frames.received(this, frame)
+        if (!(frame instanceof AppError)) {
+          if (packet.id !== undefined) expectsAck(frame, packet.id)
+          return this.context.frames.received(this, frame)
+        }
+        return this.context.frames.received(this, frame, this.standIn(packet))
       }
       case BINARY_EVENT:
       case BINARY_ACK:
+        // The contract answers these with an `error` event, callback or not.
         return this.invalid(new AppError('bad_request', 'binary packets are not supported'))
       case DISCONNECT:
         return this.close()
     }
+  }
+
+  /**
+   * What an event that is no frame is answered as: its name, and its ack id, so that a client waiting on
+   * its callback gets the error there, as the contract says, rather than as an `error` event.
+   */
+  private standIn(packet: { id?: number; data: unknown }): RawFrame | undefined {
+    if (packet.id === undefined) return undefined
+    const name = Array.isArray(packet.data) && typeof packet.data[0] === 'string' ? packet.data[0] : undefined
+    const frame: RawFrame = name === undefined || name === 'message' ? {} : { type: name }
+    expectsAck(frame, packet.id)
+    return frame
   }
 
   /** CONNECT to "/", with the token in its auth payload (then answered once it is checked), or without. */
