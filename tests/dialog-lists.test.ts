@@ -1,7 +1,9 @@
-import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'bun:test'
+import { ChatClient, type Session as ClientSession } from 'bun-chat/client'
 import { setLastSeen } from '../src/users/store'
-import type { Session, TestApp } from './support/app'
-import { dialects } from './support/databases'
+import { createTestApp, expectContractError, uniqueName, type Session, type TestApp } from './support/app'
+import { dialects, freshDatabase, type FreshDatabase } from './support/databases'
+import { http, startServer, type ServerProcess } from './support/server-process'
 import { twoApps } from './support/two-apps'
 
 /**
@@ -73,4 +75,139 @@ describe.each(dialects)('dialog lists kept between changes on %s', (dialect) => 
     await Bun.sleep(2100)
     expect((await one()).peer.last_seen_at).toBe(seen.toISOString())
   })
+})
+
+/** A dialog's activity time, as the list orders by it: its last message's time, else its creation time. */
+const activityOf = (d: { created_at: string; last_message: { created_at: string } | null }) => d.last_message?.created_at ?? d.created_at
+/** The list's order: activity time, newest first, then dialog id, highest first. */
+const listOrder = (a: any, b: any) => (activityOf(b) === activityOf(a) ? b.id - a.id : activityOf(b) < activityOf(a) ? -1 : 1)
+
+/**
+ * The writer stamps one time on a whole batch of sends, so a burst of sends into many dialogs gives them one
+ * activity time. A page boundary inside such a tie must skip nothing: the list is ordered by (activity time,
+ * dialog id), and `before` + `before_id` is a cursor in that order (an extension beyond the contract).
+ */
+describe.each(dialects)('dialog list pages across tied activity times on %s', (dialect) => {
+  let app: TestApp, me: Session
+  /** The dialogs of one burst (all with one activity time), and the whole list as one page. */
+  let tied: number[], all: any[], tie: string
+  // A batch waits 200 ms for more, so the burst below is certainly one batch: one created_at.
+  beforeAll(async () => {
+    app = await createTestApp(dialect, { WRITER_BATCH_WAIT_MS: '200' })
+    me = await app.register()
+    const open = async () => {
+      const peer = await app.register()
+      return (await app.call('POST', '/dialogs', { token: me.access_token, body: { peer_user_id: peer.user.id } })).body.id as number
+    }
+    const quiet = [await open(), await open()]
+    tied = []
+    for (let i = 0; i < 10; i++) tied.push(await open())
+    const later = [await open(), await open()]
+    const send = (dialogId: number, id: string) =>
+      app.call('POST', `/dialogs/${dialogId}/messages`, { token: me.access_token, body: { client_msg_id: id, type: 'text', text: 'hi' } })
+    const burst = await Promise.all(tied.map((d) => send(d, 'burst')))
+    expect(burst.map((r) => r.status)).toEqual(tied.map(() => 201))
+    tie = burst[0]!.body.created_at
+    expect(new Set(burst.map((r) => r.body.created_at))).toEqual(new Set([tie]))
+    for (const d of later) await send(d, 'later')
+    all = (await app.call('GET', '/dialogs?limit=100', { token: me.access_token })).body.dialogs
+    expect(all.length).toBe(quiet.length + tied.length + later.length)
+  }, 30_000)
+  afterAll(() => app.close())
+
+  const page = async (query: string) => {
+    const res = await app.call('GET', `/dialogs?${query}`, { token: me.access_token })
+    expect(res.status).toBe(200)
+    return res.body.dialogs as any[]
+  }
+  const cursorOf = (d: any) => `before=${encodeURIComponent(activityOf(d))}&before_id=${d.id}`
+
+  test('paging with a limit smaller than the tie gives every dialog exactly once, in order', async () => {
+    // The order: activity time, then dialog id, both descending.
+    expect(all.map((d) => d.id)).toEqual([...all].sort(listOrder).map((d) => d.id))
+    expect(all.filter((d) => activityOf(d) === tie).map((d) => d.id)).toEqual([...tied].sort((a, b) => b - a))
+    // `before` alone first (kept lists must not answer the cursor's pages with it): strictly older, the whole tie left out.
+    expect((await page(`limit=3&before=${encodeURIComponent(tie)}`)).map((d) => d.id)).toEqual(all.filter((d) => activityOf(d) < tie).slice(0, 3).map((d) => d.id))
+    for (const limit of [1, 3, 4]) {
+      const seen: number[] = []
+      let query = `limit=${limit}`
+      for (let pages = 0; pages < 100; pages++) {
+        const got = await page(query)
+        seen.push(...got.map((d) => d.id))
+        if (got.length < limit) break
+        query = `limit=${limit}&${cursorOf(got.at(-1))}`
+      }
+      expect(seen).toEqual(all.map((d) => d.id))
+    }
+  })
+
+  test('a cursor inside the tie starts right after its dialog', async () => {
+    const at = all.findIndex((d) => d.id === tied[4])
+    expect((await page(`limit=100&${cursorOf(all[at])}`)).map((d) => d.id)).toEqual(all.slice(at + 1).map((d) => d.id))
+    // A dialog id past every dialog's: the whole tie follows.
+    const first = all.findIndex((d) => activityOf(d) === tie)
+    expect((await page(`limit=100&before=${encodeURIComponent(tie)}&before_id=2147483647`)).map((d) => d.id)).toEqual(all.slice(first).map((d) => d.id))
+    // A time a fraction of a millisecond after the tie: every dialog of the tie is before it, whatever before_id says.
+    const justAfter = tie.replace('Z', '1Z')
+    expect((await page(`limit=100&before=${encodeURIComponent(justAfter)}&before_id=1`)).map((d) => d.id)).toEqual(all.slice(first).map((d) => d.id))
+  })
+
+  test('before_id needs before, and is a dialog id', async () => {
+    const get = (query: string) => app.call('GET', `/dialogs?${query}`, { token: me.access_token })
+    expectContractError(await get(`before_id=${tied[0]}`), 422, 'validation_failed', 'before_id')
+    expectContractError(await get(`limit=5&before_id=${tied[0]}`), 422, 'validation_failed', 'before_id')
+    for (const bad of ['0', '-1', '01', '1.5', 'x', '2147483648', ''])
+      expectContractError(await get(`before=${encodeURIComponent(tie)}&before_id=${bad}`), 422, 'validation_failed', 'before_id')
+    expectContractError(await get(`before=yesterday&before_id=${tied[0]}`), 422, 'validation_failed', 'before')
+  })
+})
+
+/**
+ * The reviewer's reproduction: a user with 101 dialogs (one more than the client's page) sends one message
+ * into each in one burst, so all 101 share one activity time; a fresh client's dialogs() must return all of
+ * them. The real server process and the real client library.
+ */
+describe.each(dialects)('the client library after a one-burst send into 101 dialogs on %s', (dialect) => {
+  let fresh: FreshDatabase, server: ServerProcess
+  beforeAll(async () => {
+    fresh = await freshDatabase(dialect)
+    server = await startServer(fresh.target, { WRITER_BATCH_WAIT_MS: '300' })
+  }, 30_000)
+  afterAll(async () => {
+    server.proc.kill('SIGKILL')
+    await server.exited
+    await fresh.drop()
+  }, 30_000)
+
+  test('dialogs() returns every one of the 101 dialogs, once each', async () => {
+    const password = 'correct horse battery'
+    const name = uniqueName('u')
+    let session: ClientSession | null = null
+    const sender = new ChatClient({ baseUrl: `http://${server.base}`, onSession: (s) => void (session = s) })
+    const reader = new ChatClient({ baseUrl: `http://${server.base}` })
+    try {
+      await sender.register(name, password)
+      const token = session!.access_token
+      const ids: number[] = []
+      for (let i = 0; i < 101; i++) {
+        const peer = await http(server.base, 'POST', '/auth/register', { username: uniqueName('p'), password })
+        ids.push((await http(server.base, 'POST', '/dialogs', { peer_user_id: peer.body.user.id }, token)).body.id)
+      }
+      sender.connect()
+      for (const deadline = Date.now() + 10_000; sender.state !== 'live'; await Bun.sleep(10))
+        if (Date.now() > deadline) throw new Error('the sender never went live')
+      const sent = await Promise.all(ids.map((id) => sender.send(id, 'hello').sent))
+      // One batch: one time for all 101, so the client's first page of 100 ends inside the tie.
+      expect(new Set(sent.map((m) => m.created_at)).size).toBe(1)
+
+      await reader.login(name, password)
+      const listed = await reader.dialogs()
+      expect(listed.length).toBe(101)
+      expect(new Set(listed.map((d) => d.id))).toEqual(new Set(ids))
+      expect(listed.map((d) => d.id)).toEqual([...ids].sort((a, b) => b - a))
+    } finally {
+      sender.close()
+      reader.close()
+    }
+  }, 60_000)
 })

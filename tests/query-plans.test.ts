@@ -79,6 +79,8 @@ describe.each(dialects)('query plans of the read path on %s', (dialect) => {
       '/me',
       '/dialogs',
       `/dialogs?before=${encodeURIComponent(at)}`,
+      // The cursor of a page ending inside a tie of activity times: (before, before_id).
+      `/dialogs?limit=2&before=${encodeURIComponent(at)}&before_id=${dialogId}`,
       `/dialogs/${dialogId}`,
       `/dialogs/${dialogId}/messages`,
       `/dialogs/${dialogId}/messages?limit=5&before_id=${messageIds[8]}`,
@@ -145,6 +147,7 @@ describe.each(dialects)('query plans of the read path on %s', (dialect) => {
     const statements = [...recorded.keys()]
     // The queries this is about were recorded: the list, the page, the watermarks, the session.
     expect(statements.some((s) => s.includes('from "dialog_members" inner join "dialogs"'))).toBe(true)
+    expect(statements.some((s) => s.includes('from "dialog_members" inner join "dialogs"') && /"dialogs"\."id" </.test(s))).toBe(true)
     expect(statements.some((s) => /from "messages" where .*"seq"/.test(s))).toBe(true)
     expect(statements.some((s) => s.includes('from "sessions"'))).toBe(true)
     expect(statements.some((s) => s.includes('from "message_reactions"'))).toBe(true)

@@ -212,7 +212,8 @@ export class Api {
     (await this.call<{ users: User[] }>('GET', `/users?username=${encodeURIComponent(username)}`)).users[0] ?? null
   searchUsers = async (prefix: string, limit = 20) =>
     (await this.call<{ users: User[] }>('GET', `/users?q=${encodeURIComponent(prefix)}&limit=${limit}`)).users
-  dialogs = async (query: { limit?: number; before?: string } = {}) =>
+  /** A page of the dialog list; `before` + `before_id` (the last dialog's activity time and id) continue after it. */
+  dialogs = async (query: { limit?: number; before?: string; before_id?: number } = {}) =>
     (await this.call<DialogListBody>('GET', `/dialogs${qs(query)}`)).dialogs
   dialog = (dialogId: number) => this.call<Dialog>('GET', `/dialogs/${dialogId}`)
   /** Finds or creates the dialog with that user. */

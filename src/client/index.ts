@@ -214,13 +214,14 @@ export class ChatClient {
   /** Every dialog, most recent activity first; the client follows each from its last message on. */
   async dialogs(): Promise<Dialog[]> {
     const all: Dialog[] = []
-    for (let before: string | undefined; ; ) {
-      const page = await this.api.dialogs({ limit: PAGE, before })
+    for (let cursor: { before: string; before_id: number } | undefined; ; ) {
+      const page = await this.api.dialogs({ limit: PAGE, ...cursor })
       all.push(...page)
       for (const dialog of page) this.follow(dialog)
       const last = page.at(-1)
       if (page.length < PAGE || !last) return all
-      before = last.last_message?.created_at ?? last.created_at
+      // The last dialog's activity time and id: dialogs tied with it on time still follow (one write batch stamps one time).
+      cursor = { before: last.last_message?.created_at ?? last.created_at, before_id: last.id }
     }
   }
 

@@ -27,6 +27,8 @@ export const DialogList = t.Object({ dialogs: t.Array(DialogSchema) }, UNCHECKED
 export const DialogListQuery = t.Object({
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
   before: t.Optional(t.String({ maxLength: 64 })),
+  /** With `before` only: the last dialog of the previous page, so that dialogs tied on `before` are not skipped. */
+  before_id: t.Optional(ParamId('before_id')),
 })
 
 export const CreateDialogBody = t.Object({ peer_user_id: BodyId() })

@@ -10,7 +10,7 @@ import type { Checked, LocalChanges } from '../storage/local-changes'
 import { userById } from '../users/store'
 import type { Membership } from './membership'
 import type { DialogDto } from './model'
-import { dialogOfPair, dialogsOf, dialogsStamp, findOrCreateDialog, type DialogRecord } from './store'
+import { dialogOfPair, dialogsOf, dialogsStamp, findOrCreateDialog, type DialogCursor, type DialogRecord } from './store'
 
 /** Dialog lists kept, least recently used going first: a list of 20 is ~10 KB (measured), so ~20 MB. */
 const MAX_LISTS = 2_000
@@ -67,8 +67,8 @@ export class DialogService {
    * is the database's one writer (LocalChanges), a list with no change reported since it was checked (to
    * the user's dialogs, or to its peers' last_seen_at) is used without even that read.
    */
-  async list(userId: number, limit: number, before?: Date, dialogId?: number): Promise<DialogDto[]> {
-    const key = `${userId}:${limit}:${before?.getTime() ?? ''}:${dialogId ?? ''}`
+  async list(userId: number, limit: number, cursor?: DialogCursor, dialogId?: number): Promise<DialogDto[]> {
+    const key = `${userId}:${limit}:${cursor?.before.getTime() ?? ''}:${cursor?.beforeId ?? ''}:${dialogId ?? ''}`
     const kept = this.lists.get(key)
     const blocks = await this.blocks.of(userId)
     if (kept && this.changes.listFresh(kept.checked, userId, kept.peers)) return kept.dialogs.map((d) => this.withPresence(d, blocks))
@@ -76,7 +76,7 @@ export class DialogService {
     const read = await this.db.read(function* (s): Routine<{ stamp: string; found?: DialogRecord[]; reactions?: Map<number, ReactionDto[]> }> {
       const stamp = yield* dialogsStamp(s, userId)
       if (kept?.stamp === stamp) return { stamp }
-      const found = yield* dialogsOf(s, userId, { limit, before, dialogId })
+      const found = yield* dialogsOf(s, userId, { limit, ...cursor, dialogId })
       return { stamp, found, reactions: yield* reactionsOfMany(s, found.flatMap((d) => (d.lastMessage ? [d.lastMessage.id] : []))) }
     })
     let dialogs = kept?.dialogs

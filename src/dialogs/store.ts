@@ -1,4 +1,4 @@
-import { and, desc, eq, lt, sql, type SQL } from 'drizzle-orm'
+import { and, desc, eq, lt, or, sql, type SQL } from 'drizzle-orm'
 import { alias } from 'drizzle-orm/sqlite-core'
 import type { MessageRecord, Watermarks } from '../messages/model'
 import { messageColumns, unreadOf } from '../messages/history'
@@ -70,20 +70,32 @@ export function* dialogMembers({ db, t }: Scope, dialogId: number): Routine<[num
   return found.length === 2 ? [found[0]!.userId, found[1]!.userId] : undefined
 }
 
-/** The caller's dialogs, most recent activity first, strictly before `before` when given. */
+/**
+ * Where a page of a dialog list starts: after activity time `before` (strictly older), or, with `beforeId`,
+ * after that dialog in the list's total order, (last activity, id) descending, which skips no tie.
+ */
+export interface DialogCursor {
+  before: Date
+  beforeId?: number
+}
+
+type Shape = 'newest' | 'before' | 'cursor' | 'one'
+
+/** The caller's dialogs, most recent activity first (then highest id first), after `cursor` when given. */
 export function* dialogsOf(
   scope: Scope,
   userId: number,
-  page: { limit: number; before?: Date; dialogId?: number },
+  page: { limit: number; dialogId?: number } & Partial<DialogCursor>,
 ): Routine<DialogRecord[]> {
-  // Every dialog list and every dialog view runs this: one of three prepared shapes, one statement each.
-  const shape = page.dialogId !== undefined ? 'one' : page.before ? 'before' : 'newest'
+  // Every dialog list and every dialog view runs this: one of four prepared shapes, one statement each.
+  const shape: Shape = page.dialogId !== undefined ? 'one' : !page.before ? 'newest' : page.beforeId !== undefined ? 'cursor' : 'before'
   const found = yield* rows(
     scope.prepared(`dialogsOf.${shape}`, (db, t) => dialogsQuery(db, t, shape), {
       userId,
       limit: page.limit,
       // Placeholder values go to the driver as they are: encoded as the column stores them.
       before: page.before && scope.t.dialogs.lastActivityAt.mapToDriverValue(page.before),
+      beforeId: page.beforeId,
       dialogId: page.dialogId,
     }),
   )
@@ -105,11 +117,19 @@ export function* dialogsOf(
   }))
 }
 
-function dialogsQuery(db: QueryDb, t: Tables, shape: 'newest' | 'before' | 'one') {
+function dialogsQuery(db: QueryDb, t: Tables, shape: Shape) {
   const me = t.dialogMembers
   const peer = alias(t.dialogMembers, 'peer_member')
   const filters: SQL[] = [eq(me.userId, sql.placeholder('userId'))]
   if (shape === 'before') filters.push(lt(t.dialogs.lastActivityAt, sql.placeholder('before')))
+  // The order's own key past the cursor: (last_activity_at, id) < (before, beforeId), spelt out for both dialects.
+  if (shape === 'cursor')
+    filters.push(
+      or(
+        lt(t.dialogs.lastActivityAt, sql.placeholder('before')),
+        and(eq(t.dialogs.lastActivityAt, sql.placeholder('before')), lt(t.dialogs.id, sql.placeholder('beforeId'))),
+      )!,
+    )
   if (shape === 'one') filters.push(eq(t.dialogs.id, sql.placeholder('dialogId')))
   return db
     .select({
