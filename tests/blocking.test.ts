@@ -67,6 +67,26 @@ describe.each(dialects)('blocking on %s', (dialect) => {
     expect((await send(b, dialogId, 'b-2')).status).toBe(201)
   })
 
+  test('a retry of a send stored before the block answers its original (200, over REST and WebSocket); a new one is blocked', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const original = await send(b, dialogId, 'acked-late')
+    expect(original.status).toBe(201)
+    const b1 = await open(b)
+    expect((await block(a, b.user.id)).status).toBe(204)
+    // The client never saw its ack (a dropped connection) and sends again: the message did go out.
+    const again = await send(b, dialogId, 'acked-late')
+    expect(again.status).toBe(200)
+    expect(again.body).toEqual(original.body)
+    b1.send(sendFrame(dialogId, 'acked-late'))
+    expect((await b1.next('message:ack')).message).toEqual(original.body)
+    expectContractError(await send(b, dialogId, 'new-one'), 403, 'blocked')
+    // The same client_msg_id in a dialog of someone else's is no retry.
+    expectContractError(await send(a, dialogId, 'acked-late'), 403, 'blocked')
+    const history = await call('GET', `/dialogs/${dialogId}/messages`, a)
+    expect(history.body.messages.map((m: { client_msg_id: string }) => m.client_msg_id)).toEqual(['acked-late'])
+    await b1.close()
+  })
+
   test('no new dialog between two users while either blocks the other, either way', async () => {
     const [a, b] = await Promise.all([live.t.register(), live.t.register()])
     expect((await block(b, a.user.id)).status).toBe(204)

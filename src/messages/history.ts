@@ -182,6 +182,28 @@ export function* watermarks(scope: Scope, dialogId: number): Routine<Watermarks[
   )
 }
 
+/** The message a sender stored under a client_msg_id in a dialog (what a retry of that send finds). */
+export function* messageBySendKey(scope: Scope, dialogId: number, senderId: number, clientMsgId: string): Routine<MessageRecord | undefined> {
+  const [row] = yield* rows(
+    scope.prepared(
+      'messageBySendKey',
+      (db, t) =>
+        db
+          .select(messageColumns(t))
+          .from(t.messages)
+          .where(
+            and(
+              eq(t.messages.dialogId, sql.placeholder('dialogId')),
+              eq(t.messages.senderId, sql.placeholder('senderId')),
+              eq(t.messages.clientMsgId, sql.placeholder('clientMsgId')),
+            ),
+          ),
+      { dialogId, senderId, clientMsgId },
+    ),
+  )
+  return row
+}
+
 export function* messageById(scope: Scope, id: number): Routine<MessageRecord | undefined> {
   if (!isStorableId(id)) return undefined
   const [row] = yield* rows(

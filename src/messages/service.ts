@@ -23,7 +23,7 @@ import {
   type StatusEvent,
 } from './model'
 import { changedAfter, deleteMessage, editMessage, NoChange, reactionsOfMany, setReaction } from './changes'
-import { history, messageById, pageStamp, type HistoryCursor } from './history'
+import { history, messageById, messageBySendKey, pageStamp, watermarks, type HistoryCursor } from './history'
 import type { MarkInput, MarkOutcome } from './receipts'
 import type { MessageWriter } from './writer'
 import { Lru } from '../shared/lru'
@@ -72,7 +72,7 @@ export class MessageService {
     checkContent(cmd.type, cmd.text, cmd.attachmentId)
     const members = await this.membership.require(cmd.dialogId, senderId)
     // From memory (BlockCache): no database read per send.
-    if (await this.blocks.between(senderId, peerOf(members, senderId))) throw blocked()
+    if (await this.blocks.between(senderId, peerOf(members, senderId))) return this.retriedDespiteBlock(senderId, cmd.dialogId, cmd.clientMsgId)
     const key = { dialogId: cmd.dialogId, clientMsgId: cmd.clientMsgId }
     const claimed = cmd.type === 'text' ? undefined : await this.uploads.claim(senderId, cmd.attachmentId!, cmd.type, key)
     const outcome = await this.writer
@@ -104,6 +104,21 @@ export class MessageService {
     this.realtime.messageNew(message, origin)
     this.committed?.(message, peerOf(members, senderId))
     return { created: true, message }
+  }
+
+  /**
+   * A send between blocked users is refused, but a retry of one stored before the block (its ack lost, say)
+   * answers its original, as any retry does: it creates nothing, and the client learns that its message
+   * went out. Blocked sends are rare, so this read is off the hot path.
+   */
+  private async retriedDespiteBlock(senderId: number, dialogId: number, clientMsgId: string): Promise<{ created: false; message: MessageDto }> {
+    const found = await this.db.read(function* (s) {
+      const original = yield* messageBySendKey(s, dialogId, senderId, clientMsgId)
+      return original && { original, marks: yield* watermarks(s, dialogId) }
+    })
+    if (!found) throw blocked()
+    const recipient = found.marks.find((w) => w.userId !== senderId)
+    return { created: false, message: toMessageDto(found.original, statusFor(found.original.id, recipient)) }
   }
 
   /**
