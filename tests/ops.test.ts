@@ -5,8 +5,9 @@ import { join } from 'node:path'
 import { io } from 'socket.io-client'
 import { clientAddress, parseTrustProxy } from '../src/http/trust-proxy'
 import { createTestApp } from './support/app'
+import { freshDatabase, pgAvailable } from './support/databases'
 import { eventually, serveCli, type Served } from './support/cli'
-import { connect, http } from './support/server-process'
+import { connect, databaseUrl, http } from './support/server-process'
 
 setDefaultTimeout(60_000)
 
@@ -340,6 +341,63 @@ describe('health and metrics', () => {
       expect(heapUsed).toBeLessThan(rss)
     } finally {
       await server.stop()
+    }
+  })
+})
+
+/** A TCP proxy to Postgres that can stop forwarding while keeping its connections open: a partition. */
+function partitionable(targetPort: number) {
+  let silent = false
+  type Side = { upstream?: import('bun').Socket<unknown>; early: Uint8Array[] }
+  const server = Bun.listen<Side>({
+    hostname: '127.0.0.1',
+    port: 0,
+    socket: {
+      async open(client) {
+        client.data = { early: [] }
+        const upstream = await Bun.connect({
+          hostname: '127.0.0.1',
+          port: targetPort,
+          socket: {
+            data: (_, chunk) => void (silent || client.write(chunk)),
+            close: () => void client.end(),
+            error: () => void client.end(),
+          },
+        })
+        client.data.upstream = upstream
+        for (const chunk of client.data.early.splice(0)) upstream.write(chunk)
+      },
+      data(client, chunk) {
+        if (silent) return
+        if (client.data.upstream) client.data.upstream.write(chunk)
+        else client.data.early.push(new Uint8Array(chunk))
+      },
+      close: (client) => void client.data.upstream?.end(),
+    },
+  })
+  return { port: server.port, silence: () => (silent = true), stop: () => server.stop(true) }
+}
+
+describe.skipIf(!pgAvailable)('health while Postgres is partitioned', () => {
+  test('a database that holds its connections and answers nothing: /health answers 503 naming it, within seconds', async () => {
+    const fresh = await freshDatabase('pg')
+    const url = new URL(databaseUrl(fresh.target))
+    const proxy = partitionable(Number(url.port || 5432))
+    url.port = String(proxy.port)
+    const server = await serveCli({ DATABASE_URL: url.toString() })
+    try {
+      expect(await http(server.base, 'GET', '/health')).toEqual({ status: 200, body: { status: 'ok' } })
+      proxy.silence()
+      // A load balancer gives up after a few seconds: the answer must come before that, and say why.
+      const res = await fetch(`http://${server.base}/health`, { signal: AbortSignal.timeout(6_000) })
+      expect(res.status).toBe(503)
+      expect(((await res.json()) as { checks: unknown }).checks).toMatchObject({ database: false, migrations: false, accepting: true })
+      expect((await fetch(`http://${server.base}/health/live`)).status).toBe(200)
+    } finally {
+      server.proc.kill('SIGKILL')
+      await server.proc.exited
+      proxy.stop()
+      await fresh.drop()
     }
   })
 })

@@ -16,13 +16,31 @@ const NotReady = t.Object({
   checks: t.Record(t.String(), t.Boolean()),
 })
 
+/**
+ * How long the database gets to answer a readiness check. A database that holds the connection and says
+ * nothing (a network partition) would otherwise keep the check waiting for the driver's own timeouts,
+ * longer than any load balancer waits: it answers 503 instead.
+ */
+const DATABASE_CHECK_MS = 2_000
+
+const within = (ms: number, check: () => Promise<unknown>): Promise<boolean> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))
+  const answered = check().then(() => true, () => false)
+  return Promise.race([answered, late]).finally(() => clearTimeout(timer))
+}
+
 /** What is not ready, or nothing: each check answers on its own, so the 503 says which one failed. */
 async function readiness(db: Db, ready: Readiness): Promise<Record<string, boolean>> {
-  const reachable = await db.ping().then(() => true, () => false)
+  const started = Date.now()
+  const reachable = await within(DATABASE_CHECK_MS, () => db.ping())
+  const migrated = reachable && (await within(DATABASE_CHECK_MS - (Date.now() - started), async () => {
+    if (!(await db.migrated())) throw new Error('migrations pending')
+  }))
   return {
     accepting: ready.accepting(),
     database: reachable,
-    migrations: reachable && (await db.migrated().catch(() => false)),
+    migrations: migrated,
     cluster: ready.clusterJoined(),
   }
 }
