@@ -1,21 +1,49 @@
-import { describe, expect, test } from 'bun:test'
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { Session } from './support/app'
-import { dialects, freshDatabase } from './support/databases'
+import { dialects, freshDatabase, type Dialect } from './support/databases'
 import { RedisClient } from 'bun'
 import { eventually } from './support/cli'
 import { clusterEnv, REDIS_URL, redisAvailable } from './support/redis'
 import { startServer } from './support/server-process'
-import { Client, sendFrame, type LiveServer } from './support/ws'
-import { twoNodes } from './support/two-nodes'
+import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
+import { twoNodes, type TwoNodes } from './support/two-nodes'
+
+const on = (node: LiveServer, session: Session) => Client.login(node.base, session)
+const peerOf = async (node: LiveServer, session: Session) =>
+  (await node.t.call('GET', '/dialogs', { token: session.access_token })).body.dialogs[0].peer
+const peerOnline = async (node: LiveServer, session: Session) => (await peerOf(node, session)).online
+
+/** What the tests below disturb inside a node's cluster: its Redis subscriber, and what it does with each message. */
+interface ClusterInside {
+  sub: RedisClient
+  receive(message: string): void
+}
+// Cast past `private` (the hub's `cluster`, the cluster's `sub` and `receive`): nothing public lets a test
+// cut one node's subscription or slow what it hears, and no production code should.
+const clusterOf = (node: LiveServer) => (node.t.core.hub as unknown as { cluster: ClusterInside }).cluster
+
+/**
+ * Keeps the node's Redis subscriber connection down for `ms`, killing it again each time Bun reconnects it
+ * (CLIENT KILL by its id: the other tests on this Redis keep theirs).
+ */
+async function keepSubscriberDown(node: LiveServer, ms: number): Promise<void> {
+  const sub = clusterOf(node).sub
+  const admin = new RedisClient(REDIS_URL)
+  const until = Date.now() + ms
+  try {
+    while (Date.now() < until) {
+      const id = await sub.send('CLIENT', ['ID']).catch(() => undefined)
+      if (id !== undefined) await admin.send('CLIENT', ['KILL', 'ID', String(id)]).catch(() => {})
+      await Bun.sleep(2)
+    }
+  } finally {
+    admin.close()
+  }
+}
 
 /** Two nodes on one database, joined over Redis: each client talks to the node it connected to. */
 describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (dialect) => {
   const nodes = twoNodes(dialect, 'cluster')
-
-  const on = (node: LiveServer, session: Session) => Client.login(node.base, session)
-  const peerOf = async (node: LiveServer, session: Session) =>
-    (await node.t.call('GET', '/dialogs', { token: session.access_token })).body.dialogs[0].peer
-  const peerOnline = async (node: LiveServer, session: Session) => (await peerOf(node, session)).online
 
   test('a dialog opened on one node reaches the peer on the other, and then its messages, receipts and typing do', async () => {
     const alice = await nodes.a.t.register()
@@ -166,6 +194,132 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
     expect(await node.exited).toBe(0)
     expect(await watcher.next('presence', 2_000)).toMatchObject({ user_id: bob.user.id, online: false })
     await Promise.all([watcher.close(), bobThere.closed])
+  })
+
+  test('a node that stalls past three heartbeats and comes back: its users\' peers, told they went offline, are told they are online again', async () => {
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.a.t.register()
+    await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(nodes.a, alice)
+    const node = await startServer(nodes.database.target, clusterEnv(nodes.channel))
+    try {
+      const bobThere = await Client.login(`ws://${node.base}`, bob)
+      expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
+      // Its event loop stalls (a long GC pause, a VM frozen): let go after three heartbeats, like a dead one.
+      node.proc.kill('SIGSTOP')
+      expect(await watcher.next('presence', 3_000)).toMatchObject({ user_id: bob.user.id, online: false })
+      node.proc.kill('SIGCONT')
+      // Heard again, it is asked for its list (HELLO), which has bob: his peers here hear he is back.
+      const back = await watcher.next('presence', 3_000)
+      expect(back).toMatchObject({ user_id: bob.user.id, online: true })
+      expect(await peerOf(nodes.a, alice)).toMatchObject({ online: true, last_seen_at: back.last_seen_at })
+      expect((await watcher.drain({ presence: true })).filter((f) => f.user_id === bob.user.id)).toEqual([])
+      await Promise.all([watcher.close(), bobThere.close()])
+    } finally {
+      node.proc.kill('SIGCONT')
+      node.proc.kill('SIGTERM')
+      await node.exited
+    }
+  })
+
+  test('a device closing on one node while another opens on the other: the peers are left knowing the user is online', async () => {
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.a.t.register()
+    await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(nodes.a, alice)
+    const old = await on(nodes.a, bob)
+    expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
+    await eventually(() => peerOnline(nodes.b, alice), 'node b to see bob online', 2_000)
+    // Node b hears the channel 100 ms late (a busy event loop, a slower link), in the same order: when bob
+    // opens there, it still believes him online on node a, which has meanwhile told his peers he left.
+    const cluster = clusterOf(nodes.b)
+    const receive = cluster.receive.bind(cluster)
+    cluster.receive = (message: string) => void setTimeout(() => receive(message), 100)
+    try {
+      await old.close()
+      await Bun.sleep(30)
+      const fresh = await on(nodes.b, bob)
+      await Bun.sleep(500)
+      expect(await peerOnline(nodes.a, alice)).toBe(true)
+      expect(await peerOnline(nodes.b, alice)).toBe(true)
+      // Whichever node spoke later (here b) decides, once its own word came back through the channel.
+      const presence = (await watcher.drain({ presence: true })).filter((f) => f.user_id === bob.user.id)
+      expect(presence.at(-1)).toMatchObject({ online: true })
+      await fresh.close()
+    } finally {
+      cluster.receive = receive
+      await watcher.close()
+    }
+  })
+})
+
+/**
+ * As twoNodes, with heartbeats of 2 s: a node lets the other go only after 6 s of silence, so what it knew
+ * before a Redis drop of a second outlives the drop, and only the way back can set it right.
+ */
+function twoSlowNodes(dialect: Dialect, name: string): TwoNodes {
+  const channel = `chat-test:${name}:${process.pid}:${dialect}:${Math.random().toString(36).slice(2)}`
+  const nodes = { channel } as TwoNodes
+  beforeAll(async () => {
+    nodes.database = await freshDatabase(dialect)
+    nodes.a = await startLive(dialect, clusterEnv(channel, 2_000), nodes.database)
+    nodes.b = await startLive(dialect, clusterEnv(channel, 2_000), nodes.database)
+  }, 20_000)
+  afterAll(async () => {
+    await nodes.a.close()
+    await nodes.b.close()
+    await nodes.database.drop()
+  })
+  return nodes
+}
+
+describe.skipIf(!redisAvailable).each(dialects)('cluster on %s: a node whose Redis subscription drops for a moment', (dialect) => {
+  const nodes = twoSlowNodes(dialect, 'blip')
+
+  test('a user who left meanwhile: the node asks for every node\'s list when back, and tells the peers it has', async () => {
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.b.t.register()
+    await nodes.a.t.call('POST', '/dialogs', { token: alice.access_token, body: { peer_user_id: bob.user.id } })
+    const watcher = await on(nodes.a, alice)
+    const bobWs = await on(nodes.b, bob)
+    expect(await watcher.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
+
+    const down = keepSubscriberDown(nodes.a, 800)
+    await Bun.sleep(50)
+    await bobWs.close()
+    await down
+    // Node b kept beating, so node a would never let its stale view of b go: b's list sets it right, well
+    // before three heartbeats.
+    const offline = await watcher.next('presence', 3_000)
+    expect(offline).toMatchObject({ user_id: bob.user.id, online: false })
+    expect(nodes.a.t.core.hub.clusterJoined()).toBe(true)
+    expect(await peerOf(nodes.a, alice)).toMatchObject({ online: false, last_seen_at: offline.last_seen_at })
+    expect(await peerOnline(nodes.b, alice)).toBe(false)
+    await watcher.close()
+  })
+
+  test('a dialog created meanwhile on the other node: once back, the node follows it for the connections it has', async () => {
+    const alice = await nodes.a.t.register()
+    const bob = await nodes.b.t.register()
+    const aliceWs = await on(nodes.a, alice)
+    const bobWs = await on(nodes.b, bob)
+    const down = keepSubscriberDown(nodes.a, 800)
+    await Bun.sleep(50)
+    const opened = await nodes.b.t.call('POST', '/dialogs', { token: bob.access_token, body: { peer_user_id: alice.user.id } })
+    expect(opened.status).toBe(201)
+    await down
+    // Until node a has subscribed again and read the dialog, what is said is lost (clients catch up with
+    // after_id): keep sending.
+    let n = 0
+    let received: Record<string, any> | undefined
+    const deadline = Date.now() + 5_000
+    while (!received && Date.now() < deadline) {
+      bobWs.send(sendFrame(opened.body.id, `after-blip-${n++}`))
+      await bobWs.next('message:ack')
+      received = await aliceWs.next('message:new', 250).catch(() => undefined)
+    }
+    expect(received?.message).toMatchObject({ dialog_id: opened.body.id, sender_id: bob.user.id })
+    await Promise.all([aliceWs.close(), bobWs.close()])
   })
 })
 

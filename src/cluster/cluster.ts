@@ -11,12 +11,22 @@ export interface ClusterPeer {
   /** A dialog created on another node: this node's connections of `userId` follow it. */
   followRemote(userId: number, dialogId: number, peerId: number): void
   /**
-   * Users who were online only on a node that stopped or fell silent, last seen `at` that node's goodbye
-   * or last heartbeat: a time the node itself sent, so every other node agrees on it.
+   * This node's subscription is back after Redis dropped it: what the other nodes said meanwhile is lost.
+   * Their users come again with their lists (see UP); dialogs created meanwhile must be followed.
+   */
+  resubscribed(): void
+  /**
+   * Users who were online only on a node that stopped or fell silent, or whom a node's list no longer
+   * has (this node missed their going), last seen `at` that node's goodbye, last heartbeat or list: a time
+   * the node itself sent, so every other node agrees on it.
    */
   lost(userIds: number[], at: Date): void
-  /** Users with live connections on this node (announced to a node that just joined). */
-  localUsers(): number[]
+  /**
+   * Users online on no node as far as this one knew, whom a node's list has (this node had let that node
+   * go while it was only slow, or missed their coming): their peers here were not told, or told they left.
+   * `at` is the time that list was sent.
+   */
+  found(userIds: number[], at: Date): void
   /** A session revoked on another node: this node closes its connections. */
   endSession(sessionId: string): void
   /** A block between two users changed on another node: this node forgets what it knew of it. */
@@ -36,7 +46,7 @@ interface Node {
 
 // One Redis channel; each message is `<version>|<kind><node> <sender's clock, ms>\n<payload>`. Frames
 // travel as they were encoded for the sockets (no second JSON layer), and one publisher connection keeps a
-// node's messages in order.
+// node's messages in order; Redis hands the channel's messages to every node in one order.
 
 /**
  * The cluster protocol's version. A node ignores (and counts) messages of any other, so that during a
@@ -50,13 +60,20 @@ const versionLabel = (version: string) => (/^\d{1,4}$/.test(version) ? version :
 const TOPIC = 'T'
 const FOLLOW = 'F'
 const SESSION_ENDED = 'S'
+/**
+ * Users with a live connection on the sender, comma-separated: one whose first connection there opened,
+ * or, when the payload starts with a comma, the sender's whole list (it follows its hello, and answers
+ * everyone else's), which replaces what the receivers knew of it. Nodes of the release before lists
+ * (same protocol version) skip the empty id and add the users, as they always did with the answer to a
+ * hello: the two releases still understand each other during a rolling upgrade.
+ */
 const UP = 'U'
 const DOWN = 'D'
 const HELLO = 'H'
 const BEAT = 'B'
 const BYE = 'X'
 const BLOCKS = 'K'
-/** How long a block change waits for its own message to come back through the channel. */
+/** How long a node waits for its own message to come back through the channel before going on without. */
 const ECHO_WAIT_MS = 1_000
 
 export const REDIS_CONNECT_TIMEOUT_MS = 5000
@@ -87,18 +104,19 @@ async function reachable(url: string): Promise<void> {
  * Joins several nodes into one chat service over Redis pub/sub. Each node keeps its own sockets and
  * topics; what one node publishes on a topic is forwarded to the others, which publish it to their own
  * subscribers. Presence is kept per node: which users each other node has, learned from its
- * announcements (and from everyone at once when a node joins), forgotten when the node says goodbye or
- * misses three heartbeats.
+ * announcements and from its whole list (which every node sends after its hello and in answer to anyone
+ * else's: on joining, on subscribing again after Redis dropped the subscription, on meeting a node again),
+ * forgotten when the node says goodbye or misses three heartbeats. A list that differs from what was known
+ * is news this node missed: the peers here are told (see `ClusterPeer.lost` and `found`).
  */
 export class Cluster {
   readonly node = randomBytes(6).toString('hex')
   private readonly nodes = new Map<string, Node>()
   private readonly heartbeat: ReturnType<typeof setInterval>
-  /** Users whose last connection here closed, until our own DOWN comes back through the channel. */
-  private readonly leaving = new Map<number, () => void>()
-  /** Block changes sent, until they come back through the channel. */
-  private readonly echoes = new Map<string, () => void>()
-  private echoCounter = 0
+  /** Users announced UP and not since DOWN: this node's list, in step with what it published. */
+  private readonly mine = new Set<number>()
+  /** Messages sent (as published) → who waits for each copy to come back through the channel. */
+  private readonly echoes = new Map<string, (() => void)[]>()
 
   private constructor(
     private readonly pub: RedisClient,
@@ -124,18 +142,21 @@ export class Cluster {
     await sub.subscribe(options.channel, listener)
     // Bun reconnects a dropped connection and keeps its listeners, but not the subscription on the
     // server: subscribe again (once: the old listener goes first), and since what was said meanwhile is
-    // lost, ask every node to announce its users again.
+    // lost, ask every node for its list again, and let the hub follow the dialogs created meanwhile.
     sub.onconnect = () => {
       sub
         .unsubscribe(options.channel, listener)
         .catch(() => {})
         .then(() => sub.subscribe(options.channel, listener))
         .then(
-          () => cluster.send(HELLO, String(options.heartbeatMs)),
+          () => {
+            cluster.hello()
+            peer.resubscribed()
+          },
           (error) => logFault('cluster: subscribing again failed', error),
         )
     }
-    cluster.send(HELLO, String(options.heartbeatMs))
+    cluster.hello()
     return cluster
   }
 
@@ -182,35 +203,31 @@ export class Cluster {
   /**
    * A block between `a` and `b` changed. Resolves once the message has come back through the channel
    * (Redis delivers it to every node in the same pass), so the caller is answered after the other nodes
-   * have heard of it, in practice; at most ECHO_WAIT_MS.
+   * have heard of it, in practice.
    */
   async blocksChanged(a: number, b: number): Promise<void> {
-    if (this.nodes.size === 0) return
-    const token = String(++this.echoCounter)
-    const echoed = new Promise<void>((resolve) => {
-      this.echoes.set(token, resolve)
-      setTimeout(resolve, ECHO_WAIT_MS).unref()
-    })
-    if (await this.send(BLOCKS, `${a},${b},${token}`)) await echoed
-    this.echoes.delete(token)
-  }
-
-  /** The user's first connection on this node opened. */
-  online(userId: number): void {
-    this.send(UP, String(userId))
+    if (this.nodes.size > 0) await this.echoed(BLOCKS, `${a},${b}`)
   }
 
   /**
-   * The user's last connection on this node closed. `settled` runs once our DOWN has come back through
-   * the channel: Redis delivers a channel's messages in one order to everyone, so by then every UP
-   * another node published before it has arrived here too, and `isOnlineElsewhere` can be trusted
-   * (a device that moved to another node a moment ago is not reported offline).
+   * The user's first connection on this node opened. Resolves once our UP has come back through the
+   * channel: every node hears the channel in one order, so by then every UP and DOWN another node
+   * published before ours has arrived here too, and `isOnlineElsewhere` says whether the user was online
+   * on another node just before. Of two nodes a device moves between, whichever spoke later decides,
+   * from an up-to-date view (see `offline`).
    */
-  offline(userId: number, settled: () => void): void {
-    this.leaving.set(userId, settled)
-    void this.send(DOWN, String(userId)).then((sent) => {
-      if (!sent) this.settle(userId)
-    })
+  online(userId: number): Promise<void> {
+    this.mine.add(userId)
+    return this.echoed(UP, String(userId))
+  }
+
+  /**
+   * The user's last connection on this node closed. Resolves once our DOWN has come back through the
+   * channel, as `online` does: a device that moved to another node a moment ago is not reported offline.
+   */
+  offline(userId: number): Promise<void> {
+    this.mine.delete(userId)
+    return this.echoed(DOWN, String(userId))
   }
 
   /** Says goodbye (the others let this node's users go at once) and disconnects. */
@@ -224,7 +241,11 @@ export class Cluster {
 
   /** Resolves false when Redis could not take it. */
   private send(kind: string, payload: string): Promise<boolean> {
-    return this.pub.publish(this.options.channel, message(kind, this.node, payload)).then(
+    return this.publish(message(kind, this.node, payload))
+  }
+
+  private publish(text: string): Promise<boolean> {
+    return this.pub.publish(this.options.channel, text).then(
       () => true,
       (error) => {
         logFault('cluster: publishing to Redis failed', error)
@@ -233,10 +254,40 @@ export class Cluster {
     )
   }
 
-  private settle(userId: number): void {
-    const settled = this.leaving.get(userId)
-    this.leaving.delete(userId)
-    settled?.()
+  /**
+   * Sends, and resolves once the message has come back through the channel; at once when Redis could not
+   * take it, and after ECHO_WAIT_MS when it does not come back (our subscription is down).
+   */
+  private echoed(kind: string, payload: string): Promise<void> {
+    const text = message(kind, this.node, payload)
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        const waiting = this.echoes.get(text) ?? []
+        const index = waiting.indexOf(done)
+        if (index >= 0) waiting.splice(index, 1)
+        if (waiting.length === 0) this.echoes.delete(text)
+        resolve()
+      }
+      const timer = setTimeout(done, ECHO_WAIT_MS)
+      timer.unref()
+      const waiting = this.echoes.get(text)
+      if (waiting) waiting.push(done)
+      else this.echoes.set(text, [done])
+      void this.publish(text).then((sent) => {
+        if (!sent) done()
+      })
+    })
+  }
+
+  /** Asks every node for its list of users (see UP), and gives ours. */
+  private hello(): void {
+    void this.send(HELLO, String(this.options.heartbeatMs))
+    this.sendList()
+  }
+
+  private sendList(): void {
+    void this.send(UP, `,${[...this.mine].join(',')}`)
   }
 
   private receive(versioned: string): void {
@@ -250,17 +301,14 @@ export class Cluster {
     const kind = message[0]
     const from = message.slice(1, space)
     const payload = message.slice(newline + 1)
-    if (from === this.node) {
-      if (kind === DOWN) this.settle(Number(payload))
-      if (kind === BLOCKS) this.echoes.get(payload.split(',')[2]!)?.()
-      return
-    }
+    if (from === this.node) return void this.echoes.get(versioned)?.[0]?.()
+    const list = kind === UP && payload.startsWith(',')
     let node = this.nodes.get(from)
     if (!node) {
       this.nodes.set(from, (node = { lastHeard: 0, lastSaidAt: 0, heartbeatMs: this.options.heartbeatMs, users: new Set() }))
-      // A node met for the first time other than by its hello (we joined after its hello, or had let it
-      // go while it was only slow): ask everyone to announce their users again.
-      if (kind !== HELLO && kind !== BYE) this.send(HELLO, String(this.options.heartbeatMs))
+      // A node met for the first time other than by its hello or its list (we joined after its hello, or
+      // had let it go while it was only slow): ask for its list (everyone answers), and give ours.
+      if (kind !== HELLO && kind !== BYE && !list) this.hello()
     }
     node.lastHeard = Date.now()
     node.lastSaidAt = Number(message.slice(space + 1, newline))
@@ -284,16 +332,19 @@ export class Cluster {
         this.peer.forgetBlocks(a!, b!)
         break
       }
-      case UP:
-        for (const id of payload.split(',')) if (id) node.users.add(Number(id))
+      case UP: {
+        const ids = payload.split(',').filter((id) => id !== '').map(Number)
+        if (list) this.replaceUsers(node, ids)
+        else for (const id of ids) node.users.add(id)
         break
+      }
       case DOWN:
         node.users.delete(Number(payload))
         break
       case HELLO:
         node.heartbeatMs = Number(payload)
         // Answered even when empty: it is how the new node learns this one exists.
-        this.send(UP, this.peer.localUsers().join(','))
+        this.sendList()
         break
       case BEAT:
         node.heartbeatMs = Number(payload)
@@ -306,6 +357,21 @@ export class Cluster {
 
   private sweep(now: number): void {
     for (const [id, node] of this.nodes) if (now - node.lastHeard > 3 * node.heartbeatMs) this.forget(id)
+  }
+
+  /**
+   * A node's whole list: whatever differs from what we knew is news this node missed (our subscription
+   * dropped, or we had let the node go while it was only slow), which the peers here never heard either.
+   */
+  private replaceUsers(node: Node, ids: number[]): void {
+    const now = new Set(ids)
+    const appeared = ids.filter((userId) => !node.users.has(userId) && !this.isOnlineElsewhere(userId))
+    const gone = [...node.users].filter((userId) => !now.has(userId))
+    node.users = now
+    const lost = gone.filter((userId) => !this.isOnlineElsewhere(userId))
+    const at = new Date(node.lastSaidAt)
+    if (lost.length > 0) this.peer.lost(lost, at)
+    if (appeared.length > 0) this.peer.found(appeared, at)
   }
 
   private forget(id: string): void {

@@ -56,6 +56,8 @@ export class Hub implements RealtimePort, ClusterPeer {
   /** session id → its live connections on this node. */
   private readonly sessions = new Map<string, Set<Socket>>()
   private readonly pending = new Set<Promise<unknown>>()
+  /** The latest presence of lost and found users: each waits for the one before (the same user may be both). */
+  private lastTold: Promise<void> = Promise.resolve()
   private readonly outbox = new Outbox((ws) => this.guard(ws))
   private stopping = false
 
@@ -179,7 +181,8 @@ export class Hub implements RealtimePort, ClusterPeer {
    * Registers an authenticated connection: sends it `greeting` (auth:ok, answering `request` if it came by
    * a frame), then subscribes it to its user
    * topic and every dialog of the user. The user's first connection records last_seen_at and tells the
-   * peers it is online. False when the connection closed while this ran.
+   * peers it is online (in a cluster, unless another node has the user: see Cluster.online). False when
+   * the connection closed while this ran.
    */
   async connect(ws: Socket, userId: number, greeting: string, request?: RawFrame): Promise<boolean> {
     let entry = this.users.get(userId)
@@ -201,10 +204,9 @@ export class Hub implements RealtimePort, ClusterPeer {
       this.blocks.of(userId),
     ])
     if (!entry.sockets.has(ws)) return false
-    const elsewhere = first && (this.cluster?.isOnlineElsewhere(userId) ?? false)
     // Announced before the greeting, so a client that sees auth:ok and closes its device on another node
     // is not reported offline there (see Cluster.offline).
-    if (first) this.cluster?.online(userId)
+    const announced = first ? this.cluster?.online(userId) : undefined
     // The greeting goes out before any subscription, in the same tick, so it is the first frame the
     // client sees. What was published before it was committed before it: a client catches up after
     // the greeting (GET /dialogs, ?after_id=) and misses nothing.
@@ -213,7 +215,13 @@ export class Hub implements RealtimePort, ClusterPeer {
     ws.subscribe(ws.data.wire.prefix + userTopic(userId))
     // Every live connection of the user follows the same dialogs (subscribing twice is harmless).
     this.follow(entry, userId, links.dialogs, links.peers)
-    if (first && !elsewhere) this.toPeers(userId, entry, presenceFrame(userId, true, now))
+    if (first) {
+      const tell = () => {
+        if (!(this.cluster?.isOnlineElsewhere(userId) ?? false)) this.toPeers(userId, entry, presenceFrame(userId, true, now))
+      }
+      if (announced) void announced.then(tell)
+      else tell()
+    }
     return true
   }
 
@@ -244,7 +252,7 @@ export class Hub implements RealtimePort, ClusterPeer {
           const tell = () => {
             if (!this.isOnline(userId)) this.toPeers(userId, entry, presenceFrame(userId, false, at))
           }
-          if (this.cluster) this.cluster.offline(userId, tell)
+          if (this.cluster) void this.cluster.offline(userId).then(tell)
           else tell()
         }),
     )
@@ -362,29 +370,59 @@ export class Hub implements RealtimePort, ClusterPeer {
     if (entry) this.follow(entry, userId, [dialogId], [peerId])
   }
 
-  localUsers(): number[] {
-    return [...this.users].filter(([, entry]) => entry.sockets.size > 0).map(([id]) => id)
+  /** Dialogs created on other nodes while this node's subscription was down (their FOLLOW lost): followed now. */
+  resubscribed(): void {
+    for (const [userId, entry] of this.users) {
+      if (entry.sockets.size === 0) continue
+      this.track(
+        this.presence
+          .links(userId)
+          .then((links) => {
+            if (this.users.get(userId) !== entry) return
+            const missed = links.dialogs.filter((id) => !entry.dialogs.has(id))
+            this.follow(entry, userId, missed, links.peers)
+          })
+          .catch((error) => logFault('following dialogs after a Redis drop failed', error)),
+      )
+    }
   }
 
   /**
-   * Users whose node went away while they were online only there: each node tells the peers connected to
-   * it (from the database, since only the lost node knew whom to tell), so every peer hears it once.
+   * Users whose node went away while they were online only there (or who left unheard while this node's
+   * subscription was down): each node tells the peers connected to it (from the database, since only the
+   * lost node knew whom to tell), so every peer hears it once.
    */
   lost(userIds: number[], at: Date): void {
     const gone = userIds.filter((id) => !this.isOnlineHere(id))
-    if (gone.length === 0 || this.stopping) return
-    this.track(
-      this.presence
-        .lost(gone, at)
-        .then(async (peers) => {
-          for (const [userId, peerIds] of peers) {
-            const frame = presenceFrame(userId, false, at)
-            const blocked = await this.blocks.of(userId)
-            for (const peerId of peerIds) if (!blocked.has(peerId)) this.deliver(userTopic(peerId), frame)
-          }
-        })
-        .catch((error) => logFault('telling peers of lost users failed', error)),
-    )
+    if (gone.length > 0 && !this.stopping) this.tellPeersHere(gone, false, at)
+  }
+
+  /**
+   * Users online again as far as this node knows, whose peers here were told they left (their node was let
+   * go while only slow) or missed their coming (this node's subscription was down): told as `lost` is.
+   */
+  found(userIds: number[], at: Date): void {
+    const back = userIds.filter((id) => !this.isOnlineHere(id))
+    // Nobody here to tell: a node that just joined hears every node's users this way.
+    if (back.length > 0 && !this.stopping && this.users.size > 0) this.tellPeersHere(back, true, at)
+  }
+
+  /**
+   * Stores `at` as the users' last_seen_at and tells their peers connected here, but those in a block with
+   * them, that they are `online` — unless that is no longer so when the database has answered.
+   */
+  private tellPeersHere(userIds: number[], online: boolean, at: Date): void {
+    const told = this.lastTold.then(async () => {
+      const peers = await this.presence.seenBy(userIds, at)
+      for (const [userId, peerIds] of peers) {
+        if (this.isOnline(userId) !== online) continue
+        const frame = presenceFrame(userId, online, at)
+        const blocked = await this.blocks.of(userId)
+        for (const peerId of peerIds) if (!blocked.has(peerId)) this.deliver(userTopic(peerId), frame)
+      }
+    })
+    this.lastTold = told.catch((error) => logFault(`telling peers of ${online ? 'found' : 'lost'} users failed`, error))
+    this.track(this.lastTold)
   }
 
   private isOnlineHere(userId: number): boolean {

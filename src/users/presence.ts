@@ -32,8 +32,11 @@ export class PresenceService {
     this.changes.seenChanged(userIds)
   }
 
-  /** Users lost with another node, last seen when it was last heard: each with the peers to tell. */
-  async lost(userIds: number[], at: Date): Promise<[userId: number, peerIds: number[]][]> {
+  /**
+   * Users another node had, seen at a time that node sent (lost with it, or found on it again): each with
+   * the peers to tell.
+   */
+  async seenBy(userIds: number[], at: Date): Promise<[userId: number, peerIds: number[]][]> {
     const peers = await this.db.tx(function* (s) {
       yield* setLastSeen(s, userIds, at)
       const peers: [number, number[]][] = []
