@@ -2,12 +2,14 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import postgres from 'postgres'
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client'
 import type { Session } from './support/app'
-import { dialects } from './support/databases'
+import { dialects, pgAvailable } from './support/databases'
 import { MULTIPART, multipartBody } from './support/multipart'
 import { redisAvailable } from './support/redis'
 import { twoNodes } from './support/two-nodes'
+import { databaseUrl } from './support/server-process'
 import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
 
 /** The official socket.io-client against a listening server, events queued so none is lost between awaits. */
@@ -379,6 +381,52 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     const tooLarge = await fetch(big, { method: 'POST', body: `42["message:send",{"text":"${'x'.repeat(70 * 1024)}"}]` })
     expect(tooLarge.status).toBe(413)
     expect(await (await fetch(big)).text()).toBe('1')
+  })
+})
+
+// On Postgres another session can hold the user's row, so that subscribing the connection waits (its
+// last_seen_at update waits on the lock), as it would behind any slow statement.
+describe.skipIf(!pgAvailable)('Socket.IO CONNECT on a slow database', () => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive('pg')
+  })
+  afterAll(() => live.close())
+
+  test('the CONNECT answer (where clients resync) comes with the subscriptions: nothing committed after it is missed', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const sql = postgres(databaseUrl(live.t.core.config.database), { max: 1, onnotice: () => {} })
+    const release = Promise.withResolvers<void>()
+    const locked = Promise.withResolvers<void>()
+    const holding = sql.begin(async (tx) => {
+      await tx`select id from users where id = ${a.user.id} for update`
+      locked.resolve()
+      await release.promise
+    })
+    await locked.promise
+    const alice = connect(live, { auth: { access_token: a.access_token } })
+    let connected = false
+    alice.socket.once('connect', () => void (connected = true))
+    try {
+      await Bun.sleep(300)
+      // The token is good, but alice is not subscribed yet: a client told it is connected would resync now
+      // and miss what is published before the subscriptions.
+      expect(connected).toBe(false)
+    } finally {
+      release.resolve()
+      await holding
+      await sql.end()
+    }
+    await untilEvent(alice.socket, 'connect').catch(() => undefined)
+    expect(connected).toBe(true)
+    const sent = await live.t.call('POST', `/dialogs/${dialogId}/messages`, {
+      token: b.access_token,
+      body: { client_msg_id: 'after-connect', type: 'text', text: 'sent after alice connected' },
+    })
+    expect(sent.status).toBe(201)
+    expect(await alice.next('auth:ok')).toEqual({ user_id: a.user.id })
+    expect(await alice.next('message:new')).toEqual({ message: sent.body })
+    alice.close()
   })
 })
 

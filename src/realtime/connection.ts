@@ -60,7 +60,9 @@ export interface Frames {
   closed(ws: Socket): void
   /**
    * Authenticates with a token given outside a frame (Socket.IO's CONNECT). `verified` runs once the
-   * token is good and the connection admitted, before auth:ok; `refused` replaces the error and close of
+   * token is good and the connection admitted, right before auth:ok, in the tick that subscribes the
+   * connection (what it sends, Socket.IO's CONNECT answer, is where a client resyncs: nothing published
+   * after it may be missed); `refused` replaces the error and close of
    * a bad token (unauthorized) or of a user over the connection cap (rate_limited).
    */
   authenticate(ws: Socket, token: string, hooks: AuthHooks): void
@@ -149,8 +151,7 @@ export function createRealtime(core: Core): Realtime {
         ws.data.userId = principal.userId
         ws.data.sessionId = principal.sessionId
         clearTimeout(ws.data.authTimer)
-        hooks?.verified()
-        return await hub.connect(ws, principal.userId, authOkFrame(principal.userId), raw)
+        return await hub.connect(ws, principal.userId, authOkFrame(principal.userId), raw, hooks?.verified)
       } catch (error) {
         const appError = toAppError(error)
         if (appError.code === 'unauthorized') {

@@ -179,12 +179,12 @@ export class Hub implements RealtimePort, ClusterPeer {
 
   /**
    * Registers an authenticated connection: sends it `greeting` (auth:ok, answering `request` if it came by
-   * a frame), then subscribes it to its user
+   * a frame; `beforeGreeting` first, in the same tick), then subscribes it to its user
    * topic and every dialog of the user. The user's first connection records last_seen_at and tells the
    * peers it is online (in a cluster, unless another node has the user: see Cluster.online). False when
    * the connection closed while this ran.
    */
-  async connect(ws: Socket, userId: number, greeting: string, request?: RawFrame): Promise<boolean> {
+  async connect(ws: Socket, userId: number, greeting: string, request?: RawFrame, beforeGreeting?: () => void): Promise<boolean> {
     let entry = this.users.get(userId)
     if (!entry) this.users.set(userId, (entry = { sockets: new Set(), dialogs: new Set(), peers: new Set() }))
     const first = entry.sockets.size === 0
@@ -210,6 +210,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     // The greeting goes out before any subscription, in the same tick, so it is the first frame the
     // client sees. What was published before it was committed before it: a client catches up after
     // the greeting (GET /dialogs, ?after_id=) and misses nothing.
+    beforeGreeting?.()
     ws.send(ws.data.wire.answer(greeting, request))
     this.metrics.frameOut(greeting)
     ws.subscribe(ws.data.wire.prefix + userTopic(userId))
