@@ -1,12 +1,12 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import type { Session } from './support/app'
-import { dialects, freshDatabase, type Dialect } from './support/databases'
+import { dialects, freshDatabase } from './support/databases'
 import { RedisClient } from 'bun'
 import { eventually } from './support/cli'
 import { clusterEnv, REDIS_URL, redisAvailable } from './support/redis'
 import { startServer } from './support/server-process'
-import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
-import { twoNodes, type TwoNodes } from './support/two-nodes'
+import { Client, sendFrame, type LiveServer } from './support/ws'
+import { twoNodes } from './support/two-nodes'
 
 const on = (node: LiveServer, session: Session) => Client.login(node.base, session)
 const peerOf = async (node: LiveServer, session: Session) =>
@@ -253,28 +253,10 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
   })
 })
 
-/**
- * As twoNodes, with heartbeats of 2 s: a node lets the other go only after 6 s of silence, so what it knew
- * before a Redis drop of a second outlives the drop, and only the way back can set it right.
- */
-function twoSlowNodes(dialect: Dialect, name: string): TwoNodes {
-  const channel = `chat-test:${name}:${process.pid}:${dialect}:${Math.random().toString(36).slice(2)}`
-  const nodes = { channel } as TwoNodes
-  beforeAll(async () => {
-    nodes.database = await freshDatabase(dialect)
-    nodes.a = await startLive(dialect, clusterEnv(channel, 2_000), nodes.database)
-    nodes.b = await startLive(dialect, clusterEnv(channel, 2_000), nodes.database)
-  }, 20_000)
-  afterAll(async () => {
-    await nodes.a.close()
-    await nodes.b.close()
-    await nodes.database.drop()
-  })
-  return nodes
-}
-
 describe.skipIf(!redisAvailable).each(dialects)('cluster on %s: a node whose Redis subscription drops for a moment', (dialect) => {
-  const nodes = twoSlowNodes(dialect, 'blip')
+  // Heartbeats of 2 s: a node lets the other go only after 6 s of silence, so what it knew before a Redis
+  // drop of a second outlives the drop, and only the way back can set it right.
+  const nodes = twoNodes(dialect, 'blip', 2_000)
 
   test('a user who left meanwhile: the node asks for every node\'s list when back, and tells the peers it has', async () => {
     const alice = await nodes.a.t.register()

@@ -6,7 +6,7 @@
 import { and, eq, inArray, lt, sql } from 'drizzle-orm'
 import { INDEX_NEW_MESSAGES } from '../search/fts.sqlite'
 import { direct, rows, type Routine, type Scope, type SqliteDb } from '../storage/database'
-import { messageColumns, unreadOf } from './history'
+import { bySendKey, unreadOf } from './history'
 import type { MessageRecord } from './model'
 import { fold, outcomesOf, type MarkInput, type MarkOutcome } from './receipts'
 import { createdAtAfter, duplicateDialogs, withRecipients, type Placed, type SendInput, type SendOutcome } from './sends'
@@ -70,19 +70,7 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
         .onConflictDoNothing(),
     ),
   )
-  const original = memo('messages.byClientId', (db) =>
-    db
-      .select(messageColumns(t))
-      .from(t.messages)
-      .where(
-        and(
-          eq(t.messages.dialogId, sql.placeholder('dialogId')),
-          eq(t.messages.senderId, sql.placeholder('senderId')),
-          eq(t.messages.clientMsgId, sql.placeholder('clientMsgId')),
-        ),
-      )
-      .prepare(),
-  )
+  const original = memo('messages.byClientId', (db) => bySendKey(db, t).prepare())
   const moveActivity = memo('dialogs.moveActivity', (db) =>
     db
       .update(t.dialogs)

@@ -182,25 +182,21 @@ export function* watermarks(scope: Scope, dialogId: number): Routine<Watermarks[
   )
 }
 
-/** The message a sender stored under a client_msg_id in a dialog (what a retry of that send finds). */
+/** The message a sender stored under a client_msg_id in a dialog (what a retry of that send finds), by placeholders. */
+export const bySendKey = (db: QueryDb, t: Tables) =>
+  db
+    .select(messageColumns(t))
+    .from(t.messages)
+    .where(
+      and(
+        eq(t.messages.dialogId, sql.placeholder('dialogId')),
+        eq(t.messages.senderId, sql.placeholder('senderId')),
+        eq(t.messages.clientMsgId, sql.placeholder('clientMsgId')),
+      ),
+    )
+
 export function* messageBySendKey(scope: Scope, dialogId: number, senderId: number, clientMsgId: string): Routine<MessageRecord | undefined> {
-  const [row] = yield* rows(
-    scope.prepared(
-      'messageBySendKey',
-      (db, t) =>
-        db
-          .select(messageColumns(t))
-          .from(t.messages)
-          .where(
-            and(
-              eq(t.messages.dialogId, sql.placeholder('dialogId')),
-              eq(t.messages.senderId, sql.placeholder('senderId')),
-              eq(t.messages.clientMsgId, sql.placeholder('clientMsgId')),
-            ),
-          ),
-      { dialogId, senderId, clientMsgId },
-    ),
-  )
+  const [row] = yield* rows(scope.prepared('messageBySendKey', bySendKey, { dialogId, senderId, clientMsgId }))
   return row
 }
 

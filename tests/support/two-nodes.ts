@@ -15,13 +15,14 @@ export interface TwoNodes {
   channel: string
 }
 
-export function twoNodes(dialect: Dialect, name: string): TwoNodes {
+/** `heartbeatMs`: the nodes' heartbeat (a node lets another go after three missed ones). */
+export function twoNodes(dialect: Dialect, name: string, heartbeatMs?: number): TwoNodes {
   const channel = `chat-test:${name}:${process.pid}:${dialect}:${Math.random().toString(36).slice(2)}`
   const nodes = { channel } as TwoNodes
   beforeAll(async () => {
     nodes.database = await freshDatabase(dialect)
-    nodes.a = await startLive(dialect, clusterEnv(channel), nodes.database)
-    nodes.b = await startLive(dialect, clusterEnv(channel), nodes.database)
+    nodes.a = await startLive(dialect, clusterEnv(channel, heartbeatMs), nodes.database)
+    nodes.b = await startLive(dialect, clusterEnv(channel, heartbeatMs), nodes.database)
   }, 20_000)
   afterAll(async () => {
     await nodes.a.close()
