@@ -69,16 +69,20 @@ describe.each(dialects)('blocking on %s', (dialect) => {
 
   test('a retry of a send stored before the block answers its original (200, over REST and WebSocket); a new one is blocked', async () => {
     const { a, b, dialogId } = await live.t.pair()
-    const original = await send(b, dialogId, 'acked-late')
-    expect(original.status).toBe(201)
+    const sent = await send(b, dialogId, 'acked-late')
+    expect(sent.status).toBe(201)
+    expect((await call('PUT', `/dialogs/${dialogId}/messages/${sent.body.id}/reactions/${encodeURIComponent('👍')}`, a)).status).toBe(204)
     const b1 = await open(b)
     expect((await block(a, b.user.id)).status).toBe(204)
+    // As history shows it: reactions and all.
+    const original = (await call('GET', `/dialogs/${dialogId}/messages`, b)).body.messages[0]
+    expect(original.reactions).toEqual([{ emoji: '👍', user_ids: [a.user.id] }])
     // The client never saw its ack (a dropped connection) and sends again: the message did go out.
     const again = await send(b, dialogId, 'acked-late')
     expect(again.status).toBe(200)
-    expect(again.body).toEqual(original.body)
+    expect(again.body).toEqual(original)
     b1.send(sendFrame(dialogId, 'acked-late'))
-    expect((await b1.next('message:ack')).message).toEqual(original.body)
+    expect((await b1.next('message:ack')).message).toEqual(original)
     expectContractError(await send(b, dialogId, 'new-one'), 403, 'blocked')
     // The same client_msg_id in a dialog of someone else's is no retry.
     expectContractError(await send(a, dialogId, 'acked-late'), 403, 'blocked')

@@ -117,6 +117,21 @@ describe.each(dialects)('edit, delete, reactions and changed_after on %s', (dial
     expectContractError(await react('PUT', (await live.t.pair()).a, dialogId, m.id, '👍'), 404, 'not_found')
   })
 
+  test('a retried send (its ack lost) answers the original whole, reactions included, over REST and WebSocket', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const m = await send(a, dialogId, 'retried')
+    expect((await react('PUT', b, dialogId, m.id, '👍')).status).toBe(204)
+    const original = (await call<Page>('GET', `/dialogs/${dialogId}/messages`, a)).body.messages[0]!
+    expect(original.reactions).toEqual([{ emoji: '👍', user_ids: [b.user.id] }])
+    const again = await call<Message>('POST', `/dialogs/${dialogId}/messages`, a, { client_msg_id: 'retried', type: 'text', text: 'retried' })
+    expect(again.status).toBe(200)
+    expect(again.body).toEqual(original)
+    const device = await Client.login(live.base, a)
+    device.send({ type: 'message:send', dialog_id: dialogId, client_msg_id: 'retried', msg_type: 'text', text: 'retried' })
+    expect((await device.next('message:ack')).message).toEqual(original)
+    await device.close()
+  })
+
   test('reactions within one millisecond keep the order they came in', async () => {
     const { a, b, dialogId } = await live.t.pair()
     const m = await send(a, dialogId, 'quick')

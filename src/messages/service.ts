@@ -22,7 +22,7 @@ import {
   type Watermarks,
   type StatusEvent,
 } from './model'
-import { changedAfter, deleteMessage, editMessage, NoChange, reactionsOfMany, setReaction } from './changes'
+import { changedAfter, deleteMessage, editMessage, NoChange, reactionsOf, reactionsOfMany, setReaction } from './changes'
 import { history, messageById, messageBySendKey, pageStamp, watermarks, type HistoryCursor } from './history'
 import type { MarkInput, MarkOutcome } from './receipts'
 import type { MessageWriter } from './writer'
@@ -96,8 +96,11 @@ export class MessageService {
     const carried = outcome.kind === 'missing' ? undefined : attachmentOf(outcome.message)?.id
     if (claimed && carried !== claimed.id) await this.uploads.unclaim(claimed.id, key)
     if (outcome.kind === 'missing') throw notFound('dialog')
-    if (outcome.kind === 'duplicate')
-      return { created: false, message: toMessageDto(outcome.message, statusFor(outcome.message.id, outcome.recipient)) }
+    if (outcome.kind === 'duplicate') {
+      // A retry: off the hot path, so the original is answered whole, with the reactions it has gathered.
+      const reactions = await this.db.read((s) => reactionsOf(s, outcome.message.id))
+      return { created: false, message: toMessageDto(outcome.message, statusFor(outcome.message.id, outcome.recipient), reactions) }
+    }
     this.changes.dialogChanged(cmd.dialogId, members)
     const message = toMessageDto(outcome.message, 'sent')
     this.dialogOf.set(message.id, message.dialog_id)
@@ -114,11 +117,11 @@ export class MessageService {
   private async retriedDespiteBlock(senderId: number, dialogId: number, clientMsgId: string): Promise<{ created: false; message: MessageDto }> {
     const found = await this.db.read(function* (s) {
       const original = yield* messageBySendKey(s, dialogId, senderId, clientMsgId)
-      return original && { original, marks: yield* watermarks(s, dialogId) }
+      return original && { original, marks: yield* watermarks(s, dialogId), reactions: yield* reactionsOf(s, original.id) }
     })
     if (!found) throw blocked()
     const recipient = found.marks.find((w) => w.userId !== senderId)
-    return { created: false, message: toMessageDto(found.original, statusFor(found.original.id, recipient)) }
+    return { created: false, message: toMessageDto(found.original, statusFor(found.original.id, recipient), found.reactions) }
   }
 
   /**
