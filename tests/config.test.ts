@@ -102,6 +102,29 @@ describe('configuration', () => {
     expect(loadConfig({}, cwd).jwtSecret).toBe(first.jwtSecret)
   })
 
+  test('processes starting together on one empty data folder (REUSE_PORT) all sign with the one secret kept', async () => {
+    // Each process loads the configuration at the same instant (spinning until it), as nodes started together do.
+    const child = `
+      import { loadConfig } from ${JSON.stringify(join(import.meta.dir, '..', 'src', 'config'))}
+      const [dir, at] = [process.argv[2], Number(process.argv[3])]
+      while (Date.now() < at) {}
+      const config = loadConfig({ DATA_DIR: dir, DATABASE_URL: 'sqlite::memory:' }, dir)
+      console.log(JSON.stringify([config.jwtSecret, config.push.vapidPublicKey]))`
+    const env = { ...process.env }
+    for (const name of ['JWT_SECRET_KEY', 'NODE_ENV', 'FLASK_ENV', 'DATA_DIR', 'VAPID_PUBLIC_KEY', 'VAPID_PRIVATE_KEY']) delete env[name]
+    for (let round = 0; round < 4; round++) {
+      const dir = scratch()
+      const script = join(dir, 'child.ts')
+      await Bun.write(script, child)
+      const at = Date.now() + 900
+      const procs = Array.from({ length: 6 }, () => Bun.spawn([process.execPath, script, dir, String(at)], { env, stdout: 'pipe', stderr: 'inherit' }))
+      const used = await Promise.all(procs.map(async (p) => JSON.parse(await new Response(p.stdout).text()) as [string, string]))
+      const secret = readFileSync(join(dir, 'jwt-secret'), 'utf8').trim()
+      const vapid = JSON.parse(readFileSync(join(dir, 'vapid-keys.json'), 'utf8')).publicKey
+      expect(used).toEqual(procs.map(() => [secret, vapid]))
+    }
+  }, 60_000)
+
   test('numbers and enumerations are checked, naming the variable', () => {
     for (const [name, value] of [
       ['PORT', 'http'],

@@ -1,5 +1,5 @@
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
-import { isAbsolute, join, resolve } from 'node:path'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy'
 import { logOptions, type LogOptions } from '../log/logger'
 import { pgConnection } from '../storage/pg-url'
@@ -185,15 +185,35 @@ function resolveSecret(given: string | undefined, production: boolean, dataDir: 
   }
   if (secret) return secret
   const file = join(dataDir, SECRET_FILE)
+  return keptOnce(file, () => randomBytes(48).toString('base64url') + '\n').trim()
+}
+
+/**
+ * The content of a file generated once in the data folder: what is there, or `generate()` written aside and
+ * linked into place, which fails if another process got there first (nodes starting together on one
+ * folder, REUSE_PORT): then theirs is read back. Either way every process uses the one kept, whole.
+ */
+function keptOnce(file: string, generate: () => string): string {
   if (existsSync(file)) {
-    const kept = readFileSync(file, 'utf8').trim()
-    if (kept) return kept
+    const kept = readFileSync(file, 'utf8')
+    if (kept.trim()) return kept
+    // Left empty by a release that wrote the file in place: generated anew.
+    unlinkSync(file)
   }
-  mkdirSync(dataDir, { recursive: true })
-  const generated = randomBytes(48).toString('base64url')
-  writeFileSync(file, generated + '\n', { mode: 0o600 })
-  chmodSync(file, 0o600)
-  return generated
+  mkdirSync(dirname(file), { recursive: true })
+  const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`
+  const generated = generate()
+  writeFileSync(aside, generated, { mode: 0o600 })
+  chmodSync(aside, 0o600)
+  try {
+    linkSync(aside, file)
+    return generated
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    return readFileSync(file, 'utf8')
+  } finally {
+    unlinkSync(aside)
+  }
 }
 
 const VAPID_FILE = 'vapid-keys.json'
@@ -215,33 +235,18 @@ function resolveVapid(env: Env, production: boolean, dataDir: string): { vapidPu
   if (production)
     throw new ConfigError('VAPID_PUBLIC_KEY', 'VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY are required when NODE_ENV=production (npx web-push generate-vapid-keys)')
   const file = join(dataDir, VAPID_FILE)
-  if (existsSync(file)) {
-    const kept = JSON.parse(readFileSync(file, 'utf8')) as { publicKey: string; privateKey: string }
-    checkVapidPair(kept.publicKey, kept.privateKey, file)
-    return { vapidPublicKey: kept.publicKey, vapidPrivateKey: kept.privateKey }
-  }
-  const ecdh = createECDH('prime256v1')
-  ecdh.generateKeys()
-  // A private key with leading zero bytes comes out short; VAPID wants all 32.
-  const raw = ecdh.getPrivateKey()
-  const generated = {
-    publicKey: ecdh.getPublicKey('base64url'),
-    privateKey: Buffer.concat([Buffer.alloc(32 - raw.length), raw]).toString('base64url'),
-  }
-  mkdirSync(dataDir, { recursive: true })
-  // Written aside and linked into place, which fails if another process got there first: then theirs is kept.
-  const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`
-  writeFileSync(aside, JSON.stringify(generated) + '\n', { mode: 0o600 })
-  chmodSync(aside, 0o600)
-  try {
-    linkSync(aside, file)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    return resolveVapid(env, production, dataDir)
-  } finally {
-    unlinkSync(aside)
-  }
-  return { vapidPublicKey: generated.publicKey, vapidPrivateKey: generated.privateKey }
+  const kept = JSON.parse(
+    keptOnce(file, () => {
+      const ecdh = createECDH('prime256v1')
+      ecdh.generateKeys()
+      // A private key with leading zero bytes comes out short; VAPID wants all 32.
+      const raw = ecdh.getPrivateKey()
+      const privateKey = Buffer.concat([Buffer.alloc(32 - raw.length), raw]).toString('base64url')
+      return JSON.stringify({ publicKey: ecdh.getPublicKey('base64url'), privateKey }) + '\n'
+    }),
+  ) as { publicKey: string; privateKey: string }
+  checkVapidPair(kept.publicKey, kept.privateKey, file)
+  return { vapidPublicKey: kept.publicKey, vapidPrivateKey: kept.privateKey }
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]+$/
