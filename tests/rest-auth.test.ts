@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { SignJWT, UnsecuredJWT } from 'jose'
 import { claimsOf, createTestApp, expectContractError, TEST_SECRET, uniqueName, type Session, type TestApp } from './support/app'
-import { dialects } from './support/databases'
+import { dialects, freshDatabase } from './support/databases'
 
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/
 const PASSWORD = 'correct horse battery'
@@ -84,6 +84,17 @@ describe.each(dialects)('REST auth on %s', (dialect) => {
     expect((await t.call('POST', '/auth/register', { body: { username, password } })).status).toBe(201)
     expect((await t.call('POST', '/auth/login', { body: { username, password } })).status).toBe(200)
     expectContractError(await t.call('POST', '/auth/login', { body: { username, password: '😀'.repeat(255) } }), 401, 'invalid_credentials')
+  })
+
+  test('a password with a lone surrogate (JSON can carry one) is refused, and never matches U+FFFD at login', async () => {
+    const username = uniqueName()
+    const raw = (password: string) => JSON.stringify({ username, password })
+    expectContractError(await t.call('POST', '/auth/register', { raw: raw('\ud800-secret-1') }), 422, 'validation_failed', 'password')
+    // The hash would see a lone surrogate as U+FFFD: a real U+FFFD password must not open with one.
+    await t.register(username, '\ufffd-secret-1')
+    for (const password of ['\ud800-secret-1', '\udc00-secret-1'])
+      expectContractError(await t.call('POST', '/auth/login', { raw: raw(password) }), 401, 'invalid_credentials')
+    expect((await t.call('POST', '/auth/login', { raw: raw('\ufffd-secret-1') })).status).toBe(200)
   })
 
   test('passwords are stored as argon2id hashes, never in clear', async () => {
@@ -259,6 +270,67 @@ describe.each(dialects)('REST auth rate limit on %s', (dialect) => {
     }
     // Other routes are not limited by it.
     expect((await t.call('GET', '/me', { token: first.body.access_token })).status).toBe(200)
+  })
+})
+
+describe.each(dialects)('password hashes and their settings on %s', (dialect) => {
+  const hashOf = async (t: TestApp, username: string) => {
+    const { rows } = await import('../src/storage/database')
+    const { eq } = await import('drizzle-orm')
+    const [row] = await t.db.read(function* ({ db, t: tables }) {
+      return yield* rows(db.select({ hash: tables.users.passwordHash }).from(tables.users).where(eq(tables.users.usernameLower, username.toLowerCase())))
+    })
+    return row!.hash
+  }
+
+  test('ARGON2_* changed: a login with the right password hashes it again with the new settings; a wrong one changes nothing', async () => {
+    const fresh = await freshDatabase(dialect)
+    const before = await createTestApp(dialect, {}, fresh)
+    const username = uniqueName('old')
+    await before.register(username, PASSWORD)
+    await before.close()
+    const after = await createTestApp(dialect, { ARGON2_MEMORY_KIB: '512', ARGON2_TIME_COST: '2' }, fresh)
+    try {
+      const old = await hashOf(after, username)
+      expect(old).toContain('$m=256,t=1,')
+      expectContractError(await after.call('POST', '/auth/login', { body: { username, password: 'wrong password' } }), 401, 'invalid_credentials')
+      expect(await hashOf(after, username)).toBe(old)
+      expect((await after.call('POST', '/auth/login', { body: { username, password: PASSWORD } })).status).toBe(200)
+      const renewed = await hashOf(after, username)
+      expect(renewed).toContain('$m=512,t=2,')
+      // Still the same password.
+      expect((await after.call('POST', '/auth/login', { body: { username, password: PASSWORD } })).status).toBe(200)
+      expect(await hashOf(after, username)).toBe(renewed)
+    } finally {
+      await after.close()
+      await fresh.drop()
+    }
+  })
+
+  test('a login whose password check was running when `user disable` committed gets no working session', async () => {
+    // A slow hash, so that the disable lands while the login verifies the password it read.
+    const t = await createTestApp(dialect, { ARGON2_MEMORY_KIB: '65536', ARGON2_TIME_COST: '6' })
+    const { userCommand } = await import('../src/cli/users')
+    const { Logger } = await import('../src/log/logger')
+    const { openDatabase } = await import('../src/storage/database')
+    // The operator's CLI: a connection of its own to the same database.
+    const cli = await openDatabase(t.core.config.database, { sqliteSynchronous: t.core.config.sqliteSynchronous })
+    try {
+      const s = await t.register(uniqueName('victim'), PASSWORD)
+      const login = t.call('POST', '/auth/login', { body: { username: s.user.username, password: PASSWORD } })
+      await Bun.sleep(60)
+      expect(await userCommand(t.core.config, cli, new Logger({ level: 'silent', format: 'pretty' }), 'disable', s.user.username)).toContain('disabled')
+      const res = await login
+      // Whatever the login answered, nothing it handed out works once the user is disabled.
+      if (res.status === 200) {
+        expectContractError(await me(t, res.body.access_token), 401, 'unauthorized')
+        expectContractError(await refresh(t, res.body.refresh_token), 401, 'unauthorized')
+      } else expectContractError(res, 401, 'invalid_credentials')
+      expectContractError(await t.call('POST', '/auth/login', { body: { username: s.user.username, password: PASSWORD } }), 401, 'invalid_credentials')
+    } finally {
+      await cli.close()
+      await t.close()
+    }
   })
 })
 

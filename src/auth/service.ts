@@ -2,7 +2,7 @@ import { AppError, unauthorized } from '../errors'
 import type { RealtimePort } from '../realtime/port'
 import type { Db } from '../storage/database'
 import { toUserDto, type UserRecord } from '../users/model'
-import { insertUser, userById, userWithHash } from '../users/store'
+import { insertUser, replacePasswordHash, userById, userWithHash } from '../users/store'
 import { checkPassword, type Principal, type TokenPairDto } from './model'
 import type { Passwords } from './passwords'
 import type { SessionCache } from './session-cache'
@@ -30,9 +30,22 @@ export class AuthService {
 
   async login(username: string, password: string): Promise<TokenPairDto> {
     const found = await this.db.read((s) => userWithHash(s, username))
-    if (!(await this.passwords.verify(password, found?.passwordHash)) || !found)
-      throw new AppError('invalid_credentials', 'unknown username or wrong password')
-    return this.startSession(found)
+    const refused = () => new AppError('invalid_credentials', 'unknown username or wrong password')
+    if (!(await this.passwords.verify(password, found?.passwordHash)) || !found) throw refused()
+    const { sessionId, refresh } = await this.openSession(found.id)
+    // The password was checked against the hash read before: a `user disable` or password reset that
+    // committed meanwhile ended the sessions there were, not this one. Read after the session is in, the
+    // hash tells: changed, and the session goes; changed later, and that change's revocation finds it.
+    const now = await this.db.read((s) => userWithHash(s, username))
+    if (now?.passwordHash !== found.passwordHash) {
+      await this.db.tx((s) => revokeSession(s, sessionId, new Date()))
+      throw refused()
+    }
+    if (this.passwords.outdated(found.passwordHash)) {
+      const rehashed = await this.passwords.hash(password)
+      await this.db.tx((s) => replacePasswordHash(s, found.id, found.passwordHash, rehashed))
+    }
+    return this.pair(found, sessionId, refresh)
   }
 
   /** Rotates the refresh token; a token already rotated away revokes its whole session (theft detection). */
@@ -88,19 +101,24 @@ export class AuthService {
   }
 
   private async startSession(user: UserRecord): Promise<TokenPairDto> {
+    const { sessionId, refresh } = await this.openSession(user.id)
+    return this.pair(user, sessionId, refresh)
+  }
+
+  private async openSession(userId: number): Promise<{ sessionId: string; refresh: string }> {
     const sessionId = crypto.randomUUID()
-    const refresh = await this.tokens.sign({ userId: user.id, sessionId, kind: 'refresh' })
+    const refresh = await this.tokens.sign({ userId, sessionId, kind: 'refresh' })
     const now = new Date()
     await this.db.tx((s) =>
       insertSession(s, {
         id: sessionId,
-        userId: user.id,
+        userId,
         tokenHash: sha256(refresh),
         createdAt: now,
         expiresAt: new Date(now.getTime() + this.tokens.refreshTtlSeconds * 1000),
       }),
     )
-    return this.pair(user, sessionId, refresh)
+    return { sessionId, refresh }
   }
 
   private async pair(user: UserRecord, sessionId: string, refreshToken: string): Promise<TokenPairDto> {

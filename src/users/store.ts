@@ -38,6 +38,16 @@ export function* userWithHash({ db, t }: Scope, username: string): Routine<(User
   return row
 }
 
+/** Replaces a user's password hash, unless it changed since `from` was read (a reset or disable wins). */
+export function* replacePasswordHash({ db, t }: Scope, userId: number, from: string, to: string): Routine<void> {
+  yield* exec(
+    db
+      .update(t.users)
+      .set({ passwordHash: to })
+      .where(and(eq(t.users.id, userId), eq(t.users.passwordHash, from))),
+  )
+}
+
 export function* userById({ db, t }: Scope, id: number): Routine<UserRecord | undefined> {
   const [row] = yield* rows(db.select(publicColumns(t)).from(t.users).where(eq(t.users.id, id)))
   return row
