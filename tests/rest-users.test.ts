@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { createTestApp, expectContractError, type Session, type TestApp } from './support/app'
-import { dialects } from './support/databases'
+import postgres from 'postgres'
+import { dialects, PG_ADMIN_URL, pgAvailable } from './support/databases'
 
 const names = (res: { body: { users: { username: string }[] } }) => res.body.users.map((u) => u.username)
 
@@ -81,6 +82,44 @@ describe.each(dialects)('REST users on %s', (dialect) => {
     for (const query of ['username=a%00b', 'q=a%00b', `q=${encodeURIComponent('пользователь')}`, `username=${encodeURIComponent('😀😀😀')}`]) {
       const res = await find(query)
       expect({ query, status: res.status, body: res.body }).toEqual({ query, status: 200, body: { users: [] } })
+    }
+  })
+})
+
+// A Postgres whose default collation is a language's (the official image's en_US.utf8, any English initdb)
+// orders `_`, `-` and `.` otherwise than bytes: the prefix search must pick the same users as on SQLite.
+describe.skipIf(!pgAvailable)('user prefix search on a Postgres with a language collation', () => {
+  test('GET /users?q=&limit= picks the same users, in the same order, as on SQLite', async () => {
+    const name = `chat_test_icu_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+    const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} })
+    await admin.unsafe(`create database ${name} template template0 locale_provider icu icu_locale 'en-US' locale 'C.UTF-8'`)
+    await admin.end()
+    const url = new URL(PG_ADMIN_URL)
+    url.pathname = `/${name}`
+    const icu = {
+      target: { dialect: 'pg' as const, url: url.toString() },
+      drop: async () => {
+        const sql = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} })
+        await sql.unsafe(`drop database if exists ${name} with (force)`)
+        await sql.end()
+      },
+    }
+    const pg = await createTestApp('pg', {}, icu)
+    const lite = await createTestApp('sqlite')
+    try {
+      const prefix = `p${Math.random().toString(36).slice(2, 6)}`
+      const names = [`${prefix}_x`, `${prefix}-x`, `${prefix}.x`, `${prefix}0x`, `${prefix}xx`]
+      const found = async (app: TestApp, limit: number) => {
+        const viewer = await app.register()
+        return (await app.call('GET', `/users?q=${prefix}&limit=${limit}`, { token: viewer.access_token })).body.users.map((u: { username: string }) => u.username)
+      }
+      for (const app of [pg, lite]) for (const username of names) await app.register(username)
+      expect(await found(lite, 5)).toEqual([...names].sort())
+      for (const limit of [1, 2, 3, 5]) expect(await found(pg, limit)).toEqual(await found(lite, limit))
+    } finally {
+      await pg.close()
+      await icu.drop()
+      await lite.close()
     }
   })
 })

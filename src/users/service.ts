@@ -20,7 +20,8 @@ export class UserService {
     }
     if (query.q === undefined) throw invalidField('q', 'give username=<exact> or q=<prefix>')
     const prefix = query.q
-    const found = await this.db.read((s) => usersByPrefix(s, prefix, query.limit ?? 20))
+    const dialect = this.db.dialect
+    const found = await this.db.read((s) => usersByPrefix(s, dialect, prefix, query.limit ?? 20))
     return { users: found.map(toUserDto) }
   }
 }

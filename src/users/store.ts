@@ -53,7 +53,7 @@ export function* userById({ db, t }: Scope, id: number): Routine<UserRecord | un
   return row
 }
 
-export function* usersByPrefix({ db, t }: Scope, prefix: string, limit: number): Routine<UserRecord[]> {
+export function* usersByPrefix({ db, t }: Scope, dialect: 'sqlite' | 'pg', prefix: string, limit: number): Routine<UserRecord[]> {
   if (holdsNul(prefix)) return []
   // Usernames may contain `_`, a LIKE wildcard: escape it (and `%`, `\`) so the prefix is literal.
   const pattern = usernameKey(prefix).replace(/[\\%_]/g, (c) => `\\${c}`) + '%'
@@ -62,7 +62,9 @@ export function* usersByPrefix({ db, t }: Scope, prefix: string, limit: number):
       .select(publicColumns(t))
       .from(t.users)
       .where(sql`${t.users.usernameLower} like ${pattern} escape '\\'`)
-      .orderBy(asc(t.users.usernameLower))
+      // Byte order on both: SQLite's own; on Postgres "C", since the database's collation may be a language's,
+      // which orders `_`, `-` and `.` otherwise and so would pick other users for the limit.
+      .orderBy(dialect === 'pg' ? sql`${t.users.usernameLower} collate "C"` : asc(t.users.usernameLower))
       .limit(limit),
   )
 }
