@@ -82,7 +82,8 @@ describe('configuration', () => {
   })
 
   test('production demands JWT_SECRET_KEY of at least 32 bytes (NODE_ENV or FLASK_ENV)', () => {
-    for (const env of [{ NODE_ENV: 'production' }, { FLASK_ENV: 'production' }, { NODE_ENV: 'production', JWT_SECRET_KEY: 'short' }]) {
+    // An empty NODE_ENV (`NODE_ENV=` in a .env) is no value: the original's FLASK_ENV still says production.
+    for (const env of [{ NODE_ENV: 'production' }, { FLASK_ENV: 'production' }, { NODE_ENV: '', FLASK_ENV: 'production' }, { NODE_ENV: 'production', JWT_SECRET_KEY: 'short' }]) {
       const error = failure(() => loadConfig(env, scratch()))
       expect(error).toBeInstanceOf(ConfigError)
       expect((error as Error).message).toStartWith('JWT_SECRET_KEY: ')

@@ -1,5 +1,5 @@
 import pkg from '../../package.json'
-import { ConfigError, loadConfig, type Config } from '../config'
+import { ConfigError, isProduction, loadConfig, type Config } from '../config'
 import { Logger, logOptions } from '../log/logger'
 import { backup, restore } from './database-files'
 import { describe } from './fail'
@@ -47,7 +47,7 @@ export async function main(argv: string[]): Promise<number | 'serving'> {
 
   let log = new Logger({ level: 'info', format: 'pretty' })
   try {
-    log = new Logger(logOptions(process.env, isProduction()))
+    log = new Logger(logOptions(process.env, isProduction(process.env)))
     const config = loadConfig()
     switch (command) {
       case 'serve':
@@ -99,7 +99,6 @@ function usageError(message: string): number {
   return 2
 }
 
-const isProduction = () => (process.env.NODE_ENV ?? process.env.FLASK_ENV ?? '').trim().toLowerCase() === 'production'
 
 const where = (config: Config) => (config.database.dialect === 'sqlite' ? config.database.path : 'Postgres')
 

@@ -86,10 +86,12 @@ type Env = Record<string, string | undefined>
 const SECRET_FILE = 'jwt-secret'
 const MIN_PRODUCTION_SECRET_BYTES = 32
 
+/** NODE_ENV, else the original's FLASK_ENV, says production; an empty value is no value (`NODE_ENV=` in a .env). */
+export const isProduction = (env: Env): boolean => (env.NODE_ENV?.trim() || env.FLASK_ENV?.trim() || '').toLowerCase() === 'production'
+
 /** Reads the configuration from an environment (Bun has already merged `.env` into process.env). */
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
-  const nodeEnv = (env.NODE_ENV ?? env.FLASK_ENV ?? 'development').trim().toLowerCase()
-  const production = nodeEnv === 'production'
+  const production = isProduction(env)
   const dataDir = resolve(cwd, env.DATA_DIR ?? './data')
   const database = parseDatabaseUrl(env.DATABASE_URL ?? 'sqlite://./data/chat.db', cwd)
 
