@@ -193,6 +193,34 @@ describe.each(dialects)('Web Push on %s', (dialect) => {
     expect(await service.waitFor(refused.name, 2)).toHaveLength(2)
   })
 
+  test('a push waiting for its retry is dropped when its subscription ended meanwhile (logout, another account took the browser) or a block came', async () => {
+    const carol = await live.t.register()
+    const cases = await Promise.all(
+      (['logout', 'takeover', 'block'] as const).map(async (what) => {
+        const { a: alice, b: bob, dialogId } = await live.t.pair()
+        const browser = new Browser(service)
+        // The push service is down for this browser a moment: 503, try again in 1 s.
+        service.plan(browser.name, { status: 503, retryAfter: '1' })
+        await subscribe(bob, browser)
+        return { what, alice, bob, dialogId, browser }
+      }),
+    )
+    const before = metric(await metrics(), 'chat_push_failed_total{reason="ended"}')
+    for (const { alice, dialogId } of cases) await send(alice, dialogId, 'private words for bob')
+    for (const { browser } of cases) await service.waitFor(browser.name, 1)
+    for (const { what, alice, bob, browser } of cases) {
+      if (what === 'logout') expect((await call('POST', '/auth/logout', undefined, { refresh_token: bob.refresh_token })).status).toBe(204)
+      // Carol signs in in bob's browser and turns notifications on: the endpoint is hers now.
+      if (what === 'takeover') expect((await subscribe(carol, browser)).status).toBe(201)
+      if (what === 'block') expect((await call('PUT', `/users/${alice.user.id}/block`, bob.access_token)).status).toBe(204)
+    }
+    // Each retry comes up, finds its reason, and is given up.
+    let ended = 0
+    for (let i = 0; i < 250 && (ended = metric(await metrics(), 'chat_push_failed_total{reason="ended"}') - before) < 3; i++) await Bun.sleep(20)
+    expect(ended).toBe(3)
+    for (const { browser } of cases) expect(service.of(browser.name)).toHaveLength(1)
+  })
+
   test('an endpoint that cannot be reached is tried again (network)', async () => {
     const { a: alice, b: bob, dialogId } = await live.t.pair()
     const closed = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: () => new Response() })

@@ -6,7 +6,7 @@ import type { Db } from '../storage/database'
 import { checkEndpoint, checkKeys, checkSerialised, MAX_SUBSCRIPTIONS_PER_USER, previewOf, type PushPayload } from './model'
 import { BoundedQueue } from './queue'
 import { sendPush, VapidSigner, type Outcome } from './sender'
-import { deleteGone, deleteSubscription, liveSubscriptions, saveSubscription, usernames, type SubscriptionRecord } from './store'
+import { deleteGone, deleteSubscription, liveSubscriptions, saveSubscription, stillSubscribed, usernames, type SubscriptionRecord } from './store'
 import { Lru } from '../shared/lru'
 import { logFault, logWarning } from '../log/fault'
 
@@ -33,7 +33,7 @@ interface Committed {
 
 type Job =
   | { kind: 'message'; message: Committed; recipientId: number; at: number }
-  | { kind: 'delivery'; sub: SubscriptionRecord; payload: string; deadline: number; attempt: number; at: number }
+  | { kind: 'delivery'; sub: SubscriptionRecord; senderId: number; payload: string; deadline: number; attempt: number; at: number }
 
 export interface PushOptions {
   /** Whether a user has a live connection on any node (the hub knows, for the whole cluster). */
@@ -190,7 +190,7 @@ export class PushService {
       }
       const text = JSON.stringify(payload)
       for (const sub of byUser.get(recipientId)!)
-        this.queue.push({ kind: 'delivery', sub, payload: text, deadline: message.deadline, attempt: 0, at })
+        this.queue.push({ kind: 'delivery', sub, senderId: message.senderId, payload: text, deadline: message.deadline, attempt: 0, at })
     }
   }
 
@@ -209,6 +209,11 @@ export class PushService {
   private async deliver(job: Extract<Job, { kind: 'delivery' }>): Promise<void> {
     const left = job.deadline - Date.now()
     if (left <= 0) return this.metrics.pushFailed.inc({ reason: 'expired' })
+    // Asked again before every attempt (a retry waits seconds to minutes, the queue may be long): a push
+    // queued for a subscription that has since ended (a logout, the browser taken over by another
+    // account) would show one account's message to the next, and a block placed meanwhile holds too.
+    if (!(await this.db.read((s) => stillSubscribed(s, job.sub, new Date()))) || (await this.blocked(job.senderId, job.sub.userId)))
+      return this.metrics.pushFailed.inc({ reason: 'ended' })
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.config.timeoutMs)])
     // The push service keeps it only until the message's day is over, retries included.
     const outcome: Outcome = await sendPush(this.vapid, job.sub, job.payload, Math.ceil(left / 1000), signal)

@@ -98,6 +98,31 @@ export function* liveSubscriptions({ db, t }: Scope, userIds: number[], now: Dat
   )
 }
 
+/**
+ * Whether a subscription is still what a delivery was queued for: the same row, user, endpoint and keys, in a
+ * session still live. A logout, an endpoint taken over by another account, or new keys end a queued push.
+ */
+export function* stillSubscribed({ db, t }: Scope, sub: SubscriptionRecord, now: Date): Routine<boolean> {
+  const found = yield* rows(
+    db
+      .select({ id: t.pushSubscriptions.id })
+      .from(t.pushSubscriptions)
+      .innerJoin(t.sessions, eq(t.sessions.id, t.pushSubscriptions.sessionId))
+      .where(
+        and(
+          eq(t.pushSubscriptions.id, sub.id),
+          eq(t.pushSubscriptions.userId, sub.userId),
+          eq(t.pushSubscriptions.endpoint, sub.endpoint),
+          eq(t.pushSubscriptions.p256dh, sub.p256dh),
+          eq(t.pushSubscriptions.auth, sub.auth),
+          isNull(t.sessions.revokedAt),
+          gt(t.sessions.expiresAt, now),
+        ),
+      ),
+  )
+  return found.length > 0
+}
+
 export function* usernames({ db, t }: Scope, userIds: number[]): Routine<Map<number, string>> {
   const found = yield* rows(db.select({ id: t.users.id, username: t.users.username }).from(t.users).where(inArray(t.users.id, userIds)))
   return new Map(found.map((u) => [u.id, u.username]))
