@@ -58,20 +58,25 @@ export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
           'cache-control': 'private',
           'accept-ranges': 'bytes',
         }
-        if (request.headers.get('if-none-match') === etag) return new Response(null, { status: 304, headers })
+        if (matchesEtag(request.headers.get('if-none-match'), etag)) return new Response(null, { status: 304, headers })
+        // Nothing to read, from the disk or a bucket (which cannot serve a range of an empty object).
+        if (upload.size === 0) return new Response(new Uint8Array(0), { headers })
+        const rangeHeader = request.headers.get('range')
         const file = uploads.blobs.file?.(upload.storageKey)
-        if (file) {
-          // A file goes back as it is: Elysia answers Range (206, 416) and Bun sends it with sendfile.
+        if (file && rangeHeader === null) {
+          // A whole file goes back as it is, so that Bun sends it with sendfile.
           Object.assign(set.headers, headers)
           return file
         }
-        const range = rangeOf(request.headers.get('range'), upload.size)
+        // Ranges are this route's own on both backends (Elysia's, for a file, would take the first of several).
+        const range = rangeOf(rangeHeader, upload.size)
         if (range === 'unsatisfiable')
           return new Response(null, { status: 416, headers: { ...headers, 'content-range': `bytes */${upload.size}` } })
         const [start, end] = range ?? [0, upload.size]
         headers['content-length'] = String(end - start)
         if (range) headers['content-range'] = `bytes ${start}-${end - 1}/${upload.size}`
-        return new Response(uploads.blobs.read(upload.storageKey, start, end), { status: range ? 206 : 200, headers })
+        const body = file ? file.slice(start, end) : uploads.blobs.read(upload.storageKey, start, end)
+        return new Response(body, { status: range ? 206 : 200, headers })
       },
       {
         params: t.Object({ upload_id: ParamId('upload_id') }),
@@ -80,10 +85,20 @@ export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
           summary: 'Download an upload (Bearer or ?access_token=)',
           description:
             'For the uploader and the members of the dialog it was sent in; anyone else 404. `Range: bytes=…` → 206 ' +
-            '(one range; several are answered whole), past the end → 416.',
+            '(one range; several, or another unit, are answered whole), past the end → 416. If-None-Match → 304 (weak comparison).',
         },
       },
     )
+
+/**
+ * If-None-Match as RFC 9110 compares it: weakly (a proxy that compresses makes the tag `W/"…"`), any tag of
+ * a list, or `*`.
+ */
+function matchesEtag(header: string | null, etag: string): boolean {
+  if (header === null) return false
+  if (header.trim() === '*') return true
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)
+}
 
 /** A single `bytes=` range as [start, end) within `size`; undefined to send everything. */
 function rangeOf(header: string | null, size: number): [number, number] | 'unsatisfiable' | undefined {
