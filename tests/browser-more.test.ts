@@ -12,7 +12,8 @@ import { http, startServer, type ServerProcess } from './support/server-process'
 
 /*
  * The web app's later abilities in headless Chromium, found by accessible names: edit, delete, reactions,
- * search, attachments, blocking, push notifications and opening a chat from a notification's address.
+ * search, attachments, blocking, push notifications and opening a chat from a notification's address; then
+ * what must hold across reconnects, sign-ins on another device, token refreshes and several tabs.
  * The tests run in order and share the pages.
  */
 
@@ -21,7 +22,28 @@ const T = 30_000
 const SCREENSHOT_DIR = join(tmpdir(), 'bun-chat-screenshots')
 const DOCS_SCREENSHOT = join(import.meta.dir, '..', 'docs', 'screenshot.png')
 
-describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, search, attachments, blocking, push', () => {
+/**
+ * Lets a test take a page's WebSocket down and keep it down: while `__wsBlocked` is set, new sockets go to a
+ * closed port (refused at once, so the app retries with its backoff); `__dropSockets()` closes the open ones.
+ */
+const WS_CONTROL = `(() => {
+  const Native = window.WebSocket
+  const open = []
+  window.__wsBlocked = false
+  function Controlled(url, protocols) {
+    const ws = new Native(window.__wsBlocked ? String(url).replace(/:\\/\\/[^/]+/, '://127.0.0.1:9') : url, protocols)
+    open.push(ws)
+    return ws
+  }
+  Controlled.prototype = Native.prototype
+  for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Controlled[k] = Native[k]
+  window.WebSocket = Controlled
+  window.__dropSockets = () => { for (const ws of open.splice(0)) ws.close() }
+})()`
+/** What Chromium logs for a socket WS_CONTROL refused on purpose. */
+const REFUSED_ON_PURPOSE = /WebSocket connection to 'ws:\/\/127\.0\.0\.1:9\//
+
+describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, search, attachments, blocking, push, reconnects, tabs', () => {
   let db: FreshDatabase
   let server: ServerProcess
   let dataDir: string
@@ -32,10 +54,13 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
   let dialogId = 0
   const names = { alice: uniqueName('alice'), bob: uniqueName('bob'), carol: uniqueName('carol') }
   const consoleErrors: string[] = []
+  /** Chromium logs every failed request as a console error: one a step causes on purpose is let through while this matches it. */
+  let expected: RegExp | undefined
 
   const watch = (page: Page, label: string) => {
     page.on('console', (message) => {
-      if (message.type() === 'error') consoleErrors.push(`${label}: ${message.text()}`)
+      if (message.type() !== 'error' || REFUSED_ON_PURPOSE.test(message.text()) || expected?.test(message.text())) return
+      consoleErrors.push(`${label}: ${message.text()}`)
     })
     page.on('pageerror', (error) => consoleErrors.push(`${label}: ${error.message}`))
   }
@@ -67,6 +92,53 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
   /** One message of the open chat, by its text. */
   const row = (page: Page, text: string): Locator => log(page).locator('.msg').filter({ hasText: text })
   const token = async (page: Page) => JSON.parse((await page.evaluate(() => localStorage.getItem('bun-chat.session')))!).access_token as string
+  const chatItem = (page: Page, username: string) => page.getByRole('list', { name: 'Chats' }).getByRole('listitem').filter({ hasText: username })
+
+  /** A context whose pages' WebSockets the test can take down (WS_CONTROL). */
+  const controlledContext = async () => {
+    const context = await newContext()
+    await context.addInitScript(WS_CONTROL)
+    return context
+  }
+  const goOffline = async (page: Page) => {
+    await page.evaluate(`window.__wsBlocked = true; window.__dropSockets()`)
+    await page.getByRole('status').getByText('Reconnecting…').waitFor()
+  }
+  /** Back online: resolves once the app is live again (caught up), when the status says nothing. */
+  const goOnline = async (page: Page) => {
+    await page.evaluate(`window.__wsBlocked = false; window.dispatchEvent(new Event('online'))`)
+    await page.getByRole('status').getByText(/Reconnecting|Updating/).waitFor({ state: 'detached', timeout: 20_000 })
+  }
+
+  /** A user acting through REST only, on `base`. */
+  const register = async (base = server.base) => {
+    const username = uniqueName('rest')
+    const { status, body } = await http(base, 'POST', '/auth/register', { username, password: PASSWORD })
+    expect(status).toBe(201)
+    return { id: body.user.id as number, username, token: body.access_token as string }
+  }
+  const openDialogWith = async (token: string, username: string, base = server.base) => {
+    const peer = (await http(base, 'GET', `/users?username=${username}`, undefined, token)).body.users[0].id as number
+    return (await http(base, 'POST', '/dialogs', { peer_user_id: peer }, token)).body.id as number
+  }
+  let said = 0
+  const say = async (token: string, dialog: number, text: string) => {
+    const { status } = await http(server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `rest-${++said}`, type: 'text', text }, token)
+    expect(status).toBe(201)
+  }
+  const storedTexts = async (token: string, dialog: number) =>
+    ((await http(server.base, 'GET', `/dialogs/${dialog}/messages`, undefined, token)).body.messages as { text: string }[]).map((m) => m.text)
+
+  /** Polls `read` until it returns `want` or `ms` pass; returns the last value read, for the assertion. */
+  const settled = async <V>(read: () => Promise<V>, want: V, ms = 10_000): Promise<V> => {
+    const until = Date.now() + ms
+    let value = await read()
+    while (value !== want && Date.now() < until) {
+      await Bun.sleep(100)
+      value = await read()
+    }
+    return value
+  }
 
   beforeAll(async () => {
     db = await freshDatabase('sqlite')
@@ -299,6 +371,156 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     await carol.getByRole('button', { name: 'Log out' }).waitFor()
     await carol.waitForFunction('window.__pushKey !== undefined')
     await notify.waitFor({ state: 'hidden' })
+  }, T)
+
+  test('a message missed while offline is counted once in the unread badge after the reconnect', async () => {
+    const alice = await register()
+    const bobName = uniqueName('bob')
+    const context = await controlledContext()
+    try {
+      const page = await newPage('bob, unread', context)
+      await signUp(page, bobName, PASSWORD)
+      const dialog = await openDialogWith(alice.token, bobName)
+      await say(alice.token, dialog, 'First, live')
+      await chatItem(page, alice.username).getByLabel('1 unread').waitFor()
+
+      await goOffline(page)
+      await say(alice.token, dialog, 'Second, while Bob is offline')
+      await goOnline(page)
+      // Caught up: the server's dialog (2 unread) and the missed message, which it had counted already.
+      await chatItem(page, alice.username).getByText('Second, while Bob is offline').waitFor()
+      expect(await chatItem(page, alice.username).locator('[aria-label$="unread"]').getAttribute('aria-label')).toBe('2 unread')
+      // Live again: the next one counts.
+      await say(alice.token, dialog, 'Third, live')
+      await chatItem(page, alice.username).getByLabel('3 unread').waitFor()
+    } finally {
+      await context.close()
+    }
+  }, T)
+
+  test('a message waiting for someone turns "delivered" once they sign in on another device', async () => {
+    const [aliceContext, bobContext] = [await newContext(), await newContext()]
+    try {
+      const aliceName = uniqueName('alice')
+      const alicePage = await newPage('alice, delivered', aliceContext)
+      await signUp(alicePage, aliceName, PASSWORD)
+      const bob = await register()
+      await startChat(alicePage, bob.username)
+      await write(alicePage, 'Are you around?')
+      const own = log(alicePage).locator('[data-status]').filter({ hasText: 'Are you around?' })
+      await own.and(alicePage.locator('[data-status="sent"]')).waitFor()
+
+      // Bob opens the app on a device that has never seen the chat: the message is in his chat list, unread.
+      const bobPage = await newPage('bob, delivered', bobContext)
+      await bobPage.getByLabel('Username').fill(bob.username)
+      await bobPage.getByLabel('Password').fill(PASSWORD)
+      await bobPage.getByRole('button', { name: 'Log in' }).click()
+      await chatItem(bobPage, aliceName).getByLabel('1 unread').waitFor()
+      await chatItem(bobPage, aliceName).getByText('Are you around?').waitFor()
+      // It reached his device: Alice's tick says so, as it does when Bob is online at the time.
+      await own.and(alicePage.locator('[data-status="delivered"]')).waitFor({ timeout: 5_000 })
+    } finally {
+      await aliceContext.close()
+      await bobContext.close()
+    }
+  }, T)
+
+  test('a file link still downloads after the access token was refreshed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bun-chat-web-ttl-'))
+    const shortDb = await freshDatabase('sqlite')
+    const short = await startServer(shortDb.target, { PORT: String(freePort()), DATA_DIR: dir, ACCESS_TOKEN_TTL_SECONDS: '6' })
+    const context = await newContext()
+    try {
+      const base = short.base
+      const alice = await context.newPage()
+      watch(alice, 'alice, short tokens')
+      await alice.goto(`http://${base}/`)
+      const aliceName = uniqueName('alice')
+      await signUp(alice, aliceName, PASSWORD)
+      const bob = await register(base)
+      const dialog = await openDialogWith(bob.token, aliceName, base)
+      const form = new FormData()
+      form.append('file', new Blob(['plain words']), 'notes.txt')
+      const upload = (await (await fetch(`http://${base}/uploads`, { method: 'POST', headers: { authorization: `Bearer ${bob.token}` }, body: form })).json()) as { id: number }
+      const sent = await http(base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: 'file-1', type: 'file', attachment_id: upload.id }, bob.token)
+      expect(sent.status).toBe(201)
+
+      await chatItem(alice, bob.username).getByRole('button').click()
+      const link = log(alice).getByRole('link', { name: /notes\.txt/ })
+      await link.waitFor()
+      const first = await token(alice)
+      const fetchStatus = (url: string) => alice.evaluate((u) => fetch(u).then((r) => r.status), url)
+      const firstHref = (await link.getAttribute('href'))!
+      expect(firstHref).toContain(`access_token=${encodeURIComponent(first)}`)
+      // The app refreshes the access token ahead of its expiry; then the first one expires (its 401s are this step's doing).
+      await alice.waitForFunction((old) => JSON.parse(localStorage.getItem('bun-chat.session')!).access_token !== old, first, { timeout: 15_000 })
+      expected = /status of 401/
+      expect(await settled(() => fetchStatus(firstHref), 401, 15_000)).toBe(401)
+      expected = undefined
+      // The link the page shows carries the current token, and downloads.
+      const href = (await link.getAttribute('href'))!
+      expect(href).toContain(`access_token=${encodeURIComponent(await token(alice))}`)
+      expect(await fetchStatus(href)).toBe(200)
+    } finally {
+      expected = undefined
+      await context.close()
+      short.proc.kill('SIGKILL')
+      await short.exited
+      await shortDb.drop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 45_000)
+
+  /** Two tabs of one user, offline, each with the chat open, each writing one message; then tab A is closed. */
+  const twoTabsOffline = async (label: string) => {
+    const alice = await register()
+    const bobName = uniqueName('bob')
+    const context = await controlledContext()
+    const tabA = await newPage(`${label}, tab A`, context)
+    await signUp(tabA, bobName, PASSWORD)
+    const tabB = await newPage(`${label}, tab B`, context)
+    await tabB.getByRole('button', { name: 'Log out' }).waitFor()
+    const dialog = await openDialogWith(alice.token, bobName)
+    for (const tab of [tabA, tabB]) {
+      await chatItem(tab, alice.username).getByRole('button').click()
+      await log(tab).waitFor()
+      await goOffline(tab)
+    }
+    await write(tabA, 'Written in tab A')
+    await log(tabA).locator('[data-status="pending"]').filter({ hasText: 'Written in tab A' }).waitFor()
+    await write(tabB, 'Written in tab B')
+    await log(tabB).locator('[data-status="pending"]').filter({ hasText: 'Written in tab B' }).waitFor()
+    await tabA.close()
+    return { alice, dialog, context, tabB }
+  }
+  /** Both messages stored once each, shown as sent in tab B, and nothing left in the saved outbox to send again. */
+  const bothSentOnce = async (alice: { token: string }, dialog: number, tabB: Page) => {
+    const both = 'Written in tab A | Written in tab B'
+    expect(await settled(async () => (await storedTexts(alice.token, dialog)).sort().join(' | '), both)).toBe(both)
+    for (const text of ['Written in tab A', 'Written in tab B']) await log(tabB).locator('[data-status="sent"]').filter({ hasText: text }).waitFor()
+    const leftover = () => tabB.evaluate(() => Object.keys(localStorage).filter((key) => key.startsWith('bun-chat.outbox.')).length)
+    expect(await settled(leftover, 0)).toBe(0)
+  }
+
+  test('two tabs of one user: a message written offline in a tab that is then closed is sent when the app opens again', async () => {
+    const { alice, dialog, context, tabB } = await twoTabsOffline('reopened')
+    try {
+      await tabB.reload()
+      await goOnline(tabB)
+      await bothSentOnce(alice, dialog, tabB)
+    } finally {
+      await context.close()
+    }
+  }, T)
+
+  test('two tabs of one user: a message written offline in a tab that is then closed is sent when the other tab is back online', async () => {
+    const { alice, dialog, context, tabB } = await twoTabsOffline('still open')
+    try {
+      await goOnline(tabB)
+      await bothSentOnce(alice, dialog, tabB)
+    } finally {
+      await context.close()
+    }
   }, T)
 
   test('no errors in the browser console', () => {

@@ -173,6 +173,22 @@ describe('client library against a real server process', () => {
     expect(bob.texts(dialogId)).toEqual(['missed 1', 'missed 2', 'missed 3', 'missed 4', 'missed 5'])
   }, T)
 
+  test('a client that connects for the first time says the messages waiting for it were delivered', async () => {
+    const alice = await person(server)
+    const bob = await person(server, { connect: false })
+    const dialogId = (await alice.client.openDialogWith(bob.name))!.id
+    await alice.client.send(dialogId, 'while you were away').sent
+    const last = await alice.client.send(dialogId, 'still away?').sent
+    expect(last.status).toBe('sent')
+    // Bob signs in on a device that has never seen the dialog: it follows it from that last message on.
+    bob.client.connect()
+    await until('bob live', () => bob.client.state === 'live')
+    expect(bob.texts(dialogId)).toEqual([])
+    await until('delivered receipt', () => alice.events.some((e) => e.type === 'receipt' && e.status === 'delivered' && e.message_id === last.id))
+    const page = await http(`127.0.0.1:${server.port}`, 'GET', `/dialogs/${dialogId}/messages`, undefined, alice.client.session!.access_token)
+    expect(page.body.messages.map((m: Message) => m.status)).toEqual(['delivered', 'delivered'])
+  }, T)
+
   test('a lost message:new (a seq gap) is noticed and filled, in order', async () => {
     let dropped = 0
     // A lossy network: the first message:new for bob never arrives.

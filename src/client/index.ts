@@ -360,9 +360,14 @@ export class ChatClient {
     try {
       const known = new Set(this.cursors.keys())
       const versions = new Map<number, number>()
+      const me = this.api.session?.user.id
       for (const dialog of await this.dialogs()) {
         versions.set(dialog.id, dialog.version)
         this.emitter.emit('dialog', { dialog, created: !known.has(dialog.id) })
+        // A dialog new to this client is followed from its last message, which never passes accept(): say it
+        // reached this device all the same (the server ignores a receipt that moves nothing).
+        const last = dialog.last_message
+        if (last && last.sender_id !== me && last.status === 'sent') this.scheduleDelivered(dialog.id, last.id)
       }
       await Promise.all(
         [...this.cursors.keys()]

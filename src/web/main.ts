@@ -14,8 +14,19 @@ import { sidebarView } from './views/sidebar'
 
 const SESSION_KEY = 'bun-chat.session'
 const OPEN_KEY = 'bun-chat.open'
-/** Messages written but not yet acknowledged, per user: they survive a reload while the server is away. */
+/**
+ * Messages written but not yet acknowledged, per user: they survive a reload while the server is away. The
+ * tabs of one user share the key, so none may erase another's: see saveOutbox.
+ */
 const outboxKey = (session: Session) => `bun-chat.outbox.${session.user.id}`
+const loadOutbox = (session: Session): SavedMessage[] => {
+  try {
+    const saved: unknown = JSON.parse(localStorage.getItem(outboxKey(session)) ?? '[]')
+    return Array.isArray(saved) ? (saved as SavedMessage[]) : []
+  } catch {
+    return []
+  }
+}
 
 const loadSession = (): Session | null => {
   try {
@@ -32,6 +43,8 @@ const visible = () => document.visibilityState === 'visible'
 
 let client: ChatClient
 let state: State = initialState(null)
+/** The client_msg_ids this tab's client has held: what it no longer holds was acknowledged, failed or discarded. */
+let held = new Set<string>()
 let scheduled = false
 /** Set while the user logs out, so that the end of the session is not reported as a failure. */
 let loggingOut = false
@@ -307,7 +320,9 @@ function markRead(): void {
 }
 
 function start(session: Session | null): void {
-  const outbox = session ? (JSON.parse(localStorage.getItem(outboxKey(session)) ?? '[]') as SavedMessage[]) : []
+  // Everything stored, other tabs' messages too: one written in a tab closed since is sent from here.
+  const outbox = session ? loadOutbox(session) : []
+  held = new Set(outbox.map((m) => m.client_msg_id))
   client = new ChatClient({ baseUrl: '', session, onSession: saveSession, loadSession, outbox })
   state = initialState(session)
   connectStore(client, state, render, visible)
@@ -339,13 +354,43 @@ function start(session: Session | null): void {
   })
   client.on('pending', ({ pending }) => {
     if (pending.state === 'failed') state.alert = `Message not sent: ${describe(pending.error)}`
-    if (state.session) localStorage.setItem(outboxKey(state.session), JSON.stringify(client.saved()))
+    saveOutbox()
+  })
+  client.on('state', ({ state: connection }) => {
+    if (connection === 'live') adoptOutbox()
   })
   if (session) {
     client.connect()
     signedIn(true)
   }
   render()
+}
+
+/**
+ * Stores this tab's unacknowledged messages, merged by client_msg_id with what the user's other tabs stored:
+ * it keeps theirs and drops only what it held itself and holds no longer.
+ */
+function saveOutbox(): void {
+  if (!state.session) return
+  const mine = client.saved()
+  for (const m of mine) held.add(m.client_msg_id)
+  const all = [...loadOutbox(state.session).filter((m) => !held.has(m.client_msg_id)), ...mine]
+  if (all.length) localStorage.setItem(outboxKey(state.session), JSON.stringify(all))
+  else localStorage.removeItem(outboxKey(state.session))
+}
+
+/**
+ * Back live: sends what other tabs stored and this one never held (a tab closed while offline leaves its
+ * messages there). A tab still open sends its own too: the server answers a repeated client_msg_id with the
+ * original, so each is stored once.
+ */
+function adoptOutbox(): void {
+  if (!state.session) return
+  for (const m of loadOutbox(state.session)) {
+    if (held.has(m.client_msg_id)) continue
+    if (m.attachment) client.sendAttachment(m.dialog_id, m.attachment.attachment_id, m.attachment.type, m.text, m.client_msg_id)
+    else client.send(m.dialog_id, m.text, m.client_msg_id)
+  }
 }
 
 /** After sign-in: whom this user blocks, and push notifications (renewed silently on later starts). */

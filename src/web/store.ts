@@ -6,6 +6,11 @@ export type PushState = 'unsupported' | 'available' | 'busy' | 'on'
 /** One chat as the app knows it: the server's dialog, the messages loaded so far, and the peer's typing. */
 export interface Chat {
   dialog: Dialog
+  /**
+   * The server's copy of the dialog counted the peer's messages up to this id (its last message then) in
+   * `unread_count`: when they arrive as events (a catch-up), they are not counted again.
+   */
+  countedUpTo: number
   messages: Map<number, Message>
   /** History has been fetched (the newest page at least). */
   loaded: boolean
@@ -82,10 +87,22 @@ export const chatList = (state: State) =>
  * is in front of the user (then its new messages are read, not unread).
  */
 export function connectStore(client: ChatClient, state: State, changed: () => void, isVisible: () => boolean): void {
+  /** A message the dialog had not had yet: the chat list's preview, and unread unless counted or in front of the user. */
+  const account = (chat: Chat, message: Message) => {
+    const { dialog } = chat
+    if (!dialog.last_message || dialog.last_message.id < message.id) dialog.last_message = message
+    const mine = message.sender_id === state.session?.user.id
+    const seen = state.openId === dialog.id && isVisible()
+    if (!mine && !seen && message.id > chat.countedUpTo && message.id > dialog.last_read_message_id) dialog.unread_count++
+  }
+  /** The server's copy replaces ours; messages that reached the app after it was made are in neither its count nor its preview. */
   const upsert = (dialog: Dialog) => {
+    const countedUpTo = dialog.last_message?.id ?? 0
     const chat = state.chats.get(dialog.id)
-    if (chat) chat.dialog = dialog
-    else state.chats.set(dialog.id, { dialog, messages: new Map(), loaded: false, hasMore: false, peerTyping: false })
+    if (!chat) return void state.chats.set(dialog.id, { dialog, countedUpTo, messages: new Map(), loaded: false, hasMore: false, peerTyping: false })
+    chat.dialog = dialog
+    chat.countedUpTo = countedUpTo
+    for (const message of chat.messages.values()) if (message.id > countedUpTo) account(chat, message)
   }
 
   client.on('state', ({ state: connection }) => {
@@ -101,10 +118,7 @@ export function connectStore(client: ChatClient, state: State, changed: () => vo
     const chat = state.chats.get(message.dialog_id)
     if (!chat || chat.messages.has(message.id)) return
     chat.messages.set(message.id, message)
-    const { dialog } = chat
-    if (!dialog.last_message || dialog.last_message.id < message.id) dialog.last_message = message
-    const mine = message.sender_id === state.session?.user.id
-    if (!mine && message.id > dialog.last_read_message_id && !(state.openId === dialog.id && isVisible())) dialog.unread_count++
+    account(chat, message)
   }
   client.on('message', ({ message }) => {
     add(message)

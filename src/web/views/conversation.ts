@@ -173,10 +173,22 @@ export function conversationView(actions: ConversationActions) {
     img.src = url
   }
 
-  /** The image shown inline, or a download link for any other file; made once per attachment. */
+  /**
+   * The image shown inline, or a download link for any other file; made once per attachment. The address
+   * carries the access token: after a refresh the link gets the current one, and so does a picture that
+   * failed to load (one already shown keeps its src, not to download it again).
+   */
   const showAttachment = (slot: HTMLElement, attachment: Attachment | null | undefined, isImage: boolean) => {
     const key = attachment ? String(attachment.id) : ''
-    if (slot.dataset.id === key) return
+    if (slot.dataset.id === key) {
+      if (!attachment) return
+      const url = actions.attachmentUrl(attachment)
+      const link = slot.querySelector('a')
+      const img = slot.querySelector('img')
+      if (link) attr(link, 'href', url)
+      if (img?.complete && !img.naturalWidth) attr(img, 'src', url)
+      return
+    }
     slot.dataset.id = key
     if (!attachment) return slot.replaceChildren()
     const url = actions.attachmentUrl(attachment)
