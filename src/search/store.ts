@@ -7,18 +7,22 @@ import { rows, type Routine, type Scope } from '../storage/database'
  * The text predicate of each dialect, for words from `wordsOf` (letters, digits and marks only), every
  * one quoted and matched as a prefix, all of them required. SQLite: the FTS5 table `messages_fts`
  * (external content over messages, unicode61 with diacritics removed). Postgres: the GIN index on
- * to_tsvector('simple', text); the expression must be the index's, word for word.
+ * to_tsvector('simple', search_text(text)), where search_text() (drizzle/pg/0010) folds and splits the text as
+ * unicode61 does; the expression must be the index's, word for word, and each word of q goes through it too.
  */
 export const matchers = {
   sqlite: (words: string[], id: unknown) =>
     sql`${id} in (select rowid from messages_fts where messages_fts match ${words.map((w) => `"${w}"*`).join(' AND ')})`,
   // The matching ids as an array computed once (an InitPlan, from the GIN index): as a plain predicate,
   // Postgres may instead walk the id index backwards and compute to_tsvector row by row until the page
-  // is full — seconds over a million messages when the words are rare in the caller's dialogs.
+  // is full — seconds over a million messages when the words are rare in the caller's dialogs. The query
+  // is one InitPlan too: its words are folded once, not again for each row a recheck reads. A word that folds
+  // into several (a mark SQLite splits on: s̶t̶) is their phrase, only the last one a prefix, as FTS5 reads it.
   pg: (words: string[], id: unknown, table: unknown) =>
-    sql`${id} = any(array(select s.id from ${table} s where to_tsvector('simple', s.text) @@ to_tsquery('simple', ${words
-      .map((w) => `'${w}':*`)
-      .join(' & ')})))`,
+    sql`${id} = any(array(select s.id from ${table} s where to_tsvector('simple', search_text(s.text)) @@ (select to_tsquery('simple', ${sql.join(
+      words.map((w) => sql`'''' || regexp_replace(trim(search_text(${w})), ' +', ''' <-> ''', 'g') || ''':*'`),
+      sql` || ' & ' || `,
+    )}))))`,
 }
 
 export interface SearchInput {
