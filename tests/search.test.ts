@@ -201,6 +201,9 @@ describe.each(dialects)('search on %s', (dialect) => {
     expectContractError(await t.call('GET', '/search/messages', { token: a.access_token }), 422, 'validation_failed', 'q')
     expectContractError(await search(a, { q: '' }), 422, 'validation_failed', 'q')
     expectContractError(await search(a, { q: 'x'.repeat(201) }), 422, 'validation_failed', 'q')
+    // Characters, not UTF-16 units: 200 emoji are a query, 201 are not.
+    expect((await search(a, { q: '😀'.repeat(200) })).status).toBe(200)
+    expectContractError(await search(a, { q: '😀'.repeat(201) }), 422, 'validation_failed', 'q')
     expectContractError(await search(a, { q: 'x', limit: 0 }), 422, 'validation_failed', 'limit')
     expectContractError(await search(a, { q: 'x', limit: 101 }), 422, 'validation_failed', 'limit')
     expectContractError(await search(a, { q: 'x', before_id: 'abc' }), 422, 'validation_failed', 'before_id')
