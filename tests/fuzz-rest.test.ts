@@ -550,7 +550,7 @@ describe.each(dialects)('REST fuzz on %s', (dialect) => {
           return
         }
         // Not modified: the tag, weakly compared, in a list, or `*` (RFC 9110).
-        if (res.status === 304) return void expect([`"${upload.sha256}"`, `W/"${upload.sha256}"`, `"x", "${upload.sha256}"`, '*'], label).toContain(etag)
+        if (res.status === 304) return void expect([`"${upload.sha256}"`, `W/"${upload.sha256}"`, `"x", "${upload.sha256}"`, '*'], label).toContain(etag ?? '')
         expectContractAnswer(label, res.status, res.headers.get('content-type'), new TextDecoder().decode(body))
         if (res.status !== 200 && res.status !== 206) {
           // Only someone else's upload or a bad token goes unanswered with the bytes.

@@ -38,6 +38,8 @@ describe.each(dialects)('REST dialogs on %s', (dialect) => {
     const ids = async (before: string) => (await list(a, `?before=${encodeURIComponent(before)}`)).body.dialogs.map((d) => d.id)
     expect(await ids(last.created_at.replace('Z', '5+00:00'))).toEqual([dialog.id])
     expect(await ids(last.created_at.replace('Z', '000Z'))).toEqual([])
+    // Rounded up, the last instant there is stays one (year 10000 is none a database reads).
+    expect(await ids('9999-12-31T23:59:59.9999999-00:00')).toEqual([dialog.id])
   })
 
   test('POST /dialogs → 201 a fresh Dialog, then 200 the same one, also when the peer opens it', async () => {

@@ -18,7 +18,10 @@ export function parseInstant(field: string, value: string): Date {
  * (a message at .413 is before .4139); microseconds are what Python's isoformat() sends.
  */
 export function parseUpperBound(field: string, value: string): Date {
-  return new Date(checked(field, instantOf(value)) + (/^\.\d{3}\d*[1-9]/.test(ISO_WITH_OFFSET.exec(value)![7] ?? '') ? 1 : 0))
+  const time = checked(field, instantOf(value))
+  const past = /^\.\d{3}\d*[1-9]/.test(ISO_WITH_OFFSET.exec(value)![7] ?? '')
+  // Not past the last instant: year 10000 is no time Postgres reads (and none is stored after it).
+  return new Date(past ? Math.min(time + 1, LAST_INSTANT) : time)
 }
 
 function checked(field: string, time: number | undefined): number {
