@@ -264,3 +264,93 @@ describe.each(dialects)('slow consumers and shutdown on %s', (dialect) => {
     await db.close()
   })
 })
+
+describe.each(dialects)('frames refused by their work, and connections still authenticating, on %s', (dialect) => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive(dialect)
+  })
+  afterAll(() => live.close())
+
+  const open = (session: Session) => Client.login(live.base, session)
+
+  // PROTOCOL.md "Errors": each frame refused as validation_failed spends one token of a budget of 50; the frame
+  // that finds it empty gets its error, then close 1008. Blank text is the doc's own validation_failed example.
+  test('blank-text sends (validation_failed) spend the invalid-frame budget: a flood is closed with 1008', async () => {
+    const { a, dialogId } = await live.t.pair()
+    // Refused by the send's own check (in its work, after the frame's shape passed).
+    const ws = await open(a)
+    for (let i = 0; i < 120 && ws.ws.readyState === WebSocket.OPEN; i++) ws.send(sendFrame(dialogId, `blank-${i}`, '   '))
+    const closed = await Promise.race([ws.closed, Bun.sleep(3_000).then(() => ({ code: 0, reason: 'still open' }))])
+    const errors = ws.frames.filter((f) => f.type === 'error' && f.code === 'validation_failed')
+    expect({ code: closed.code, errors: errors.length <= 60 }).toEqual({ code: 1008, errors: true })
+  })
+
+  // PROTOCOL.md "Connecting": auth:ok is always the first frame the server sends.
+  test('a dialog created while a connection is still authenticating: nothing reaches it before auth:ok', async () => {
+    const { a } = await live.t.pair()
+    const b = await live.t.register()
+    const a1 = await open(a)
+    const presence = live.t.core.presence
+    const links = presence.links
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    presence.links = async (userId) => {
+      const result = await links.call(presence, userId)
+      if (userId === b.user.id) await gate
+      return result
+    }
+    try {
+      const b1 = await Client.open(`${live.base}/ws`)
+      b1.send({ type: 'auth', access_token: b.access_token })
+      await Bun.sleep(100)
+      const created = await live.t.call('POST', '/dialogs', { token: a.access_token, body: { peer_user_id: b.user.id } })
+      expect(created.status).toBe(201)
+      a1.send(sendFrame(created.body.id, 'early'))
+      await a1.next('message:ack')
+      await Bun.sleep(50)
+      release()
+      const first = await b1.next()
+      expect(first.type).toBe('auth:ok')
+      await b1.close()
+    } finally {
+      presence.links = links
+      release()
+    }
+    await a1.close()
+  })
+
+  // CONTRACT: presence goes to the peers when the user's first connection opens; PROTOCOL: peer.online agrees with
+  // the last presence event.
+  test('presence: a user whose first device drops while a second is authenticating is still announced online', async () => {
+    const { a, b } = await live.t.pair()
+    const watcher = await open(b)
+    await watcher.drain()
+    const presence = live.t.core.presence
+    const links = presence.links
+    presence.links = async (userId) => {
+      if (userId === a.user.id) await Bun.sleep(200)
+      return links.call(presence, userId)
+    }
+    try {
+      const first = await Client.open(`${live.base}/ws`)
+      first.send({ type: 'auth', access_token: a.access_token })
+      await Bun.sleep(30)
+      const second = await Client.open(`${live.base}/ws`)
+      second.send({ type: 'auth', access_token: a.access_token })
+      await Bun.sleep(30)
+      await first.close()
+      expect((await second.next()).type).toBe('auth:ok')
+      // a is online (second device): the peer must have been told so, and the dialog says so.
+      const dialog = await live.t.call('GET', '/dialogs', { token: b.access_token })
+      expect(dialog.body.dialogs[0].peer.online).toBe(true)
+      await Bun.sleep(100)
+      const events = (await watcher.drain({ presence: true })).filter((f) => f.type === 'presence')
+      expect(events.at(-1)).toMatchObject({ user_id: a.user.id, online: true })
+      await second.close()
+    } finally {
+      presence.links = links
+    }
+    await watcher.close()
+  })
+})

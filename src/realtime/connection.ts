@@ -110,10 +110,21 @@ export function createRealtime(core: Core): Realtime {
         settled()
       },
       (error) => {
-        fail(ws, error, raw)
+        refuse(ws, error, raw)
         settled()
       },
     )
+  }
+
+  /**
+   * A frame that failed: its error frame, and a refused frame (bad_request, validation_failed — found by the
+   * frame's check or by its work, a blank text say) spends the connection's invalid-frame budget.
+   */
+  const refuse = (ws: Socket, error: unknown, raw?: RawFrame) => {
+    fail(ws, error, raw)
+    const code = error instanceof AppError ? error.code : undefined
+    if ((code === 'bad_request' || code === 'validation_failed') && !invalidFrames.take(ws))
+      closeSocket(ws, CLOSE_POLICY_VIOLATION, 'too many invalid frames')
   }
 
   const reject = (ws: Socket, message: string, raw?: RawFrame) => {
@@ -241,10 +252,7 @@ export function createRealtime(core: Core): Realtime {
       route(ws, ws.data.userId!, frame)
     } catch (error) {
       if (!frame) metrics.wsFrames.incFor('type', 'invalid')
-      fail(ws, error, raw ?? request)
-      const code = error instanceof AppError ? error.code : undefined
-      if ((code === 'bad_request' || code === 'validation_failed') && !invalidFrames.take(ws))
-        closeSocket(ws, CLOSE_POLICY_VIOLATION, 'too many invalid frames')
+      refuse(ws, error, raw ?? request)
     }
   }
 

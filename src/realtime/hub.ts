@@ -30,6 +30,10 @@ const userTopic = (id: number) => `user:${id}`
 /** A user's live connections on this node, and the dialogs and peers their presence concerns. */
 interface UserEntry {
   sockets: Set<Socket>
+  /** Connections whose greeting (auth:ok) has not gone out yet: no event may reach them before it. */
+  waiting: Set<Socket>
+  /** The peers were told this user is online (and not since that the user left). */
+  announced: boolean
   dialogs: Set<number>
   peers: Set<number>
 }
@@ -186,23 +190,28 @@ export class Hub implements RealtimePort, ClusterPeer {
    */
   async connect(ws: Socket, userId: number, greeting: string, request?: RawFrame, beforeGreeting?: () => void): Promise<boolean> {
     let entry = this.users.get(userId)
-    if (!entry) this.users.set(userId, (entry = { sockets: new Set(), dialogs: new Set(), peers: new Set() }))
-    const first = entry.sockets.size === 0
-    // In the entry now, so a dialog created during the load below subscribes this connection too.
+    if (!entry) this.users.set(userId, (entry = { sockets: new Set(), waiting: new Set(), announced: false, dialogs: new Set(), peers: new Set() }))
+    // In the entry now, so a dialog created during the load below is followed for it too (and subscribed
+    // once it is greeted).
     entry.sockets.add(ws)
+    entry.waiting.add(ws)
     const sessionId = ws.data.sessionId
     if (sessionId !== undefined) {
       let sockets = this.sessions.get(sessionId)
       if (!sockets) this.sessions.set(sessionId, (sockets = new Set()))
       sockets.add(ws)
     }
-    const now = new Date()
     const [links] = await Promise.all([
       this.presence.links(userId),
-      first ? this.presence.seen([userId], now) : undefined,
       // Loaded now, so the presence below needs no read of its own.
       this.blocks.of(userId),
     ])
+    if (!entry.sockets.has(ws)) return false
+    // Decided now, not before the load: a device that opened first may have closed during it, unannounced.
+    const first = !entry.announced
+    entry.announced = true
+    const now = new Date()
+    if (first) await this.presence.seen([userId], now)
     if (!entry.sockets.has(ws)) return false
     // Announced before the greeting, so a client that sees auth:ok and closes its device on another node
     // is not reported offline there (see Cluster.offline).
@@ -213,9 +222,12 @@ export class Hub implements RealtimePort, ClusterPeer {
     beforeGreeting?.()
     ws.send(ws.data.wire.answer(greeting, request))
     this.metrics.frameOut(greeting)
+    entry.waiting.delete(ws)
     ws.subscribe(ws.data.wire.prefix + userTopic(userId))
-    // Every live connection of the user follows the same dialogs (subscribing twice is harmless).
+    // Every live connection of the user follows the same dialogs (subscribing twice is harmless), those
+    // followed while this one was loaded included.
     this.follow(entry, userId, links.dialogs, links.peers)
+    for (const dialogId of entry.dialogs) ws.subscribe(ws.data.wire.prefix + dialogTopic(dialogId))
     if (first) {
       const tell = () => {
         if (!(this.cluster?.isOnlineElsewhere(userId) ?? false)) this.toPeers(userId, entry, presenceFrame(userId, true, now))
@@ -236,7 +248,11 @@ export class Hub implements RealtimePort, ClusterPeer {
     if (ofSession?.delete(ws) && ofSession.size === 0) this.sessions.delete(sessionId!)
     const userId = ws.data.userId
     const entry = userId === undefined ? undefined : this.users.get(userId)
-    if (userId === undefined || !entry?.sockets.delete(ws) || entry.sockets.size > 0 || this.stopping) return
+    if (userId === undefined || !entry?.sockets.delete(ws)) return
+    entry.waiting.delete(ws)
+    if (entry.sockets.size > 0 || this.stopping) return
+    // Never greeted, never told online: there is nothing to tell or store.
+    if (!entry.announced) return this.forget(userId, entry)
     const at = new Date()
     this.track(
       this.presence
@@ -244,12 +260,7 @@ export class Hub implements RealtimePort, ClusterPeer {
         .catch((error) => logFault('storing last_seen_at failed', error))
         .then(() => {
           if (entry.sockets.size > 0 || this.users.get(userId) !== entry) return
-          this.users.delete(userId)
-          for (const dialogId of entry.dialogs) {
-            const listening = this.listeners.get(dialogId)
-            listening?.delete(userId)
-            if (listening?.size === 0) this.listeners.delete(dialogId)
-          }
+          this.forget(userId, entry)
           const tell = () => {
             if (!this.isOnline(userId)) this.toPeers(userId, entry, presenceFrame(userId, false, at))
           }
@@ -283,13 +294,23 @@ export class Hub implements RealtimePort, ClusterPeer {
     }
   }
 
+  /** A user with no connection left: no longer a listener of its dialogs. */
+  private forget(userId: number, entry: UserEntry): void {
+    this.users.delete(userId)
+    for (const dialogId of entry.dialogs) {
+      const listening = this.listeners.get(dialogId)
+      listening?.delete(userId)
+      if (listening?.size === 0) this.listeners.delete(dialogId)
+    }
+  }
+
   private follow(entry: UserEntry, userId: number, dialogIds: number[], peerIds: number[]): void {
     for (const dialogId of dialogIds) {
       entry.dialogs.add(dialogId)
       let listening = this.listeners.get(dialogId)
       if (!listening) this.listeners.set(dialogId, (listening = new Set()))
       listening.add(userId)
-      for (const ws of entry.sockets) ws.subscribe(ws.data.wire.prefix + dialogTopic(dialogId))
+      for (const ws of entry.sockets) if (!entry.waiting.has(ws)) ws.subscribe(ws.data.wire.prefix + dialogTopic(dialogId))
     }
     for (const peerId of peerIds) entry.peers.add(peerId)
   }
