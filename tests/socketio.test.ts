@@ -381,7 +381,55 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     const tooLarge = await fetch(big, { method: 'POST', body: `42["message:send",{"text":"${'x'.repeat(70 * 1024)}"}]` })
     expect(tooLarge.status).toBe(413)
     expect(await (await fetch(big)).text()).toBe('1')
+
+    // One POST at a time, as the protocol says: a second while the first's body still arrives is 400 and
+    // ends the session, so two payloads can never be applied out of order.
+    const posting = await handshake()
+    const rest = Promise.withResolvers<void>()
+    const slowBody = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(new TextEncoder().encode('2'))
+        await rest.promise
+        controller.close()
+      },
+    })
+    const first = fetch(posting, { method: 'POST', body: slowBody, duplex: 'half' } as RequestInit)
+    await Bun.sleep(100)
+    expect((await fetch(posting, { method: 'POST', body: '2' })).status).toBe(400)
+    rest.resolve()
+    await first.catch(() => undefined)
+    expect(await (await fetch(posting)).text()).toBe('1')
+
+    // What is no Engine.IO packet at all ends the session, as the protocol's reference server does.
+    const garbage = await handshake()
+    expect((await fetch(garbage, { method: 'POST', body: 'abc' })).status).toBe(400)
+    expect(await (await fetch(garbage)).text()).toBe('1')
   })
+
+  // The transport's heartbeat is the same whatever the database, and takes 27 s: once.
+  if (dialect === 'sqlite') test('a pong nobody asked for starts no second heartbeat: at 25 s one ping, answered, and the session lives', async () => {
+    const a = await live.t.register()
+    const ws = new WebSocket(`${live.base}/socket.io/?EIO=4&transport=websocket`)
+    const pings: number[] = []
+    const started = Date.now()
+    let closed = false
+    ws.onmessage = (e) => {
+      const data = String(e.data)
+      if (data.startsWith('0{')) {
+        ws.send('3') // unasked
+        ws.send(`40${JSON.stringify({ access_token: a.access_token })}`)
+      } else if (data === '2') {
+        pings.push(Date.now() - started)
+        ws.send('3')
+      }
+    }
+    ws.onclose = () => void (closed = true)
+    // The server pings every 25 s; two timers (the bug) pinged twice at 25 s, and the one whose timeout
+    // nothing cleared closed the session at 45 s.
+    await Bun.sleep(27_000)
+    expect([pings.length, closed]).toEqual([1, false])
+    ws.close()
+  }, 40_000)
 })
 
 // On Postgres another session can hold the user's row, so that subscribing the connection waits (its

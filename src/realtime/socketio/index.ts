@@ -71,16 +71,27 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
       return text(request, await session.take())
     }
     if (request.method !== 'POST') return error(request, BAD_REQUEST)
+    // One POST at a time, as one GET: two in flight could deliver their packets out of order.
+    if (session.posting) {
+      session.abort()
+      return error(request, BAD_REQUEST)
+    }
     // The server reads bodies unbounded (see server.ts): an announced length is refused on arrival, a
     // chunked body at the limit.
     let body: Uint8Array | undefined
-    if (Number(request.headers.get('content-length') ?? 0) <= maxPayload) body = await readCapped(request, maxPayload).catch(() => undefined)
+    session.posting = true
+    try {
+      if (Number(request.headers.get('content-length') ?? 0) <= maxPayload) body = await readCapped(request, maxPayload).catch(() => undefined)
+    } finally {
+      session.posting = false
+    }
     if (!body) {
       session.abort()
       return text(request, 'payload too large', 413)
     }
     session.receivePayload(new TextDecoder().decode(body))
-    return text(request, 'ok')
+    // A payload that ended the session (a packet that is no Engine.IO packet) is refused.
+    return session.readyState === 1 ? text(request, 'ok') : error(request, BAD_REQUEST)
   }
 
   return {

@@ -155,6 +155,9 @@ export class Session implements Socket, BunSocketHandler {
     return this.poll !== undefined
   }
 
+  /** A POST's body is being read: Engine.IO allows one at a time (a second ends the session, as GETs do). */
+  posting = false
+
   /** A POST: packets joined by the record separator. */
   receivePayload(body: string): void {
     for (const packet of body.split('\x1e')) this.receive(packet)
@@ -243,16 +246,29 @@ export class Session implements Socket, BunSocketHandler {
   // ---- Engine.IO and Socket.IO packets from the client --------------------------------------------
 
   private receive(packet: string): void {
-    if (this.readyState !== 1) return
+    if (this.readyState !== 1 || packet === '') return
     switch (packet[0]) {
       case '4':
         return this.socketIo(packet.slice(1))
       case '3':
+        // Only the answer to our ping counts: a pong unasked for (or a second one) would start a second
+        // heartbeat, whose timeout nothing clears.
+        if (this.pongTimer === undefined) return
         clearTimeout(this.pongTimer)
+        this.pongTimer = undefined
         return this.schedulePing()
       case '1':
         return this.close()
-      // `b…` (base64 binary over polling): an attachment, ignored as on the WebSocket.
+      // `b…` (base64 binary over polling): an attachment, ignored as on the WebSocket; the others need no answer.
+      case 'b':
+      case '0':
+      case '2':
+      case '5':
+      case '6':
+        return
+      default:
+        // Not Engine.IO at all: the session ends, as the protocol's reference server and test suite have it.
+        return this.abort()
     }
   }
 
