@@ -89,9 +89,8 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
       session.abort()
       return text(request, 'payload too large', 413)
     }
-    session.receivePayload(new TextDecoder().decode(body))
-    // A payload that ended the session (a packet that is no Engine.IO packet) is refused.
-    return session.readyState === 1 ? text(request, 'ok') : error(request, BAD_REQUEST)
+    // A payload holding what is no Engine.IO packet (it ended the session) is refused.
+    return session.receivePayload(new TextDecoder().decode(body)) ? text(request, 'ok') : error(request, BAD_REQUEST)
   }
 
   return {

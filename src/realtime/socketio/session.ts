@@ -37,6 +37,9 @@ export interface EngineContext {
 
 export const newId = () => randomBytes(15).toString('base64url')
 
+/** What `receive` says of a packet that is no Engine.IO packet (it has ended the session). */
+const NOT_ENGINE_IO = Symbol('not an Engine.IO packet')
+
 /** Close codes after which the client must not simply reconnect (see `Session.close`). */
 const SERVER_DISCONNECTS = new Set([CLOSE_UNAUTHORIZED, CLOSE_TOO_MANY_CONNECTIONS, CLOSE_POLICY_VIOLATION])
 
@@ -158,9 +161,10 @@ export class Session implements Socket, BunSocketHandler {
   /** A POST's body is being read: Engine.IO allows one at a time (a second ends the session, as GETs do). */
   posting = false
 
-  /** A POST: packets joined by the record separator. */
-  receivePayload(body: string): void {
-    for (const packet of body.split('\x1e')) this.receive(packet)
+  /** A POST: packets joined by the record separator. False when one was no Engine.IO packet (the session ended). */
+  receivePayload(body: string): boolean {
+    for (const packet of body.split('\x1e')) if (this.receive(packet) === NOT_ENGINE_IO) return false
+    return true
   }
 
   private flush(): void {
@@ -205,7 +209,7 @@ export class Session implements Socket, BunSocketHandler {
   socketMessage(ws: BunSocket, data: string | Buffer): void {
     // Binary frames are Socket.IO attachments: their BINARY_EVENT was already refused.
     if (typeof data !== 'string') return
-    if (ws === this.ws) return this.receive(data)
+    if (ws === this.ws) return void this.receive(data)
     if (ws !== this.probe) return
     if (data === '2probe') {
       this.upgrading = true
@@ -245,7 +249,7 @@ export class Session implements Socket, BunSocketHandler {
 
   // ---- Engine.IO and Socket.IO packets from the client --------------------------------------------
 
-  private receive(packet: string): void {
+  private receive(packet: string): typeof NOT_ENGINE_IO | void {
     if (this.readyState !== 1 || packet === '') return
     switch (packet[0]) {
       case '4':
@@ -268,7 +272,8 @@ export class Session implements Socket, BunSocketHandler {
         return
       default:
         // Not Engine.IO at all: the session ends, as the protocol's reference server and test suite have it.
-        return this.abort()
+        this.abort()
+        return NOT_ENGINE_IO
     }
   }
 
