@@ -93,6 +93,13 @@ export class ChatClient {
   private readonly cursors = new Map<number, Cursor>()
   private readonly typingOut = new Map<number, { sentAt: number; idle: ReturnType<typeof setTimeout> }>()
   private readonly typingIn = new Map<string, ReturnType<typeof setTimeout>>()
+  /**
+   * While catching up: the version of each message a live edit or deletion (each the message's whole state)
+   * reported, so that an older copy in the catch-up's answer does not undo it.
+   */
+  private readonly liveChanges = new Map<number, number>()
+  /** Dialogs reported as `created` (see report). */
+  private readonly reportedNew = new Set<number>()
   private readonly deliverTimers = new Map<number, ReturnType<typeof setTimeout>>()
   private readonly deliverUpTo = new Map<number, number>()
   private refreshTimer: ReturnType<typeof setTimeout> | undefined
@@ -192,12 +199,17 @@ export class ChatClient {
 
   /** Closes the connection and stops reconnecting; unacknowledged messages stay queued for the next connect(). */
   close(): void {
+    // A catch-up still running belongs to the connection being closed: it reports nothing more.
+    this.generation++
     this.socket.stop()
     clearTimeout(this.refreshTimer)
-    for (const timer of this.typingIn.values()) clearTimeout(timer)
+    // Peers shown typing stop being shown so (nothing would clear them once their timers are gone).
+    for (const key of [...this.typingIn.keys()]) {
+      const [dialogId, userId] = key.split(':').map(Number)
+      this.peerStoppedTyping(dialogId!, userId!)
+    }
     for (const { idle } of this.typingOut.values()) clearTimeout(idle)
     for (const timer of this.deliverTimers.values()) clearTimeout(timer)
-    this.typingIn.clear()
     this.typingOut.clear()
     this.deliverTimers.clear()
     this.outbox.disconnected()
@@ -230,7 +242,7 @@ export class ChatClient {
     const user = await this.api.findUser(username)
     if (!user) return null
     const dialog = await this.api.openDialog(user.id)
-    if (this.follow(dialog)) this.emitter.emit('dialog', { dialog, created: true })
+    if (this.follow(dialog)) this.report(dialog, true)
     return dialog
   }
 
@@ -344,6 +356,16 @@ export class ChatClient {
   }
 
   /** Starts following a dialog at its last message; true when it was new to the client. */
+  /**
+   * Reports a dialog; as `created` only once (a dialog:new, a message of an unknown dialog and the catch-up's
+   * list may each bring the same new dialog first).
+   */
+  private report(dialog: Dialog, isNew: boolean): void {
+    const created = isNew && !this.reportedNew.has(dialog.id)
+    if (created) this.reportedNew.add(dialog.id)
+    this.emitter.emit('dialog', { dialog, created })
+  }
+
   private follow(dialog: Dialog): boolean {
     if (this.cursors.has(dialog.id)) return false
     const last = dialog.last_message
@@ -354,16 +376,19 @@ export class ChatClient {
   /** After auth:ok: resend the outbox, then fetch the dialogs and what each missed; then `live`. */
   private async caughtUp(): Promise<void> {
     const generation = ++this.generation
+    this.liveChanges.clear()
     this.setState('catching_up')
     this.outbox.flush()
     for (const cursor of this.cursors.values()) cursor.filling = true
     try {
-      const known = new Set(this.cursors.keys())
+      // The dialogs followed, each at its version now: a live change while the list loads raises the cursor's
+      // version past edits made while away, which must still be asked for.
+      const known = new Map([...this.cursors].map(([id, cursor]) => [id, cursor.version]))
       const versions = new Map<number, number>()
       const me = this.api.session?.user.id
       for (const dialog of await this.dialogs()) {
         versions.set(dialog.id, dialog.version)
-        this.emitter.emit('dialog', { dialog, created: !known.has(dialog.id) })
+        this.report(dialog, !known.has(dialog.id))
         // A dialog new to this client is followed from its last message, which never passes accept(): say it
         // reached this device all the same (the server ignores a receipt that moves nothing).
         const last = dialog.last_message
@@ -373,8 +398,9 @@ export class ChatClient {
         [...this.cursors.keys()]
           .filter((id) => known.has(id))
           .map(async (id) => {
-            // Taken before the fill: new messages raise the version past the edits made before them.
-            const since = this.cursors.get(id)!.version
+            if (generation !== this.generation) return
+            // Taken before the list and the fill: new messages raise the version past the edits made before them.
+            const since = known.get(id)!
             await this.fill(id, generation)
             if ((versions.get(id) ?? 0) > since) await this.changesSince(id, since, generation)
           }),
@@ -394,7 +420,9 @@ export class ChatClient {
 
   /** Fetches everything after the cursor (a reconnect or a seq gap), then replays the live messages held meanwhile. */
   private async fill(dialogId: number, generation = this.generation): Promise<void> {
-    const cursor = this.cursors.get(dialogId)!
+    const cursor = this.cursors.get(dialogId)
+    // Gone with a logout meanwhile.
+    if (!cursor) return
     cursor.filling = true
     for (;;) {
       const page = await this.api.history(dialogId, { after_id: cursor.lastId, limit: PAGE })
@@ -410,12 +438,13 @@ export class ChatClient {
 
   /** Edits, deletions and reactions made while away: messages already reported come again as `changed`. */
   private async changesSince(dialogId: number, since: number, generation: number): Promise<void> {
-    const cursor = this.cursors.get(dialogId)!
+    const cursor = this.cursors.get(dialogId)
+    if (!cursor) return
     for (let after = since; ; ) {
       const page = await this.api.history(dialogId, { changed_after: after, limit: PAGE })
       if (generation !== this.generation) return
       for (const message of page.messages) {
-        if (message.seq <= cursor.lastSeq) this.emitter.emit('changed', { message })
+        if (message.seq <= cursor.lastSeq && (this.liveChanges.get(message.id) ?? 0) <= message.version) this.emitter.emit('changed', { message })
         cursor.version = Math.max(cursor.version, message.version)
       }
       const last = page.messages.at(-1)
@@ -437,7 +466,7 @@ export class ChatClient {
       cursor = { lastId: 0, lastSeq: 0, version: 0, filling: false, held: [] }
       this.cursors.set(message.dialog_id, cursor)
       void this.api.dialog(message.dialog_id).then(
-        (dialog) => this.emitter.emit('dialog', { dialog, created: true }),
+        (dialog) => this.report(dialog, true),
         () => {},
       )
     }
@@ -476,9 +505,11 @@ export class ChatClient {
         return this.ingest(frame.message)
       case 'message:edited':
         this.applied(frame.message.dialog_id, frame.message.version)
+        if (this.currentState === 'catching_up') this.liveChanges.set(frame.message.id, frame.message.version)
         return this.emitter.emit('changed', { message: frame.message })
       case 'message:deleted':
         this.applied(frame.dialog_id, frame.version)
+        if (this.currentState === 'catching_up') this.liveChanges.set(frame.message_id, frame.version)
         return this.emitter.emit('deleted', { dialog_id: frame.dialog_id, message_id: frame.message_id })
       case 'message:reactions':
         this.applied(frame.dialog_id, frame.version)
@@ -497,7 +528,7 @@ export class ChatClient {
       case 'presence':
         return this.emitter.emit('presence', { user_id: frame.user_id, online: frame.online, last_seen_at: frame.last_seen_at })
       case 'dialog:new':
-        if (this.follow(frame.dialog)) this.emitter.emit('dialog', { dialog: frame.dialog, created: true })
+        if (this.follow(frame.dialog)) this.report(frame.dialog, true)
         return
       case 'error': {
         const error = new ChatError(frame.code, frame.message, 0, frame.details, frame.retry_after)
@@ -557,6 +588,7 @@ export class ChatClient {
     this.close()
     this.outbox.clear()
     this.cursors.clear()
+    this.reportedNew.clear()
   }
 }
 
