@@ -346,12 +346,12 @@ describe('health and metrics', () => {
 })
 
 /** A TCP proxy to Postgres that can stop forwarding while keeping its connections open: a partition. */
-function partitionable(targetPort: number) {
+function partitionable(targetPort: number, listenPort = 0) {
   let silent = false
   type Side = { upstream?: import('bun').Socket<unknown>; early: Uint8Array[] }
   const server = Bun.listen<Side>({
     hostname: '127.0.0.1',
-    port: 0,
+    port: listenPort,
     socket: {
       async open(client) {
         client.data = { early: [] }
@@ -377,6 +377,52 @@ function partitionable(targetPort: number) {
   })
   return { port: server.port, silence: () => (silent = true), stop: () => server.stop(true) }
 }
+
+const partitionableOn = (listenPort: number, targetPort: number) => partitionable(targetPort, listenPort)
+
+describe.skipIf(!pgAvailable)('sends while Postgres cannot be reached', () => {
+  test('every send of a burst gets its error within seconds (not one slow failure after another), and sends work again once it is back', async () => {
+    const fresh = await freshDatabase('pg')
+    const url = new URL(databaseUrl(fresh.target))
+    let proxy = partitionable(Number(url.port || 5432))
+    const port = proxy.port
+    url.port = String(port)
+    const server = await serveCli({ DATABASE_URL: url.toString() })
+    try {
+      const a = (await http(server.base, 'POST', '/auth/register', { username: 'down-a', password: 'a-secret-password' })).body
+      const b = (await http(server.base, 'POST', '/auth/register', { username: 'down-b', password: 'a-secret-password' })).body
+      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
+      const answers = new Map<string, string>()
+      const ws = await connect(server.base, a.access_token, (frame) => {
+        if (frame.type === 'message:ack') answers.set(frame.client_msg_id, 'ack')
+        if (frame.type === 'error' && frame.client_msg_id) answers.set(frame.client_msg_id, frame.code)
+      })
+      const send = (id: string) => ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: id, msg_type: 'text', text: id }))
+      send('before')
+      await eventually(() => answers.get('before') === 'ack', 'the first ack')
+      // Postgres goes away: its connections cut, new ones refused.
+      proxy.stop()
+      const burst = Array.from({ length: 20 }, (_, i) => `down-${i}`)
+      for (const id of burst) send(id)
+      // Each is answered (an error: none can commit), all within seconds, not minutes.
+      await eventually(() => burst.every((id) => answers.has(id)), 'an answer to every send of the burst', 15_000)
+      expect(burst.filter((id) => answers.get(id) === 'ack')).toEqual([])
+      // Back on the same port: sends commit again.
+      proxy = partitionableOn(port, Number(new URL(databaseUrl(fresh.target)).port || 5432))
+      await eventually(async () => {
+        send(`after-${answers.size}`)
+        await Bun.sleep(300)
+        return [...answers].some(([id, answer]) => id.startsWith('after-') && answer === 'ack')
+      }, 'a send acknowledged again', 20_000)
+      ws.close()
+    } finally {
+      server.proc.kill('SIGKILL')
+      await server.proc.exited
+      proxy.stop()
+      await fresh.drop()
+    }
+  }, 60_000)
+})
 
 describe.skipIf(!pgAvailable)('health while Postgres is partitioned', () => {
   test('a database that holds its connections and answers nothing: /health answers 503 naming it, within seconds', async () => {

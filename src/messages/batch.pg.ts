@@ -7,7 +7,7 @@
 import { inArray, sql } from 'drizzle-orm'
 import postgres from 'postgres'
 import type { PgAccess, PgScope } from '../storage/database'
-import { driverError } from '../storage/driver-error'
+import { driverError, unreachable } from '../storage/driver-error'
 import { messageColumns } from './history'
 import type { MessageRecord } from './model'
 import { fold, outcomesOf, type Folded, type MarkInput, type MarkOutcome } from './receipts'
@@ -32,7 +32,7 @@ export async function commitPgSends(pg: PgAccess, sends: SendInput[], now: Date)
   try {
     return await pg.read((s) => commitInOneStatement(s, sends, now))
   } catch (error) {
-    if (postgresError(error) && !isUniqueViolation(error)) throw error
+    if ((postgresError(error) && !isUniqueViolation(error)) || unreachable(error)) throw error
     if (!isUniqueViolation(error)) uncertain = { ours: new Set(), lastAttempt: sends.map((x) => sendKey(x.dialogId, x.senderId, x.clientMsgId)) }
   }
   for (let attempt = 1; ; attempt++) {
@@ -40,7 +40,7 @@ export async function commitPgSends(pg: PgAccess, sends: SendInput[], now: Date)
     try {
       return await pg.tx((s) => commitLookingFirst(s, sends, now, uncertain, seen))
     } catch (error) {
-      if (postgresError(error) || attempt >= UNCERTAIN_ATTEMPTS) throw error
+      if (postgresError(error) || unreachable(error) || attempt >= UNCERTAIN_ATTEMPTS) throw error
       // What this attempt found to be ours stays ours; what it was inserting is the new unknown.
       if (seen.ours.size > 0 || seen.fresh.length > 0) uncertain = { ours: seen.ours, lastAttempt: seen.fresh }
       await Bun.sleep(100 * 2 ** (attempt - 1))

@@ -1,4 +1,5 @@
 import { logFault } from '../log/fault'
+import { unreachable } from '../storage/driver-error'
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
 import { commitBatch, type Settled } from './batch'
@@ -144,7 +145,8 @@ export class MessageWriter {
   }
 
   // A part of a batch (its sends, its receipts) that failed is retried item by item: one bad item fails
-  // alone, and the rest commit. The sends' part never waits on, nor fails with, the receipts'. The
+  // alone, and the rest commit — unless the database could not be reached at all, which fails them all at
+  // once rather than one slow failure after another. The sends' part never waits on, nor fails with, the receipts'. The
   // failure is logged: the retries hide it from the clients, not from whoever runs the server.
 
   private async settleSends(sends: PendingSend[], outcome: Settled<SendOutcome[]>): Promise<void> {
@@ -156,7 +158,7 @@ export class MessageWriter {
         p.resolve(o)
       })
       this.metrics?.messagesPersisted.inc({}, created)
-    } else if (sends.length === 1) sends[0]!.reject(outcome.error)
+    } else if (sends.length === 1 || unreachable(outcome.error)) for (const p of sends) p.reject(outcome.error)
     else if (sends.length > 1) {
       logFault(`a batch of ${sends.length} sends failed; committing them one by one`, outcome.error)
       for (const p of sends) await this.settleSends([p], (await this.write([p], [])).sends)
@@ -165,7 +167,7 @@ export class MessageWriter {
 
   private async settleMarks(marks: PendingMark[], outcome: Settled<MarkOutcome[]>): Promise<void> {
     if (outcome.ok) marks.forEach((p, i) => p.resolve(outcome.value[i]!))
-    else if (marks.length === 1) marks[0]!.reject(outcome.error)
+    else if (marks.length === 1 || unreachable(outcome.error)) for (const p of marks) p.reject(outcome.error)
     else if (marks.length > 1) {
       logFault(`a batch of ${marks.length} receipts failed; committing them one by one`, outcome.error)
       for (const p of marks) await this.settleMarks([p], (await this.write([], [p])).marks)

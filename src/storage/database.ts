@@ -246,7 +246,15 @@ function openSqlite(
 
 async function openPg(url: string, max: number, connectTimeoutSec: number, onQuery?: OpenOptions['onQuery']): Promise<PgDb> {
   const connection = pgConnection(url)
-  const client = postgres(connection.url, { max, onnotice: () => {}, connect_timeout: connectTimeoutSec, ...(connection.path ? { path: connection.path } : {}) })
+  const client = postgres(connection.url, {
+    max,
+    onnotice: () => {},
+    connect_timeout: connectTimeoutSec,
+    // Between attempts to reconnect, at most 2 s (postgres.js's own grows to 20 s): while the database is
+    // away every statement waits for the next attempt, and its error should come in seconds.
+    backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, 2),
+    ...(connection.path ? { path: connection.path } : {}),
+  })
   try {
     await migratePg(client)
   } catch (error) {
