@@ -1,9 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
 import { ChatClient, type ClientEvent } from 'bun-chat/client'
-import { uniqueName } from './support/app'
-import { freePort } from './support/ports'
+import { Server, signedUp, until } from './support/chat-clients'
 import { freshDatabase, type FreshDatabase } from './support/databases'
-import { startServer, type ServerProcess } from './support/server-process'
 
 /*
  * The client's state machine under reconnects and races, against the real server process. Races
@@ -12,15 +10,6 @@ import { startServer, type ServerProcess } from './support/server-process'
  */
 
 const T = 30_000
-const PASSWORD = 'correct horse battery'
-
-async function until(what: string, condition: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await Bun.sleep(10)
-  }
-}
 
 /** Holds the answers (or the requests) whose URL matches, while armed, until opened. */
 class Gate {
@@ -54,22 +43,6 @@ class Gate {
   }
 }
 
-class Server {
-  proc!: ServerProcess
-  readonly port = freePort()
-  constructor(readonly db: FreshDatabase) {}
-  get url() {
-    return `http://127.0.0.1:${this.port}`
-  }
-  async start() {
-    this.proc = await startServer(this.db.target, { PORT: String(this.port) })
-    return this
-  }
-  async kill() {
-    this.proc.proc.kill('SIGKILL')
-    await this.proc.exited
-  }
-}
 
 const clients: ChatClient[] = []
 afterEach(() => {
@@ -78,22 +51,9 @@ afterEach(() => {
 
 async function person(server: Server, options: { connect?: boolean } = {}) {
   const gate = new Gate()
-  const client = new ChatClient({ baseUrl: server.url, fetch: gate.fetch })
-  const events: ClientEvent[] = []
-  const stream = client.events()
-  void (async () => {
-    for await (const event of stream) events.push(event)
-  })()
-  const name = uniqueName('r')
-  await client.register(name, PASSWORD)
-  if (options.connect !== false) {
-    client.connect()
-    await until(`${name} live`, () => client.state === 'live')
-  }
-  const texts = (dialogId?: number) =>
-    events.flatMap((e) => (e.type === 'message' && (dialogId === undefined || e.message.dialog_id === dialogId) ? [e.message.text] : []))
-  clients.push(client)
-  return { client, name, events, texts, gate }
+  const signed = await signedUp(server, { fetch: gate.fetch, connect: options.connect })
+  clients.push(signed.client)
+  return { ...signed, gate }
 }
 
 async function pair(server: Server) {

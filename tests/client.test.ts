@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { backoffDelay, ChatClient, ChatError, type ClientEvent, type Message, type Session } from 'bun-chat/client'
 import { uniqueName } from './support/app'
-import { freePort } from './support/ports'
+import { Server, signedUp, until } from './support/chat-clients'
 import { freshDatabase, type FreshDatabase } from './support/databases'
-import { http, startServer, type ServerProcess } from './support/server-process'
+import { http } from './support/server-process'
 
 /*
  * The client library against the real server process (`bun src/index.ts`), which these tests kill with
@@ -14,56 +14,12 @@ import { http, startServer, type ServerProcess } from './support/server-process'
  */
 
 const T = 30_000
-const PASSWORD = 'correct horse battery'
-
-async function until(what: string, condition: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await Bun.sleep(10)
-  }
-}
-
-/** A server process that can be killed and started again at the same address, on the same database. */
-class Server {
-  proc!: ServerProcess
-  readonly port = freePort()
-  constructor(
-    readonly db: FreshDatabase,
-    readonly env: Record<string, string> = {},
-  ) {}
-  get url() {
-    return `http://127.0.0.1:${this.port}`
-  }
-  async start() {
-    this.proc = await startServer(this.db.target, { PORT: String(this.port), ...this.env })
-    return this
-  }
-  async kill() {
-    this.proc.proc.kill('SIGKILL')
-    await this.proc.exited
-  }
-}
-
 /** A signed-up user's client, recording every event it reports. */
 async function person(server: Server, options: { connect?: boolean; WebSocket?: typeof WebSocket } = {}) {
   const sessions: (Session | null)[] = []
-  const client = new ChatClient({ baseUrl: server.url, onSession: (s) => sessions.push(s), WebSocket: options.WebSocket })
-  const events: ClientEvent[] = []
-  const stream = client.events()
-  void (async () => {
-    for await (const event of stream) events.push(event)
-  })()
-  const name = uniqueName('u')
-  await client.register(name, PASSWORD)
-  if (options.connect !== false) {
-    client.connect()
-    await until(`${name} live`, () => client.state === 'live')
-  }
-  const texts = (dialogId?: number) =>
-    events.flatMap((e) => (e.type === 'message' && (dialogId === undefined || e.message.dialog_id === dialogId) ? [e.message.text] : []))
-  clients.push(client)
-  return { client, name, events, texts, sessions }
+  const signed = await signedUp(server, { onSession: (s) => sessions.push(s), WebSocket: options.WebSocket, connect: options.connect })
+  clients.push(signed.client)
+  return { ...signed, sessions }
 }
 
 const clients: ChatClient[] = []
