@@ -91,9 +91,9 @@ describe.each(dialects)('dialog list pages across tied activity times on %s', (d
   let app: TestApp, me: Session
   /** The dialogs of one burst (all with one activity time), and the whole list as one page. */
   let tied: number[], all: any[], tie: string
-  // A batch waits 200 ms for more, so the burst below is certainly one batch: one created_at.
+  // A batch waits 1 s for more, so the burst below is one batch (one created_at) even on a loaded machine.
   beforeAll(async () => {
-    app = await createTestApp(dialect, { WRITER_BATCH_WAIT_MS: '200' })
+    app = await createTestApp(dialect, { WRITER_BATCH_WAIT_MS: '1000' })
     me = await app.register()
     const open = async () => {
       const peer = await app.register()
@@ -171,7 +171,7 @@ describe.each(dialects)('the client library after a one-burst send into 101 dial
   let fresh: FreshDatabase, server: ServerProcess
   beforeAll(async () => {
     fresh = await freshDatabase(dialect)
-    server = await startServer(fresh.target, { WRITER_BATCH_WAIT_MS: '300' })
+    server = await startServer(fresh.target, { WRITER_BATCH_WAIT_MS: '1000' })
   }, 30_000)
   afterAll(async () => {
     server.proc.kill('SIGKILL')
