@@ -355,7 +355,6 @@ export class ChatClient {
     this.emitter.emit('state', { state })
   }
 
-  /** Starts following a dialog at its last message; true when it was new to the client. */
   /**
    * Reports a dialog; as `created` only once (a dialog:new, a message of an unknown dialog and the catch-up's
    * list may each bring the same new dialog first).
@@ -366,6 +365,7 @@ export class ChatClient {
     this.emitter.emit('dialog', { dialog, created })
   }
 
+  /** Starts following a dialog at its last message; true when it was new to the client. */
   private follow(dialog: Dialog): boolean {
     if (this.cursors.has(dialog.id)) return false
     const last = dialog.last_message

@@ -281,9 +281,9 @@ export class Session implements Socket, BunSocketHandler {
    * A packet that is no frame: once authenticated it goes to the frame handling like a frame that is not
    * JSON, so it spends the connection's invalid-frame budget.
    */
-  private invalid(error: AppError, request?: RawFrame): void {
-    if (this.data.userId !== undefined) this.context.frames.received(this, error, request)
-    else this.send(socketIoWire.failure(error, request))
+  private invalid(error: AppError): void {
+    if (this.data.userId !== undefined) this.context.frames.received(this, error)
+    else this.send(socketIoWire.failure(error, undefined))
   }
 
   private socketIo(text: string): void {
