@@ -1,7 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
+import { afterEach, describe, expect, test } from 'bun:test'
 import { ChatClient, type ClientEvent } from 'bun-chat/client'
-import { Server, signedUp, until } from './support/chat-clients'
-import { freshDatabase, type FreshDatabase } from './support/databases'
+import { Server, signedUp, suiteServer, until } from './support/chat-clients'
 
 /*
  * The client's state machine under reconnects and races, against the real server process. Races
@@ -77,20 +76,10 @@ function shown(events: ClientEvent[], messageId: number): { text: string; delete
 const isDialogList = (url: string) => /\/dialogs(\?|$)/.test(url)
 
 describe('client state machine under reconnects and races', () => {
-  let db: FreshDatabase
-  let server: Server
-
-  beforeAll(async () => {
-    db = await freshDatabase('sqlite')
-    server = await new Server(db).start()
-  }, T)
-  afterAll(async () => {
-    await server.kill()
-    await db.drop()
-  }, T)
+  const suite = suiteServer()
 
   test('an edit made while away is caught up even when a live reaction arrives during the catch-up', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const first = await alice.client.send(dialogId, 'first').sent
     const second = await alice.client.send(dialogId, 'second').sent
     await until('bob has both', () => bob.texts(dialogId).length === 2)
@@ -112,7 +101,7 @@ describe('client state machine under reconnects and races', () => {
   }, T)
 
   test('a catch-up answer older than a live deletion does not bring the deleted message back', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const message = await alice.client.send(dialogId, 'draft').sent
     await until('bob has it', () => bob.texts(dialogId).length === 1)
     bob.client.close()
@@ -133,7 +122,7 @@ describe('client state machine under reconnects and races', () => {
   }, T)
 
   test('a catch-up answer older than a live edit does not overwrite it', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const message = await alice.client.send(dialogId, 'v1').sent
     await until('bob has it', () => bob.texts(dialogId).length === 1)
     bob.client.close()
@@ -153,7 +142,7 @@ describe('client state machine under reconnects and races', () => {
   }, T)
 
   test('close() during a catch-up: no message events after close()', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     bob.client.close()
     for (const text of ['a', 'b', 'c']) await alice.client.send(dialogId, text).sent
     bob.gate.arm((url) => url.includes('after_id='))
@@ -169,7 +158,7 @@ describe('client state machine under reconnects and races', () => {
   }, T)
 
   test('logout() during a catch-up: the signed-out account reports no messages or errors afterwards', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     bob.client.close()
     for (const text of ['private 1', 'private 2']) await alice.client.send(dialogId, text).sent
     bob.gate.arm((url) => url.includes('after_id='))
@@ -186,8 +175,8 @@ describe('client state machine under reconnects and races', () => {
   }, T)
 
   test('a dialog created while a catch-up is in flight is reported as created once', async () => {
-    const bob = await person(server)
-    const carol = await person(server)
+    const bob = await person(suite.server)
+    const carol = await person(suite.server)
     bob.client.close()
     // Bob reconnects; his dialog list request waits, and is made only after carol has opened a dialog with him.
     bob.gate.arm(isDialogList, { before: true })
@@ -205,7 +194,7 @@ describe('client state machine under reconnects and races', () => {
   }, T)
 
   test('close() then connect(): a peer shown typing before close() stops being shown typing', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const bobId = bob.client.user!.id
     bob.client.typing(dialogId)
     await until('alice sees bob typing', () => alice.events.some((e) => e.type === 'typing' && e.user_id === bobId && e.typing))

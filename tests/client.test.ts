@@ -1,11 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
+import { afterAll, afterEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { backoffDelay, ChatClient, ChatError, type ClientEvent, type Message, type Session } from 'bun-chat/client'
 import { uniqueName } from './support/app'
-import { Server, signedUp, until } from './support/chat-clients'
-import { freshDatabase, type FreshDatabase } from './support/databases'
+import { Server, signedUp, suiteServer, until } from './support/chat-clients'
 import { http } from './support/server-process'
 
 /*
@@ -47,20 +46,10 @@ async function stored(server: Server, session: Session, dialogId: number): Promi
 }
 
 describe('client library against a real server process', () => {
-  let db: FreshDatabase
-  let server: Server
-
-  beforeAll(async () => {
-    db = await freshDatabase('sqlite')
-    server = await new Server(db).start()
-  }, T)
-  afterAll(async () => {
-    await server.kill()
-    await db.drop()
-  }, T)
+  const suite = suiteServer()
 
   test('messages, receipts, typing and presence arrive as typed events', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const pending = alice.client.send(dialogId, 'hello')
     expect(pending.client_msg_id.length).toBeGreaterThan(0)
     expect(['queued', 'sending']).toContain(pending.state)
@@ -83,7 +72,7 @@ describe('client library against a real server process', () => {
   }, T)
 
   test('per-message errors: not_found, validation_failed; rejected sends fail alone', async () => {
-    const { alice, dialogId } = await pair(server)
+    const { alice, dialogId } = await pair(suite.server)
     const stranger = alice.client.send(999_999, 'to nowhere')
     const blank = alice.client.send(dialogId, '   ')
     const fine = alice.client.send(dialogId, 'fine')
@@ -95,7 +84,7 @@ describe('client library against a real server process', () => {
   }, T)
 
   test('a text over 4 000 characters fails alone at once: it never reaches the wire, whose frame limit would close the connection', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     let drops = 0
     alice.client.on('state', (e) => void (e.state === 'offline' && drops++))
     // 70 000 characters: a frame over the server's 64 KiB limit, which closes the connection (1009).
@@ -115,7 +104,7 @@ describe('client library against a real server process', () => {
   }, T)
 
   test('a reconnect catches up with after_id before reporting live', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     bob.client.close()
     for (let i = 1; i <= 5; i++) await alice.client.send(dialogId, `missed ${i}`).sent
     const before = bob.events.length
@@ -130,8 +119,8 @@ describe('client library against a real server process', () => {
   }, T)
 
   test('a client that connects for the first time says the messages waiting for it were delivered', async () => {
-    const alice = await person(server)
-    const bob = await person(server, { connect: false })
+    const alice = await person(suite.server)
+    const bob = await person(suite.server, { connect: false })
     const dialogId = (await alice.client.openDialogWith(bob.name))!.id
     await alice.client.send(dialogId, 'while you were away').sent
     const last = await alice.client.send(dialogId, 'still away?').sent
@@ -141,7 +130,7 @@ describe('client library against a real server process', () => {
     await until('bob live', () => bob.client.state === 'live')
     expect(bob.texts(dialogId)).toEqual([])
     await until('delivered receipt', () => alice.events.some((e) => e.type === 'receipt' && e.status === 'delivered' && e.message_id === last.id))
-    const page = await http(`127.0.0.1:${server.port}`, 'GET', `/dialogs/${dialogId}/messages`, undefined, alice.client.session!.access_token)
+    const page = await http(`127.0.0.1:${suite.server.port}`, 'GET', `/dialogs/${dialogId}/messages`, undefined, alice.client.session!.access_token)
     expect(page.body.messages.map((m: Message) => m.status)).toEqual(['delivered', 'delivered'])
   }, T)
 
@@ -159,8 +148,8 @@ describe('client library against a real server process', () => {
         })
       }
     }
-    const alice = await person(server)
-    const bob = await person(server, { WebSocket: Lossy as typeof WebSocket })
+    const alice = await person(suite.server)
+    const bob = await person(suite.server, { WebSocket: Lossy as typeof WebSocket })
     const dialogId = (await alice.client.openDialogWith(bob.name))!.id
     await until('bob follows', () => bob.events.some((e) => e.type === 'dialog' && e.dialog.id === dialogId))
     await alice.client.send(dialogId, 'one').sent
@@ -172,62 +161,62 @@ describe('client library against a real server process', () => {
   }, T)
 
   test('server killed (SIGKILL) and restarted mid-stream: nothing lost, nothing doubled', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const texts = Array.from({ length: 60 }, (_, i) => `m${i}`)
     const sends = texts.slice(0, 30).map((text) => alice.client.send(dialogId, text))
     await sends[5]!.sent
-    await server.kill()
+    await suite.server.kill()
     // Written while the server is down: queued, sent after the reconnect.
     sends.push(...texts.slice(30).map((text) => alice.client.send(dialogId, text)))
     await until('alice notices', () => alice.client.state === 'offline' || alice.client.state === 'connecting')
-    await server.start()
+    await suite.server.start()
     const acked = await Promise.all(sends.map((p) => p.sent))
     expect(acked.map((m) => m.text)).toEqual(texts)
     expect(new Set(acked.map((m) => m.id)).size).toBe(texts.length)
     await until('bob has them all', () => bob.texts(dialogId).length >= texts.length)
     await until('bob live', () => bob.client.state === 'live')
     expect(bob.texts(dialogId)).toEqual(texts)
-    expect(await stored(server, alice.client.session!, dialogId)).toEqual(texts)
+    expect(await stored(suite.server, alice.client.session!, dialogId)).toEqual(texts)
     expect(alice.client.pending()).toEqual([])
   }, T)
 
   test('the outbox survives a restart: sent while down, delivered exactly once after', async () => {
-    const { alice, bob, dialogId } = await pair(server)
-    await server.kill()
+    const { alice, bob, dialogId } = await pair(suite.server)
+    await suite.server.kill()
     await until('alice offline', () => alice.client.state !== 'live')
     const queued = ['a', 'b', 'c'].map((text) => alice.client.send(dialogId, text))
     expect(queued.map((p) => p.state)).toEqual(['queued', 'queued', 'queued'])
     expect(alice.client.pending().map((p) => p.client_msg_id)).toEqual(queued.map((p) => p.client_msg_id))
-    await server.start()
+    await suite.server.start()
     const acked = await Promise.all(queued.map((p) => p.sent))
     expect(acked.map((m) => m.client_msg_id)).toEqual(queued.map((p) => p.client_msg_id))
     await until('bob has them', () => bob.texts(dialogId).length === 3)
     // Resending an acknowledged id is answered with the original: still stored once.
     await alice.client.send(dialogId, 'a', queued[0]!.client_msg_id).sent
-    expect(await stored(server, alice.client.session!, dialogId)).toEqual(['a', 'b', 'c'])
+    expect(await stored(suite.server, alice.client.session!, dialogId)).toEqual(['a', 'b', 'c'])
     expect(bob.texts(dialogId)).toEqual(['a', 'b', 'c'])
   }, T)
 
   test('saved() and `outbox`: unacknowledged messages outlive the client object (an app restart)', async () => {
-    const { alice, bob, dialogId } = await pair(server)
-    await server.kill()
+    const { alice, bob, dialogId } = await pair(suite.server)
+    await suite.server.kill()
     await until('alice offline', () => alice.client.state !== 'live')
     const written = alice.client.send(dialogId, 'outlives its client')
     const saved = JSON.parse(JSON.stringify(alice.client.saved()))
     expect(saved).toEqual([{ client_msg_id: written.client_msg_id, dialog_id: dialogId, text: 'outlives its client', created_at: written.created_at }])
     alice.client.close()
-    await server.start()
-    const again = new ChatClient({ baseUrl: server.url, session: alice.client.session, outbox: saved })
+    await suite.server.start()
+    const again = new ChatClient({ baseUrl: suite.server.url, session: alice.client.session, outbox: saved })
     clients.push(again)
     expect(again.pending().map((p) => p.state)).toEqual(['queued'])
     again.connect()
     expect((await again.pending()[0]!.sent).client_msg_id).toBe(written.client_msg_id)
     await until('bob has it', () => bob.texts(dialogId).length === 1)
-    expect(await stored(server, again.session!, dialogId)).toEqual(['outlives its client'])
+    expect(await stored(suite.server, again.session!, dialogId)).toEqual(['outlives its client'])
   }, T)
 
   test('edit, remove and reactions arrive live on both sides as changed, deleted and reactions events', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const message = await alice.client.send(dialogId, 'first draft').sent
     await until('bob has it', () => bob.texts(dialogId).length === 1)
 
@@ -256,7 +245,7 @@ describe('client library against a real server process', () => {
   }, T)
 
   test('search finds by every word and prefix, only in own dialogs; deleted messages never', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const word = `zebra${Date.now().toString(36)}`
     const hit = await alice.client.send(dialogId, `the ${word} crossing`).sent
     const gone = await alice.client.send(dialogId, `another ${word}`).sent
@@ -264,12 +253,12 @@ describe('client library against a real server process', () => {
     const found = await bob.client.search(`${word.slice(0, -2)} cross`)
     expect(found.messages.map((m) => m.id)).toEqual([hit.id])
     expect((await bob.client.search(word, { dialogId })).messages.map((m) => m.id)).toEqual([hit.id])
-    const stranger = await person(server, { connect: false })
+    const stranger = await person(suite.server, { connect: false })
     expect((await stranger.client.search(word)).messages).toEqual([])
   }, T)
 
   test('upload, then sendAttachment through the outbox: the peer gets an image message whose url serves the bytes', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     // A 1×1 PNG: the server sniffs the type from the bytes, not from the name.
     const png = Uint8Array.from(atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='), (c) => c.charCodeAt(0))
     const upload = await alice.client.upload(new Blob([png]), 'dot.bin')
@@ -289,7 +278,7 @@ describe('client library against a real server process', () => {
   }, T)
 
   test('block: sends between the two fail with blocked, blocked() lists the user, unblock lets them through', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     await alice.client.block(bob.client.user!.id)
     expect((await alice.client.blocked()).map((u) => u.username)).toEqual([bob.name])
     await expect(bob.client.send(dialogId, 'let me in').sent).rejects.toMatchObject({ code: 'blocked' })
@@ -299,7 +288,7 @@ describe('client library against a real server process', () => {
   }, T)
 
   test('a reconnect brings edits, deletions and reactions made while away (changed_after), besides new messages', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const kept = await alice.client.send(dialogId, 'will be edited').sent
     const dropped = await alice.client.send(dialogId, 'will be deleted').sent
     await until('bob has both', () => bob.texts(dialogId).length === 2)
@@ -333,19 +322,9 @@ test('reconnect delays grow exponentially to a cap, each drawn from the upper ha
 })
 
 describe('client library outside Bun', () => {
-  let db: FreshDatabase
-  let server: Server
+  const suite = suiteServer()
   const dir = mkdtempSync(join(tmpdir(), 'chat-client-node-'))
-
-  beforeAll(async () => {
-    db = await freshDatabase('sqlite')
-    server = await new Server(db).start()
-  }, T)
-  afterAll(async () => {
-    await server.kill()
-    await db.drop()
-    rmSync(dir, { recursive: true, force: true })
-  }, T)
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
   test('bundled for browsers (no server code inside), it chats from Node', async () => {
     const build = await Bun.build({ entrypoints: [join(import.meta.dir, '../src/client/index.ts')], target: 'browser', format: 'esm' })
@@ -371,27 +350,17 @@ a.close(); b.close()
     const probe = Bun.spawnSync(['node', '-p', 'typeof WebSocket'])
     if (probe.exitCode !== 0) throw new Error('node is not installed')
     const flags = probe.stdout.toString().trim() === 'function' ? [] : ['--experimental-websocket']
-    const run = Bun.spawnSync(['node', ...flags, join(dir, 'chat.mjs'), server.url, uniqueName('n')], { timeout: 20_000 })
+    const run = Bun.spawnSync(['node', ...flags, join(dir, 'chat.mjs'), suite.server.url, uniqueName('n')], { timeout: 20_000 })
     if (run.exitCode !== 0) throw new Error(`node failed: ${run.stderr.toString()}`)
     expect(JSON.parse(run.stdout.toString())).toEqual({ seq: 1, got: 'hello from node' })
   }, T)
 })
 
 describe('client library: tokens and limits', () => {
-  let db: FreshDatabase
-  let server: Server
-
-  beforeAll(async () => {
-    db = await freshDatabase('sqlite')
-    server = await new Server(db, { ACCESS_TOKEN_TTL_SECONDS: '2', SEND_RATE_BURST: '3', SEND_RATE_PER_SEC: '2' }).start()
-  }, T)
-  afterAll(async () => {
-    await server.kill()
-    await db.drop()
-  }, T)
+  const suite = suiteServer({ ACCESS_TOKEN_TTL_SECONDS: '2', SEND_RATE_BURST: '3', SEND_RATE_PER_SEC: '2' })
 
   test('a long connection refreshes its access token before expiry; REST and reconnects keep working', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const first = alice.client.session!.access_token
     await Bun.sleep(4_500)
     // Refreshed ahead of expiry by the client's timer, more than once in 4.5 s of a 2 s token.
@@ -399,42 +368,42 @@ describe('client library: tokens and limits', () => {
     expect(alice.client.session!.access_token).not.toBe(first)
     expect(alice.client.state).toBe('live')
     expect((await alice.client.api.me()).username).toBe(alice.name)
-    await server.kill()
-    await server.start()
+    await suite.server.kill()
+    await suite.server.start()
     await until('alice live again', () => alice.client.state === 'live')
     expect((await alice.client.send(dialogId, 'after refresh').sent).text).toBe('after refresh')
     await until('bob has it', () => bob.texts(dialogId).includes('after refresh'))
   }, T)
 
   test('a 401 on a token the client thought valid is refreshed once and retried', async () => {
-    const alice = await person(server, { connect: false })
+    const alice = await person(suite.server, { connect: false })
     const session = alice.client.session!
     // Expiry is in whole seconds (rounded up): past 3 s the 2 s token is expired for sure.
     await Bun.sleep(3_200)
     // The same session, but the client is told the (now expired) token is good for an hour.
-    const resumed = new ChatClient({ baseUrl: server.url, session: { ...session, access_expires_at: Date.now() + 3_600_000 } })
+    const resumed = new ChatClient({ baseUrl: suite.server.url, session: { ...session, access_expires_at: Date.now() + 3_600_000 } })
     expect((await resumed.api.me()).username).toBe(alice.name)
     expect(resumed.session!.access_token).not.toBe(session.access_token)
   }, T)
 
   test('rate_limited sends wait for the retry the server names, then go through', async () => {
-    const { alice, bob, dialogId } = await pair(server)
+    const { alice, bob, dialogId } = await pair(suite.server)
     const texts = ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']
     const sends = texts.map((text) => alice.client.send(dialogId, text))
     await until('one is rate limited', () => sends.some((p) => p.error?.code === 'rate_limited'))
     const acked = await Promise.all(sends.map((p) => p.sent))
     expect(acked.map((m) => m.text).sort()).toEqual(texts)
     await until('bob has them', () => bob.texts(dialogId).length === texts.length)
-    expect(await stored(server, alice.client.session!, dialogId)).toHaveLength(texts.length)
+    expect(await stored(suite.server, alice.client.session!, dialogId)).toHaveLength(texts.length)
   }, T)
 
   test('a session ended on the server ends the client: logout revokes it', async () => {
-    const alice = await person(server)
+    const alice = await person(suite.server)
     const refresh = alice.client.session!.refresh_token
     await alice.client.logout()
     expect(alice.client.session).toBeNull()
     expect(alice.client.state).toBe('closed')
-    expect((await http(`127.0.0.1:${server.port}`, 'POST', '/auth/refresh', { refresh_token: refresh })).status).toBe(401)
+    expect((await http(`127.0.0.1:${suite.server.port}`, 'POST', '/auth/refresh', { refresh_token: refresh })).status).toBe(401)
     expect(alice.sessions.at(-1)).toBeNull()
   }, T)
 })

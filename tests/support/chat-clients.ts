@@ -1,6 +1,7 @@
+import { afterAll, beforeAll } from 'bun:test'
 import { ChatClient, type ClientEvent } from 'bun-chat/client'
 import { uniqueName } from './app'
-import type { FreshDatabase } from './databases'
+import { freshDatabase, type FreshDatabase } from './databases'
 import { freePort } from './ports'
 import { startServer, type ServerProcess } from './server-process'
 
@@ -35,6 +36,22 @@ export class Server {
     this.proc.proc.kill('SIGKILL')
     await this.proc.exited
   }
+}
+
+/**
+ * A server process (on a fresh sqlite database, `env` added to its environment) for the tests of a describe
+ * block. Read `suite.server` inside the tests (it exists once beforeAll has run).
+ */
+export function suiteServer(env?: Record<string, string>): { server: Server } {
+  const suite = {} as { server: Server }
+  beforeAll(async () => {
+    suite.server = await new Server(await freshDatabase('sqlite'), env).start()
+  }, 30_000)
+  afterAll(async () => {
+    await suite.server.kill()
+    await suite.server.db.drop()
+  }, 30_000)
+  return suite
 }
 
 /** A new user's client (options as ChatClient's), every event it reports recorded; live unless `connect: false`. */
