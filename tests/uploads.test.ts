@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { Database as SqliteDriver } from 'bun:sqlite'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { eq } from 'drizzle-orm'
+import postgres from 'postgres'
+import type { DatabaseTarget } from '../src/config'
 import { logFaultsTo } from '../src/log/fault'
 import { Logger } from '../src/log/logger'
 import { exec } from '../src/storage/database'
@@ -27,6 +30,37 @@ const SAMPLES: Record<string, Uint8Array> = {
   'image/webp': withHead('RIFF\x24\x00\x00\x00WEBPVP8 '),
   'application/pdf': withHead('%PDF-1.7\n'),
   'application/octet-stream': withHead('just some bytes'),
+}
+
+/**
+ * A trigger that makes the database itself refuse every upload row named `name` (its insert fails for real,
+ * as on a database error); answers how to take it away.
+ */
+async function refuseUploadsNamed(target: DatabaseTarget, name: string): Promise<() => Promise<void>> {
+  if (target.dialect === 'sqlite') {
+    const client = new SqliteDriver(target.path, { strict: true })
+    client.exec('PRAGMA busy_timeout = 5000')
+    client.exec(
+      `CREATE TRIGGER refuse_upload BEFORE INSERT ON uploads WHEN NEW.name = '${name}' BEGIN SELECT RAISE(ABORT, 'upload refused by trigger'); END`,
+    )
+    return async () => {
+      client.exec('DROP TRIGGER refuse_upload')
+      client.close()
+    }
+  }
+  const sql = postgres(target.url, { max: 1, onnotice: () => {} })
+  await sql.unsafe(`
+    create function refuse_upload() returns trigger language plpgsql as $$
+    begin
+      if new.name = '${name}' then raise exception 'upload refused by trigger'; end if;
+      return new;
+    end $$;
+    create trigger refuse_upload before insert on uploads for each row execute function refuse_upload();
+  `)
+  return async () => {
+    await sql.unsafe('drop trigger refuse_upload on uploads; drop function refuse_upload()')
+    await sql.end()
+  }
 }
 
 for (const backend of ['disk', 's3'] as const)
@@ -146,6 +180,38 @@ for (const backend of ['disk', 's3'] as const)
       expect(exact.body.size).toBe(LIMIT)
       const json = await live.t.call('POST', '/dialogs', { token: s.access_token, raw: JSON.stringify({ peer_user_id: 1, pad: 'x'.repeat(70_000) }) })
       expectContractError(json, 413, 'payload_too_large')
+    })
+
+    test('an upload whose row the database refuses: 500, and its bytes do not stay behind, unless an earlier upload of the same bytes keeps them', async () => {
+      const s = await live.t.register()
+      const before = await kept()
+      const logged: string[] = []
+      const faults = logFaultsTo(new Logger({ level: 'info', format: 'json' }, (line) => logged.push(line)))
+      const allow = await refuseUploadsNamed(live.t.core.config.database, 'refused.bin')
+      const bytes = `refused ${Math.random()}`
+      const shared = `shared ${Math.random()}`
+      let earlier
+      try {
+        expectContractError(await upload(s, file(bytes, 'refused.bin')), 500, 'internal')
+        expect(logged.join('\n')).toContain('upload refused by trigger')
+        // No file (or object) with nothing pointing at it.
+        expect(await kept()).toEqual(before)
+        if (!s3) expect(readdirSync(join(dataDir, 'uploads', 'tmp'))).toEqual([])
+
+        // On disk equal bytes share one file: the refused upload's must not take the earlier one's away.
+        earlier = (await upload(s, file(shared, 'kept.bin'))).body
+        const withEarlier = await kept()
+        expectContractError(await upload(s, file(shared, 'refused.bin')), 500, 'internal')
+        expect(await kept()).toEqual(withEarlier)
+      } finally {
+        await allow()
+        logFaultsTo(faults)
+      }
+      expect(await (await download(earlier.id, s)).text()).toBe(shared)
+      // Allowed again, the refused bytes upload as any.
+      const retried = await upload(s, file(bytes, 'refused.bin'))
+      expect(retried.status).toBe(201)
+      expect(await (await download(retried.body.id, s)).text()).toBe(bytes)
     })
 
     test('bad requests: no token 401, not multipart 400, no part named file 422', async () => {

@@ -1,8 +1,8 @@
 import { S3Client } from 'bun'
 import { randomUUID } from 'node:crypto'
-import { closeSync, fdatasync, openSync, write } from 'node:fs'
+import { closeSync, fdatasync, fsync, openSync, write } from 'node:fs'
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 
 /** A blob being written: bytes in, then kept under a key (or thrown away). */
 export interface BlobWriter {
@@ -33,10 +33,14 @@ const WRITE_BATCH = 1024 * 1024
 /**
  * DATA_DIR/uploads: content-addressed (`ab/abcdef…`, the sha256), so equal files are kept once. A blob is
  * written to `tmp/` and renamed into place after an fsync, so a crash never leaves part of a file under
- * a real name; what `tmp/` holds after a crash is swept.
+ * a real name; what `tmp/` holds after a crash is swept. The rename is made durable by an fsync of the
+ * directory before `commit` answers (so before the upload's row commits): else a power loss could undo
+ * the rename under a committed row.
  */
 export class LocalBlobs implements BlobStore {
   private readonly tmp: string
+  /** Directories whose own entry this process has synced: `uploads/` and the `ab/` in it. */
+  private readonly durableDirs = new Set<string>()
 
   constructor(private readonly dir: string) {
     this.tmp = join(dir, 'tmp')
@@ -60,9 +64,14 @@ export class LocalBlobs implements BlobStore {
         await new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())))
         close()
         const target = this.pathOf(sha256)
-        await mkdir(join(this.dir, sha256.slice(0, 2)), { recursive: true })
+        const shard = dirname(target)
+        await this.durableDir(this.dir)
+        await this.durableDir(shard)
         // Already there (the same bytes uploaded before): replacing it is harmless and atomic.
         await rename(path, target)
+        // The rename is an entry of the directory, durable only once the directory is synced: one fsync per
+        // upload (the file's data was synced above, before the rename), off the loop like the fdatasync.
+        await syncDir(shard)
         return sha256
       },
       abort: async () => {
@@ -76,6 +85,19 @@ export class LocalBlobs implements BlobStore {
         await unlink(path).catch(() => {})
       },
     }
+  }
+
+  /**
+   * Makes `dir` (one level below an existing directory) and its entry in its parent durable: a file renamed
+   * into an `ab/` whose own entry a power loss undid would be gone too. The parent is synced when `dir` is
+   * made, and once per process anyway (another upload may have made it and not synced yet): at most 257
+   * syncs per process, not one per upload.
+   */
+  private async durableDir(dir: string): Promise<void> {
+    const made = await mkdir(dir, { recursive: true })
+    if (made === undefined && this.durableDirs.has(dir)) return
+    await syncDir(dirname(dir))
+    this.durableDirs.add(dir)
   }
 
   read(key: string, start: number, end: number): Blob | ReadableStream {
@@ -105,6 +127,16 @@ export class LocalBlobs implements BlobStore {
   private pathOf(key: string): string {
     if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`not a blob key: ${key}`)
     return join(this.dir, key.slice(0, 2), key)
+  }
+}
+
+/** fsync(2) of a directory, making the entries made in it (a rename, a new directory) durable. */
+async function syncDir(dir: string): Promise<void> {
+  const fd = openSync(dir, 'r')
+  try {
+    await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())))
+  } finally {
+    closeSync(fd)
   }
 }
 
