@@ -79,7 +79,12 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const membership = new Membership(db)
   const uploads = new UploadService(db, membership, config)
   // Two Postgres batches overlap their round trips; a SQLite commit blocks the loop, so one at a time.
-  const writerOptions = { batchMax: config.writerBatchMax, batchWaitMs: config.writerBatchWaitMs, batchesInFlight: db.dialect === 'pg' ? 2 : 1 }
+  const writerOptions = {
+    batchMax: config.writerBatchMax,
+    batchWaitMs: config.writerBatchWaitMs,
+    batchesInFlight: db.dialect === 'pg' ? 2 : 1,
+    queueMax: config.writerQueueMax,
+  }
   const writer = new MessageWriter(db, writerOptions, metrics, () => hub.flushReplies())
   const push = new PushService(db, { ...config.push, production: config.production }, metrics, {
     isOnline: (id) => hub.isOnline(id),

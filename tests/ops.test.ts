@@ -345,21 +345,27 @@ describe('health and metrics', () => {
   })
 })
 
-/** A TCP proxy to Postgres that can stop forwarding while keeping its connections open: a partition. */
+/**
+ * A TCP proxy to Postgres that can stop forwarding while keeping its connections open: a partition.
+ * `silence()` silences every connection, open or new; `silenceOpen()` only those open now, as when a
+ * middlebox drops its state and new connections work again.
+ */
 function partitionable(targetPort: number, listenPort = 0) {
   let silent = false
-  type Side = { upstream?: import('bun').Socket<unknown>; early: Uint8Array[] }
+  type Side = { upstream?: import('bun').Socket<unknown>; early: Uint8Array[]; silent: boolean }
+  const open = new Set<import('bun').Socket<Side>>()
   const server = Bun.listen<Side>({
     hostname: '127.0.0.1',
     port: listenPort,
     socket: {
       async open(client) {
-        client.data = { early: [] }
+        client.data = { early: [], silent: false }
+        open.add(client)
         const upstream = await Bun.connect({
           hostname: '127.0.0.1',
           port: targetPort,
           socket: {
-            data: (_, chunk) => void (silent || client.write(chunk)),
+            data: (_, chunk) => void (silent || client.data.silent || client.write(chunk)),
             close: () => void client.end(),
             error: () => void client.end(),
           },
@@ -368,14 +374,22 @@ function partitionable(targetPort: number, listenPort = 0) {
         for (const chunk of client.data.early.splice(0)) upstream.write(chunk)
       },
       data(client, chunk) {
-        if (silent) return
+        if (silent || client.data.silent) return
         if (client.data.upstream) client.data.upstream.write(chunk)
         else client.data.early.push(new Uint8Array(chunk))
       },
-      close: (client) => void client.data.upstream?.end(),
+      close: (client) => {
+        open.delete(client)
+        client.data.upstream?.end()
+      },
     },
   })
-  return { port: server.port, silence: () => (silent = true), stop: () => server.stop(true) }
+  return {
+    port: server.port,
+    silence: () => (silent = true),
+    silenceOpen: () => open.forEach((client) => (client.data.silent = true)),
+    stop: () => server.stop(true),
+  }
 }
 
 const partitionableOn = (listenPort: number, targetPort: number) => partitionable(targetPort, listenPort)
@@ -446,6 +460,76 @@ describe.skipIf(!pgAvailable)('health while Postgres is partitioned', () => {
       await fresh.drop()
     }
   })
+})
+
+describe.skipIf(!pgAvailable)('sends while open connections to Postgres go silent', () => {
+  test('the silent connections are dropped after PG_STALL_TIMEOUT_MS and the sends waiting on them commit, each once', async () => {
+    const fresh = await freshDatabase('pg')
+    const url = new URL(databaseUrl(fresh.target))
+    const proxy = partitionable(Number(url.port || 5432))
+    url.port = String(proxy.port)
+    const server = await serveCli({ DATABASE_URL: url.toString(), PG_STALL_TIMEOUT_MS: '1000' })
+    try {
+      const a = (await http(server.base, 'POST', '/auth/register', { username: 'stall-a', password: 'a-secret-password' })).body
+      const b = (await http(server.base, 'POST', '/auth/register', { username: 'stall-b', password: 'a-secret-password' })).body
+      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
+      const acks: string[] = []
+      const ws = await connect(server.base, a.access_token, (frame) => {
+        if (frame.type === 'message:ack') acks.push(frame.client_msg_id)
+      })
+      const send = (id: string) => ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: id, msg_type: 'text', text: id }))
+      send('before')
+      await eventually(() => acks.includes('before'), 'the first ack')
+      proxy.silenceOpen()
+      const burst = Array.from({ length: 10 }, (_, i) => `stalled-${i}`)
+      for (const id of burst) send(id)
+      // Without a deadline they wait for as long as the kernel keeps the dead connections: hours.
+      await eventually(() => burst.every((id) => acks.includes(id)), 'every send of the burst acknowledged', 15_000)
+      const history = await http(server.base, 'GET', `/dialogs/${dialog.id}/messages?limit=100`, undefined, a.access_token)
+      expect(history.body.messages.map((m: { client_msg_id: string }) => m.client_msg_id).sort()).toEqual(['before', ...burst].sort())
+      expect(server.output()).toContain('silent Postgres connection')
+      ws.close()
+    } finally {
+      server.proc.kill('SIGKILL')
+      await server.proc.exited
+      proxy.stop()
+      await fresh.drop()
+    }
+  }, 60_000)
+
+  test('while the database answers nothing, sends past WRITER_QUEUE_MAX are refused rate_limited at once, with a retry_after', async () => {
+    const fresh = await freshDatabase('pg')
+    const url = new URL(databaseUrl(fresh.target))
+    const proxy = partitionable(Number(url.port || 5432))
+    url.port = String(proxy.port)
+    const server = await serveCli({ DATABASE_URL: url.toString(), WRITER_QUEUE_MAX: '5', WRITER_BATCH_MAX: '2' })
+    try {
+      const a = (await http(server.base, 'POST', '/auth/register', { username: 'full-a', password: 'a-secret-password' })).body
+      const b = (await http(server.base, 'POST', '/auth/register', { username: 'full-b', password: 'a-secret-password' })).body
+      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
+      const errors = new Map<string, { code: string; retry_after?: number }>()
+      const ws = await connect(server.base, a.access_token, (frame) => {
+        if (frame.type === 'error' && frame.client_msg_id) errors.set(frame.client_msg_id, frame)
+      })
+      proxy.silence()
+      // One batch in flight (one or two sends: a dialog's next batch waits for it), five waiting, the rest refused.
+      const ids = Array.from({ length: 15 }, (_, i) => `queued-${i}`)
+      for (const id of ids) ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: id, msg_type: 'text', text: id }))
+      await eventually(() => errors.size >= 15 - 2 - 5, 'the sends past the queue refused', 5_000)
+      await Bun.sleep(300)
+      expect(errors.size).toBeLessThanOrEqual(15 - 1 - 5)
+      expect([...errors.values()].every((e) => e.code === 'rate_limited' && e.retry_after === 1)).toBe(true)
+      // The refused are the last ones sent; the queue kept the first.
+      expect([...errors.keys()]).toContain('queued-14')
+      expect([...errors.keys()]).not.toContain('queued-0')
+      ws.close()
+    } finally {
+      server.proc.kill('SIGKILL')
+      await server.proc.exited
+      proxy.stop()
+      await fresh.drop()
+    }
+  }, 60_000)
 })
 
 describe('the example Grafana dashboard', () => {

@@ -19,6 +19,7 @@ export async function open(config: Config): Promise<Db> {
       sqliteSynchronous: config.sqliteSynchronous,
       pgPoolMax: config.pgPoolMax,
       connectTimeoutSec: DB_CONNECT_TIMEOUT_SEC,
+      stallTimeoutMs: config.pgStallTimeoutMs,
     })
   } catch (error) {
     throw databaseFailure(config.database, error, DB_CONNECT_TIMEOUT_SEC)

@@ -17,6 +17,8 @@ export interface Config {
   /** SQLite `PRAGMA synchronous`: FULL survives power loss; NORMAL only process crashes. */
   sqliteSynchronous: 'FULL' | 'NORMAL'
   pgPoolMax: number
+  /** Postgres work waiting this long on connections that answer nothing drops them (storage/pg-stall.ts). */
+  pgStallTimeoutMs: number
   jwtSecret: string
   accessTtlSeconds: number
   /** argon2id cost (OWASP's baseline by default: 19 MiB, 2 passes). */
@@ -42,6 +44,8 @@ export interface Config {
   /** Group commit: a batch closes at this many sends or this many ms after its first. */
   writerBatchMax: number
   writerBatchWaitMs: number
+  /** Sends and receipts waiting to be written, at most; more are answered `rate_limited`. */
+  writerQueueMax: number
   wsAuthTimeoutMs: number
   wsIdleTimeoutSec: number
   wsBackpressureBytes: number
@@ -102,6 +106,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     database,
     sqliteSynchronous: parseSynchronous(env.SQLITE_SYNCHRONOUS),
     pgPoolMax: int(env, 'PG_POOL_MAX', 10, 1, 1000),
+    pgStallTimeoutMs: int(env, 'PG_STALL_TIMEOUT_MS', 15_000, 100, 3_600_000),
     jwtSecret: resolveSecret(env.JWT_SECRET_KEY, production, dataDir),
     argon2MemoryKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 8, 4_194_304),
     argon2TimeCost: int(env, 'ARGON2_TIME_COST', 2, 1, 100),
@@ -118,6 +123,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sendRatePerSec: num(env, 'SEND_RATE_PER_SEC', 100, 0.001, 1e12),
     writerBatchMax: int(env, 'WRITER_BATCH_MAX', 256, 1, 10_000),
     writerBatchWaitMs: num(env, 'WRITER_BATCH_WAIT_MS', 0, 0, 1000),
+    writerQueueMax: int(env, 'WRITER_QUEUE_MAX', 50_000, 1, 10_000_000),
     wsAuthTimeoutMs: int(env, 'WS_AUTH_TIMEOUT_MS', 10_000, 1, 3_600_000),
     wsIdleTimeoutSec: int(env, 'WS_IDLE_TIMEOUT_SEC', 120, 0, 960),
     wsBackpressureBytes: int(env, 'WS_BACKPRESSURE_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),

@@ -1,3 +1,4 @@
+import { AppError } from '../errors'
 import { logFault } from '../log/fault'
 import { unreachable } from '../storage/driver-error'
 import type { Metrics } from '../ops/metrics'
@@ -24,6 +25,12 @@ export interface WriterOptions {
    * still commit in the order they came.
    */
   batchesInFlight?: number
+  /**
+   * Sends and receipts waiting for a batch, at most; past it they are refused with `rate_limited` at once
+   * (default unbounded). While the database stalls the queue only grows, and each waiting item holds its
+   * text and its caller's promise.
+   */
+  queueMax?: number
 }
 
 /**
@@ -53,18 +60,22 @@ export class MessageWriter {
   }
 
   submit(send: SendInput): Promise<SendOutcome> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ send, resolve, reject })
-      this.schedule()
-    })
+    return new Promise((resolve, reject) => this.enqueue({ send, resolve, reject }))
   }
 
   /** A watermark move (a receipt): rides the next batch instead of a transaction of its own. */
   mark(mark: MarkInput): Promise<MarkOutcome> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ mark, resolve, reject })
-      this.schedule()
-    })
+    return new Promise((resolve, reject) => this.enqueue({ mark, resolve, reject }))
+  }
+
+  private enqueue(item: Pending): void {
+    if (this.queue.length >= (this.options.queueMax ?? Infinity)) {
+      this.metrics?.writerRefused.inc()
+      item.reject(new AppError('rate_limited', 'the server is behind with its writes; retry shortly', undefined, 1))
+      return
+    }
+    this.queue.push(item)
+    this.schedule()
   }
 
   /** Resolves once everything submitted so far is committed (for shutdown). */

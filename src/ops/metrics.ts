@@ -98,6 +98,10 @@ export class Metrics {
   readonly wsClosedSlow = new Counter('chat_ws_slow_consumer_closes_total', 'Connections closed for backpressure')
   readonly httpDuration = new Histogram('chat_http_request_duration_seconds', 'HTTP request latency by route', LATENCY_BUCKETS)
   readonly writerCommit = new Histogram('chat_writer_commit_seconds', 'Time to commit one writer batch', LATENCY_BUCKETS)
+  readonly writerRefused = new Counter(
+    'chat_writer_refused_total',
+    'Sends and receipts refused (rate_limited) because WRITER_QUEUE_MAX were already waiting to be written',
+  )
   readonly clusterLag = new Histogram(
     'chat_cluster_forward_lag_seconds',
     'From another node publishing an event on Redis to this node receiving it (clocks of two nodes)',
@@ -147,6 +151,7 @@ export class Metrics {
         this.messagesPersisted,
         this.writeBatchSize,
         this.writerCommit,
+        this.writerRefused,
         this.wsFrames,
         this.wsFramesOut,
         this.wsClosedSlow,

@@ -7,10 +7,12 @@ import { PgDialect, type PgDatabase } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePg, type PostgresJsQueryResultHKT } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
 import type { DatabaseTarget } from '../config'
+import { logFault } from '../log/fault'
 import { BACKSTOP_PAGES, startCheckpointer } from './checkpointer'
 import { WalSync } from './wal-sync'
 import { migratePg, migrateSqlite, newestMigration } from './migrate'
 import { pgConnection } from './pg-url'
+import { StallWatch } from './pg-stall'
 import * as pgSchema from './schema.pg'
 import * as sqliteSchema from './schema.sqlite'
 
@@ -141,11 +143,14 @@ export interface OpenOptions {
   pgPoolMax?: number
   /** Postgres: seconds to wait for a connection before failing (default 5). */
   connectTimeoutSec?: number
+  /** Postgres: how long work may wait on connections that answer nothing before they are dropped (pg-stall.ts). */
+  stallTimeoutMs?: number
 }
 
 /** Opens the database the target names and applies pending migrations. */
 export async function openDatabase(target: DatabaseTarget, options: OpenOptions = {}): Promise<Db> {
-  if (target.dialect === 'pg') return openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5, options.onQuery)
+  if (target.dialect === 'pg')
+    return openPg(target.url, options.pgPoolMax ?? 10, options.connectTimeoutSec ?? 5, options.stallTimeoutMs ?? 15_000, options.onQuery)
   const onFile = target.path !== ':memory:'
   const synchronous = options.sqliteSynchronous ?? 'FULL'
   const walSync = onFile && synchronous === 'FULL' ? new WalSync(`${target.path}-wal`) : undefined
@@ -244,9 +249,21 @@ function openSqlite(
   }
 }
 
-async function openPg(url: string, max: number, connectTimeoutSec: number, onQuery?: OpenOptions['onQuery']): Promise<PgDb> {
+async function openPg(
+  url: string,
+  max: number,
+  connectTimeoutSec: number,
+  stallTimeoutMs: number,
+  onQuery?: OpenOptions['onQuery'],
+): Promise<PgDb> {
   const connection = pgConnection(url)
+  const watch = new StallWatch(stallTimeoutMs, (error, sockets) => logFault(`dropped ${sockets} silent Postgres connection(s)`, error))
   const client = postgres(connection.url, {
+    // postgres.js's custom-socket option, missing from its types.
+    ...({ socket: watch.socket } as object),
+    // A session whose client vanished inside a transaction (the partition above, seen from Postgres's
+    // side) would keep its row locks until Postgres's keepalives noticed, hours later.
+    connection: { idle_in_transaction_session_timeout: stallTimeoutMs },
     max,
     onnotice: () => {},
     connect_timeout: connectTimeoutSec,
@@ -258,6 +275,7 @@ async function openPg(url: string, max: number, connectTimeoutSec: number, onQue
   try {
     await migratePg(client)
   } catch (error) {
+    watch.stop()
     await client.end({ timeout: 1 })
     throw error
   }
@@ -298,31 +316,34 @@ async function openPg(url: string, max: number, connectTimeoutSec: number, onQue
   const scope = (db: unknown, prepared: Scope['prepared']): Scope => ({ db: db as QueryDb, t, prepared })
   return {
     dialect: 'pg' as const,
-    read: (routine) => drive(routine(scope(pg, prepared))),
+    read: (routine) => watch.track(drive(routine(scope(pg, prepared)))),
     tx: (routine) =>
-      pg.transaction((tx) =>
+      watch.track(pg.transaction((tx) =>
         drive(
           routine(
             // Built on the transaction's connection each time: a statement kept from outside would run outside it.
             scope(tx, (key, build, params) => run(prepare(build(tx as unknown as QueryDb, t), key), params)),
           ),
         ),
-      ),
+      )),
     pg: {
-      read: (work) => work({ db: pg, t: pgSchema, execute: preparedSql }),
+      read: (work) => watch.track(work({ db: pg, t: pgSchema, execute: preparedSql })),
       tx: (work) =>
-        pg.transaction((tx) =>
-          work({ db: tx, t: pgSchema, execute: async <T>(query: SQL) => (await tx.execute(query)) as T[] }),
+        watch.track(
+          pg.transaction((tx) => work({ db: tx, t: pgSchema, execute: async <T>(query: SQL) => (await tx.execute(query)) as T[] })),
         ),
     },
     ping: async () => {
-      await client`select 1`
+      await watch.track(client`select 1`.execute())
     },
     migrated: async () => {
-      const [row] = await client<{ m: string | null }[]>`select max(created_at) as m from drizzle.__drizzle_migrations`
+      const [row] = await watch.track(client<{ m: string | null }[]>`select max(created_at) as m from drizzle.__drizzle_migrations`.execute())
       return Number(row?.m ?? 0) >= newestMigration('pg')
     },
     commitsElsewhere: () => undefined,
-    close: () => client.end({ timeout: 5 }),
+    close: async () => {
+      watch.stop()
+      await client.end({ timeout: 5 })
+    },
   }
 }
