@@ -64,23 +64,30 @@ export class AuthService {
     const rotated =
       session.tokenHash === presented &&
       (await this.db.tx((s) => rotateSession(s, session.id, presented, sha256(next), expiresAt)))
-    if (!rotated) {
-      await this.db.tx((s) => revokeSession(s, session.id, now))
-      this.sessions.forget(session.id)
-      this.realtime.sessionEnded(session.id)
-      throw unauthorized('refresh token reused; session revoked')
-    }
+    if (!rotated) await this.reused(session.id)
     return this.pair(user, session.id, next)
   }
 
+  /** Ends the session; its refresh token already used (at logout too) ends it as well, and answers 401. */
   async logout(refreshToken: string): Promise<void> {
     const claims = await this.tokens.verify(refreshToken, 'refresh')
     if (!claims) throw unauthorized('invalid refresh token')
     const session = await this.db.read((s) => sessionById(s, claims.sessionId))
-    if (!session || session.revokedAt || session.tokenHash !== sha256(refreshToken)) throw unauthorized('session ended')
-    await this.db.tx((s) => revokeSession(s, session.id, new Date()))
-    this.sessions.forget(session.id)
-    this.realtime.sessionEnded(session.id)
+    if (!session || session.revokedAt || session.userId !== claims.userId) throw unauthorized('session ended')
+    if (session.tokenHash !== sha256(refreshToken)) await this.reused(session.id)
+    await this.end(session.id)
+  }
+
+  /** A refresh token presented again after its rotation: someone else may hold the session, so it ends. */
+  private async reused(sessionId: string): Promise<never> {
+    await this.end(sessionId)
+    throw unauthorized('refresh token reused; session revoked')
+  }
+
+  private async end(sessionId: string): Promise<void> {
+    await this.db.tx((s) => revokeSession(s, sessionId, new Date()))
+    this.sessions.forget(sessionId)
+    this.realtime.sessionEnded(sessionId)
   }
 
   /**
