@@ -59,13 +59,16 @@ export const messageRoutes = (auth: AuthService, messages: MessageService, limit
     )
     .post(
       '/read_up_to',
-      ({ principal, params, body }) =>
-        messages.readUpTo(
+      ({ principal, params, body }) => {
+        // The REST form of message:read, which draws on the same bucket.
+        limits.takeSend(principal.userId)
+        return messages.readUpTo(
           principal.userId,
           params.dialog_id,
           body.last_read_message_id,
           body.read_at === undefined ? new Date() : parseInstant('read_at', body.read_at),
-        ),
+        )
+      },
       { auth: true, params: DialogParams, body: ReadUpToBody, response: { 200: ReadState } },
     )
     .patch(
