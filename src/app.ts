@@ -118,6 +118,9 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   }
 }
 
+/** Response headers the docs tell clients to read, which browsers hide from other origins unless exposed. */
+const EXPOSED_HEADERS = ['Retry-After', 'X-Request-Id', 'ETag', 'Content-Range', 'Content-Disposition', 'Accept-Ranges']
+
 /** The HTTP application: buildable without listening, so tests can call `app.handle(request)`. */
 export function createApp(core: Core) {
   const { config } = core
@@ -127,7 +130,18 @@ export function createApp(core: Core) {
     .use(requestLog(core.log, core.metrics, config.logHttpSample))
     .use(edge(config.maxBodyBytes, isUploadRequest))
     // Any origin: `*`, which browsers never pair with credentials. Credentials only for origins listed by name.
-    .use(cors(config.corsOrigins === '*' ? { origin: '*', credentials: false } : { origin: config.corsOrigins, credentials: true }))
+    .use(
+      cors({
+        ...(config.corsOrigins === '*' ? { origin: '*', credentials: false } : { origin: config.corsOrigins, credentials: true }),
+        // Headers a script on another origin may read: what the docs tell clients to read.
+        exposeHeaders: EXPOSED_HEADERS,
+      }),
+    )
+    // The plugin answers `*` with `Vary: *`, which keeps browsers from caching anything (downloads' ETags
+    // included); the answer does not vary with the origin then.
+    .onRequest(({ set }) => {
+      if (set.headers.vary === '*') delete set.headers.vary
+    })
     .use(docsRoutes(root))
     .use(opsRoutes(core.db, core.metrics, { accepting: () => core.accepting, clusterJoined: () => core.hub.clusterJoined() }))
     .use(authRoutes(core.auth, { burst: config.authRateBurst, perSec: config.authRatePerSec }))
