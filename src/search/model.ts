@@ -21,14 +21,12 @@ export function checkQuery(q: string): string {
 
 export const SearchPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() })
 
-/** At most this many words of a query are used: each one is an index lookup. */
-export const MAX_WORDS = 16
-
 /**
  * The words of a query: runs of letters, digits and combining marks, lower-cased. Everything else —
  * quotes, `*`, `:`, `&`, `!`, parentheses — separates words, so user input never reaches a query
  * language as syntax; `NEAR`, `OR` or `AND` are words like any other (the matchers quote every word).
  */
 export function wordsOf(q: string): string[] {
-  return [...new Set((q.toLowerCase().match(/[\p{L}\p{N}\p{M}]+/gu) ?? []).slice(0, MAX_WORDS))]
+  // Every word counts (the contract's rule); `q`'s 200 characters bound how many there are.
+  return [...new Set(q.toLowerCase().match(/[\p{L}\p{N}\p{M}]+/gu) ?? [])]
 }
