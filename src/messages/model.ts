@@ -188,7 +188,8 @@ export function checkContent(type: MessageType, text: string | undefined, attach
 }
 
 export function checkText(text: string): void {
-  if (!/\S/.test(text)) throw invalidField('text', 'must not be only whitespace')
+  // \s lacks U+0085 (NEL), which Unicode counts as white space.
+  if (!/[^\s\u0085]/.test(text)) throw invalidField('text', 'must not be only whitespace')
   checkStorableText(text)
 }
 
