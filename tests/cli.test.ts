@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { Database } from 'bun:sqlite'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
@@ -196,6 +197,130 @@ describe('backup and restore (SQLite)', () => {
     const notBackup = await runCli(['restore', existing], { DATABASE_URL: url })
     expect(notBackup.code).toBe(1)
     expect(notBackup.stderr).toStartWith(`restore: ${existing} is not a `)
+  })
+
+  /** A migrated database `chat.db` in a folder of its own, and a backup of it beside it. */
+  const migratedWithBackup = async () => {
+    const dir = scratch()
+    const db = join(dir, 'chat.db')
+    const env = { DATABASE_URL: `sqlite://${db}`, DATA_DIR: dir }
+    expect((await runCli(['migrate'], env)).code).toBe(0)
+    const backup = join(dir, 'backup.db')
+    expect((await runCli(['backup', backup], env)).code).toBe(0)
+    return { dir, db, env, backup }
+  }
+  const isBackupOfThisServer = (path: string) => {
+    const db = new Database(path, { readonly: true })
+    try {
+      return db.query("SELECT 1 AS ok FROM sqlite_master WHERE name = '__drizzle_migrations'").get() !== null
+    } finally {
+      db.close()
+    }
+  }
+  /** The path the success line names as the kept database, if it says the old one could not be read. */
+  const keptUnreadable = (stdout: string, reason: string) => {
+    const lines = stdout.trim().split('\n')
+    expect(lines).toHaveLength(1)
+    const match = /; the database it replaced could not be read \((.+)\) and is kept as (\S+chat\.db\.before-restore-[^\s()]+)/.exec(lines[0]!)
+    expect(match?.[1]).toBe(reason)
+    return match![2]!
+  }
+
+  // deploy.md: "stop the server, restore, start it … keeps the database it replaces beside it". A damaged
+  // database is the main reason to restore.
+  test('restore replaces a damaged database (keeping it aside), as it replaces a healthy one', async () => {
+    const { dir, db, env, backup } = await migratedWithBackup()
+    // The live database's header is overwritten (a bad disk, a stray write).
+    const damaged = Buffer.alloc(65536, 0x5a)
+    writeFileSync(db, damaged)
+    const run = await runCli(['restore', backup], env)
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    const kept = keptUnreadable(run.stdout, 'file is not a database')
+    expect(readFileSync(kept).equals(damaged)).toBe(true)
+    expect(readdirSync(dir).filter((name) => name.endsWith('.restoring'))).toEqual([])
+    expect(isBackupOfThisServer(db)).toBe(true)
+  })
+
+  // A crash can leave the file cut short with the WAL of the last writes beside it: both go aside together,
+  // under names SQLite pairs, and the WAL is never applied to the restored database.
+  for (const [what, size, reason] of [
+    ['cut to 8 KiB', 8192, 'database disk image is malformed'],
+    ['emptied', 0, 'the file is empty'],
+  ] as const)
+    test(`restore replaces a database ${what} beside the WAL of a crashed writer, keeping the file, its -wal and -shm aside`, async () => {
+      const { dir, db, env, backup } = await migratedWithBackup()
+      const writer = Bun.spawn([
+        process.execPath,
+        '-e',
+        `import { Database } from 'bun:sqlite'
+         const db = new Database(${JSON.stringify(db)})
+         db.exec('PRAGMA wal_autocheckpoint = 0')
+         db.exec("INSERT INTO __drizzle_migrations (hash, created_at) VALUES ('only-in-the-wal', 0)")
+         process.kill(process.pid, 'SIGKILL')`,
+      ])
+      await writer.exited
+      const wal = readFileSync(`${db}-wal`)
+      expect(wal.length).toBeGreaterThan(0)
+      expect(existsSync(`${db}-shm`)).toBe(true)
+      truncateSync(db, size)
+      const run = await runCli(['restore', backup], env)
+      expect(run.stderr).toBe('')
+      expect(run.code).toBe(0)
+      const kept = keptUnreadable(run.stdout, reason)
+      expect(run.stdout).toContain('(with its -wal, -shm)')
+      expect(statSync(kept).size).toBe(size)
+      expect(readFileSync(`${kept}-wal`).equals(wal)).toBe(true)
+      expect(existsSync(`${kept}-shm`)).toBe(true)
+      expect(readdirSync(dir).filter((name) => name.startsWith('chat.db-') || name.endsWith('.restoring'))).toEqual([])
+      const restored = new Database(db, { readonly: true })
+      expect(restored.query("SELECT hash FROM __drizzle_migrations WHERE hash = 'only-in-the-wal'").get()).toBeNull()
+      restored.close()
+    })
+
+  test('restore refuses a damaged backup in one line, before anything is moved', async () => {
+    const { dir, db, env, backup } = await migratedWithBackup()
+    const before = readFileSync(db)
+    const files = readdirSync(dir).sort()
+    const whole = readFileSync(backup)
+    const pageSize = whole.readUInt16BE(16)
+    const cases = {
+      // A page in the middle overwritten: quick_check lists a problem a line.
+      'a page overwritten': Buffer.concat([whole.subarray(0, 2 * pageSize), Buffer.alloc(pageSize, 0x33), whole.subarray(3 * pageSize)]),
+      // Cut short (a copy that did not finish): SQLite says malformed, which is damage, not "not a database".
+      'cut short': whole.subarray(0, 2 * pageSize),
+    }
+    for (const [what, bytes] of Object.entries(cases)) {
+      writeFileSync(backup, bytes)
+      const run = await runCli(['restore', backup], env)
+      expect({ what, code: run.code }).toEqual({ what, code: 1 })
+      expect(run.stderr).toMatch(new RegExp(`^restore: ${backup.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is damaged: [^\n]+\n$`))
+      expect(readFileSync(db).equals(before)).toBe(true)
+      expect(readdirSync(dir).sort()).toEqual(files)
+    }
+  })
+
+  test('restore that cannot go ahead leaves no .restoring file: DATABASE_URL a folder, a database another process holds locked', async () => {
+    const { dir, db, env, backup } = await migratedWithBackup()
+    const holder = new Database(db)
+    try {
+      holder.exec('PRAGMA locking_mode = EXCLUSIVE')
+      holder.exec("INSERT INTO __drizzle_migrations (hash, created_at) VALUES ('held', 0)")
+      const locked = await runCli(['restore', backup], env)
+      expect(locked.code).toBe(1)
+      expect(locked.stderr).toBe(`restore: another process holds a lock on ${db} (database is locked); stop it first\n`)
+    } finally {
+      holder.close()
+    }
+    expect(readdirSync(dir).filter((name) => name.endsWith('.restoring') || name.includes('before-restore'))).toEqual([])
+    expect(isBackupOfThisServer(db)).toBe(true)
+
+    const folder = join(dir, 'folder.db')
+    mkdirSync(folder)
+    const run = await runCli(['restore', backup], { ...env, DATABASE_URL: `sqlite://${folder}` })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toBe(`restore: ${folder} (DATABASE_URL) is not a file\n`)
+    expect(readdirSync(dir).filter((name) => name.endsWith('.restoring'))).toEqual([])
   })
 })
 

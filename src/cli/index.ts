@@ -1,7 +1,7 @@
 import pkg from '../../package.json'
 import { ConfigError, isProduction, loadConfig, type Config } from '../config'
 import { Logger, logOptions } from '../log/logger'
-import { backup, restore } from './database-files'
+import { backup, restore, restoredLine } from './database-files'
 import { describe } from './fail'
 import { open, runServer } from './serve'
 import { USER_ACTIONS, userCommand } from './users'
@@ -62,11 +62,9 @@ export async function main(argv: string[]): Promise<number | 'serving'> {
       case 'backup':
         log.info(`backup written to ${backup(config, args[0]!)}`)
         return 0
-      case 'restore': {
-        const { restored, previous } = restore(config, args[0]!)
-        log.info(`restored ${restored}${previous ? `; the database it replaced is kept as ${previous}` : ''}`)
+      case 'restore':
+        log.info(restoredLine(restore(config, args[0]!)))
         return 0
-      }
       case 'user': {
         const db = await open(config)
         try {
