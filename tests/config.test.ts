@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, test } from 'bun:test'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateVAPIDKeys } from 'web-push'
-import { ConfigError, loadConfig, parseDatabaseUrl } from '../src/config'
+import { ConfigError, loadConfig, parseDatabaseUrl, redact, redactIn } from '../src/config'
 import { pgConnection } from '../src/storage/pg-url'
+import { runCli } from './support/cli'
 
 // Production also requires VAPID keys (tests/push.test.ts checks them); these tests are about the rest.
 const keys = generateVAPIDKeys()
@@ -250,6 +251,91 @@ describe('the entry point', () => {
     expect(stderr).toContain('DATABASE_URL')
     expect(stderr).not.toMatch(/\bat \/|\.ts:\d+/)
     expect((await new Response(proc.stdout).text()).trim()).toBe('')
+  })
+})
+
+describe('secrets in failure lines', () => {
+  // README: `REDIS_URL: cannot connect to redis://… within 5 s`, DATABASE_URL shown as `postgres://app:***@db…`.
+  // `redis://:password@host` (no user name: Redis's AUTH with only a password) is the usual form.
+  test('REDIS_URL with a password and no user name: the failure line does not print the password', async () => {
+    const dir = scratch()
+    const run = await runCli([], { DATABASE_URL: `sqlite://${join(dir, 'chat.db')}`, DATA_DIR: dir, REDIS_URL: 'redis://:s3cretpw@127.0.0.1:1' })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toStartWith('REDIS_URL: cannot connect to')
+    expect(run.stderr).not.toContain('s3cretpw')
+  })
+
+  // A password made with `openssl rand -base64` (as deploy.md makes the JWT secret) holds `/` and `+`.
+  test('DATABASE_URL whose password holds an unencoded "/": the config error does not print the password', async () => {
+    const run = await runCli([], { DATABASE_URL: 'postgres://chat:Ab/Cd+Ef9secret@127.0.0.1:1/chat' })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toStartWith('config error: DATABASE_URL')
+    expect(run.stderr).not.toContain('Cd+Ef9secret')
+  })
+
+  test('DATABASE_URL whose password holds "@": the failure line prints no part of the password', async () => {
+    const run = await runCli([], { DATABASE_URL: 'postgres://postgres:first@secondhalf@127.0.0.1:1/chat' })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toStartWith('DATABASE_URL: cannot connect to')
+    expect(run.stderr).not.toContain('secondhalf')
+  })
+
+  test('redact masks up to the last "@" (as URL parsers split), keeping the user name, whatever the URL holds', () => {
+    expect(redact('redis://:s3cretpw@127.0.0.1:1')).toBe('redis://:***@127.0.0.1:1')
+    expect(redact('postgres://chat:Ab/Cd+Ef9secret@127.0.0.1:1/chat')).toBe('postgres://chat:***@127.0.0.1:1/chat')
+    expect(redact('postgres://postgres:first@secondhalf@127.0.0.1:1/chat')).toBe('postgres://postgres:***@127.0.0.1:1/chat')
+    expect(redact('postgres://u:p#x?y@db/chat')).toBe('postgres://u:***@db/chat')
+    expect(redact('rediss://user:p@ss:w/rd@cache:6380/2')).toBe('rediss://user:***@cache:6380/2')
+    // A Postgres user alone is shown; a Redis user information alone may be a password.
+    expect(redact('postgres://postgres@127.0.0.1:1/chat')).toBe('postgres://postgres@127.0.0.1:1/chat')
+    expect(redact('postgresql://chat@/chat?host=/var/run/postgresql')).toBe('postgresql://chat@/chat?host=/var/run/postgresql')
+    expect(redact('redis://secretonly@cache:6379')).toBe('redis://***@cache:6379')
+    // No "@": a password in the query, or in a value that does not parse.
+    expect(redact('postgres://db/chat?sslmode=require&password=hunter22')).toBe('postgres://db/chat?sslmode=require&password=***')
+    expect(redact('redis://:pw')).toBe('redis://:***')
+    expect(redact('postgres://chat:Ab/Cd')).toBe('postgres://chat:***')
+    expect(redact('user:pw@host')).toBe('user:***@host')
+    for (const plain of ['redis://127.0.0.1:6379', 'mysql://localhost/db', 'chat.db', 'sqlite:', 'bogus://x']) expect(redact(plain)).toBe(plain)
+    // In a driver's message too.
+    expect(redactIn('AUTH s3cretpw refused by redis://:s3cretpw@h', 'redis://:s3cretpw@h')).toBe('AUTH *** refused by redis://:***@h')
+  })
+})
+
+describe('bad values at start: one line naming what failed', () => {
+  // README: "A bad value stops the server at start with one line naming the variable"; the VAPID keys
+  // "generated into DATA_DIR/vapid-keys.json … checked at start" (checkVapidPair names the file).
+  test('an unusable DATA_DIR/vapid-keys.json is named in the failure line', async () => {
+    const dir = scratch()
+    writeFileSync(join(dir, 'vapid-keys.json'), '{}\n')
+    const run = await runCli(['migrate'], { DATABASE_URL: `sqlite://${join(dir, 'chat.db')}`, DATA_DIR: dir })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toContain('vapid-keys.json')
+  })
+
+  test('a DATA_DIR that is a file is named as DATA_DIR', async () => {
+    const dir = scratch()
+    writeFileSync(join(dir, 'not-a-dir'), 'x')
+    const run = await runCli(['migrate'], { DATABASE_URL: `sqlite://${join(dir, 'chat.db')}`, DATA_DIR: join(dir, 'not-a-dir'), JWT_SECRET_KEY: '' })
+    expect(run.code).toBe(1)
+    expect(run.stderr).toContain('DATA_DIR')
+  })
+
+  test('loadConfig: vapid-keys.json that is not a key pair, and a DATA_DIR through a file, are ConfigErrors naming DATA_DIR', () => {
+    for (const content of ['{}', 'not json', '{"publicKey": 1, "privateKey": 2}']) {
+      const dir = scratch()
+      writeFileSync(join(dir, 'vapid-keys.json'), content)
+      const error = failure(() => loadConfig({ DATA_DIR: dir, JWT_SECRET_KEY: 'x' }, dir))
+      expect(error).toBeInstanceOf(ConfigError)
+      expect((error as ConfigError).variable).toBe('DATA_DIR')
+      expect((error as Error).message).toContain(join(dir, 'vapid-keys.json'))
+    }
+    const dir = scratch()
+    writeFileSync(join(dir, 'file'), 'x')
+    for (const dataDir of [join(dir, 'file'), join(dir, 'file', 'below')]) {
+      const error = failure(() => loadConfig({ DATA_DIR: dataDir }, dir))
+      expect((error as ConfigError).variable).toBe('DATA_DIR')
+      expect((error as Error).message).toContain(dataDir)
+    }
   })
 })
 

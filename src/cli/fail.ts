@@ -1,4 +1,4 @@
-import { ConfigError, redact, type DatabaseTarget } from '../config'
+import { ConfigError, redact, redactIn, type DatabaseTarget } from '../config'
 import { RedisUnreachable, REDIS_CONNECT_TIMEOUT_MS } from '../cluster/cluster'
 
 /** A failure the CLI reports as its one line (already naming the variable or the command's argument). */
@@ -14,15 +14,17 @@ const reason = (error: unknown) => {
 export function databaseFailure(target: DatabaseTarget, error: unknown, timeoutSec: number): CliError {
   if (target.dialect === 'sqlite') return new CliError(`DATABASE_URL: cannot open SQLite database ${target.path}: ${reason(error)}`)
   const code = (error as { code?: unknown })?.code
+  // The URL's password is masked wherever it shows: in the URL and in the driver's message.
   const where = redact(target.url)
+  const why = redactIn(reason(error), target.url)
   if (code === 'CONNECT_TIMEOUT' || code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH')
-    return new CliError(`DATABASE_URL: cannot connect to ${where} within ${timeoutSec} s: ${reason(error)}`)
-  return new CliError(`DATABASE_URL: ${where}: ${reason(error)}`)
+    return new CliError(`DATABASE_URL: cannot connect to ${where} within ${timeoutSec} s: ${why}`)
+  return new CliError(`DATABASE_URL: ${where}: ${why}`)
 }
 
 export function redisFailure(url: string, error: unknown): CliError {
   return new CliError(
-    `REDIS_URL: cannot connect to ${redact(url)} within ${REDIS_CONNECT_TIMEOUT_MS / 1000} s: ${error instanceof RedisUnreachable ? error.message : reason(error)}`,
+    `REDIS_URL: cannot connect to ${redact(url)} within ${REDIS_CONNECT_TIMEOUT_MS / 1000} s: ${redactIn(error instanceof RedisUnreachable ? error.message : reason(error), url)}`,
   )
 }
 

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy'
 import { logOptions, type LogOptions } from '../log/logger'
@@ -93,11 +93,12 @@ const MIN_PRODUCTION_SECRET_BYTES = 32
 /** NODE_ENV, else the original's FLASK_ENV, says production; an empty value is no value (`NODE_ENV=` in a .env). */
 export const isProduction = (env: Env): boolean => (env.NODE_ENV?.trim() || env.FLASK_ENV?.trim() || '').toLowerCase() === 'production'
 
-/** Reads the configuration from an environment (Bun has already merged `.env` into process.env). */
+/** Reads the configuration from an environment (src/index.ts has already applied `.env` to process.env: ./dotenv.ts). */
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const production = isProduction(env)
   const dataDir = resolve(cwd, env.DATA_DIR ?? './data')
   const database = parseDatabaseUrl(env.DATABASE_URL ?? 'sqlite://./data/chat.db', cwd)
+  checkDataDir(dataDir)
 
   return {
     port: int(env, 'PORT', 5000, 0, 65535),
@@ -158,7 +159,8 @@ export function parseDatabaseUrl(url: string, cwd = process.cwd()): DatabaseTarg
     try {
       pgConnection(value)
     } catch {
-      throw new ConfigError('DATABASE_URL', `not a valid URL: ${redact(value)}`)
+      const hint = value.lastIndexOf('@') > 0 ? ' (percent-encode / @ : ? # in the user name or password)' : ''
+      throw new ConfigError('DATABASE_URL', `not a valid URL: ${redact(value)}${hint}`)
     }
     return { dialect: 'pg', url: value }
   }
@@ -178,9 +180,62 @@ export function parseDatabaseUrl(url: string, cwd = process.cwd()): DatabaseTarg
   )
 }
 
-/** A URL with its password masked, for messages. */
+/**
+ * A URL with its password masked, for messages. URL parsers take the user information up to the LAST `@`, so
+ * everything from after `scheme://` to that `@` is masked, whatever it holds (an unencoded `/`, `@`, `#`):
+ * `user:***@host`, or `:***@host` with no user name. A user information without `:` is a user name for
+ * Postgres (`postgresql://chat@/chat`), shown; for Redis it may be a password alone, masked (`***@`).
+ * With no `@`, a value that does not parse keeps nothing after the authority's first `:`, and a parsed
+ * one has its password-like query parameters (`?password=…`) masked.
+ */
 export function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
+  const scheme = /^[a-z][a-z0-9+.-]*:(?:\/\/)?/i.exec(url)?.[0] ?? ''
+  const at = url.lastIndexOf('@')
+  if (at >= scheme.length) {
+    const userinfo = url.slice(scheme.length, at)
+    const colon = userinfo.indexOf(':')
+    const shown =
+      colon >= 0 ? `${userinfo.slice(0, colon)}:***` : /^postgres(ql)?:\/\//i.test(scheme) && /^[^/?#\s]*$/.test(userinfo) ? userinfo : '***'
+    return `${scheme}${shown}${redactQuery(url.slice(at))}`
+  }
+  if (!URL.canParse(url)) {
+    const colon = url.indexOf(':', scheme.length)
+    return colon === -1 || !scheme.endsWith('//') ? url : `${url.slice(0, colon)}:***`
+  }
+  return redactQuery(url)
+}
+
+const redactQuery = (text: string) => text.replace(/([?&](?:[^=&#]*(?:pass|pwd|secret|token|key)[^=&#]*)=)[^&#]*/gi, '$1***')
+
+/** `text` (an error's message) with `url`, and the password in it, masked as `redact` masks them. */
+export function redactIn(text: string, url: string): string {
+  let out = text.split(url).join(redact(url))
+  const scheme = /^[a-z][a-z0-9+.-]*:(?:\/\/)?/i.exec(url)?.[0] ?? ''
+  const at = url.lastIndexOf('@')
+  if (at < scheme.length) return out
+  const userinfo = url.slice(scheme.length, at)
+  // Without `:`, a Postgres user information is a user name (no secret); a Redis one may be a password.
+  const secret = userinfo.includes(':') ? userinfo.slice(userinfo.indexOf(':') + 1) : /^postgres(ql)?:\/\//i.test(scheme) ? '' : userinfo
+  let decoded = secret
+  try {
+    decoded = decodeURIComponent(secret)
+  } catch {}
+  // A short one would mask ordinary words of the message; a password that short is no secret anyway.
+  for (const s of new Set([secret, decoded])) if (s.length >= 4) out = out.split(s).join('***')
+  return out
+}
+
+/** DATA_DIR need not exist yet (it is made when first written), but what is there must be a folder. */
+function checkDataDir(dataDir: string): void {
+  try {
+    if (!statSync(dataDir).isDirectory()) throw new ConfigError('DATA_DIR', `${dataDir} is not a directory`)
+  } catch (error) {
+    if (error instanceof ConfigError) throw error
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return
+    if (code === 'ENOTDIR') throw new ConfigError('DATA_DIR', `${dataDir}: part of its path is a file, not a directory`)
+    throw new ConfigError('DATA_DIR', `cannot use ${dataDir}: ${(error as Error).message}`)
+  }
 }
 
 function resolveSecret(given: string | undefined, production: boolean, dataDir: string): string {
@@ -202,6 +257,15 @@ function resolveSecret(given: string | undefined, production: boolean, dataDir: 
  * folder, REUSE_PORT): then theirs is read back. Either way every process uses the one kept, whole.
  */
 function keptOnce(file: string, generate: () => string): string {
+  try {
+    return keptOnceIn(file, generate)
+  } catch (error) {
+    // A folder the user cannot write, a read-only file system, a directory where the file should be.
+    throw new ConfigError('DATA_DIR', `cannot keep ${file}: ${(error as Error).message}`)
+  }
+}
+
+function keptOnceIn(file: string, generate: () => string): string {
   if (existsSync(file)) {
     const kept = readFileSync(file, 'utf8')
     if (kept.trim()) return kept
@@ -243,16 +307,23 @@ function resolveVapid(env: Env, production: boolean, dataDir: string): { vapidPu
   if (production)
     throw new ConfigError('VAPID_PUBLIC_KEY', 'VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY are required when NODE_ENV=production (npx web-push generate-vapid-keys)')
   const file = join(dataDir, VAPID_FILE)
-  const kept = JSON.parse(
-    keptOnce(file, () => {
-      const ecdh = createECDH('prime256v1')
-      ecdh.generateKeys()
-      // A private key with leading zero bytes comes out short; VAPID wants all 32.
-      const raw = ecdh.getPrivateKey()
-      const privateKey = Buffer.concat([Buffer.alloc(32 - raw.length), raw]).toString('base64url')
-      return JSON.stringify({ publicKey: ecdh.getPublicKey('base64url'), privateKey }) + '\n'
-    }),
-  ) as { publicKey: string; privateKey: string }
+  const text = keptOnce(file, () => {
+    const ecdh = createECDH('prime256v1')
+    ecdh.generateKeys()
+    // A private key with leading zero bytes comes out short; VAPID wants all 32.
+    const raw = ecdh.getPrivateKey()
+    const privateKey = Buffer.concat([Buffer.alloc(32 - raw.length), raw]).toString('base64url')
+    return JSON.stringify({ publicKey: ecdh.getPublicKey('base64url'), privateKey }) + '\n'
+  })
+  let kept: { publicKey?: unknown; privateKey?: unknown } | null = null
+  try {
+    kept = JSON.parse(text)
+  } catch {}
+  if (typeof kept?.publicKey !== 'string' || typeof kept.privateKey !== 'string')
+    throw new ConfigError(
+      'DATA_DIR',
+      `${file} holds no VAPID key pair (expected {"publicKey": …, "privateKey": …}): restore it, or remove it to have a new pair generated (push subscriptions made with the old one then stop working)`,
+    )
   checkVapidPair(kept.publicKey, kept.privateKey, file)
   return { vapidPublicKey: kept.publicKey, vapidPrivateKey: kept.privateKey }
 }
@@ -307,7 +378,7 @@ function parseS3(env: Env): Config['s3'] {
   const bucket = env.S3_BUCKET?.trim()
   if (!bucket) return undefined
   const endpoint = env.S3_ENDPOINT?.trim() || undefined
-  if (endpoint && !/^https?:\/\//i.test(endpoint)) throw new ConfigError('S3_ENDPOINT', `expected http(s)://…, got "${endpoint}"`)
+  if (endpoint && !/^https?:\/\//i.test(endpoint)) throw new ConfigError('S3_ENDPOINT', `expected http(s)://…, got "${redact(endpoint)}"`)
   const pick = (name: string) => env[name]?.trim() || undefined
   return {
     bucket,
