@@ -137,7 +137,7 @@ export class Metrics {
   readonly pushSent = new Counter('chat_push_sent_total', 'Web Push requests a push service accepted')
   readonly pushFailed = new Counter(
     'chat_push_failed_total',
-    'Pushes given up, by reason (gone, rejected, expired, queue_full, ended)',
+    'Pushes given up, by reason (gone, rejected, expired, queue_full, ended, deleted)',
   )
   readonly pushRetries = new Counter('chat_push_retries_total', 'Push attempts to be tried again, by reason')
   readonly pushQueueDepth = new Counter('chat_push_queue_depth', 'Pushes waiting, retries included', 'gauge')

@@ -1,5 +1,6 @@
 import type { PushConfig } from '../config'
 import { AppError } from '../errors'
+import { messageById } from '../messages/history'
 import type { MessageDto } from '../messages/model'
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
@@ -33,7 +34,7 @@ interface Committed {
 
 type Job =
   | { kind: 'message'; message: Committed; recipientId: number; at: number }
-  | { kind: 'delivery'; sub: SubscriptionRecord; senderId: number; payload: string; deadline: number; attempt: number; at: number }
+  | { kind: 'delivery'; sub: SubscriptionRecord; senderId: number; payload: PushPayload; deadline: number; attempt: number; at: number }
 
 export interface PushOptions {
   /** Whether a user has a live connection on any node (the hub knows, for the whole cluster). */
@@ -188,9 +189,8 @@ export class PushService {
         sender: { id: message.senderId, username: names.get(message.senderId) ?? '' },
         preview: message.preview,
       }
-      const text = JSON.stringify(payload)
       for (const sub of byUser.get(recipientId)!)
-        this.queue.push({ kind: 'delivery', sub, senderId: message.senderId, payload: text, deadline: message.deadline, attempt: 0, at })
+        this.queue.push({ kind: 'delivery', sub, senderId: message.senderId, payload, deadline: message.deadline, attempt: 0, at })
     }
   }
 
@@ -214,9 +214,13 @@ export class PushService {
     // account) would show one account's message to the next, and a block placed meanwhile holds too.
     if (!(await this.db.read((s) => stillSubscribed(s, job.sub, new Date()))) || (await this.blocked(job.senderId, job.sub.userId)))
       return this.metrics.pushFailed.inc({ reason: 'ended' })
+    // And the message as it is now: deleted for everyone, it is not pushed; edited, the preview is its new text.
+    const message = await this.db.read((s) => messageById(s, job.payload.message_id))
+    if (!message || message.deleted) return this.metrics.pushFailed.inc({ reason: 'deleted' })
+    const payload = JSON.stringify({ ...job.payload, preview: this.config.preview ? previewOf(message.text) : '' })
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.config.timeoutMs)])
     // The push service keeps it only until the message's day is over, retries included.
-    const outcome: Outcome = await sendPush(this.vapid, job.sub, job.payload, Math.ceil(left / 1000), signal)
+    const outcome: Outcome = await sendPush(this.vapid, job.sub, payload, Math.ceil(left / 1000), signal)
     if (this.stopping.signal.aborted) return
     switch (outcome.kind) {
       case 'sent':
