@@ -136,6 +136,32 @@ describe.each(dialects)('blocking on %s', (dialect) => {
     expect((await a1.next('message:new')).message.client_msg_id).toBe('b-after')
     await Promise.all([a1.close(), b3.close()])
   })
+
+  test('while blocked, an edit and a new reaction are 403 blocked (both ways) and reach no one; taking a reaction back and deleting stay possible', async () => {
+    const { a: blocked, b: blocker, dialogId } = await live.t.pair()
+    const own = (await send(blocked, dialogId, 'own')).body
+    const theirs = (await send(blocker, dialogId, 'theirs')).body
+    const react = (s: Session, messageId: number, method: string) =>
+      call(method, `/dialogs/${dialogId}/messages/${messageId}/reactions/${encodeURIComponent('👍')}`, s)
+    expect((await react(blocked, theirs.id, 'PUT')).status).toBe(204)
+    expect((await block(blocker, blocked.user.id)).status).toBe(204)
+
+    const watching = await open(blocker)
+    const ws = await open(blocked)
+    expectContractError(await call('PATCH', `/dialogs/${dialogId}/messages/${own.id}`, blocked, { text: 'you cannot block me' }), 403, 'blocked')
+    expectContractError(await react(blocked, theirs.id, 'PUT'), 403, 'blocked')
+    ws.send({ type: 'message:edit', message_id: own.id, text: 'over the socket' })
+    expect(await ws.next('error')).toMatchObject({ code: 'blocked' })
+    // Both ways, as sends are; what takes content away stays possible.
+    expectContractError(await call('PATCH', `/dialogs/${dialogId}/messages/${theirs.id}`, blocker, { text: 'edited by the blocker' }), 403, 'blocked')
+    expect((await react(blocked, theirs.id, 'DELETE')).status).toBe(204)
+    expect((await call('DELETE', `/dialogs/${dialogId}/messages/${own.id}`, blocked)).status).toBe(204)
+    const seen = (await watching.drain()).map((f) => (f.type === 'message:edited' ? `edited: ${f.message.text}` : f.type))
+    expect(seen).toEqual(['message:reactions', 'message:deleted'])
+    const history = (await call('GET', `/dialogs/${dialogId}/messages`, blocker)).body.messages
+    expect(history.map((m: { text: string; deleted: boolean }) => [m.text, m.deleted])).toEqual([['', true], ['text of theirs', false]])
+    await Promise.all([watching.close(), ws.close()])
+  })
 })
 
 /** Two nodes: a block made through one node holds on the other at once (its cache is told over Redis). */

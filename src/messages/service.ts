@@ -170,6 +170,8 @@ export class MessageService {
   async edit(userId: number, dialogId: number, messageId: number, text: string): Promise<MessageDto> {
     checkText(text)
     const members = await this.membership.require(dialogId, userId)
+    // New text reaches the peer as a send would: not while either blocks the other.
+    if (await this.blocks.between(userId, peerOf(members, userId))) throw blocked()
     const { message, reactions, marks } = await this.db.tx((s) => editMessage(s, dialogId, messageId, userId, text, new Date()))
     this.changes.dialogChanged(dialogId, members)
     const dto = toMessageDto(message, this.statusOf(message, members, marks), reactions)
@@ -197,6 +199,8 @@ export class MessageService {
   async react(userId: number, dialogId: number, messageId: number, emoji: string, on: boolean): Promise<void> {
     checkEmoji(emoji)
     const members = await this.membership.require(dialogId, userId)
+    // Taking one's reaction back stays possible; adding one reaches the peer as a send would.
+    if (on && (await this.blocks.between(userId, peerOf(members, userId)))) throw blocked()
     const changed = await this.unlessNoChange(this.db.tx((s) => setReaction(s, dialogId, messageId, userId, emoji, on, new Date())))
     if (!changed) return
     this.changes.dialogChanged(dialogId, members)
