@@ -107,7 +107,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     database,
     sqliteSynchronous: parseSynchronous(env.SQLITE_SYNCHRONOUS),
     pgPoolMax: int(env, 'PG_POOL_MAX', 10, 1, 1000),
-    pgStallTimeoutMs: int(env, 'PG_STALL_TIMEOUT_MS', 15_000, 100, 3_600_000),
+    pgStallTimeoutMs: int(env, 'PG_STALL_TIMEOUT_MS', 15_000, 0, 3_600_000),
     jwtSecret: resolveSecret(env.JWT_SECRET_KEY, production, dataDir),
     argon2MemoryKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 8, 4_194_304),
     argon2TimeCost: int(env, 'ARGON2_TIME_COST', 2, 1, 100),

@@ -5,6 +5,7 @@ import { drizzle as drizzleSqlite, type BunSQLiteDatabase } from 'drizzle-orm/bu
 import { is, Param, Placeholder, type SQL } from 'drizzle-orm'
 import { PgDialect, type PgDatabase } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePg, type PostgresJsQueryResultHKT } from 'drizzle-orm/postgres-js'
+import type { Socket } from 'node:net'
 import postgres from 'postgres'
 import type { DatabaseTarget } from '../config'
 import { logFault } from '../log/fault'
@@ -249,6 +250,9 @@ function openSqlite(
   }
 }
 
+/** A statement prepared by name (pg builders' prepare() takes the name); at run time it is awaited (see drive). */
+type PgPrepared = { execute(placeholders: Record<string, unknown>): Promise<unknown> }
+
 async function openPg(
   url: string,
   max: number,
@@ -257,29 +261,57 @@ async function openPg(
   onQuery?: OpenOptions['onQuery'],
 ): Promise<PgDb> {
   const connection = pgConnection(url)
-  const watch = new StallWatch(stallTimeoutMs, (error, sockets) => logFault(`dropped ${sockets} silent Postgres connection(s)`, error))
-  const client = postgres(connection.url, {
-    // postgres.js's custom-socket option, missing from its types.
-    ...({ socket: watch.socket } as object),
-    // A session whose client vanished inside a transaction (the partition above, seen from Postgres's
-    // side) would keep its row locks until Postgres's keepalives noticed, hours later.
-    connection: { idle_in_transaction_session_timeout: stallTimeoutMs },
-    max,
-    onnotice: () => {},
-    connect_timeout: connectTimeoutSec,
-    // Between attempts to reconnect, at most 2 s (postgres.js's own grows to 20 s): while the database is
-    // away every statement waits for the next attempt, and its error should come in seconds.
-    backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, 2),
-    ...(connection.path ? { path: connection.path } : {}),
-  })
+  // PG_STALL_TIMEOUT_MS=0: neither the watch nor the sessions' timeouts (a pooler that refuses settings at connect).
+  const watch = stallTimeoutMs > 0 ? new StallWatch(stallTimeoutMs, (error, silent) => replace(error, silent)) : undefined
+  const track = <T>(work: Promise<T>): Promise<T> => (watch ? watch.track(work) : work)
+  const open = () =>
+    postgres(connection.url, {
+      ...(watch
+        ? {
+            // postgres.js's custom-socket option, missing from its types.
+            ...({ socket: watch.socket } as object),
+            connection: {
+              // A statement longer than this is ended by Postgres (a lock held too long), before the watch
+              // would take its connection for lost.
+              statement_timeout: stallTimeoutMs,
+              // A session whose client vanished inside a transaction (a partition, seen from Postgres's side)
+              // would keep its row locks until Postgres's keepalives noticed, hours later.
+              idle_in_transaction_session_timeout: stallTimeoutMs,
+            },
+          }
+        : {}),
+      max,
+      onnotice: () => {},
+      connect_timeout: connectTimeoutSec,
+      // Between attempts to reconnect, at most 2 s (postgres.js's own grows to 20 s): while the database is
+      // away every statement waits for the next attempt, and its error should come in seconds.
+      backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, 2),
+      ...(connection.path ? { path: connection.path } : {}),
+    })
+  let client = open()
   try {
     await migratePg(client)
   } catch (error) {
-    watch.stop()
+    watch?.stop()
     await client.end({ timeout: 1 })
     throw error
   }
-  const pg = drizzlePg({ client, schema: pgSchema, ...loggerOf(onQuery) })
+  const drizzleOf = (sql: postgres.Sql) => drizzlePg({ client: sql, schema: pgSchema, ...loggerOf(onQuery) })
+  let pg = drizzleOf(client)
+  const named = new Map<string, PgPrepared>()
+  /**
+   * Connections that answer nothing (pg-stall.ts): the whole pool is replaced. Ending the old one fails
+   * what waits on it, and the new one starts clean: postgres.js reuses a connection that closed with a
+   * write pending, and that write then never goes out on its next socket.
+   */
+  const replace = (error: Error, silent: Socket[]) => {
+    logFault(`Postgres answered nothing on ${silent.length} connection(s): opening new ones`, error)
+    const old = client
+    client = open()
+    pg = drizzleOf(client)
+    named.clear()
+    void old.end({ timeout: 0 }).finally(() => silent.forEach((socket) => socket.destroy()))
+  }
 
   const drive = async <T>(routine: Routine<T>): Promise<T> => {
     let next = routine.next()
@@ -303,11 +335,8 @@ async function openPg(
     const { sql, params } = dialect.sqlToQuery(query)
     return (await client.unsafe(sql, params as postgres.ParameterOrJSON<never>[], { prepare: true })) as T[]
   }
-  // pg builders' prepare() takes the statement's name; at run time the query is awaited (see drive).
-  type PgPrepared = { execute(placeholders: Record<string, unknown>): Promise<unknown> }
   const prepare = (query: Preparable<unknown>, name: string) => (query as unknown as { prepare(name: string): PgPrepared }).prepare(name)
   const run = (statement: PgPrepared, params: Record<string, unknown>) => statement.execute(params) as unknown as { all(): never[] }
-  const named = new Map<string, PgPrepared>()
   const prepared: Scope['prepared'] = (key, build, params) => {
     let statement = named.get(key)
     if (!statement) named.set(key, (statement = prepare(build(pg as unknown as QueryDb, t), key)))
@@ -316,9 +345,9 @@ async function openPg(
   const scope = (db: unknown, prepared: Scope['prepared']): Scope => ({ db: db as QueryDb, t, prepared })
   return {
     dialect: 'pg' as const,
-    read: (routine) => watch.track(drive(routine(scope(pg, prepared)))),
+    read: (routine) => track(drive(routine(scope(pg, prepared)))),
     tx: (routine) =>
-      watch.track(pg.transaction((tx) =>
+      track(pg.transaction((tx) =>
         drive(
           routine(
             // Built on the transaction's connection each time: a statement kept from outside would run outside it.
@@ -327,22 +356,22 @@ async function openPg(
         ),
       )),
     pg: {
-      read: (work) => watch.track(work({ db: pg, t: pgSchema, execute: preparedSql })),
+      read: (work) => track(work({ db: pg, t: pgSchema, execute: preparedSql })),
       tx: (work) =>
-        watch.track(
+        track(
           pg.transaction((tx) => work({ db: tx, t: pgSchema, execute: async <T>(query: SQL) => (await tx.execute(query)) as T[] })),
         ),
     },
     ping: async () => {
-      await watch.track(client`select 1`.execute())
+      await track(client`select 1`.execute())
     },
     migrated: async () => {
-      const [row] = await watch.track(client<{ m: string | null }[]>`select max(created_at) as m from drizzle.__drizzle_migrations`.execute())
+      const [row] = await track(client<{ m: string | null }[]>`select max(created_at) as m from drizzle.__drizzle_migrations`.execute())
       return Number(row?.m ?? 0) >= newestMigration('pg')
     },
     commitsElsewhere: () => undefined,
     close: async () => {
-      watch.stop()
+      watch?.stop()
       await client.end({ timeout: 5 })
     },
   }

@@ -41,6 +41,9 @@ const PG_LOCK_KEY = 0x63686174
 export async function migratePg(sql: postgres.Sql): Promise<number> {
   const migrations = migrationsOf('pg')
   return sql.begin(async (tx) => {
+    // Waiting for another node's migrations, and a migration's own statements, may take longer than the
+    // sessions' statement_timeout (PG_STALL_TIMEOUT_MS), which is for the chat's own statements.
+    await tx`set local statement_timeout = 0`
     await tx`select pg_advisory_xact_lock(${PG_LOCK_KEY})`
     await tx`create schema if not exists drizzle`
     await tx`create table if not exists drizzle.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)`

@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net'
+import { connect, Socket } from 'node:net'
 
 /**
  * A silent partition to Postgres: the connections stay open and nothing comes back, while a new
@@ -6,10 +6,12 @@ import { connect, type Socket } from 'node:net'
  * as keepalives last (minutes to hours), so every statement on such a connection waits for ever — the
  * writer's batch among them, and with it every later send.
  *
- * The watch owns the driver's sockets. While some database work has waited longer than `timeoutMs`, every
- * socket that has read nothing for as long is destroyed: its statements fail (an outcome the writer knows
- * may have committed, and checks), and the driver connects again. Idle sockets go too; they only cost a
- * reconnect. Work that waits on one of them for longer than the deadline has been given up anyway.
+ * Postgres itself ends a statement that runs longer than the timeout (the sessions' `statement_timeout`,
+ * set in database.ts): a lock held too long is an error Postgres answers, and the statement does not
+ * commit later behind its caller's back. So a connection that has still answered nothing at twice the
+ * timeout is taken for lost: while some database work has waited that long, the sockets that have read
+ * nothing for as long are handed to `onStall`, which replaces the pool (database.ts). What waited on them
+ * fails (an outcome the writer knows may have committed, and checks) and goes on, on new connections.
  */
 export class StallWatch {
   /** Work in flight, by when it started; a Map iterates in insertion order, so the first is the oldest. */
@@ -17,22 +19,35 @@ export class StallWatch {
   private nextWork = 0
   private readonly sockets = new Map<Socket, { read: number; since: number }>()
   private readonly timer: ReturnType<typeof setInterval>
+  private readonly lostAfterMs: number
   private nextHost = 0
 
   constructor(
-    private readonly timeoutMs: number,
-    private readonly onStall: (error: Error, sockets: number) => void,
+    timeoutMs: number,
+    /** Told the sockets that answered nothing; every socket known so far is the past pool's from then on. */
+    private readonly onStall: (error: Error, silent: Socket[]) => void,
   ) {
+    this.lostAfterMs = 2 * timeoutMs
     this.timer = setInterval(() => this.check(), Math.min(1000, Math.max(50, timeoutMs / 4)))
     this.timer.unref()
   }
 
-  /** postgres.js's `socket` option: connects as the driver would, one host after another, and watches it. */
+  /**
+   * postgres.js's `socket` option: connects as the driver would (one host after another; its
+   * `connect_timeout` still applies) and watches the socket. The driver puts its listeners on the socket
+   * only after this returns, and a Unix socket's ENOENT comes at once: such a socket connects on the next
+   * turn, so its failure is the driver's to see (TCP's come later by themselves).
+   */
   readonly socket = (options: { host: string[]; port: number[]; path?: string }): Socket => {
     const index = this.nextHost++ % options.host.length
     const host = options.host[index]
     const port = options.port[index] ?? options.port[0] ?? 5432
-    const socket = options.path ? connect(options.path) : connect(port, host)
+    let socket: Socket
+    const path = options.path
+    if (path) {
+      socket = new Socket()
+      setImmediate(() => socket.connect(path))
+    } else socket = connect(port, host)
     // The driver names them in its connection errors.
     Object.assign(socket, { host, port })
     this.sockets.set(socket, { read: 0, since: performance.now() })
@@ -54,16 +69,11 @@ export class StallWatch {
         seen.since = now
       }
     const oldest = this.work.values().next()
-    if (oldest.done || now - oldest.value < this.timeoutMs) return
-    const error = Object.assign(new Error(`no answer from Postgres in ${this.timeoutMs} ms`), { code: 'DB_STALLED' })
-    let destroyed = 0
-    for (const [socket, seen] of this.sockets) {
-      if (now - seen.since < this.timeoutMs) continue
-      this.sockets.delete(socket)
-      socket.destroy(error)
-      destroyed++
-    }
-    if (destroyed > 0) this.onStall(error, destroyed)
+    if (oldest.done || now - oldest.value < this.lostAfterMs) return
+    const silent = [...this.sockets].filter(([, seen]) => now - seen.since >= this.lostAfterMs).map(([socket]) => socket)
+    if (silent.length === 0) return
+    this.sockets.clear()
+    this.onStall(Object.assign(new Error(`no answer from Postgres in ${this.lostAfterMs} ms`), { code: 'DB_STALLED' }), silent)
   }
 
   stop(): void {
