@@ -42,6 +42,16 @@ describe('streaming multipart parser', () => {
     await expect(parse(body.subarray(0, body.length - 10), [16])).rejects.toMatchObject({ code: 'bad_request' })
   })
 
+  test("a file name as browsers encode it: %22, %0D and %0A are a quote, CR and LF; other escapes stay as written", async () => {
+    const named = (filename: string) =>
+      new TextEncoder().encode(
+        `--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="${filename}"\r\n\r\nx\r\n--${BOUNDARY}--\r\n`,
+      )
+    expect((await parse(named('the %22final%22 contract.txt'), [64]))[0]!.filename).toBe('the "final" contract.txt')
+    expect((await parse(named('a%0D%0Ab.txt'), [64]))[0]!.filename).toBe('a\r\nb.txt')
+    expect((await parse(named('100%25 sure %41.txt'), [64]))[0]!.filename).toBe('100%25 sure %41.txt')
+  })
+
   test('the boundary is read from the content type, quoted or not', () => {
     expect(boundaryOf(`multipart/form-data; boundary=${BOUNDARY}`)).toBe(BOUNDARY)
     expect(boundaryOf('multipart/form-data; charset=utf-8; boundary="a b"')).toBe('a b')

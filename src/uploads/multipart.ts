@@ -109,7 +109,8 @@ function partOf(headers: string): { name: string; filename: string | undefined }
     for (const m of line.slice(colon + 1).matchAll(/;\s*([\w*.-]+)\s*=\s*(?:"([^"]*)"|([^;]*))/g))
       params.set(m[1]!.toLowerCase(), m[2] ?? m[3]!.trim())
     const extended = params.get('filename*')
-    let filename = params.get('filename')
+    // The HTML form encoding escapes exactly these three in a file's name: `"`, CR and LF.
+    let filename = params.get('filename')?.replace(/%(22|0D|0A)/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
     if (extended) {
       const encoded = /^utf-8'[^']*'(.*)$/i.exec(extended)?.[1]
       try {
