@@ -7,6 +7,7 @@ import { clientAddress, parseTrustProxy } from '../src/http/trust-proxy'
 import { createTestApp } from './support/app'
 import { freshDatabase, pgAvailable } from './support/databases'
 import { eventually, serveCli, type Served } from './support/cli'
+import { sendingPair } from './support/sending-pair'
 import { partitionable, partitionableOn } from './support/pg-proxy'
 import { connect, databaseUrl, http } from './support/server-process'
 
@@ -356,15 +357,7 @@ describe.skipIf(!pgAvailable)('sends while Postgres cannot be reached', () => {
     url.port = String(port)
     const server = await serveCli({ DATABASE_URL: url.toString() })
     try {
-      const a = (await http(server.base, 'POST', '/auth/register', { username: 'down-a', password: 'a-secret-password' })).body
-      const b = (await http(server.base, 'POST', '/auth/register', { username: 'down-b', password: 'a-secret-password' })).body
-      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
-      const answers = new Map<string, string>()
-      const ws = await connect(server.base, a.access_token, (frame) => {
-        if (frame.type === 'message:ack') answers.set(frame.client_msg_id, 'ack')
-        if (frame.type === 'error' && frame.client_msg_id) answers.set(frame.client_msg_id, frame.code)
-      })
-      const send = (id: string) => ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: id, msg_type: 'text', text: id }))
+      const { answers, ws, send } = await sendingPair(server.base, 'down')
       send('before')
       await eventually(() => answers.get('before') === 'ack', 'the first ack')
       // Postgres goes away: its connections cut, new ones refused.
@@ -423,21 +416,15 @@ describe.skipIf(!pgAvailable)('sends while open connections to Postgres go silen
     url.port = String(proxy.port)
     const server = await serveCli({ DATABASE_URL: url.toString(), PG_STALL_TIMEOUT_MS: '1000' })
     try {
-      const a = (await http(server.base, 'POST', '/auth/register', { username: 'stall-a', password: 'a-secret-password' })).body
-      const b = (await http(server.base, 'POST', '/auth/register', { username: 'stall-b', password: 'a-secret-password' })).body
-      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
-      const acks: string[] = []
-      const ws = await connect(server.base, a.access_token, (frame) => {
-        if (frame.type === 'message:ack') acks.push(frame.client_msg_id)
-      })
-      const send = (id: string) => ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: id, msg_type: 'text', text: id }))
+      const { a, dialog, answers, ws, send } = await sendingPair(server.base, 'stall')
+      const acked = (id: string) => answers.get(id) === 'ack'
       send('before')
-      await eventually(() => acks.includes('before'), 'the first ack')
+      await eventually(() => acked('before'), 'the first ack')
       proxy.silenceOpen()
       const burst = Array.from({ length: 10 }, (_, i) => `stalled-${i}`)
       for (const id of burst) send(id)
       // Without a deadline they wait for as long as the kernel keeps the dead connections: hours.
-      await eventually(() => burst.every((id) => acks.includes(id)), 'every send of the burst acknowledged', 15_000)
+      await eventually(() => burst.every(acked), 'every send of the burst acknowledged', 15_000)
       const history = await http(server.base, 'GET', `/dialogs/${dialog.id}/messages?limit=100`, undefined, a.access_token)
       expect(history.body.messages.map((m: { client_msg_id: string }) => m.client_msg_id).sort()).toEqual(['before', ...burst].sort())
       expect(server.output()).toContain('Postgres answered nothing')

@@ -8,6 +8,7 @@ import { openDatabase, type OpenOptions, type PgDb } from '../src/storage/databa
 import type { DatabaseTarget } from '../src/config'
 import { eventually, runCli, serveCli } from './support/cli'
 import { freshDatabase, pgAvailable, PG_ADMIN_URL } from './support/databases'
+import { sendingPair } from './support/sending-pair'
 import { partitionable } from './support/pg-proxy'
 import { connect, databaseUrl, http } from './support/server-process'
 
@@ -51,15 +52,7 @@ describe.skipIf(!pgAvailable)('pg-stall: a statement issued as a dropped connect
     url.port = String(proxy.port)
     const server = await serveCli({ DATABASE_URL: url.toString(), PG_STALL_TIMEOUT_MS: '1000', PG_POOL_MAX: '1' })
     try {
-      const a = (await http(server.base, 'POST', '/auth/register', { username: 'stall1-a', password: 'a-secret-password' })).body
-      const b = (await http(server.base, 'POST', '/auth/register', { username: 'stall1-b', password: 'a-secret-password' })).body
-      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
-      const answers = new Map<string, string>()
-      const ws = await connect(server.base, a.access_token, (frame) => {
-        if (frame.type === 'message:ack') answers.set(frame.client_msg_id, 'ack')
-        if (frame.type === 'error' && frame.client_msg_id) answers.set(frame.client_msg_id, frame.code)
-      })
-      const send = (id: string) => ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: id, msg_type: 'text', text: id }))
+      const { answers, ws, send } = await sendingPair(server.base, 'stall1')
       send('before')
       await eventually(() => answers.get('before') === 'ack', 'the first ack')
       proxy.silenceOpen()
@@ -81,15 +74,7 @@ describe.skipIf(!pgAvailable)('pg-stall: a statement issued as a dropped connect
     url.port = String(proxy.port)
     const server = await serveCli({ DATABASE_URL: url.toString(), PG_STALL_TIMEOUT_MS: '1000' })
     try {
-      const a = (await http(server.base, 'POST', '/auth/register', { username: 'stall2-a', password: 'a-secret-password' })).body
-      const b = (await http(server.base, 'POST', '/auth/register', { username: 'stall2-b', password: 'a-secret-password' })).body
-      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
-      const answers = new Map<string, string>()
-      const ws = await connect(server.base, a.access_token, (frame) => {
-        if (frame.type === 'message:ack') answers.set(frame.client_msg_id, 'ack')
-        if (frame.type === 'error' && frame.client_msg_id) answers.set(frame.client_msg_id, frame.code)
-      })
-      const send = (id: string) => ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: id, msg_type: 'text', text: id }))
+      const { a, answers, ws, send } = await sendingPair(server.base, 'stall2')
       // A wedge after a drop showed in about half the rounds: four rounds.
       for (let round = 0; round < 4; round++) {
         // A few requests at once, as on any busy server (the pool opens several connections), then a quiet
@@ -164,14 +149,7 @@ describe.skipIf(!pgAvailable)('pg-stall: a send waiting on a lock longer than th
     const server = await serveCli({ DATABASE_URL: databaseUrl(fresh.target), PG_STALL_TIMEOUT_MS: '500' })
     const locker = postgres(databaseUrl(fresh.target), { max: 1, onnotice: () => {} })
     try {
-      const a = (await http(server.base, 'POST', '/auth/register', { username: 'lock-a', password: 'a-secret-password' })).body
-      const b = (await http(server.base, 'POST', '/auth/register', { username: 'lock-b', password: 'a-secret-password' })).body
-      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
-      const answers = new Map<string, string>()
-      const ws = await connect(server.base, a.access_token, (frame) => {
-        if (frame.type === 'message:ack') answers.set(frame.client_msg_id, 'ack')
-        if (frame.type === 'error' && frame.client_msg_id) answers.set(frame.client_msg_id, frame.code)
-      })
+      const { a, b, dialog, answers, ws, send } = await sendingPair(server.base, 'lock')
       const live: string[] = []
       const peer = await connect(server.base, b.access_token, (frame) => {
         if (frame.type === 'message:new') live.push(frame.message.client_msg_id)
@@ -180,7 +158,7 @@ describe.skipIf(!pgAvailable)('pg-stall: a send waiting on a lock longer than th
       const held = await locker.reserve()
       await held`begin`
       await held`select 1 from dialogs where id = ${dialog.id} for update`
-      ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: 'behind-a-lock', msg_type: 'text', text: 'x' }))
+      send('behind-a-lock')
       await eventually(() => answers.has('behind-a-lock'), 'an answer to the send', 15_000).catch(() => {})
       await held`rollback`
       held.release()
@@ -251,18 +229,11 @@ describe.skipIf(!pgAvailable)('pg-stall socket factory: Postgres over a unix soc
     const name = new URL(databaseUrl(fresh.target)).pathname.slice(1)
     const server = await serveCli({ DATABASE_URL: `postgres://postgres@/${name}?host=${dir}` })
     try {
-      const a = (await http(server.base, 'POST', '/auth/register', { username: 'unix-a', password: 'a-secret-password' })).body
-      const b = (await http(server.base, 'POST', '/auth/register', { username: 'unix-b', password: 'a-secret-password' })).body
-      const dialog = (await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)).body
-      const answers = new Map<string, string>()
-      const ws = await connect(server.base, a.access_token, (frame) => {
-        if (frame.type === 'message:ack') answers.set(frame.client_msg_id, 'ack')
-        if (frame.type === 'error' && frame.client_msg_id) answers.set(frame.client_msg_id, frame.code)
-      })
+      const { answers, ws, send } = await sendingPair(server.base, 'unix')
       listener.stop(true)
       rmSync(path, { force: true })
       const ids = Array.from({ length: 3 }, (_, i) => `down-${i}`)
-      for (const id of ids) ws.send(JSON.stringify({ type: 'message:send', dialog_id: dialog.id, client_msg_id: id, msg_type: 'text', text: id }))
+      for (const id of ids) send(id)
       await eventually(
         () => ids.every((id) => answers.has(id)) || server.proc.exitCode !== null,
         'an answer to every send, or the server exiting',
