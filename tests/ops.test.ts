@@ -8,7 +8,7 @@ import { createTestApp } from './support/app'
 import { freshDatabase, pgAvailable } from './support/databases'
 import { eventually, serveCli, type Served } from './support/cli'
 import { sendingPair } from './support/sending-pair'
-import { partitionable, partitionableOn } from './support/pg-proxy'
+import { partitionable, servedBehindProxy, partitionableOn } from './support/pg-proxy'
 import { connect, databaseUrl, http } from './support/server-process'
 
 setDefaultTimeout(60_000)
@@ -386,11 +386,7 @@ describe.skipIf(!pgAvailable)('sends while Postgres cannot be reached', () => {
 
 describe.skipIf(!pgAvailable)('health while Postgres is partitioned', () => {
   test('a database that holds its connections and answers nothing: /health answers 503 naming it, within seconds', async () => {
-    const fresh = await freshDatabase('pg')
-    const url = new URL(databaseUrl(fresh.target))
-    const proxy = partitionable(Number(url.port || 5432))
-    url.port = String(proxy.port)
-    const server = await serveCli({ DATABASE_URL: url.toString() })
+    const { proxy, server, close } = await servedBehindProxy()
     try {
       expect(await http(server.base, 'GET', '/health')).toEqual({ status: 200, body: { status: 'ok' } })
       proxy.silence()
@@ -400,21 +396,14 @@ describe.skipIf(!pgAvailable)('health while Postgres is partitioned', () => {
       expect(((await res.json()) as { checks: unknown }).checks).toMatchObject({ database: false, migrations: false, accepting: true })
       expect((await fetch(`http://${server.base}/health/live`)).status).toBe(200)
     } finally {
-      server.proc.kill('SIGKILL')
-      await server.proc.exited
-      proxy.stop()
-      await fresh.drop()
+      await close()
     }
   })
 })
 
 describe.skipIf(!pgAvailable)('sends while open connections to Postgres go silent', () => {
   test('the silent connections are dropped after PG_STALL_TIMEOUT_MS and the sends waiting on them commit, each once', async () => {
-    const fresh = await freshDatabase('pg')
-    const url = new URL(databaseUrl(fresh.target))
-    const proxy = partitionable(Number(url.port || 5432))
-    url.port = String(proxy.port)
-    const server = await serveCli({ DATABASE_URL: url.toString(), PG_STALL_TIMEOUT_MS: '1000' })
+    const { proxy, server, close } = await servedBehindProxy({ PG_STALL_TIMEOUT_MS: '1000' })
     try {
       const { a, dialog, answers, ws, send } = await sendingPair(server.base, 'stall')
       const acked = (id: string) => answers.get(id) === 'ack'
@@ -430,19 +419,12 @@ describe.skipIf(!pgAvailable)('sends while open connections to Postgres go silen
       expect(server.output()).toContain('Postgres answered nothing')
       ws.close()
     } finally {
-      server.proc.kill('SIGKILL')
-      await server.proc.exited
-      proxy.stop()
-      await fresh.drop()
+      await close()
     }
   }, 60_000)
 
   test('while the database answers nothing, sends past WRITER_QUEUE_MAX are refused rate_limited at once, with a retry_after', async () => {
-    const fresh = await freshDatabase('pg')
-    const url = new URL(databaseUrl(fresh.target))
-    const proxy = partitionable(Number(url.port || 5432))
-    url.port = String(proxy.port)
-    const server = await serveCli({ DATABASE_URL: url.toString(), WRITER_QUEUE_MAX: '5', WRITER_BATCH_MAX: '2' })
+    const { proxy, server, close } = await servedBehindProxy({ WRITER_QUEUE_MAX: '5', WRITER_BATCH_MAX: '2' })
     try {
       const a = (await http(server.base, 'POST', '/auth/register', { username: 'full-a', password: 'a-secret-password' })).body
       const b = (await http(server.base, 'POST', '/auth/register', { username: 'full-b', password: 'a-secret-password' })).body
@@ -464,10 +446,7 @@ describe.skipIf(!pgAvailable)('sends while open connections to Postgres go silen
       expect([...errors.keys()]).not.toContain('queued-0')
       ws.close()
     } finally {
-      server.proc.kill('SIGKILL')
-      await server.proc.exited
-      proxy.stop()
-      await fresh.drop()
+      await close()
     }
   }, 60_000)
 })

@@ -9,7 +9,7 @@ import type { DatabaseTarget } from '../src/config'
 import { eventually, runCli, serveCli } from './support/cli'
 import { freshDatabase, pgAvailable, PG_ADMIN_URL } from './support/databases'
 import { sendingPair } from './support/sending-pair'
-import { partitionable } from './support/pg-proxy'
+import { servedBehindProxy } from './support/pg-proxy'
 import { connect, databaseUrl, http } from './support/server-process'
 
 /*
@@ -46,11 +46,7 @@ describe.skipIf(!pgAvailable)('pg-stall: a statement issued as a dropped connect
   })
 
   test('with PG_POOL_MAX=1, sends stuck on a silenced connection are all acknowledged after PG_STALL_TIMEOUT_MS', async () => {
-    const fresh = await freshDatabase('pg')
-    const url = new URL(databaseUrl(fresh.target))
-    const proxy = partitionable(Number(url.port || 5432))
-    url.port = String(proxy.port)
-    const server = await serveCli({ DATABASE_URL: url.toString(), PG_STALL_TIMEOUT_MS: '1000', PG_POOL_MAX: '1' })
+    const { proxy, server, close } = await servedBehindProxy({ PG_STALL_TIMEOUT_MS: '1000', PG_POOL_MAX: '1' })
     try {
       const { answers, ws, send } = await sendingPair(server.base, 'stall1')
       send('before')
@@ -61,18 +57,11 @@ describe.skipIf(!pgAvailable)('pg-stall: a statement issued as a dropped connect
       await eventually(() => burst.every((id) => answers.has(id)), `an answer to every send (answered: ${[...answers.keys()]})`, 15_000)
       ws.close()
     } finally {
-      server.proc.kill('SIGKILL')
-      await server.proc.exited
-      proxy.stop()
-      await fresh.drop()
+      await close()
     }
   })
   test('with the default pool, sends stuck on silenced connections are answered, partition after partition', async () => {
-    const fresh = await freshDatabase('pg')
-    const url = new URL(databaseUrl(fresh.target))
-    const proxy = partitionable(Number(url.port || 5432))
-    url.port = String(proxy.port)
-    const server = await serveCli({ DATABASE_URL: url.toString(), PG_STALL_TIMEOUT_MS: '1000' })
+    const { proxy, server, close } = await servedBehindProxy({ PG_STALL_TIMEOUT_MS: '1000' })
     try {
       const { a, answers, ws, send } = await sendingPair(server.base, 'stall2')
       // A wedge after a drop showed in about half the rounds: four rounds.
@@ -94,10 +83,7 @@ describe.skipIf(!pgAvailable)('pg-stall: a statement issued as a dropped connect
       }
       ws.close()
     } finally {
-      server.proc.kill('SIGKILL')
-      await server.proc.exited
-      proxy.stop()
-      await fresh.drop()
+      await close()
     }
   }, 90_000)
 })
@@ -255,11 +241,7 @@ describe.skipIf(!pgAvailable)('pg-stall socket factory: Postgres over a unix soc
 
 describe.skipIf(!pgAvailable)('writer queue cap over REST', () => {
   test('REST sends and read_up_to past WRITER_QUEUE_MAX answer 429 with Retry-After: 1', async () => {
-    const fresh = await freshDatabase('pg')
-    const url = new URL(databaseUrl(fresh.target))
-    const proxy = partitionable(Number(url.port || 5432))
-    url.port = String(proxy.port)
-    const server = await serveCli({ DATABASE_URL: url.toString(), WRITER_QUEUE_MAX: '2', WRITER_BATCH_MAX: '1' })
+    const { fresh, server, close } = await servedBehindProxy({ WRITER_QUEUE_MAX: '2', WRITER_BATCH_MAX: '1' })
     try {
       const a = (await http(server.base, 'POST', '/auth/register', { username: 'rq-a', password: 'a-secret-password' })).body
       const b = (await http(server.base, 'POST', '/auth/register', { username: 'rq-b', password: 'a-secret-password' })).body
@@ -292,10 +274,7 @@ describe.skipIf(!pgAvailable)('writer queue cap over REST', () => {
       held.release()
       await locker.end()
     } finally {
-      server.proc.kill('SIGKILL')
-      await server.proc.exited
-      proxy.stop()
-      await fresh.drop()
+      await close()
     }
   })
 })

@@ -1,3 +1,7 @@
+import { serveCli } from './cli'
+import { freshDatabase } from './databases'
+import { databaseUrl } from './server-process'
+
 /**
  * Partitions for tests, between the server and Postgres.
  */
@@ -49,3 +53,19 @@ export function partitionable(targetPort: number, listenPort = 0) {
 }
 
 export const partitionableOn = (listenPort: number, targetPort: number) => partitionable(targetPort, listenPort)
+
+/** The server in its own process, on a fresh Postgres database that it reaches through a partitionable proxy. */
+export async function servedBehindProxy(env: Record<string, string> = {}) {
+  const fresh = await freshDatabase('pg')
+  const url = new URL(databaseUrl(fresh.target))
+  const proxy = partitionable(Number(url.port || 5432))
+  url.port = String(proxy.port)
+  const server = await serveCli({ DATABASE_URL: url.toString(), ...env })
+  const close = async () => {
+    server.proc.kill('SIGKILL')
+    await server.proc.exited
+    proxy.stop()
+    await fresh.drop()
+  }
+  return { fresh, proxy, server, close }
+}
