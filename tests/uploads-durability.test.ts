@@ -116,4 +116,26 @@ describe.each(dialects)('durability of uploads on disk, on %s', (dialect) => {
     })
     expect(again).toEqual(['fdatasync uploads/tmp/*', `rename ${shard}/${key}`, `fsync ${shard}/`, 'transaction'])
   })
+
+  test('a file system that cannot sync a directory (EINVAL, as some FUSE and network ones): uploads still work; another failure to sync fails the upload', async () => {
+    const s = await live.t.register()
+    const failing = (code: string) =>
+      spyOn(fs, 'fsync').mockImplementation(((fd: number, done: (error: Error | null) => void) => {
+        if (fs.fstatSync(fd).isDirectory()) done(Object.assign(new Error(`${code}: cannot sync`), { code }))
+        else done(null)
+      }) as typeof fs.fsync)
+    const einval = failing('EINVAL')
+    restore.push(() => einval.mockRestore())
+    const bytes = `no dir sync ${Math.random()}`
+    expect((await upload(s, bytes)).sha256).toBe(sha256(bytes))
+    einval.mockRestore()
+    const eio = failing('EIO')
+    restore.push(() => eio.mockRestore())
+    const response = await fetch(`${http}/uploads`, {
+      method: 'POST',
+      headers: { 'content-type': MULTIPART, authorization: `Bearer ${s.access_token}` },
+      body: multipartBody([{ name: 'file', filename: 'f.bin', data: `io error ${Math.random()}` }]),
+    })
+    expect(response.status).toBe(500)
+  })
 })

@@ -130,11 +130,17 @@ export class LocalBlobs implements BlobStore {
   }
 }
 
-/** fsync(2) of a directory, making the entries made in it (a rename, a new directory) durable. */
+/**
+ * fsync(2) of a directory, making the entries made in it (a rename, a new directory) durable. Some file
+ * systems (FUSE, network ones) cannot sync a directory and say EINVAL or ENOTSUP: there it is skipped, as
+ * databases do, rather than failing every upload.
+ */
 async function syncDir(dir: string): Promise<void> {
   const fd = openSync(dir, 'r')
   try {
-    await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())))
+    await new Promise<void>((resolve, reject) =>
+      fsync(fd, (error) => (error && error.code !== 'EINVAL' && error.code !== 'ENOTSUP' ? reject(error) : resolve())),
+    )
   } finally {
     closeSync(fd)
   }
