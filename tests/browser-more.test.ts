@@ -527,3 +527,311 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     expect(consoleErrors).toEqual([])
   })
 })
+
+/*
+ * What the user types, and staying signed in: drafts per chat and per user, text kept when it cannot go
+ * (too long, the server down), the caret and the scroll after sending, right-to-left text, and two tabs of
+ * one user through a token refresh. Each test has its own pages; none depends on another.
+ */
+describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, and two tabs through a refresh', () => {
+  let db: FreshDatabase
+  let server: ServerProcess
+  let dataDir: string
+  let browser: Browser
+  const contexts: BrowserContext[] = []
+
+  const newContext = async (width = 1100, height = 760) => {
+    const context = await browser.newContext({ viewport: { width, height } })
+    contexts.push(context)
+    return context
+  }
+  const newPage = async (context?: BrowserContext, path = '/') => {
+    const page = await (context ?? (await newContext())).newPage()
+    await page.goto(`http://${server.base}${path}`)
+    return page
+  }
+  const logIn = async (page: Page, username: string) => {
+    await page.getByLabel('Username').fill(username)
+    await page.getByLabel('Password').fill(PASSWORD)
+    await page.getByRole('button', { name: 'Log in' }).click()
+    await page.getByRole('button', { name: 'Log out' }).waitFor()
+  }
+  const log = (page: Page) => page.getByRole('log', { name: 'Messages' })
+  const composer = (page: Page) => page.getByRole('textbox', { name: 'Message', exact: true })
+  const write = async (page: Page, text: string) => {
+    await composer(page).fill(text)
+    await composer(page).press('Enter')
+  }
+  const row = (page: Page, text: string): Locator => log(page).locator('.msg').filter({ hasText: text })
+  const chatItem = (page: Page, username: string) =>
+    page.getByRole('list', { name: 'Chats' }).getByRole('listitem').filter({ hasText: username })
+  const startChat = async (page: Page, username: string) => {
+    await page.getByRole('textbox', { name: 'Find user' }).fill(username)
+    await page.getByRole('button', { name: 'Start chat' }).click()
+    await page.getByRole('heading', { name: username }).waitFor()
+  }
+
+  /** A user acting through REST only. */
+  const register = async (username = uniqueName('rest')) => {
+    const { status, body } = await http(server.base, 'POST', '/auth/register', { username, password: PASSWORD })
+    expect(status).toBe(201)
+    return { id: body.user.id as number, username, token: body.access_token as string }
+  }
+  const openDialog = async (token: string, peerId: number) =>
+    (await http(server.base, 'POST', '/dialogs', { peer_user_id: peerId }, token)).body.id as number
+  let said = 0
+  const say = async (token: string, dialog: number, text: string) => {
+    const { status, body } = await http(server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `typed-${++said}-${Date.now()}`, type: 'text', text }, token)
+    expect(status).toBe(201)
+    return body
+  }
+  /** A real PNG of that size, drawn by the browser. */
+  const png = async (page: Page, width: number, height: number): Promise<Uint8Array> => {
+    const base64 = await page.evaluate<string>(`(() => {
+      const c = document.createElement('canvas'); c.width = ${width}; c.height = ${height}
+      const g = c.getContext('2d'); g.fillStyle = '#5b8cff'; g.fillRect(0, 0, ${width}, ${height})
+      return c.toDataURL('image/png').split(',')[1]
+    })()`)
+    return new Uint8Array(Buffer.from(base64, 'base64'))
+  }
+
+  beforeAll(async () => {
+    db = await freshDatabase('sqlite')
+    dataDir = mkdtempSync(join(tmpdir(), 'bun-chat-typed-'))
+    server = await startServer(db.target, { PORT: String(freePort()), DATA_DIR: dataDir })
+    browser = await launchChromium()
+  }, 60_000)
+
+  afterAll(async () => {
+    for (const context of contexts) await context.close().catch(() => {})
+    await browser?.close()
+    server?.proc.kill('SIGKILL')
+    await server?.exited
+    await db?.drop()
+    rmSync(dataDir, { recursive: true, force: true })
+  }, 30_000)
+
+  /** Whether the element is inside the log's visible box. */
+  const inView = async (page: Page, locator: Locator) => {
+    const box = await locator.boundingBox()
+    const logBox = await log(page).boundingBox()
+    if (!box || !logBox) return false
+    return box.y >= logBox.y - 1 && box.y + box.height <= logBox.y + logBox.height + 1
+  }
+
+  /** "signed in", or what the page says instead. */
+  const signedIn = async (page: Page) =>
+    (await page.getByRole('button', { name: 'Log out' }).count()) === 1 ? 'signed in' : `signed out: ${(await page.getByRole('alert').allTextContents()).join(' ')}`
+
+  test('log out, then log in as someone else in the same tab: nothing the first user typed is left on screen', async () => {
+    const page = await newPage()
+    const first = uniqueName('first')
+    await signUp(page, first, PASSWORD)
+    const peer = await register()
+    await startChat(page, peer.username)
+    await composer(page).fill('draft of the first user: my PIN is 4321')
+    await page.getByRole('textbox', { name: 'Find user' }).fill('first-users-secret-lookup')
+    await page.getByRole('button', { name: 'Log out' }).click()
+    await page.getByRole('button', { name: 'Log in' }).waitFor()
+
+    const second = await register()
+    const other = await register()
+    await openDialog(other.token, second.id)
+    await logIn(page, second.username)
+    await chatItem(page, other.username).getByRole('button').click()
+    await page.getByRole('heading', { name: other.username }).waitFor()
+    expect({
+      composer: await composer(page).inputValue(),
+      findUser: await page.getByRole('textbox', { name: 'Find user' }).inputValue(),
+    }).toEqual({ composer: '', findUser: '' })
+  }, T)
+
+  test('a draft written to one person does not move into another chat (Enter would send it to the wrong person)', async () => {
+    const page = await newPage()
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    const bob = await register()
+    const carol = await register()
+    await startChat(page, bob.username)
+    await startChat(page, carol.username)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await page.getByRole('heading', { name: bob.username }).waitFor()
+    await composer(page).fill('Bob, this is only for you')
+    await chatItem(page, carol.username).getByRole('button').click()
+    await page.getByRole('heading', { name: carol.username }).waitFor()
+    await page.waitForTimeout(200)
+    expect(await composer(page).inputValue()).not.toBe('Bob, this is only for you')
+  }, T)
+
+  test('after clicking Send the caret is back in the composer: the next message can be typed at once', async () => {
+    const page = await newPage()
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    const bob = await register()
+    await startChat(page, bob.username)
+    await composer(page).fill('first')
+    await page.getByRole('button', { name: 'Send' }).click()
+    await row(page, 'first').waitFor()
+    await page.keyboard.type('second')
+    expect(await composer(page).inputValue()).toBe('second')
+  }, T)
+
+  test('an Arabic message ending in "!" shows the "!" at its left end, where Arabic text ends', async () => {
+    const page = await newPage()
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    const bob = await register()
+    await startChat(page, bob.username)
+    await write(page, 'مرحبا بالعالم!')
+    const text = row(page, 'مرحبا').locator('.text')
+    await text.waitFor()
+    // Where the "!" is drawn, relative to the Arabic letters.
+    const where = await page.evaluate<string>(`(() => {
+      const p = [...document.querySelectorAll('[role=log] .msg .text')].find((el) => el.textContent.startsWith('مرحبا'))
+      const node = p.firstChild
+      const range = document.createRange()
+      range.setStart(node, node.length - 1)
+      range.setEnd(node, node.length)
+      const bang = range.getBoundingClientRect()
+      range.setStart(node, 0)
+      range.setEnd(node, node.length - 1)
+      const letters = range.getBoundingClientRect()
+      return bang.right <= letters.left + 1 ? 'left' : 'right'
+    })()`)
+    expect(where).toBe('left')
+  }, T)
+
+  test('editing a message, then cancelling, gives back the draft that was in the composer', async () => {
+    const page = await newPage()
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    const bob = await register()
+    await startChat(page, bob.username)
+    await write(page, 'an old message')
+    await row(page, 'an old message').and(page.locator('[data-status="sent"]')).waitFor()
+    await composer(page).fill('a long reply I am in the middle of writing')
+    await row(page, 'an old message').hover()
+    await row(page, 'an old message').getByRole('button', { name: 'Edit' }).click()
+    await page.waitForFunction(`document.getElementById('composer').value === 'an old message'`)
+    await page.getByRole('button', { name: 'Cancel edit' }).click()
+    await page.getByRole('button', { name: 'Cancel edit' }).waitFor({ state: 'hidden' })
+    expect(await composer(page).inputValue()).toBe('a long reply I am in the middle of writing')
+  }, T)
+
+  test('the server is down: a photo with a caption, and an edit, written meanwhile are not lost (sent once it is back, or kept to send again)', async () => {
+    const ownDb = await freshDatabase('sqlite')
+    const ownDir = mkdtempSync(join(tmpdir(), 'bun-chat-typed-down-'))
+    const port = freePort()
+    let own = await startServer(ownDb.target, { PORT: String(port), DATA_DIR: ownDir })
+    const context = await newContext()
+    try {
+      const page = await context.newPage()
+      await page.goto(`http://${own.base}/`)
+      const me = uniqueName('alice')
+      await signUp(page, me, PASSWORD)
+      const peer = (await http(own.base, 'POST', '/auth/register', { username: uniqueName('bob'), password: PASSWORD })).body
+      await startChat(page, peer.user.username)
+      await write(page, 'typo mesage')
+      await row(page, 'typo mesage').and(page.locator('[data-status="sent"]')).waitFor()
+
+      own.proc.kill('SIGKILL')
+      await own.exited
+      await page.getByRole('status').getByText('Reconnecting…').waitFor()
+      // An edit: Edit, fix the text, Enter.
+      await row(page, 'typo mesage').hover()
+      await row(page, 'typo mesage').getByRole('button', { name: 'Edit' }).click()
+      await page.waitForFunction(`document.getElementById('composer').value === 'typo mesage'`)
+      await composer(page).fill('typo message, fixed')
+      await composer(page).press('Enter')
+      await page.getByRole('alert').waitFor()
+      const afterEdit = { composer: await composer(page).inputValue(), alert: await page.getByRole('alert').textContent() }
+      // A photo with a caption.
+      await composer(page).fill('the view from the summit')
+      const chooser = page.waitForEvent('filechooser')
+      await page.getByRole('button', { name: 'Attach' }).click()
+      await (await chooser).setFiles({ name: 'summit.png', mimeType: 'image/png', buffer: Buffer.from(await png(page, 30, 20)) })
+      await page.getByRole('alert').filter({ hasText: 'Not sent' }).waitFor()
+      const afterPhoto = { composer: await composer(page).inputValue(), shownInLog: await row(page, 'the view from the summit').count() }
+
+      own = await startServer(ownDb.target, { PORT: String(port), DATA_DIR: ownDir })
+      await page.getByRole('status').getByText(/Reconnecting|Updating/).waitFor({ state: 'detached', timeout: 20_000 })
+      await page.waitForTimeout(1500)
+      const dialogs = await http(own.base, 'GET', '/dialogs', undefined, peer.access_token)
+      const stored = await http(own.base, 'GET', `/dialogs/${dialogs.body.dialogs[0].id}/messages`, undefined, peer.access_token)
+      const texts = (stored.body.messages as { text: string }[]).map((m) => m.text)
+      // Either sent once back, or still in the composer to send again: never silently gone.
+      expect({
+        editKept: afterEdit.composer === 'typo message, fixed' || texts.includes('typo message, fixed'),
+        captionKept: afterPhoto.composer === 'the view from the summit' || afterPhoto.shownInLog > 0 || texts.includes('the view from the summit'),
+      }).toEqual({ editKept: true, captionKept: true })
+    } finally {
+      await context.close()
+      own.proc.kill('SIGKILL')
+      await own.exited
+      await ownDb.drop()
+      rmSync(ownDir, { recursive: true, force: true })
+    }
+  }, 60_000)
+
+  test('scrolled up in a long chat, the user sends a message: the log shows it (scrolls to the newest)', async () => {
+    const page = await newPage()
+    const me = uniqueName('alice')
+    await signUp(page, me, PASSWORD)
+    const bob = await register()
+    const meId = (await http(server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
+    const dialog = await openDialog(bob.token, meId)
+    for (let i = 0; i < 40; i++) await say(bob.token, dialog, `old ${i}`)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'old 39').waitFor()
+    await log(page).evaluate((l) => (l.scrollTop = 0))
+    await write(page, 'my reply goes at the bottom')
+    await row(page, 'my reply goes at the bottom').and(page.locator('[data-status]')).waitFor()
+    await page.waitForTimeout(300)
+    expect(await inView(page, row(page, 'my reply goes at the bottom'))).toBe(true)
+  }, T)
+
+  test('a message over the 4000-character limit: refused with the text kept in the composer to shorten, not thrown into a failed bubble', async () => {
+    const page = await newPage()
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    const bob = await register()
+    await startChat(page, bob.username)
+    const long = `${'word '.repeat(800)}and the end`
+    await composer(page).fill(long)
+    await composer(page).press('Enter')
+    await page.getByRole('alert').waitFor()
+    await page.waitForTimeout(300)
+    expect({
+      alert: (await page.getByRole('alert').textContent())!.length > 0,
+      composerKeepsText: (await composer(page).inputValue()) === long,
+    }).toEqual({ alert: true, composerKeepsText: true })
+  }, T)
+
+  test('two tabs restored together after the access token expired (browser restart): the user stays signed in', async () => {
+    const context = await newContext()
+    const first = await newPage(context)
+    const me = uniqueName('alice')
+    await signUp(first, me, PASSWORD)
+    // The browser is closed; time passes beyond the access token's lifetime (as stored by the app).
+    await first.evaluate(() => {
+      const session = JSON.parse(localStorage.getItem('bun-chat.session')!)
+      session.access_expires_at = Date.now() - 60_000
+      localStorage.setItem('bun-chat.session', JSON.stringify(session))
+    })
+    await first.close()
+    // The browser restores both tabs at once.
+    const [tab1, tab2] = await Promise.all([newPage(context), newPage(context)])
+    await tab1.waitForTimeout(3000)
+    expect({ tab1: await signedIn(tab1), tab2: await signedIn(tab2) }).toEqual({ tab1: 'signed in', tab2: 'signed in' })
+  }, T)
+
+  test('two tabs open when the access token is due for its refresh: the user stays signed in', async () => {
+    const context = await newContext()
+    await context.clock.install()
+    const tab1 = await newPage(context)
+    const me = uniqueName('alice')
+    await signUp(tab1, me, PASSWORD)
+    const tab2 = await newPage(context)
+    await tab2.getByRole('button', { name: 'Log out' }).waitFor()
+    await tab2.waitForTimeout(1000)
+    // Fourteen minutes and a half later (the access token lasts 15): both tabs' refresh timers are due.
+    await context.clock.fastForward('14:30')
+    await tab1.waitForTimeout(3000)
+    expect({ tab1: await signedIn(tab1), tab2: await signedIn(tab2) }).toEqual({ tab1: 'signed in', tab2: 'signed in' })
+  }, T)
+})

@@ -35,7 +35,26 @@ export interface ApiOptions {
    * would take for theft and end the session).
    */
   loadSession?: () => Session | null
+  /**
+   * Runs a refresh holding a lock that every tab sharing the stored session also takes, so that two tabs
+   * never rotate the same refresh token at once (the second use would end the session). Defaults to the
+   * Web Locks API (`navigator.locks`) when `loadSession` is given and the runtime has it; without either,
+   * refreshes are coordinated within this client only.
+   */
+  lock?: RefreshLock
   fetch?: FetchLike
+}
+
+/** Runs `task` holding the exclusive lock `name`, and resolves with its result. */
+export type RefreshLock = <T>(name: string, task: () => Promise<T>) => Promise<T>
+
+type LockManagerLike = { request(name: string, callback: () => Promise<unknown>): Promise<unknown> }
+
+/** The Web Locks API of this runtime (browsers: shared by the tabs and workers of one origin), if any. */
+const webLocks = (): RefreshLock | undefined => {
+  const locks = (globalThis as { navigator?: { locks?: LockManagerLike } }).navigator?.locks
+  if (typeof locks?.request !== 'function') return undefined
+  return <T>(name: string, task: () => Promise<T>) => locks.request(name, task) as Promise<T>
 }
 
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>
@@ -75,12 +94,14 @@ export class Api {
   private refreshing: Promise<Session> | undefined
   private margin = 0
   private readonly fetch: FetchLike
+  private readonly lock: RefreshLock | undefined
   readonly baseUrl: string
 
   constructor(private readonly options: ApiOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '')
     this.current = options.session ?? null
     this.fetch = options.fetch ?? ((url, init) => globalThis.fetch(url, init))
+    this.lock = options.lock ?? (options.loadSession ? webLocks() : undefined)
     if (this.current) this.margin = refreshMargin(this.current)
   }
 
@@ -142,23 +163,37 @@ export class Api {
       try {
         const held = this.current
         if (!held) throw new ChatError('unauthorized', 'not signed in', 401)
-        const stored = this.options.loadSession?.()
-        if (stored && stored.refresh_token !== held.refresh_token && stored.user.id === held.user.id) {
-          this.current = stored
-          if (Date.now() < stored.access_expires_at - refreshMargin(stored)) return stored
-        }
-        try {
-          const body = await this.call<TokenPairBody>('POST', '/auth/refresh', { refresh_token: this.current!.refresh_token }, false)
-          this.setSession(toSession(body))
-        } catch (error) {
-          if (error instanceof ChatError && error.status === 401) this.setSession(null)
-          throw error
-        }
-        return this.current!
+        // Other tabs of this user refresh under the same lock: once it is ours, the stored pair is the newest.
+        if (!this.lock) return await this.rotate()
+        return await this.lock(`bun-chat.refresh ${this.baseUrl} ${held.user.id}`, () => this.rotate())
       } finally {
         this.refreshing = undefined
       }
     })())
+  }
+
+  /** The refresh itself: adopts the pair another tab stored meanwhile, else presents the refresh token. */
+  private async rotate(): Promise<Session> {
+    const held = this.current
+    // Logged out while waiting for the lock.
+    if (!held) throw new ChatError('unauthorized', 'not signed in', 401)
+    const stored = this.options.loadSession?.()
+    if (stored && stored.refresh_token !== held.refresh_token && stored.user.id === held.user.id) {
+      // Another tab has rotated the pair: ours is spent. Still fresh: take it as this client's session.
+      if (Date.now() < stored.access_expires_at - refreshMargin(stored)) {
+        this.setSession(stored)
+        return stored
+      }
+      this.current = stored
+    }
+    try {
+      const body = await this.call<TokenPairBody>('POST', '/auth/refresh', { refresh_token: this.current!.refresh_token }, false)
+      this.setSession(toSession(body))
+    } catch (error) {
+      if (error instanceof ChatError && error.status === 401) this.setSession(null)
+      throw error
+    }
+    return this.current!
   }
 
   /** One REST call; authenticated calls refresh first when due, and once more after a 401. */

@@ -8,7 +8,7 @@
  *   chat.connect()
  *   await chat.send(dialogId, 'hi').sent
  */
-import { Api, type ApiOptions, type HistoryQuery, type OutgoingAttachment, type SearchQuery, type Session } from './api'
+import { Api, type ApiOptions, type HistoryQuery, type OutgoingAttachment, type RefreshLock, type SearchQuery, type Session } from './api'
 import { Emitter, type EventOf } from './emitter'
 import { ChatError } from './errors'
 import { Outbox, type PendingMessage, type SavedMessage } from './outbox'
@@ -19,7 +19,7 @@ export { Api } from './api'
 export { ChatError } from './errors'
 export { newClientMsgId } from './outbox'
 export { backoffDelay } from './socket'
-export type { HistoryQuery, OutgoingAttachment, PendingMessage, SavedMessage, SearchQuery, Session }
+export type { HistoryQuery, OutgoingAttachment, PendingMessage, RefreshLock, SavedMessage, SearchQuery, Session }
 export type * from './types'
 
 /**

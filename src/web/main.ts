@@ -1,4 +1,5 @@
 import { ChatClient, ChatError, type Attachment, type Message, type SavedMessage, type Session } from '../client'
+import { charCount, MAX_TEXT_CHARS } from '../shared/text'
 import { h } from './dom'
 import { connectStore, initialState, type State } from './store'
 import { pushSupported, subscribe } from './push'
@@ -113,6 +114,8 @@ const actions = {
     render()
   },
   async open(dialogId: number) {
+    // An edit is of a message in the chat it was started in: leaving that chat abandons it.
+    if (state.editing && state.editing.dialogId !== dialogId) state.editing = null
     state.openId = dialogId
     sessionStorage.setItem(OPEN_KEY, String(dialogId))
     render()
@@ -141,11 +144,26 @@ const actions = {
     }
     render()
   },
-  send: (dialogId: number, text: string) => void client.send(dialogId, text),
+  /** Queues the message; false (and said why) when it is refused as it is, to be changed in the composer. */
+  send(dialogId: number, text: string): boolean {
+    if (!fits(text)) return false
+    client.send(dialogId, text)
+    return true
+  },
+  /**
+   * Saves the edit, and ends it once the server has it. Refused or failed (the server is down), the edit
+   * goes on with the text in the composer, to send again or cancel.
+   */
   async edit(dialogId: number, messageId: number, text: string) {
-    state.editing = null
+    if (!fits(text)) return
     const current = state.chats.get(dialogId)?.messages.get(messageId)
-    if (current?.text !== text) await attempt(() => client.edit(dialogId, messageId, text))
+    try {
+      if (current?.text !== text) await client.edit(dialogId, messageId, text)
+      if (state.editing?.messageId === messageId) state.editing = null
+      state.alert = null
+    } catch (error) {
+      state.alert = `Not saved: ${describe(error)}`
+    }
     render()
   },
   startEdit(dialogId: number, messageId: number) {
@@ -172,8 +190,13 @@ const actions = {
     const mine = state.chats.get(dialogId)?.messages.get(messageId)?.reactions.some((r) => r.emoji === emoji && r.user_ids.includes(me))
     await attempt(() => (mine ? client.unreact(dialogId, messageId, emoji) : client.react(dialogId, messageId, emoji)))
   },
-  /** Uploads each file, then sends it through the outbox as a photo or a file (the server's sniffed type decides). */
-  async attach(dialogId: number, files: File[], caption: string) {
+  /**
+   * Uploads each file, then sends it through the outbox as a photo or a file (the server's sniffed type decides).
+   * The caption goes with the first; false when it did not go (refused, or the upload failed), to give it back.
+   */
+  async attach(dialogId: number, files: File[], caption: string): Promise<boolean> {
+    if (!fits(caption)) return false
+    let captionSent = !caption
     for (const [i, file] of files.entries()) {
       state.uploading++
       render()
@@ -181,6 +204,7 @@ const actions = {
         const upload = await client.upload(file, file.name || 'pasted image.png')
         const type = upload.content_type.startsWith('image/') ? 'image' : 'file'
         client.sendAttachment(dialogId, upload.id, type, i === 0 ? caption : '')
+        if (i === 0) captionSent = true
       } catch (error) {
         state.alert = `Not sent: ${describe(error)}`
       } finally {
@@ -188,6 +212,7 @@ const actions = {
         render()
       }
     }
+    return captionSent
   },
   async toggleBlock(userId: number) {
     const blocked = state.blocked.has(userId)
@@ -243,6 +268,15 @@ const actions = {
 }
 
 let searches = 0
+
+/** Whether a text is within the server's bound; if not, says so (the text stays where it was written). */
+function fits(text: string): boolean {
+  const chars = charCount(text, MAX_TEXT_CHARS + 1)
+  if (chars <= MAX_TEXT_CHARS) return true
+  state.alert = `Too long to send: a message holds at most ${MAX_TEXT_CHARS} characters. Shorten it, or split it in two.`
+  render()
+  return false
+}
 
 /** Runs a call of the client; a failure is shown in words (role="alert"). */
 async function attempt(call: () => Promise<unknown>): Promise<void> {
@@ -341,6 +375,9 @@ function start(session: Session | null): void {
     if (!next && wasSignedIn) {
       // Ended here (log out) or by the server: start over with a clean client and state.
       sessionStorage.removeItem(OPEN_KEY)
+      // Nothing this user typed stays on screen for the next one.
+      sidebar.reset()
+      conversation.reset()
       for (const key of Object.keys(localStorage)) if (key.startsWith('bun-chat.outbox.')) localStorage.removeItem(key)
       const ended = !loggingOut
       loggingOut = false

@@ -4,7 +4,9 @@ import { dayKey, dayLabel, lastSeen, timeLabel } from '../format'
 import { statusOf, type Chat, type State } from '../store'
 
 export interface ConversationActions {
-  send(dialogId: number, text: string): void
+  /** False when the text was refused as it is (too long): it stays in the composer. */
+  send(dialogId: number, text: string): boolean
+  /** Ends the edit once saved; a failed one goes on, its text still in the composer. */
   edit(dialogId: number, messageId: number, text: string): void
   startEdit(dialogId: number, messageId: number): void
   cancelEdit(): void
@@ -13,7 +15,8 @@ export interface ConversationActions {
   pick(messageId: number | null): void
   /** Adds the own reaction, or takes it back when it is there. */
   toggleReaction(dialogId: number, messageId: number, emoji: string): void
-  attach(dialogId: number, files: File[], caption: string): void
+  /** Resolves false when the caption did not go out (refused, or the upload failed). */
+  attach(dialogId: number, files: File[], caption: string): Promise<boolean>
   toggleBlock(userId: number): void
   /** `<img src>` and download links: the address with the access token in it. */
   attachmentUrl(attachment: Attachment): string
@@ -43,7 +46,7 @@ export function conversationView(actions: ConversationActions) {
   const subtitle = h('p', { class: 'presence' })
   const older = h('button', { type: 'button', class: 'link older', hidden: true }, 'Load older messages')
   const log = h('div', { role: 'log', 'aria-label': 'Messages', class: 'log', tabindex: '0' })
-  const input = h('textarea', { id: 'composer', rows: 1, placeholder: 'Write a message', autocomplete: 'off', enterkeyhint: 'send' })
+  const input = h('textarea', { id: 'composer', dir: 'auto', rows: 1, placeholder: 'Write a message', autocomplete: 'off', enterkeyhint: 'send' })
   const picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1' })
   const attach = h('button', { type: 'button', class: 'icon', 'aria-label': 'Attach', title: 'Attach a photo or file' }, '+')
   const editing = h(
@@ -83,33 +86,68 @@ export function conversationView(actions: ConversationActions) {
   const element = h('div', { class: 'conversation' }, empty, pane)
   let openId: number | null = null
   let editingId: number | null = null
+  /** What is written and not sent, per chat (an edit's text is not a draft: the draft waits under it). */
+  const drafts = new Map<number, string>()
+  /** The user has just sent: the next update shows the newest message, wherever the log was scrolled. */
+  let toNewest = false
+
+  /** Keeps the composer's text as the open chat's draft (not while it holds an edit). */
+  const keepDraft = () => {
+    if (openId === null || editingId !== null) return
+    if (input.value) drafts.set(openId, input.value)
+    else drafts.delete(openId)
+  }
+  /** A caption that did not go out: back in the composer if that chat is open and it is empty, else its draft. */
+  const giveBack = (dialogId: number, caption: string) => {
+    if (!caption) return
+    if (openId === dialogId && editingId === null) {
+      if (input.value.trim()) return
+      input.value = caption
+      grow()
+    } else if (!drafts.get(dialogId)) drafts.set(dialogId, caption)
+  }
+  /** Sends files with the composer's text as their caption; an edit in progress is dropped for them. */
+  const attachFiles = (files: File[]) => {
+    if (openId === null) return
+    const dialogId = openId
+    const caption = input.value.trim()
+    if (editingId !== null) {
+      editingId = null
+      actions.cancelEdit()
+    }
+    input.value = ''
+    drafts.delete(dialogId)
+    grow()
+    toNewest = true
+    void actions.attach(dialogId, files, caption).then((sent) => sent || giveBack(dialogId, caption))
+  }
 
   attach.addEventListener('click', () => picker.click())
   picker.addEventListener('change', () => {
     const files = Array.from(picker.files ?? [])
     picker.value = ''
-    if (openId === null || !files.length) return
-    actions.attach(openId, files, input.value.trim())
-    input.value = ''
-    grow()
+    if (files.length) attachFiles(files)
   })
   // A pasted image (a screenshot) is sent as a photo; pasted text stays text.
   input.addEventListener('paste', (event) => {
     const files = Array.from(event.clipboardData?.files ?? []).filter((file) => file.type.startsWith('image/'))
     if (openId === null || !files.length) return
     event.preventDefault()
-    actions.attach(openId, files, input.value.trim())
-    input.value = ''
-    grow()
+    attachFiles(files)
   })
 
   form.addEventListener('submit', (event) => {
     event.preventDefault()
     const value = input.value
+    // The caret stays in the composer, for the next message (a click on Send took it away).
+    input.focus()
     if (openId === null || !value.trim()) return
-    if (editingId !== null) actions.edit(openId, editingId, value)
-    else actions.send(openId, value)
+    // An edit keeps its text until the server has it (then the draft comes back, see update).
+    if (editingId !== null) return actions.edit(openId, editingId, value)
+    toNewest = true
+    if (!actions.send(openId, value)) return void (toNewest = false)
     input.value = ''
+    drafts.delete(openId)
     grow()
   })
   input.addEventListener('keydown', (event) => {
@@ -139,7 +177,7 @@ export function conversationView(actions: ConversationActions) {
       'div',
       { class: 'msg' },
       h('div', { class: 'attachment' }),
-      h('p', { class: 'text' }),
+      h('p', { class: 'text', dir: 'auto' }),
       h('div', { class: 'reactions' }),
       h(
         'span',
@@ -272,15 +310,31 @@ export function conversationView(actions: ConversationActions) {
 
   return {
     element,
+    /** Signed out: drafts and the composer are emptied, nothing of this user is left for the next. */
+    reset() {
+      drafts.clear()
+      input.value = ''
+      openId = editingId = null
+      toNewest = false
+      grow()
+    },
     update(state: State) {
       const chat = state.openId === null ? undefined : state.chats.get(state.openId)
       empty.hidden = !!chat
       pane.hidden = !chat
       if (!chat) {
+        keepDraft()
         openId = null
         return
       }
       const switched = openId !== chat.dialog.id
+      if (switched) {
+        // Each chat has its own draft: what was written to one person never moves to another.
+        keepDraft()
+        editingId = null
+        input.value = drafts.get(chat.dialog.id) ?? ''
+        grow()
+      }
       openId = chat.dialog.id
       const { peer } = chat.dialog
       text(title, peer.username)
@@ -298,21 +352,24 @@ export function conversationView(actions: ConversationActions) {
       const nextEditing = target && !target.deleted ? target.id : null
       if (nextEditing !== editingId) {
         const was = editingId
+        // The draft waits under the edit, and comes back when it is sent or cancelled.
+        if (was === null) keepDraft()
         editingId = nextEditing
         if (target && nextEditing !== null) {
           input.value = target.text
           input.focus()
           input.setSelectionRange(input.value.length, input.value.length)
-        } else if (was !== null) input.value = ''
+        } else if (was !== null) input.value = drafts.get(chat.dialog.id) ?? ''
         grow()
       }
       editing.hidden = editingId === null
 
-      const atBottom = switched || log.scrollHeight - log.scrollTop - log.clientHeight < 48
+      const atBottom = switched || toNewest || log.scrollHeight - log.scrollTop - log.clientHeight < 48
       const firstBefore = log.querySelector('.msg') as HTMLElement | null
       const offsetBefore = firstBefore?.offsetTop ?? 0
       const scrollBefore = log.scrollTop
       keyed(log, rows(state, chat), (row) => row.key, createRow, updateRow(state, chat))
+      toNewest = false
       if (atBottom) log.scrollTop = log.scrollHeight
       // Older messages were put above: keep what the reader was looking at in place.
       else if (firstBefore?.isConnected) log.scrollTop = scrollBefore + firstBefore.offsetTop - offsetBefore

@@ -112,7 +112,7 @@ export function sidebarView(actions: SidebarActions) {
     const button = h('button', { type: 'button', class: 'chat' })
     button.append(
       h('span', { class: 'avatar', 'aria-hidden': 'true' }),
-      h('span', { class: 'who' }, h('span', {}, h('span', { class: 'name' }), h('span', { class: 'sr-only presence-word' })), h('span', { class: 'preview' })),
+      h('span', { class: 'who' }, h('span', {}, h('span', { class: 'name' }), h('span', { class: 'sr-only presence-word' })), h('span', { class: 'preview', dir: 'auto' })),
       h('span', { class: 'side' }, h('time', { class: 'when' }), h('span', { class: 'badge' })),
     )
     return h('li', {}, button)
@@ -161,7 +161,7 @@ export function sidebarView(actions: SidebarActions) {
         results,
         found ?? [],
         (m) => String(m.id),
-        () => h('li', {}, h('button', { type: 'button', class: 'chat result' }, h('span', { class: 'who' }, h('span', { class: 'name' }), h('span', { class: 'preview' })), h('time', { class: 'when' }))),
+        () => h('li', {}, h('button', { type: 'button', class: 'chat result' }, h('span', { class: 'who' }, h('span', { class: 'name' }), h('span', { class: 'preview', dir: 'auto' })), h('time', { class: 'when' }))),
         (li, message) => {
           const button = li.firstElementChild as HTMLButtonElement
           button.onclick = () => actions.openResult(message)
@@ -185,6 +185,14 @@ export function sidebarView(actions: SidebarActions) {
       empty.hidden = chats.length > 0 || state.connection !== 'live'
     },
     clearFind: () => (find.value = ''),
+    /** Signed out: the next user finds nothing the last one typed. */
+    reset() {
+      clearTimeout(searchTimer)
+      find.value = ''
+      query.value = ''
+      searchForm.hidden = true
+      attr(toggle, 'aria-expanded', false)
+    },
   }
 }
 
