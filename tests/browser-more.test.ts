@@ -834,4 +834,101 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     await tab1.waitForTimeout(3000)
     expect({ tab1: await signedIn(tab1), tab2: await signedIn(tab2) }).toEqual({ tab1: 'signed in', tab2: 'signed in' })
   }, T)
+
+  test('the browser goes offline: "Reconnecting…" at once, and a message written meanwhile arrives once when the network is back', async () => {
+    const context = await newContext()
+    const page = await newPage(context)
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    const bob = await register()
+    await startChat(page, bob.username)
+    await write(page, 'before going offline')
+    await row(page, 'before going offline').and(page.locator('[data-status="sent"]')).waitFor()
+    await context.setOffline(true)
+    const shown = await page
+      .getByRole('status')
+      .getByText('Reconnecting…')
+      .waitFor({ timeout: 3000 })
+      .then(() => true, () => false)
+    await write(page, 'written while offline')
+    await page.waitForTimeout(500)
+    await context.setOffline(false)
+    await row(page, 'written while offline').and(page.locator('[data-status="sent"]')).waitFor({ timeout: 15_000 }).catch(() => {})
+    await page.waitForTimeout(1000)
+    const dialogs = await http(server.base, 'GET', '/dialogs', undefined, bob.token)
+    const stored = await http(server.base, 'GET', `/dialogs/${dialogs.body.dialogs[0].id}/messages`, undefined, bob.token)
+    const copies = (stored.body.messages as { text: string }[]).filter((m) => m.text === 'written while offline').length
+    expect({ reconnectingShownAtOnce: shown, copies }).toEqual({ reconnectingShownAtOnce: true, copies: 1 })
+  }, T)
+
+  test('at 390 px a 32-character username is cut with an ellipsis in the chat header and the chat list, nothing scrolls sideways', async () => {
+    const page = await newPage(await newContext(390, 760))
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    const long = `${uniqueName('w')}${'m'.repeat(32)}`.slice(0, 32)
+    await register(long)
+    await startChat(page, long)
+    const wide = () => page.evaluate<number>('document.documentElement.scrollWidth')
+    const heading = page.getByRole('heading', { name: long })
+    const header = {
+      scrollWidth: await wide(),
+      nameEndsBeforeBlock: (await heading.boundingBox())!.x + (await heading.boundingBox())!.width <= (await page.getByRole('button', { name: 'Block' }).boundingBox())!.x + 1,
+      title: await heading.getAttribute('title'),
+    }
+    await page.getByRole('button', { name: 'Back to chats' }).click()
+    const item = chatItem(page, long)
+    await item.waitFor()
+    const name = item.locator('.name')
+    // The name's line, which clips it (the name's own box is as wide as its whole text).
+    const nameBox = (await name.locator('..').boundingBox())!
+    const timeBox = (await item.locator('time').boundingBox())!
+    const list = {
+      scrollWidth: await wide(),
+      listScrollsSideways: await page.getByRole('list', { name: 'Chats' }).evaluate((l) => l.scrollWidth > l.clientWidth),
+      nameEndsBeforeTime: nameBox.x + nameBox.width <= timeBox.x + 1,
+      title: await name.getAttribute('title'),
+      accessibleName: (await item.getByRole('button', { name: long }).count()) === 1,
+    }
+    expect({ header, list }).toEqual({
+      header: { scrollWidth: 390, nameEndsBeforeBlock: true, title: long },
+      list: { scrollWidth: 390, listScrollsSideways: false, nameEndsBeforeTime: true, title: long, accessibleName: true },
+    })
+  }, T)
+
+  test('a photo received (or the newest when a chat is opened) keeps the log at the bottom once it has loaded', async () => {
+    const context = await newContext()
+    const page = await newPage(context)
+    const me = uniqueName('alice')
+    await signUp(page, me, PASSWORD)
+    const bob = await register()
+    const meId = (await http(server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
+    const dialog = await openDialog(bob.token, meId)
+    for (let i = 0; i < 30; i++) await say(bob.token, dialog, `filler ${i}`)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'filler 29').waitFor()
+    await page.waitForTimeout(300)
+    const picture = await png(page, 400, 300)
+    const form = new FormData()
+    form.append('file', new Blob([picture], { type: 'image/png' }), 'view.png')
+    const uploadPhoto = async () =>
+      ((await (await fetch(`http://${server.base}/uploads`, { method: 'POST', headers: { authorization: `Bearer ${bob.token}` }, body: form })).json()) as { id: number }).id
+    const sent = await http(server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `photo-${Date.now()}`, type: 'image', attachment_id: await uploadPhoto() }, bob.token)
+    expect(sent.status).toBe(201)
+    const loaded = `(() => { const img = document.querySelector('.log img'); return !!img && img.complete && img.naturalWidth > 0 })()`
+    await page.waitForFunction(loaded)
+    await page.waitForTimeout(500)
+    const offBottom = () => log(page).evaluate((l) => Math.round(l.scrollHeight - l.scrollTop - l.clientHeight))
+    const received = await offBottom()
+    await say(bob.token, dialog, 'after the photo')
+    await row(page, 'after the photo').waitFor()
+    await page.waitForTimeout(300)
+    const nextInView = await inView(page, row(page, 'after the photo'))
+    // A photo as the newest message of a chat being opened.
+    const second = await http(server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `photo2-${Date.now()}`, type: 'image', attachment_id: await uploadPhoto() }, bob.token)
+    expect(second.status).toBe(201)
+    const other = await newPage(context)
+    await chatItem(other, bob.username).getByRole('button').click()
+    await other.waitForFunction(`document.querySelectorAll('.log img').length === 2 && [...document.querySelectorAll('.log img')].every((i) => i.complete && i.naturalWidth > 0)`)
+    await other.waitForTimeout(500)
+    const opened = await log(other).evaluate((l) => Math.round(l.scrollHeight - l.scrollTop - l.clientHeight))
+    expect({ received: received < 5, nextInView, opened: opened < 5 }).toEqual({ received: true, nextInView: true, opened: true })
+  }, T)
 })

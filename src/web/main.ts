@@ -469,6 +469,16 @@ document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape' && state.reacting !== null) actions.pick(null)
 })
 addEventListener('online', () => client.reconnectNow())
+/*
+ * Offline: the socket may look open for a while yet (until the heartbeat gives up, ~30 s): drop it now, as
+ * a heartbeat timeout would, so "Reconnecting…" shows at once and what is written meanwhile waits in the
+ * outbox (sent once, with its client_msg_id, when "online" reconnects).
+ */
+addEventListener('offline', () => {
+  if (!state.session || state.connection === 'closed') return
+  client.close()
+  client.connect()
+})
 // Another tab signed out: follow it.
 addEventListener('storage', (event: StorageEvent) => {
   if (event.key === SESSION_KEY && event.newValue === null && state.session) void client.logout().catch(() => {})

@@ -90,6 +90,23 @@ export function conversationView(actions: ConversationActions) {
   const drafts = new Map<number, string>()
   /** The user has just sent: the next update shows the newest message, wherever the log was scrolled. */
   let toNewest = false
+  /** The log is scrolled to its bottom (the newest message): a picture loading in it keeps it there. */
+  let pinned = true
+  /** Where the app last scrolled the log to its bottom: the scroll event that follows is the app's, not the user's. */
+  let pinnedAt = -1
+  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 48
+  const toBottom = () => {
+    log.scrollTop = log.scrollHeight
+    pinnedAt = log.scrollTop
+  }
+  // (A picture may have grown the log between the app's scroll and its event: that is not the user leaving the bottom.)
+  log.addEventListener('scroll', () => {
+    if (log.scrollTop !== pinnedAt) pinned = nearBottom()
+  })
+  /** A picture has loaded and grown its row: the log stays at the bottom if it was there. */
+  const imageLoaded = () => {
+    if (pinned) toBottom()
+  }
 
   /** Keeps the composer's text as the open chat's draft (not while it holds an edit). */
   const keepDraft = () => {
@@ -232,7 +249,7 @@ export function conversationView(actions: ConversationActions) {
     const url = actions.attachmentUrl(attachment)
     slot.replaceChildren(
       isImage
-        ? h('a', { href: url, target: '_blank', rel: 'noopener' }, h('img', { src: url, alt: attachment.name, decoding: 'async', onerror: retryImage(attachment) }))
+        ? h('a', { href: url, target: '_blank', rel: 'noopener' }, h('img', { src: url, alt: attachment.name, decoding: 'async', onerror: retryImage(attachment), onload: imageLoaded }))
         : h('a', { href: url, download: attachment.name, class: 'file' }, `↓ ${attachment.name}`, h('span', { class: 'muted' }, ` ${size(attachment.size)}`)),
     )
   }
@@ -316,6 +333,7 @@ export function conversationView(actions: ConversationActions) {
       input.value = ''
       openId = editingId = null
       toNewest = false
+      pinned = true
       grow()
     },
     update(state: State) {
@@ -338,6 +356,8 @@ export function conversationView(actions: ConversationActions) {
       openId = chat.dialog.id
       const { peer } = chat.dialog
       text(title, peer.username)
+      // A long name is cut with an ellipsis (style.css): the whole of it on hover.
+      attr(title, 'title', peer.username)
       text(subtitle, chat.peerTyping ? 'typing…' : peer.online ? 'online' : lastSeen(peer.last_seen_at))
       attr(subtitle, 'data-typing', chat.peerTyping)
       older.hidden = !chat.hasMore
@@ -364,15 +384,16 @@ export function conversationView(actions: ConversationActions) {
       }
       editing.hidden = editingId === null
 
-      const atBottom = switched || toNewest || log.scrollHeight - log.scrollTop - log.clientHeight < 48
+      const atBottom = switched || toNewest || nearBottom()
       const firstBefore = log.querySelector('.msg') as HTMLElement | null
       const offsetBefore = firstBefore?.offsetTop ?? 0
       const scrollBefore = log.scrollTop
       keyed(log, rows(state, chat), (row) => row.key, createRow, updateRow(state, chat))
       toNewest = false
-      if (atBottom) log.scrollTop = log.scrollHeight
+      if (atBottom) toBottom()
       // Older messages were put above: keep what the reader was looking at in place.
       else if (firstBefore?.isConnected) log.scrollTop = scrollBefore + firstBefore.offsetTop - offsetBefore
+      pinned = atBottom || nearBottom()
       if (switched && matchMedia('(min-width: 720px)').matches) input.focus()
     },
   }

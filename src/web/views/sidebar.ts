@@ -112,7 +112,7 @@ export function sidebarView(actions: SidebarActions) {
     const button = h('button', { type: 'button', class: 'chat' })
     button.append(
       h('span', { class: 'avatar', 'aria-hidden': 'true' }),
-      h('span', { class: 'who' }, h('span', {}, h('span', { class: 'name' }), h('span', { class: 'sr-only presence-word' })), h('span', { class: 'preview', dir: 'auto' })),
+      h('span', { class: 'who' }, h('span', { class: 'line' }, h('span', { class: 'name' }), h('span', { class: 'sr-only presence-word' })), h('span', { class: 'preview', dir: 'auto' })),
       h('span', { class: 'side' }, h('time', { class: 'when' }), h('span', { class: 'badge' })),
     )
     return h('li', {}, button)
@@ -127,6 +127,8 @@ export function sidebarView(actions: SidebarActions) {
     text(avatar, dialog.peer.username.slice(0, 1).toUpperCase())
     attr(avatar, 'data-online', dialog.peer.online)
     text(button.querySelector('.name')!, dialog.peer.username)
+    // A long name is cut with an ellipsis (style.css): the whole of it on hover.
+    attr(button.querySelector('.name')!, 'title', dialog.peer.username)
     text(button.querySelector('.presence-word')!, dialog.peer.online ? ' (online)' : '')
     const last = dialog.last_message
     const mine = last && last.sender_id === state.session?.user.id
