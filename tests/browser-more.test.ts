@@ -816,7 +816,14 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     await first.close()
     // The browser restores both tabs at once.
     const [tab1, tab2] = await Promise.all([newPage(context), newPage(context)])
-    await tab1.waitForTimeout(3000)
+    // Until one of them has refreshed (the stored pair is fresh again), however loaded the machine; then a
+    // moment for the other, whose reuse of the spent token would end the session.
+    await tab1.waitForFunction(
+      "(() => { const s = JSON.parse(localStorage.getItem('bun-chat.session') ?? 'null'); return s !== null && s.access_expires_at > Date.now() })()",
+      undefined,
+      { timeout: 15_000 },
+    )
+    await tab1.waitForTimeout(1500)
     expect({ tab1: await signedIn(tab1), tab2: await signedIn(tab2) }).toEqual({ tab1: 'signed in', tab2: 'signed in' })
   }, T)
 
@@ -930,5 +937,60 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     await other.waitForTimeout(500)
     const opened = await log(other).evaluate((l) => Math.round(l.scrollHeight - l.scrollTop - l.clientHeight))
     expect({ received: received < 5, nextInView, opened: opened < 5 }).toEqual({ received: true, nextInView: true, opened: true })
+  }, T)
+
+  test('a search hit older than the loaded history is loaded and scrolled into view when opened; one already loaded is scrolled to', async () => {
+    const page = await newPage()
+    const me = uniqueName('alice')
+    await signUp(page, me, PASSWORD)
+    const bob = await register()
+    const meId = (await http(server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
+    const dialog = await openDialog(bob.token, meId)
+    await say(bob.token, dialog, 'the zebra needle from long ago')
+    for (let i = 0; i < 120; i++) await say(bob.token, dialog, `hay ${i}`)
+    await say(bob.token, dialog, 'the walrus needle a while back')
+    for (let i = 120; i < 160; i++) await say(bob.token, dialog, `hay ${i}`)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'hay 159').waitFor()
+    const openHit = async (query: string, text: string) => {
+      await page.getByRole('button', { name: 'Search', exact: true }).click()
+      await page.getByRole('textbox', { name: 'Search messages' }).fill(query)
+      await page.getByRole('textbox', { name: 'Search messages' }).press('Enter')
+      const hit = page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: text })
+      await hit.waitFor()
+      await hit.getByRole('button').click()
+      await row(page, text).waitFor({ timeout: 5000 }).catch(() => {})
+      await page.waitForTimeout(700)
+      return (await row(page, text).count()) === 1 && (await inView(page, row(page, text)))
+    }
+    // Loaded (among the newest 50) but far above the bottom, where the open chat shows.
+    const loaded = await openHit('walrus', 'the walrus needle a while back')
+    // Older than anything loaded: 120 messages back.
+    const older = await openHit('zebra', 'the zebra needle from long ago')
+    expect({ loaded, older }).toEqual({ loaded: true, older: true })
+  }, 60_000)
+
+  test('loading the last page of older messages keeps the reader’s place (the button going away does not shift the log)', async () => {
+    // Written before the user signs in: the chat opens with the newest 50, the first 10 behind the button.
+    const me = await register()
+    const bob = await register()
+    const dialog = await openDialog(bob.token, me.id)
+    for (let i = 0; i < 60; i++) await say(bob.token, dialog, `line ${i}.`)
+    const page = await newPage()
+    await logIn(page, me.username)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'line 59.').waitFor()
+    const older = page.getByRole('button', { name: 'Load older messages' })
+    await older.waitFor()
+    await log(page).evaluate((l) => (l.scrollTop = 0))
+    await page.waitForTimeout(200)
+    const anchor = row(page, 'line 12.')
+    const before = (await anchor.boundingBox())!.y
+    await older.click()
+    await row(page, 'line 0.').waitFor()
+    await older.waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    const after = (await anchor.boundingBox())!.y
+    expect(Math.abs(after - before)).toBeLessThan(2)
   }, T)
 })

@@ -131,18 +131,22 @@ const actions = {
     }
     render()
   },
-  async loadOlder(dialogId: number) {
+  /** The page before the oldest message loaded; false when it failed (said in words). */
+  async loadOlder(dialogId: number, limit = 50): Promise<boolean> {
     const chat = state.chats.get(dialogId)
-    if (!chat) return
+    if (!chat) return false
     const oldest = Math.min(...[...chat.messages.keys()])
+    let ok = true
     try {
-      const page = await client.history(dialogId, { limit: 50, before_id: oldest })
+      const page = await client.history(dialogId, { limit, before_id: oldest })
       for (const message of page.messages) chat.messages.set(message.id, message)
       chat.hasMore = page.has_more
     } catch (error) {
       state.alert = describe(error)
+      ok = false
     }
     render()
+    return ok
   },
   /** Queues the message; false (and said why) when it is refused as it is, to be changed in the composer. */
   send(dialogId: number, text: string): boolean {
@@ -241,6 +245,14 @@ const actions = {
     ++searches
     state.search = { query: '', results: null }
     await actions.open(message.dialog_id)
+    // The hit may be older than the history loaded: pages before it are loaded (bounded), then it is shown.
+    const chat = state.chats.get(message.dialog_id)
+    if (!chat?.loaded || state.openId !== message.dialog_id) return
+    for (let pages = 0; !chat.messages.has(message.id) && chat.hasMore && pages < 20; pages++)
+      if (!(await actions.loadOlder(message.dialog_id, 100)) || state.openId !== message.dialog_id) return
+    if (!chat.messages.has(message.id)) return
+    state.focus = { dialogId: message.dialog_id, messageId: message.id }
+    render()
   },
   async enablePush() {
     state.push = 'busy'

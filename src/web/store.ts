@@ -37,6 +37,8 @@ export interface State {
   /** The message whose emoji picker is open. */
   reacting: number | null
   search: { query: string; results: Message[] | null }
+  /** A message to bring into view (a search hit opened); a new object each time it is asked. */
+  focus: { dialogId: number; messageId: number } | null
   /** Files being uploaded, not yet queued as messages. */
   uploading: number
   push: PushState
@@ -55,6 +57,7 @@ export const initialState = (session: Session | null): State => ({
   editing: null,
   reacting: null,
   search: { query: '', results: null },
+  focus: null,
   uploading: 0,
   push: 'unsupported',
 })

@@ -94,6 +94,10 @@ export function conversationView(actions: ConversationActions) {
   let pinned = true
   /** Where the app last scrolled the log to its bottom: the scroll event that follows is the app's, not the user's. */
   let pinnedAt = -1
+  /** The last search hit brought into view (state.focus), and the message highlighted for it a moment. */
+  let focused: State['focus'] = null
+  let foundId: number | null = null
+  let foundTimer: ReturnType<typeof setTimeout> | undefined
   const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 48
   const toBottom = () => {
     log.scrollTop = log.scrollHeight
@@ -260,7 +264,8 @@ export function conversationView(actions: ConversationActions) {
     const message = row.kind === 'message' ? row.message : undefined
     const own = row.kind === 'pending' || message?.sender_id === me
     const status = message ? (own ? statusOf(message, chat.dialog) : undefined) : row.kind === 'pending' ? (row.pending.state === 'failed' ? 'failed' : 'pending') : undefined
-    element.className = `msg ${own ? 'own' : 'theirs'}`
+    element.className = `msg ${own ? 'own' : 'theirs'}${message && message.id === foundId ? ' found' : ''}`
+    attr(element, 'data-id', message ? String(message.id) : null)
     attr(element, 'data-status', status ?? null)
     const deleted = message?.deleted ?? false
     element.classList.toggle('deleted', deleted)
@@ -346,6 +351,13 @@ export function conversationView(actions: ConversationActions) {
         return
       }
       const switched = openId !== chat.dialog.id
+      // Measured before anything changes (the "Load older messages" button going away moves the log up):
+      // the first message the reader sees, and where it is on screen, to keep it there below.
+      // (pinned: at the bottom, and a picture that has grown the log since, before its load event, does not change that.)
+      const atBottom = switched || toNewest || pinned || nearBottom()
+      const logTop = log.getBoundingClientRect().top
+      const anchor = atBottom ? undefined : [...log.querySelectorAll<HTMLElement>('.msg')].find((m) => m.getBoundingClientRect().bottom > logTop)
+      const anchorTop = anchor?.getBoundingClientRect().top ?? 0
       if (switched) {
         // Each chat has its own draft: what was written to one person never moves to another.
         keepDraft()
@@ -384,16 +396,32 @@ export function conversationView(actions: ConversationActions) {
       }
       editing.hidden = editingId === null
 
-      const atBottom = switched || toNewest || nearBottom()
-      const firstBefore = log.querySelector('.msg') as HTMLElement | null
-      const offsetBefore = firstBefore?.offsetTop ?? 0
-      const scrollBefore = log.scrollTop
       keyed(log, rows(state, chat), (row) => row.key, createRow, updateRow(state, chat))
       toNewest = false
       if (atBottom) toBottom()
-      // Older messages were put above: keep what the reader was looking at in place.
-      else if (firstBefore?.isConnected) log.scrollTop = scrollBefore + firstBefore.offsetTop - offsetBefore
+      // Older messages were put above, or the log moved: keep what the reader was looking at in place.
+      else if (anchor?.isConnected) log.scrollTop += anchor.getBoundingClientRect().top - anchorTop
       pinned = atBottom || nearBottom()
+      // A search hit opened: it is scrolled to the middle of the log and highlighted a moment.
+      const focus = state.focus
+      if (focus && focus !== focused && focus.dialogId === chat.dialog.id) {
+        const hit = log.querySelector<HTMLElement>(`.msg[data-id="${focus.messageId}"]`)
+        if (hit) {
+          focused = focus
+          const box = hit.getBoundingClientRect()
+          const logBox = log.getBoundingClientRect()
+          log.scrollTop += box.top - logBox.top - Math.max(0, (log.clientHeight - box.height) / 2)
+          pinned = nearBottom()
+          for (const old of log.querySelectorAll('.msg.found')) old.classList.remove('found')
+          foundId = focus.messageId
+          hit.classList.add('found')
+          clearTimeout(foundTimer)
+          foundTimer = setTimeout(() => {
+            foundId = null
+            log.querySelector('.msg.found')?.classList.remove('found')
+          }, 2000)
+        }
+      }
       if (switched && matchMedia('(min-width: 720px)').matches) input.focus()
     },
   }
