@@ -57,6 +57,9 @@ const webLocks = (): RefreshLock | undefined => {
   return <T>(name: string, task: () => Promise<T>) => locks.request(name, task) as Promise<T>
 }
 
+/** How long a refresh under the cross-tab lock waits for another tab's newer pair to show in storage. */
+const STORAGE_SETTLE_MS = 150
+
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>
 
 export type HistoryQuery = {
@@ -177,7 +180,7 @@ export class Api {
     const held = this.current
     // Logged out while waiting for the lock.
     if (!held) throw new ChatError('unauthorized', 'not signed in', 401)
-    const stored = this.options.loadSession?.()
+    const stored = this.lock ? await this.storedAfterOthers(held) : this.options.loadSession?.()
     if (stored && stored.refresh_token !== held.refresh_token && stored.user.id === held.user.id) {
       // Another tab has rotated the pair: ours is spent. Still fresh: take it as this client's session.
       if (Date.now() < stored.access_expires_at - refreshMargin(stored)) {
@@ -194,6 +197,20 @@ export class Api {
       throw error
     }
     return this.current!
+  }
+
+  /**
+   * The stored session, once a pair another tab stored just before it let go of the lock has reached this
+   * tab: a browser hands a tab's localStorage writes to the others a moment later, not at once, and
+   * presenting the spent token in that moment would end the session. Up to STORAGE_SETTLE_MS.
+   */
+  private async storedAfterOthers(held: Session): Promise<Session | null | undefined> {
+    const deadline = Date.now() + STORAGE_SETTLE_MS
+    for (;;) {
+      const stored = this.options.loadSession?.()
+      if (!stored || stored.refresh_token !== held.refresh_token || Date.now() >= deadline) return stored
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
   }
 
   /** One REST call; authenticated calls refresh first when due, and once more after a 401. */
