@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
@@ -322,6 +322,53 @@ describe('backup and restore (SQLite)', () => {
     expect(run.stderr).toBe(`restore: ${folder} (DATABASE_URL) is not a file\n`)
     expect(readdirSync(dir).filter((name) => name.endsWith('.restoring'))).toEqual([])
   })
+
+  test('a backup that is a copy of a live database with its -wal beside it: restore brings the rows the -wal holds', async () => {
+    const dir = scratch()
+    const db = join(dir, 'chat.db')
+    const url = `sqlite://${db}`
+    expect((await runCli(['migrate'], { DATABASE_URL: url })).code).toBe(0)
+    // A copy of a live WAL-mode database (file and -wal), as `cp data/chat.db* /backups/` makes.
+    const live = new Database(db)
+    live.exec('PRAGMA journal_mode=WAL')
+    live.exec('PRAGMA wal_autocheckpoint=0')
+    live.exec('CREATE TABLE copied (x INTEGER)')
+    live.exec('INSERT INTO copied VALUES (42)')
+    const backupDir = scratch()
+    const backup = join(backupDir, 'copy.db')
+    copyFileSync(db, backup)
+    copyFileSync(`${db}-wal`, `${backup}-wal`)
+    live.close()
+    const check = new Database(backup, { readonly: true })
+    expect(check.query('SELECT x FROM copied').all()).toEqual([{ x: 42 }])
+    check.close()
+    expect(existsSync(`${backup}-wal`)).toBe(true)
+
+    const run = await runCli(['restore', backup], { DATABASE_URL: url })
+    expect(run.code).toBe(0)
+    const restored = new Database(db, { readonly: true })
+    let rows: unknown
+    try {
+      rows = restored.query('SELECT x FROM copied').all()
+    } catch (error) {
+      rows = String(error)
+    } finally {
+      restored.close()
+    }
+    expect(rows).toEqual([{ x: 42 }])
+  }, 60_000)
+
+  test('restore into a DATA_DIR that does not exist yet (a new machine, before the first start) succeeds', async () => {
+    const source = scratch()
+    const made = join(source, 'chat.db')
+    expect((await runCli(['migrate'], { DATABASE_URL: `sqlite://${made}` })).code).toBe(0)
+    const backup = join(source, 'backup.db')
+    expect((await runCli(['backup', backup], { DATABASE_URL: `sqlite://${made}` })).code).toBe(0)
+    const target = join(scratch(), 'data', 'chat.db')
+    const run = await runCli(['restore', backup], { DATABASE_URL: `sqlite://${target}` })
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' })
+    expect(existsSync(target)).toBe(true)
+  }, 60_000)
 })
 
 describe.skipIf(!pgAvailable)('Postgres', () => {

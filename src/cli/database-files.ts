@@ -1,6 +1,6 @@
 import { Database as SqliteDriver } from 'bun:sqlite'
-import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import type { Config } from '../config'
 import { CliError } from './fail'
 import { servingPids } from './running'
@@ -53,7 +53,17 @@ export function restore(config: Config, file: string): Restored {
   const staging = `${target.path}.restoring`
   const moved: [from: string, to: string][] = []
   try {
-    copyFileSync(source, staging)
+    // A new machine: the database's folder may not exist yet.
+    mkdirSync(dirname(target.path), { recursive: true })
+    rmSync(staging, { force: true })
+    // Written by SQLite from the backup as SQLite reads it: a -wal beside the backup (a copy of a live
+    // database) holds rows that a copy of the file alone would lose.
+    const from = new SqliteDriver(source, { readonly: true })
+    try {
+      from.query('VACUUM INTO ?').run(staging)
+    } finally {
+      from.close()
+    }
     const fd = openSync(staging, 'r')
     try {
       fsyncSync(fd)
