@@ -91,6 +91,11 @@ describe('push endpoints the server itself will POST to (production)', () => {
         answers[endpoint] = res.status
       }
       expect(answers).toEqual(Object.fromEntries(Object.keys(answers).map((endpoint) => [endpoint, 422])))
+      // `localhost.` is the same name, fully qualified (and `%2e` a dot).
+      for (const endpoint of ['https://localhost./x', 'https://api.localhost./x', 'https://localhost%2e/x']) {
+        const res = await t.call('POST', '/push/subscriptions', { token: mallory.access_token, body: { endpoint, keys: browserKeys } })
+        expect([endpoint, res.status]).toEqual([endpoint, 422])
+      }
       // A public push service's endpoint is still taken.
       const fine = await t.call('POST', '/push/subscriptions', { token: mallory.access_token, body: { endpoint: 'https://fcm.googleapis.com/fcm/send/abc', keys: browserKeys } })
       expect(fine.status).toBe(201)

@@ -86,7 +86,8 @@ function isLoopback(hostname: string): boolean {
  * unspecified, multicast or reserved. A name that resolves to such an address is not caught here.
  */
 function isInternal(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
+  // `localhost.` is the same name, fully qualified.
+  const host = hostname.replace(/^\[|\]$/g, '').replace(/\.+$/, '').toLowerCase()
   if (host === 'localhost' || host.endsWith('.localhost')) return true
   if (isIP(host) === 4) return internalV4(host)
   if (isIP(host) !== 6) return false
