@@ -43,12 +43,31 @@ const WS_CONTROL = `(() => {
 /** What Chromium logs for a socket WS_CONTROL refused on purpose. */
 const REFUSED_ON_PURPOSE = /WebSocket connection to 'ws:\/\/127\.0\.0\.1:9\//
 
+/**
+ * The server in its own process on a fresh SQLite file, and Chromium, for one describe block: started
+ * before its tests, and stopped after them with every browser context the block opened (`contexts`).
+ */
+function webAppSuite(dataDirPrefix: string) {
+  const suite = { contexts: [] as BrowserContext[] } as { db: FreshDatabase; server: ServerProcess; dataDir: string; browser: Browser; contexts: BrowserContext[] }
+  beforeAll(async () => {
+    suite.db = await freshDatabase('sqlite')
+    suite.dataDir = mkdtempSync(join(tmpdir(), dataDirPrefix))
+    suite.server = await startServer(suite.db.target, { PORT: String(freePort()), DATA_DIR: suite.dataDir })
+    suite.browser = await launchChromium()
+  }, 60_000)
+  afterAll(async () => {
+    for (const context of suite.contexts) await context.close().catch(() => {})
+    await suite.browser?.close()
+    suite.server?.proc.kill('SIGKILL')
+    await suite.server?.exited
+    await suite.db?.drop()
+    if (suite.dataDir) rmSync(suite.dataDir, { recursive: true, force: true })
+  }, 30_000)
+  return suite
+}
+
 describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, search, attachments, blocking, push, reconnects, tabs', () => {
-  let db: FreshDatabase
-  let server: ServerProcess
-  let dataDir: string
-  let browser: Browser
-  const contexts: BrowserContext[] = []
+  const web = webAppSuite('bun-chat-web-')
   let alice: Page
   let bob: Page
   let dialogId = 0
@@ -66,15 +85,15 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
   }
 
   const newContext = async () => {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 760 } })
-    contexts.push(context)
+    const context = await web.browser.newContext({ viewport: { width: 1100, height: 760 } })
+    web.contexts.push(context)
     return context
   }
 
   const newPage = async (label: string, context?: BrowserContext, path = '/') => {
     const page = await (context ?? (await newContext())).newPage()
     watch(page, label)
-    await page.goto(`http://${server.base}${path}`)
+    await page.goto(`http://${web.server.base}${path}`)
     return page
   }
 
@@ -111,23 +130,23 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
   }
 
   /** A user acting through REST only, on `base`. */
-  const register = async (base = server.base) => {
+  const register = async (base = web.server.base) => {
     const username = uniqueName('rest')
     const { status, body } = await http(base, 'POST', '/auth/register', { username, password: PASSWORD })
     expect(status).toBe(201)
     return { id: body.user.id as number, username, token: body.access_token as string }
   }
-  const openDialogWith = async (token: string, username: string, base = server.base) => {
+  const openDialogWith = async (token: string, username: string, base = web.server.base) => {
     const peer = (await http(base, 'GET', `/users?username=${username}`, undefined, token)).body.users[0].id as number
     return (await http(base, 'POST', '/dialogs', { peer_user_id: peer }, token)).body.id as number
   }
   let said = 0
   const say = async (token: string, dialog: number, text: string) => {
-    const { status } = await http(server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `rest-${++said}`, type: 'text', text }, token)
+    const { status } = await http(web.server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `rest-${++said}`, type: 'text', text }, token)
     expect(status).toBe(201)
   }
   const storedTexts = async (token: string, dialog: number) =>
-    ((await http(server.base, 'GET', `/dialogs/${dialog}/messages`, undefined, token)).body.messages as { text: string }[]).map((m) => m.text)
+    ((await http(web.server.base, 'GET', `/dialogs/${dialog}/messages`, undefined, token)).body.messages as { text: string }[]).map((m) => m.text)
 
   /** Polls `read` until it returns `want` or `ms` pass; returns the last value read, for the assertion. */
   const settled = async <V>(read: () => Promise<V>, want: V, ms = 10_000): Promise<V> => {
@@ -141,10 +160,6 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
   }
 
   beforeAll(async () => {
-    db = await freshDatabase('sqlite')
-    dataDir = mkdtempSync(join(tmpdir(), 'bun-chat-web-'))
-    server = await startServer(db.target, { PORT: String(freePort()), DATA_DIR: dataDir })
-    browser = await launchChromium()
     alice = await newPage('alice')
     bob = await newPage('bob')
     await signUp(alice, names.alice, PASSWORD)
@@ -154,17 +169,8 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     await bob.getByRole('list', { name: 'Chats' }).getByRole('button', { name: new RegExp(names.alice) }).click()
     await row(bob, 'Original text').waitFor()
     const session = await token(alice)
-    dialogId = (await http(server.base, 'GET', '/dialogs', undefined, session)).body.dialogs[0].id
+    dialogId = (await http(web.server.base, 'GET', '/dialogs', undefined, session)).body.dialogs[0].id
   }, 60_000)
-
-  afterAll(async () => {
-    for (const context of contexts) await context.close().catch(() => {})
-    await browser?.close()
-    server?.proc.kill('SIGKILL')
-    await server?.exited
-    await db?.drop()
-    rmSync(dataDir, { recursive: true, force: true })
-  }, 30_000)
 
   test('an edit is seen live by the peer, marked "edited"', async () => {
     const own = row(alice, 'Original text')
@@ -213,7 +219,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
   }, T)
 
   test('search finds a message and opens its chat', async () => {
-    expect((await http(server.base, 'POST', '/auth/register', { username: names.carol, password: PASSWORD })).status).toBe(201)
+    expect((await http(web.server.base, 'POST', '/auth/register', { username: names.carol, password: PASSWORD })).status).toBe(201)
     await startChat(bob, names.carol)
     await write(bob, 'Hello Carol')
     await row(bob, 'Hello Carol').waitFor()
@@ -359,9 +365,9 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     await notify.waitFor({ state: 'hidden' })
     expect(consoleErrors.filter((e) => e.startsWith('carol'))).toEqual([])
     // It was made with the server's key, and the server has it for this session: registering it again is 200, not 201.
-    const key = (await http(server.base, 'GET', '/push/vapid-public-key')).body.key
+    const key = (await http(web.server.base, 'GET', '/push/vapid-public-key')).body.key
     expect(await carol.evaluate<string>('window.__pushKey')).toBe(key)
-    const again = await http(server.base, 'POST', '/push/subscriptions', subscription, await token(carol))
+    const again = await http(web.server.base, 'POST', '/push/subscriptions', subscription, await token(carol))
     expect(again.status).toBe(200)
     // The service worker the app registered controls the page's scope.
     expect(await carol.evaluate<string>(`navigator.serviceWorker.ready.then((r) => r.active.scriptURL)`)).toEndWith('/push/sw.js')
@@ -534,20 +540,16 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
  * one user through a token refresh. Each test has its own pages; none depends on another.
  */
 describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, and two tabs through a refresh', () => {
-  let db: FreshDatabase
-  let server: ServerProcess
-  let dataDir: string
-  let browser: Browser
-  const contexts: BrowserContext[] = []
+  const web = webAppSuite('bun-chat-typed-')
 
   const newContext = async (width = 1100, height = 760) => {
-    const context = await browser.newContext({ viewport: { width, height } })
-    contexts.push(context)
+    const context = await web.browser.newContext({ viewport: { width, height } })
+    web.contexts.push(context)
     return context
   }
   const newPage = async (context?: BrowserContext, path = '/') => {
     const page = await (context ?? (await newContext())).newPage()
-    await page.goto(`http://${server.base}${path}`)
+    await page.goto(`http://${web.server.base}${path}`)
     return page
   }
   const logIn = async (page: Page, username: string) => {
@@ -573,15 +575,15 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
 
   /** A user acting through REST only. */
   const register = async (username = uniqueName('rest')) => {
-    const { status, body } = await http(server.base, 'POST', '/auth/register', { username, password: PASSWORD })
+    const { status, body } = await http(web.server.base, 'POST', '/auth/register', { username, password: PASSWORD })
     expect(status).toBe(201)
     return { id: body.user.id as number, username, token: body.access_token as string }
   }
   const openDialog = async (token: string, peerId: number) =>
-    (await http(server.base, 'POST', '/dialogs', { peer_user_id: peerId }, token)).body.id as number
+    (await http(web.server.base, 'POST', '/dialogs', { peer_user_id: peerId }, token)).body.id as number
   let said = 0
   const say = async (token: string, dialog: number, text: string) => {
-    const { status, body } = await http(server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `typed-${++said}-${Date.now()}`, type: 'text', text }, token)
+    const { status, body } = await http(web.server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `typed-${++said}-${Date.now()}`, type: 'text', text }, token)
     expect(status).toBe(201)
     return body
   }
@@ -594,22 +596,6 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     })()`)
     return new Uint8Array(Buffer.from(base64, 'base64'))
   }
-
-  beforeAll(async () => {
-    db = await freshDatabase('sqlite')
-    dataDir = mkdtempSync(join(tmpdir(), 'bun-chat-typed-'))
-    server = await startServer(db.target, { PORT: String(freePort()), DATA_DIR: dataDir })
-    browser = await launchChromium()
-  }, 60_000)
-
-  afterAll(async () => {
-    for (const context of contexts) await context.close().catch(() => {})
-    await browser?.close()
-    server?.proc.kill('SIGKILL')
-    await server?.exited
-    await db?.drop()
-    rmSync(dataDir, { recursive: true, force: true })
-  }, 30_000)
 
   /** Whether the element is inside the log's visible box. */
   const inView = async (page: Page, locator: Locator) => {
@@ -774,7 +760,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const me = uniqueName('alice')
     await signUp(page, me, PASSWORD)
     const bob = await register()
-    const meId = (await http(server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
+    const meId = (await http(web.server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
     const dialog = await openDialog(bob.token, meId)
     for (let i = 0; i < 40; i++) await say(bob.token, dialog, `old ${i}`)
     await chatItem(page, bob.username).getByRole('button').click()
@@ -861,8 +847,8 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     await context.setOffline(false)
     await row(page, 'written while offline').and(page.locator('[data-status="sent"]')).waitFor({ timeout: 15_000 }).catch(() => {})
     await page.waitForTimeout(1000)
-    const dialogs = await http(server.base, 'GET', '/dialogs', undefined, bob.token)
-    const stored = await http(server.base, 'GET', `/dialogs/${dialogs.body.dialogs[0].id}/messages`, undefined, bob.token)
+    const dialogs = await http(web.server.base, 'GET', '/dialogs', undefined, bob.token)
+    const stored = await http(web.server.base, 'GET', `/dialogs/${dialogs.body.dialogs[0].id}/messages`, undefined, bob.token)
     const copies = (stored.body.messages as { text: string }[]).filter((m) => m.text === 'written while offline').length
     expect({ reconnectingShownAtOnce: shown, copies }).toEqual({ reconnectingShownAtOnce: true, copies: 1 })
   }, T)
@@ -906,7 +892,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const me = uniqueName('alice')
     await signUp(page, me, PASSWORD)
     const bob = await register()
-    const meId = (await http(server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
+    const meId = (await http(web.server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
     const dialog = await openDialog(bob.token, meId)
     for (let i = 0; i < 30; i++) await say(bob.token, dialog, `filler ${i}`)
     await chatItem(page, bob.username).getByRole('button').click()
@@ -916,8 +902,8 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const form = new FormData()
     form.append('file', new Blob([picture], { type: 'image/png' }), 'view.png')
     const uploadPhoto = async () =>
-      ((await (await fetch(`http://${server.base}/uploads`, { method: 'POST', headers: { authorization: `Bearer ${bob.token}` }, body: form })).json()) as { id: number }).id
-    const sent = await http(server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `photo-${Date.now()}`, type: 'image', attachment_id: await uploadPhoto() }, bob.token)
+      ((await (await fetch(`http://${web.server.base}/uploads`, { method: 'POST', headers: { authorization: `Bearer ${bob.token}` }, body: form })).json()) as { id: number }).id
+    const sent = await http(web.server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `photo-${Date.now()}`, type: 'image', attachment_id: await uploadPhoto() }, bob.token)
     expect(sent.status).toBe(201)
     const loaded = `(() => { const img = document.querySelector('.log img'); return !!img && img.complete && img.naturalWidth > 0 })()`
     await page.waitForFunction(loaded)
@@ -929,7 +915,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     await page.waitForTimeout(300)
     const nextInView = await inView(page, row(page, 'after the photo'))
     // A photo as the newest message of a chat being opened.
-    const second = await http(server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `photo2-${Date.now()}`, type: 'image', attachment_id: await uploadPhoto() }, bob.token)
+    const second = await http(web.server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `photo2-${Date.now()}`, type: 'image', attachment_id: await uploadPhoto() }, bob.token)
     expect(second.status).toBe(201)
     const other = await newPage(context)
     await chatItem(other, bob.username).getByRole('button').click()
@@ -944,7 +930,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const me = uniqueName('alice')
     await signUp(page, me, PASSWORD)
     const bob = await register()
-    const meId = (await http(server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
+    const meId = (await http(web.server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
     const dialog = await openDialog(bob.token, meId)
     await say(bob.token, dialog, 'the zebra needle from long ago')
     for (let i = 0; i < 120; i++) await say(bob.token, dialog, `hay ${i}`)
