@@ -581,6 +581,13 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }
   const openDialog = async (token: string, peerId: number) =>
     (await http(web.server.base, 'POST', '/dialogs', { peer_user_id: peerId }, token)).body.id as number
+  /** A new user signed up in a new page, in a chat with a new peer (who acts through REST). */
+  const chatWithNewPeer = async () => {
+    const page = await newPage()
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    await startChat(page, (await register()).username)
+    return { page }
+  }
   let said = 0
   const say = async (token: string, dialog: number, text: string) => {
     const { status, body } = await http(web.server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: `typed-${++said}-${Date.now()}`, type: 'text', text }, token)
@@ -649,10 +656,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }, T)
 
   test('after clicking Send the caret is back in the composer: the next message can be typed at once', async () => {
-    const page = await newPage()
-    await signUp(page, uniqueName('alice'), PASSWORD)
-    const bob = await register()
-    await startChat(page, bob.username)
+    const { page } = await chatWithNewPeer()
     await composer(page).fill('first')
     await page.getByRole('button', { name: 'Send' }).click()
     await row(page, 'first').waitFor()
@@ -661,10 +665,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }, T)
 
   test('an Arabic message ending in "!" shows the "!" at its left end, where Arabic text ends', async () => {
-    const page = await newPage()
-    await signUp(page, uniqueName('alice'), PASSWORD)
-    const bob = await register()
-    await startChat(page, bob.username)
+    const { page } = await chatWithNewPeer()
     await write(page, 'مرحبا بالعالم!')
     const text = row(page, 'مرحبا').locator('.text')
     await text.waitFor()
@@ -685,10 +686,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }, T)
 
   test('editing a message, then cancelling, gives back the draft that was in the composer', async () => {
-    const page = await newPage()
-    await signUp(page, uniqueName('alice'), PASSWORD)
-    const bob = await register()
-    await startChat(page, bob.username)
+    const { page } = await chatWithNewPeer()
     await write(page, 'an old message')
     await row(page, 'an old message').and(page.locator('[data-status="sent"]')).waitFor()
     await composer(page).fill('a long reply I am in the middle of writing')
@@ -773,10 +771,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }, T)
 
   test('a message over the 4000-character limit: refused with the text kept in the composer to shorten, not thrown into a failed bubble', async () => {
-    const page = await newPage()
-    await signUp(page, uniqueName('alice'), PASSWORD)
-    const bob = await register()
-    await startChat(page, bob.username)
+    const { page } = await chatWithNewPeer()
     const long = `${'word '.repeat(800)}and the end`
     await composer(page).fill(long)
     await composer(page).press('Enter')
