@@ -189,15 +189,9 @@ export function parseDatabaseUrl(url: string, cwd = process.cwd()): DatabaseTarg
  * one has its password-like query parameters (`?password=…`) masked.
  */
 export function redact(url: string): string {
-  const scheme = /^[a-z][a-z0-9+.-]*:(?:\/\/)?/i.exec(url)?.[0] ?? ''
-  const at = url.lastIndexOf('@')
-  if (at >= scheme.length) {
-    const userinfo = url.slice(scheme.length, at)
-    const colon = userinfo.indexOf(':')
-    const shown =
-      colon >= 0 ? `${userinfo.slice(0, colon)}:***` : /^postgres(ql)?:\/\//i.test(scheme) && /^[^/?#\s]*$/.test(userinfo) ? userinfo : '***'
-    return `${scheme}${shown}${redactQuery(url.slice(at))}`
-  }
+  const parts = userinfoOf(url)
+  if (parts) return `${parts.scheme}${parts.shown}${redactQuery(url.slice(parts.at))}`
+  const scheme = schemeOf(url)
   if (!URL.canParse(url)) {
     const colon = url.indexOf(':', scheme.length)
     return colon === -1 || !scheme.endsWith('//') ? url : `${url.slice(0, colon)}:***`
@@ -205,17 +199,30 @@ export function redact(url: string): string {
   return redactQuery(url)
 }
 
+const schemeOf = (url: string) => /^[a-z][a-z0-9+.-]*:(?:\/\/)?/i.exec(url)?.[0] ?? ''
+
+/**
+ * A URL's user information as URL parsers take it (up to the LAST `@`): what of it may be shown, and the
+ * secret. Without `:`, a Postgres user information is a user name (`postgresql://chat@/chat`); a Redis one
+ * may be a password alone.
+ */
+function userinfoOf(url: string): { scheme: string; at: number; shown: string; secret: string } | undefined {
+  const scheme = schemeOf(url)
+  const at = url.lastIndexOf('@')
+  if (at < scheme.length) return undefined
+  const userinfo = url.slice(scheme.length, at)
+  const colon = userinfo.indexOf(':')
+  if (colon >= 0) return { scheme, at, shown: `${userinfo.slice(0, colon)}:***`, secret: userinfo.slice(colon + 1) }
+  if (/^postgres(ql)?:\/\//i.test(scheme) && /^[^/?#\s]*$/.test(userinfo)) return { scheme, at, shown: userinfo, secret: '' }
+  return { scheme, at, shown: '***', secret: userinfo }
+}
+
 const redactQuery = (text: string) => text.replace(/([?&](?:[^=&#]*(?:pass|pwd|secret|token|key)[^=&#]*)=)[^&#]*/gi, '$1***')
 
 /** `text` (an error's message) with `url`, and the password in it, masked as `redact` masks them. */
 export function redactIn(text: string, url: string): string {
   let out = text.split(url).join(redact(url))
-  const scheme = /^[a-z][a-z0-9+.-]*:(?:\/\/)?/i.exec(url)?.[0] ?? ''
-  const at = url.lastIndexOf('@')
-  if (at < scheme.length) return out
-  const userinfo = url.slice(scheme.length, at)
-  // Without `:`, a Postgres user information is a user name (no secret); a Redis one may be a password.
-  const secret = userinfo.includes(':') ? userinfo.slice(userinfo.indexOf(':') + 1) : /^postgres(ql)?:\/\//i.test(scheme) ? '' : userinfo
+  const secret = userinfoOf(url)?.secret ?? ''
   let decoded = secret
   try {
     decoded = decodeURIComponent(secret)
