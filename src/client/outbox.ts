@@ -1,4 +1,4 @@
-import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS } from '../shared/text'
+import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS, textTooLong } from '../shared/text'
 import { ChatError } from './errors'
 import type { OutgoingAttachment } from './api'
 import type { Message } from './types'
@@ -41,7 +41,7 @@ const FINAL = new Set(['validation_failed', 'not_found', 'blocked', 'forbidden',
  * would resend it after every reconnect, and nothing behind it would ever go out.
  */
 function refusal(text: string, clientMsgId: string): ChatError | undefined {
-  if (charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS)
+  if (textTooLong(text))
     return new ChatError('validation_failed', `text: at most ${MAX_TEXT_CHARS} characters`, 0, { field: 'text' })
   const idChars = charCount(clientMsgId, MAX_CLIENT_MSG_ID_CHARS)
   if (idChars === 0 || idChars > MAX_CLIENT_MSG_ID_CHARS)

@@ -2,7 +2,7 @@ import { t } from 'elysia'
 import { Int, UNCHECKED } from '../shared/schema'
 import { invalidField } from '../errors'
 import { BodyId, ParamId } from '../shared/ids'
-import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS } from '../shared/text'
+import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS, textTooLong } from '../shared/text'
 
 export const MESSAGE_TYPES = ['text', 'image', 'file'] as const
 export type MessageType = (typeof MESSAGE_TYPES)[number]
@@ -196,7 +196,7 @@ export function checkText(text: string): void {
 /** What any text (a message or a caption) must be: storable, and at most MAX_TEXT_CHARS characters. */
 function checkStorableText(text: string): void {
   if (unstorable(text)) throw invalidField('text', 'must be Unicode text without NUL characters')
-  if (charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
+  if (textTooLong(text)) throw invalidField('text', `at most ${MAX_TEXT_CHARS} characters`)
 }
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' })

@@ -12,3 +12,6 @@ export function charCount(value: string, stopAfter = Infinity): number {
   for (const _ of value) if (++chars > stopAfter) break
   return chars
 }
+
+/** Whether a message's text (or caption) is longer than the contract allows. */
+export const textTooLong = (text: string): boolean => charCount(text, MAX_TEXT_CHARS) > MAX_TEXT_CHARS

@@ -1,5 +1,5 @@
 import { ChatClient, ChatError, type Attachment, type Message, type SavedMessage, type Session } from '../client'
-import { charCount, MAX_TEXT_CHARS } from '../shared/text'
+import { MAX_TEXT_CHARS, textTooLong } from '../shared/text'
 import { h } from './dom'
 import { connectStore, initialState, type State } from './store'
 import { pushSupported, subscribe } from './push'
@@ -283,8 +283,7 @@ let searches = 0
 
 /** Whether a text is within the server's bound; if not, says so (the text stays where it was written). */
 function fits(text: string): boolean {
-  const chars = charCount(text, MAX_TEXT_CHARS + 1)
-  if (chars <= MAX_TEXT_CHARS) return true
+  if (!textTooLong(text)) return true
   state.alert = `Too long to send: a message holds at most ${MAX_TEXT_CHARS} characters. Shorten it, or split it in two.`
   render()
   return false
