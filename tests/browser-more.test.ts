@@ -581,6 +581,14 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }
   const openDialog = async (token: string, peerId: number) =>
     (await http(web.server.base, 'POST', '/dialogs', { peer_user_id: peerId }, token)).body.id as number
+  /** A new user signed up in `page`, and a new peer (who acts through REST) who opened a dialog with them. */
+  const signUpWithPeerDialog = async (page: Page) => {
+    const me = uniqueName('alice')
+    await signUp(page, me, PASSWORD)
+    const bob = await register()
+    const meId = (await http(web.server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
+    return { bob, dialog: await openDialog(bob.token, meId) }
+  }
   /** A new user signed up in a new page, in a chat with a new peer (who acts through REST). */
   const chatWithNewPeer = async () => {
     const page = await newPage()
@@ -755,11 +763,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
 
   test('scrolled up in a long chat, the user sends a message: the log shows it (scrolls to the newest)', async () => {
     const page = await newPage()
-    const me = uniqueName('alice')
-    await signUp(page, me, PASSWORD)
-    const bob = await register()
-    const meId = (await http(web.server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
-    const dialog = await openDialog(bob.token, meId)
+    const { bob, dialog } = await signUpWithPeerDialog(page)
     for (let i = 0; i < 40; i++) await say(bob.token, dialog, `old ${i}`)
     await chatItem(page, bob.username).getByRole('button').click()
     await row(page, 'old 39').waitFor()
@@ -884,11 +888,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   test('a photo received (or the newest when a chat is opened) keeps the log at the bottom once it has loaded', async () => {
     const context = await newContext()
     const page = await newPage(context)
-    const me = uniqueName('alice')
-    await signUp(page, me, PASSWORD)
-    const bob = await register()
-    const meId = (await http(web.server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
-    const dialog = await openDialog(bob.token, meId)
+    const { bob, dialog } = await signUpWithPeerDialog(page)
     for (let i = 0; i < 30; i++) await say(bob.token, dialog, `filler ${i}`)
     await chatItem(page, bob.username).getByRole('button').click()
     await row(page, 'filler 29').waitFor()
@@ -922,11 +922,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
 
   test('a search hit older than the loaded history is loaded and scrolled into view when opened; one already loaded is scrolled to', async () => {
     const page = await newPage()
-    const me = uniqueName('alice')
-    await signUp(page, me, PASSWORD)
-    const bob = await register()
-    const meId = (await http(web.server.base, 'GET', `/users?username=${me}`, undefined, bob.token)).body.users[0].id
-    const dialog = await openDialog(bob.token, meId)
+    const { bob, dialog } = await signUpWithPeerDialog(page)
     await say(bob.token, dialog, 'the zebra needle from long ago')
     for (let i = 0; i < 120; i++) await say(bob.token, dialog, `hay ${i}`)
     await say(bob.token, dialog, 'the walrus needle a while back')
