@@ -397,6 +397,32 @@ describe('client library: tokens and limits', () => {
     expect(await stored(suite.server, alice.client.session!, dialogId)).toHaveLength(texts.length)
   }, T)
 
+  test('receipts the server refuses as rate_limited are sent again after the retry it names', async () => {
+    const { alice, bob, dialogId } = await pair(suite.server)
+    const refused = (type: string) =>
+      bob.events.filter((e) => e.type === 'frame' && e.frame.type === 'error' && e.frame.code === 'rate_limited' && e.frame.frame_type === type).length
+    // Bob empties his send bucket (receipts draw on it too); his outbox keeps it empty while it retries.
+    const drain = async (round: string) => {
+      const before = bob.events.length
+      const sends = Array.from({ length: 6 }, (_, i) => bob.client.send(dialogId, `${round}${i}`))
+      await until('bob is rate limited', () => bob.events.slice(before).some((e) => e.type === 'frame' && e.frame.type === 'error' && e.frame.code === 'rate_limited'))
+      return sends
+    }
+    const receipt = (status: string, id: number) => () => alice.events.some((e) => e.type === 'receipt' && e.status === status && e.message_id === id)
+
+    const busy = await drain('a')
+    const hi = await alice.client.send(dialogId, 'hi').sent
+    await until('bob refused a delivered receipt', () => refused('message:delivered') > 0)
+    await until('alice hears it was delivered all the same', receipt('delivered', hi.id))
+    await Promise.all(busy.map((p) => p.sent))
+
+    const again = await drain('b')
+    await bob.client.markRead(dialogId, hi.id)
+    await until('bob refused a read receipt', () => refused('message:read') > 0)
+    await until('alice hears it was read all the same', receipt('read', hi.id))
+    await Promise.all(again.map((p) => p.sent))
+  }, T)
+
   test('a session ended on the server ends the client: logout revokes it', async () => {
     const alice = await person(suite.server)
     const refresh = alice.client.session!.refresh_token

@@ -12,6 +12,7 @@ import { Api, type ApiOptions, type HistoryQuery, type OutgoingAttachment, type 
 import { Emitter, type EventOf } from './emitter'
 import { ChatError } from './errors'
 import { Outbox, type PendingMessage, type SavedMessage } from './outbox'
+import { ReceiptResend } from './receipts'
 import { ReconnectingSocket, type Backoff, type WebSocketLike } from './socket'
 import type { Attachment, Dialog, HistoryPageBody, Message, PushSubscriptionBody, Reaction, Receipt, ServerFrame } from './types'
 
@@ -102,6 +103,9 @@ export class ChatClient {
   private readonly reportedNew = new Set<number>()
   private readonly deliverTimers = new Map<number, ReturnType<typeof setTimeout>>()
   private readonly deliverUpTo = new Map<number, number>()
+  private readonly receipts = new ReceiptResend((type, dialogId, messageId) =>
+    type === 'message:delivered' ? this.scheduleDelivered(dialogId, messageId) : void this.markRead(dialogId, messageId).catch(() => {}),
+  )
   private refreshTimer: ReturnType<typeof setTimeout> | undefined
   private currentState: ConnectionState = 'closed'
   /** Bumped on every connection, so a catch-up of a connection that has since dropped stops reporting. */
@@ -212,6 +216,7 @@ export class ChatClient {
     for (const timer of this.deliverTimers.values()) clearTimeout(timer)
     this.typingOut.clear()
     this.deliverTimers.clear()
+    this.receipts.stop()
     this.outbox.disconnected()
     this.setState('closed')
   }
@@ -325,7 +330,8 @@ export class ChatClient {
   /** Moves the read watermark (over the socket when connected, else REST). */
   async markRead(dialogId: number, lastReadMessageId: number): Promise<void> {
     const frame = { type: 'message:read', dialog_id: dialogId, last_read_message_id: lastReadMessageId } as const
-    if (!this.socket.send(frame)) await this.api.readUpTo(dialogId, lastReadMessageId)
+    if (this.socket.send(frame)) this.receipts.sending('message:read', dialogId, lastReadMessageId)
+    else await this.api.readUpTo(dialogId, lastReadMessageId)
   }
 
   /** Call on every keystroke: sends `start` at most every few seconds and `stop` once the typing pauses. */
@@ -533,6 +539,8 @@ export class ChatClient {
       case 'error': {
         const error = new ChatError(frame.code, frame.message, 0, frame.details, frame.retry_after)
         if (frame.frame_type === 'message:send' && frame.client_msg_id) return this.outbox.failed(frame.client_msg_id, error)
+        if ((frame.frame_type === 'message:delivered' || frame.frame_type === 'message:read') && frame.code === 'rate_limited')
+          return this.receipts.refused(frame.frame_type, frame.retry_after)
         return this.emitter.emit('error', { error })
       }
     }
@@ -565,7 +573,9 @@ export class ChatClient {
       setTimeout(() => {
         this.deliverTimers.delete(dialogId)
         const upTo = this.deliverUpTo.get(dialogId)
-        if (upTo !== undefined && this.socket.send({ type: 'message:delivered', message_id: upTo })) this.deliverUpTo.delete(dialogId)
+        if (upTo === undefined || !this.socket.send({ type: 'message:delivered', message_id: upTo })) return
+        this.deliverUpTo.delete(dialogId)
+        this.receipts.sending('message:delivered', dialogId, upTo)
       }, 50),
     )
   }
