@@ -122,7 +122,9 @@ export const socketIoWire: Wire = {
   failure(error, request) {
     const id = takeAck(request)
     if (id === undefined) return this.event(errorFrame(error, request))
-    return `4${ACK}${id}[${JSON.stringify(errorBody(error))}]`
+    const { error: body } = errorBody(error)
+    // As the JSON wire's error frame: when to try again (REST says it in Retry-After).
+    return `4${ACK}${id}[${JSON.stringify({ error: error.retryAfter === undefined ? body : { ...body, retry_after: error.retryAfter } })}]`
   },
   done(request, event) {
     const id = takeAck(request)
