@@ -86,6 +86,17 @@ describe('push endpoints the server itself will POST to (production)', () => {
         'https://[::1]:8443/internal',
         'https://10.0.0.5/actuator/shutdown',
         'https://192.168.1.1/cgi-bin/reboot',
+        // Reserved ranges no push service is in: benchmarking, IETF assignments, documentation, IPv6 site-local
+        // and documentation, and 6to4 and NAT64 addresses carrying an internal IPv4 address.
+        'https://198.18.0.1/',
+        'https://192.0.0.8/',
+        'https://192.0.2.10/',
+        'https://198.51.100.7/',
+        'https://203.0.113.9/',
+        'https://[fec0::1]/',
+        'https://[2001:db8::1]/',
+        'https://[2002:a9fe:a9fe::]/latest/meta-data/',
+        'https://[64:ff9b::10.0.0.5]/actuator/shutdown',
       ]) {
         const res = await t.call('POST', '/push/subscriptions', { token: mallory.access_token, body: { endpoint, keys: browserKeys } })
         answers[endpoint] = res.status

@@ -2,6 +2,7 @@ import { createECDH } from 'node:crypto'
 import { isIP } from 'node:net'
 import { t } from 'elysia'
 import { invalidField } from '../errors'
+import { isInternalHost } from './address'
 
 export const MAX_SUBSCRIPTIONS_PER_USER = 10
 const MAX_ENDPOINT_CHARS = 2048
@@ -58,8 +59,9 @@ export function checkEndpoint(endpoint: string, production: boolean): void {
     throw invalidField('endpoint', 'not a URL')
   }
   if (url.username || url.password) throw invalidField('endpoint', 'must not hold credentials')
-  // The server POSTs to it: in production not to its own network (push services are public hosts).
-  if (production && isInternal(url.hostname)) throw invalidField('endpoint', 'must not be a loopback, private or link-local address')
+  // The server POSTs to it: in production not to its own network (push services are public hosts). A name
+  // that resolves there is caught before each push (egress.ts).
+  if (production && isInternalHost(url.hostname)) throw invalidField('endpoint', 'must not be a loopback, private or link-local address')
   if (url.protocol === 'https:') return
   if (url.protocol === 'http:' && !production && isLoopback(url.hostname)) return
   throw invalidField('endpoint', production ? 'must be https://' : 'must be https:// (or http:// to a loopback address)')
@@ -78,33 +80,6 @@ function isLoopback(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '')
   if (host === 'localhost' || host === '::1') return true
   return isIP(host) === 4 && host.startsWith('127.')
-}
-
-/**
- * A host that names this machine or its private network: `localhost`, or an address literal (the URL parser
- * has already written IPv4 in dotted decimal) that is loopback, private, shared (CGNAT), link-local,
- * unspecified, multicast or reserved. A name that resolves to such an address is not caught here.
- */
-function isInternal(hostname: string): boolean {
-  // `localhost.` is the same name, fully qualified.
-  const host = hostname.replace(/^\[|\]$/g, '').replace(/\.+$/, '').toLowerCase()
-  if (host === 'localhost' || host.endsWith('.localhost')) return true
-  if (isIP(host) === 4) return internalV4(host)
-  if (isIP(host) !== 6) return false
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)
-  if (mapped) return internalV4(mapped[1]!)
-  if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(host)) return true
-  const first = parseInt(host.startsWith('::') ? '0' : host.split(':')[0]!, 16)
-  // ::, ::1 and the rest of ::/8; fc00::/7 (unique local); fe80::/10 (link-local); ff00::/8 (multicast).
-  return first < 0x100 || (first & 0xfe00) === 0xfc00 || (first & 0xffc0) === 0xfe80 || (first & 0xff00) === 0xff00
-}
-
-function internalV4(host: string): boolean {
-  const [a, b] = host.split('.').map(Number) as [number, number]
-  return (
-    a === 0 || a === 10 || a === 127 || a >= 224 ||
-    (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168)
-  )
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]+={0,2}$/

@@ -1,5 +1,6 @@
 import webpush from 'web-push'
 import type { SubscriptionRecord } from './store'
+import { fetchChecked, type Egress } from './egress'
 import { Lru } from '../shared/lru'
 
 export interface VapidKeys {
@@ -13,6 +14,8 @@ export type Outcome =
   | { kind: 'sent' }
   /** 404/410: the subscription no longer exists. */
   | { kind: 'gone'; status: number }
+  /** In production: the endpoint's host resolves to an internal address; nothing was sent. */
+  | { kind: 'internal' }
   /** 429, 5xx, a timeout or a network failure: worth trying again (after `afterMs` when the service said). */
   | { kind: 'retry'; reason: 'rate_limited' | 'server_error' | 'timeout' | 'network'; afterMs?: number }
   /** Anything else the service refused (400, 401, 403, 413…): trying again would fail again. */
@@ -51,7 +54,8 @@ export class VapidSigner {
 /**
  * One Web Push request: web-push builds it (RFC 8291 aes128gcm encryption to the subscription's keys), the
  * signer adds VAPID for the endpoint's origin, and Bun's fetch sends it, so the request has our timeout and
- * cancellation and web-push's own https client is never used.
+ * cancellation and web-push's own https client is never used. With `egress` (production) it goes only to
+ * public addresses, checked before connecting.
  */
 export async function sendPush(
   vapid: VapidSigner,
@@ -59,6 +63,7 @@ export async function sendPush(
   payload: string,
   ttlSeconds: number,
   signal: AbortSignal,
+  egress?: Egress,
 ): Promise<Outcome> {
   const details = webpush.generateRequestDetails({ endpoint: sub.endpoint, keys: { p256dh: sub.p256dh, auth: sub.auth } }, payload, {
     TTL: ttlSeconds,
@@ -68,14 +73,16 @@ export async function sendPush(
   })
   const headers = Object.fromEntries(Object.entries(details.headers).map(([k, v]) => [k, String(v)]))
   headers.Authorization = vapid.authorization(sub.endpoint)
-  let response: Response
+  let response: Response | 'internal'
   try {
     // No redirects: the request goes to the endpoint the browser gave, or nowhere.
-    response = await fetch(details.endpoint, { method: 'POST', headers, body: details.body ?? undefined, signal, redirect: 'manual' })
+    const init = { method: 'POST', headers, body: details.body ?? undefined, signal, redirect: 'manual' } as const
+    response = egress ? await fetchChecked(details.endpoint, init, egress) : await fetch(details.endpoint, init)
   } catch (error) {
     const name = (error as Error)?.name
     return { kind: 'retry', reason: name === 'TimeoutError' || name === 'AbortError' ? 'timeout' : 'network' }
   }
+  if (response === 'internal') return { kind: 'internal' }
   // The body is never needed, and not read: an endpoint could answer with any amount of it.
   await response.body?.cancel().catch(() => undefined)
   const status = response.status

@@ -7,6 +7,7 @@ import type { Db } from '../storage/database'
 import { checkEndpoint, checkKeys, checkSerialised, MAX_SUBSCRIPTIONS_PER_USER, previewOf, type PushPayload } from './model'
 import { BoundedQueue } from './queue'
 import { sendPush, VapidSigner, type Outcome } from './sender'
+import { PUBLIC_EGRESS } from './egress'
 import { deleteGone, deleteSubscription, liveSubscriptions, saveSubscription, stillSubscribed, usernames, type SubscriptionRecord } from './store'
 import { Lru } from '../shared/lru'
 import { logFault, logWarning } from '../log/fault'
@@ -220,12 +221,16 @@ export class PushService {
     const payload = JSON.stringify({ ...job.payload, preview: this.config.preview ? previewOf(message.text) : '' })
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.config.timeoutMs)])
     // The push service keeps it only until the message's day is over, retries included.
-    const outcome: Outcome = await sendPush(this.vapid, job.sub, payload, Math.ceil(left / 1000), signal)
+    const egress = this.config.production ? PUBLIC_EGRESS : undefined
+    const outcome: Outcome = await sendPush(this.vapid, job.sub, payload, Math.ceil(left / 1000), signal, egress)
     if (this.stopping.signal.aborted) return
     switch (outcome.kind) {
       case 'sent':
         this.metrics.pushSent.inc()
         return
+      // An endpoint whose host resolves into our own network is no push service's, and a retry would only probe
+      // it again: deleted as a gone one is (the web app subscribes again when next opened).
+      case 'internal':
       case 'gone':
         this.metrics.pushFailed.inc({ reason: 'gone' })
         await this.db.tx((s) => deleteGone(s, job.sub.id, job.sub.endpoint))
