@@ -173,6 +173,12 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     expect(error.message).toBe('unauthorized')
     expect(refused.socket.connected).toBe(false)
     refused.close()
+    // A token that cannot be one (empty, not a string) is a bad token, not a CONNECT without one.
+    for (const auth of [{ access_token: '' }, { token: '' }, { access_token: 12345 }]) {
+      const empty = connect(live, { auth })
+      expect((await untilEvent(empty.socket, 'connect_error')).message).toBe('unauthorized')
+      empty.close()
+    }
 
     const late = connect(live)
     await untilEvent(late.socket, 'connect')
@@ -343,6 +349,13 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     const unknown = await fetch(`${base}/socket.io/?EIO=4&transport=polling&sid=nope`)
     expect(unknown.status).toBe(400)
     expect(await unknown.json()).toEqual({ code: 1, message: 'Session ID unknown' })
+    // A session the client closed is unknown to a POST at once (only a GET may still collect its last packets).
+    const opened = await (await fetch(`${base}/socket.io/?EIO=4&transport=polling`)).text()
+    const closed = `${base}/socket.io/?EIO=4&transport=polling&sid=${JSON.parse(opened.slice(1)).sid}`
+    expect((await fetch(closed, { method: 'POST', body: '1' })).status).toBe(200)
+    const late = await fetch(closed, { method: 'POST', body: '42["ping"]' })
+    expect(late.status).toBe(400)
+    expect(await late.json()).toEqual({ code: 1, message: 'Session ID unknown' })
     const transport = await fetch(`${base}/socket.io/?EIO=4&transport=carrier-pigeon`)
     expect(await transport.json()).toEqual({ code: 0, message: 'Transport unknown' })
     // The handshake: the open packet with the contract's heartbeat and the frame limit as maxPayload.

@@ -71,6 +71,8 @@ export function createSocketIo(core: Core, frames: Frames): SocketIo {
       return text(request, await session.take())
     }
     if (request.method !== 'POST') return error(request, BAD_REQUEST)
+    // A closed session is kept a moment only so that a GET can collect its last packets: nothing more goes in.
+    if (session.readyState !== 1) return error(request, SESSION_ID_UNKNOWN)
     // One POST at a time, as one GET: two in flight could deliver their packets out of order.
     if (session.posting) {
       session.abort()

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { AppError, errorBody } from '../../errors'
+import { AppError, errorBody, unauthorized } from '../../errors'
 import type { Frames } from '../connection'
 import type { Hub } from '../hub'
 import type { RawFrame } from '../protocol'
@@ -327,12 +327,15 @@ export class Session implements Socket, BunSocketHandler {
     if (nsp !== '/') return this.send(connectErrorPacket(nsp, 'Invalid namespace'))
     if (this.connected || this.data.authing) return
     const fields = (auth ?? {}) as { access_token?: unknown; token?: unknown }
-    const token = typeof fields.access_token === 'string' ? fields.access_token : fields.token
+    const token = fields.access_token ?? fields.token
     const accepted = () => {
       this.connected = true
       this.send(connectPacket(newId()))
     }
-    if (typeof token !== 'string' || token.length === 0) return accepted()
+    // No token: connected, to authenticate by event within the deadline. A token that cannot be one (empty,
+    // not a string) is refused as a bad one is, as the JSON wire refuses it.
+    if (token === undefined || token === null) return accepted()
+    if (typeof token !== 'string' || token.length === 0) return this.send(connectErrorPacket('/', 'unauthorized', errorBody(unauthorized())))
     this.context.frames.authenticate(this, token, {
       verified: accepted,
       // The client's connect_error: `message` is the code ("unauthorized", "rate_limited"), `data` the error body.
