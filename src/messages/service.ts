@@ -72,9 +72,24 @@ export class MessageService {
     checkContent(cmd.type, cmd.text, cmd.attachmentId)
     const members = await this.membership.require(cmd.dialogId, senderId)
     // From memory (BlockCache): no database read per send.
-    if (await this.blocks.between(senderId, peerOf(members, senderId))) return this.retriedDespiteBlock(senderId, cmd.dialogId, cmd.clientMsgId)
+    if (await this.blocks.between(senderId, peerOf(members, senderId))) {
+      const repeat = await this.repeatOf(senderId, cmd.dialogId, cmd.clientMsgId)
+      if (repeat) return repeat
+      throw blocked()
+    }
     const key = { dialogId: cmd.dialogId, clientMsgId: cmd.clientMsgId }
-    const claimed = cmd.type === 'text' ? undefined : await this.uploads.claim(senderId, cmd.attachmentId!, cmd.type, key)
+    let claimed: Awaited<ReturnType<UploadService['claim']>> | undefined
+    if (cmd.type !== 'text') {
+      try {
+        claimed = await this.uploads.claim(senderId, cmd.attachmentId!, cmd.type, key)
+      } catch (error) {
+        // A retry of a send whose message was deleted since: the upload went with the message, and a
+        // repeated client_msg_id answers the original all the same.
+        const repeat = await this.repeatOf(senderId, cmd.dialogId, cmd.clientMsgId)
+        if (repeat) return repeat
+        throw error
+      }
+    }
     const outcome = await this.writer
       .submit({
         dialogId: cmd.dialogId,
@@ -114,12 +129,13 @@ export class MessageService {
    * answers its original, as any retry does: it creates nothing, and the client learns that its message
    * went out. Blocked sends are rare, so this read is off the hot path.
    */
-  private async retriedDespiteBlock(senderId: number, dialogId: number, clientMsgId: string): Promise<{ created: false; message: MessageDto }> {
+  /** The message an earlier send with this client_msg_id stored, as a repeat answers it; undefined when none. */
+  private async repeatOf(senderId: number, dialogId: number, clientMsgId: string): Promise<{ created: false; message: MessageDto } | undefined> {
     const found = await this.db.read(function* (s) {
       const original = yield* messageBySendKey(s, dialogId, senderId, clientMsgId)
       return original && { original, marks: yield* watermarks(s, dialogId), reactions: yield* reactionsOf(s, original.id) }
     })
-    if (!found) throw blocked()
+    if (!found) return undefined
     const recipient = found.marks.find((w) => w.userId !== senderId)
     return { created: false, message: toMessageDto(found.original, statusFor(found.original.id, recipient), found.reactions) }
   }

@@ -59,11 +59,15 @@ export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
           'accept-ranges': 'bytes',
         }
         if (matchesEtag(request.headers.get('if-none-match'), etag)) return new Response(null, { status: 304, headers })
-        // Nothing to read, from the disk or a bucket (which cannot serve a range of an empty object).
-        if (upload.size === 0) return new Response(new Uint8Array(0), { headers })
-        const rangeHeader = request.headers.get('range')
+        // If-Range that is not this upload's tag (strongly compared) asks for the whole file (RFC 9110 13.1.5).
+        const ifRange = request.headers.get('if-range')
+        const rangeHeader = ifRange === null || ifRange.trim() === etag ? request.headers.get('range') : null
+        // Nothing to read, from the disk or a bucket (which cannot serve a range of an empty object); any
+        // range of it is past the end.
+        if (upload.size === 0 && rangeOf(rangeHeader, 0) === undefined) return new Response(new Uint8Array(0), { headers })
         const file = uploads.blobs.file?.(upload.storageKey)
-        if (file && rangeHeader === null) {
+        // Only without any Range: Bun answers a Range on a file response by itself (If-Range unseen).
+        if (file && request.headers.get('range') === null) {
           // A whole file goes back as it is, so that Bun sends it with sendfile.
           Object.assign(set.headers, headers)
           return file
@@ -85,7 +89,8 @@ export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
           summary: 'Download an upload (Bearer or ?access_token=)',
           description:
             'For the uploader and the members of the dialog it was sent in; anyone else 404. `Range: bytes=…` → 206 ' +
-            '(one range; several, or another unit, are answered whole), past the end → 416. If-None-Match → 304 (weak comparison).',
+            '(one range; several, another unit, or an If-Range other than the ETag are answered whole), past the end → 416. ' +
+            'If-None-Match → 304 (weak comparison).',
         },
       },
     )

@@ -41,5 +41,7 @@ export function sanitizeName(raw: string | undefined): string {
 /** Content-Disposition for a download: inline for images, attachment otherwise; the name in both forms (RFC 6266). */
 export function contentDisposition(name: string, inline: boolean): string {
   const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, '_')
-  return `${inline ? 'inline' : 'attachment'}; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(name)}`
+  // RFC 8187's value allows fewer characters than encodeURIComponent leaves: ' ( ) * are encoded too.
+  const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+  return `${inline ? 'inline' : 'attachment'}; filename="${fallback}"; filename*=UTF-8''${encoded}`
 }
