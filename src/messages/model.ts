@@ -202,12 +202,16 @@ function checkStorableText(text: string): void {
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' })
 
 /**
- * Exactly one emoji: one grapheme cluster that is pictographic (ZWJ sequences, skin tones and
- * variation selectors included), a flag (two regional indicators) or a keycap.
+ * One element of an emoji ZWJ sequence (UTS #51): a pictograph, then at most a variation selector, a skin
+ * tone and a tag sequence (subdivision flags). Anything else inside the cluster (a combining mark, a
+ * dangling ZWJ) makes it no emoji, though a grapheme cluster would still hold it.
  */
+const ELEMENT = '\\p{Extended_Pictographic}[\\uFE0E\\uFE0F]?\\p{Emoji_Modifier}?\\uFE0F?(?:[\\u{E0020}-\\u{E007E}]+\\u{E007F})?'
+const EMOJI = new RegExp(`^(?:${ELEMENT}(?:\\u200D${ELEMENT})*|\\p{Regional_Indicator}{2}|[0-9#*]\\uFE0F?\\u20E3)$`, 'u')
+
+/** Exactly one emoji: one grapheme cluster that is a ZWJ sequence of pictographs (see ELEMENT), a flag or a keycap. */
 export function checkEmoji(emoji: string): void {
   const clusters = [...graphemes.segment(emoji)]
   const one = clusters.length === 1 ? clusters[0]!.segment : ''
-  const isEmoji = /\p{Extended_Pictographic}/u.test(one) || /^\p{Regional_Indicator}{2}$/u.test(one) || /^[0-9#*]\uFE0F?\u20E3$/u.test(one)
-  if (!isEmoji || !one.isWellFormed()) throw invalidField('emoji', 'must be exactly one emoji')
+  if (!EMOJI.test(one)) throw invalidField('emoji', 'must be exactly one emoji')
 }
