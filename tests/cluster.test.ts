@@ -3,6 +3,7 @@ import type { Session } from './support/app'
 import { dialects, freshDatabase } from './support/databases'
 import { RedisClient } from 'bun'
 import { eventually } from './support/cli'
+import { keepSubscriberDown, lagging } from './support/cluster-inside'
 import { clusterEnv, REDIS_URL, redisAvailable } from './support/redis'
 import { startServer } from './support/server-process'
 import { Client, sendFrame, type LiveServer } from './support/ws'
@@ -12,34 +13,6 @@ const on = (node: LiveServer, session: Session) => Client.login(node.base, sessi
 const peerOf = async (node: LiveServer, session: Session) =>
   (await node.t.call('GET', '/dialogs', { token: session.access_token })).body.dialogs[0].peer
 const peerOnline = async (node: LiveServer, session: Session) => (await peerOf(node, session)).online
-
-/** What the tests below disturb inside a node's cluster: its Redis subscriber, and what it does with each message. */
-interface ClusterInside {
-  sub: RedisClient
-  receive(message: string): void
-}
-// Cast past `private` (the hub's `cluster`, the cluster's `sub` and `receive`): nothing public lets a test
-// cut one node's subscription or slow what it hears, and no production code should.
-const clusterOf = (node: LiveServer) => (node.t.core.hub as unknown as { cluster: ClusterInside }).cluster
-
-/**
- * Keeps the node's Redis subscriber connection down for `ms`, killing it again each time Bun reconnects it
- * (CLIENT KILL by its id: the other tests on this Redis keep theirs).
- */
-async function keepSubscriberDown(node: LiveServer, ms: number): Promise<void> {
-  const sub = clusterOf(node).sub
-  const admin = new RedisClient(REDIS_URL)
-  const until = Date.now() + ms
-  try {
-    while (Date.now() < until) {
-      const id = await sub.send('CLIENT', ['ID']).catch(() => undefined)
-      if (id !== undefined) await admin.send('CLIENT', ['KILL', 'ID', String(id)]).catch(() => {})
-      await Bun.sleep(2)
-    }
-  } finally {
-    admin.close()
-  }
-}
 
 /** Two nodes on one database, joined over Redis: each client talks to the node it connected to. */
 describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (dialect) => {
@@ -232,9 +205,7 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
     await eventually(() => peerOnline(nodes.b, alice), 'node b to see bob online', 2_000)
     // Node b hears the channel 100 ms late (a busy event loop, a slower link), in the same order: when bob
     // opens there, it still believes him online on node a, which has meanwhile told his peers he left.
-    const cluster = clusterOf(nodes.b)
-    const receive = cluster.receive.bind(cluster)
-    cluster.receive = (message: string) => void setTimeout(() => receive(message), 100)
+    const undo = lagging(nodes.b, 100)
     try {
       await old.close()
       await Bun.sleep(30)
@@ -247,7 +218,7 @@ describe.skipIf(!redisAvailable).each(dialects)('cluster of two nodes on %s', (d
       expect(presence.at(-1)).toMatchObject({ online: true })
       await fresh.close()
     } finally {
-      cluster.receive = receive
+      undo()
       await watcher.close()
     }
   })

@@ -87,7 +87,7 @@ export class AuthService {
   private async end(sessionId: string): Promise<void> {
     await this.db.tx((s) => revokeSession(s, sessionId, new Date()))
     this.sessions.forget(sessionId)
-    this.realtime.sessionEnded(sessionId)
+    await this.realtime.sessionEnded(sessionId)
   }
 
   /**

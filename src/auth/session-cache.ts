@@ -8,7 +8,8 @@ const MAX_CACHED = 100_000
  * Every way a session ends makes it forgotten here before anyone is answered that it ended:
  * - on this node (logout, refresh token reuse) by the auth service, after the revocation commits;
  * - on another node, or by the `user` CLI with `REDIS_URL` set, through the cluster channel (the hub's
- *   `endSession`, which also closes the session's sockets);
+ *   `endSession`, which also closes the session's sockets); a node ending a session answers once every
+ *   node has acknowledged that, or after Cluster's APPLY_WAIT_MS (the CLI does not wait);
  * - by another process without a word (the `user` CLI on one node): `stale()` says when that may have
  *   happened — on SQLite the database's `data_version` moved (another connection committed), on Postgres
  *   always unless the node is in a cluster whose Redis connections are up — and then everything is forgotten.

@@ -27,7 +27,7 @@ export interface ClusterPeer {
    * `at` is the time that list was sent.
    */
   found(userIds: number[], at: Date): void
-  /** A session revoked on another node: this node closes its connections. */
+  /** A session revoked on another node: this node forgets it and closes its connections. */
   endSession(sessionId: string): void
   /** A block between two users changed on another node: this node forgets what it knew of it. */
   forgetBlocks(a: number, b: number): void
@@ -73,8 +73,17 @@ const HELLO = 'H'
 const BEAT = 'B'
 const BYE = 'X'
 const BLOCKS = 'K'
+/**
+ * ASK `<id>` asks every node to answer ACK `<asking node> <id>` once it has handled everything the asker
+ * published before: the channel is handled in order, so the ACK says those changes are applied there.
+ * Nodes of the release before ACK ignore an unknown kind: the asker stops waiting for them at APPLY_WAIT_MS.
+ */
+const ASK = 'Q'
+const ACK = 'A'
 /** How long a node waits for its own message to come back through the channel before going on without. */
 const ECHO_WAIT_MS = 1_000
+/** How long a change waits for the other nodes to acknowledge it (see `applied`) before going on without. */
+export const APPLY_WAIT_MS = 2_000
 
 export const REDIS_CONNECT_TIMEOUT_MS = 5000
 
@@ -107,7 +116,9 @@ async function reachable(url: string): Promise<void> {
  * announcements and from its whole list (which every node sends after its hello and in answer to anyone
  * else's: on joining, on subscribing again after Redis dropped the subscription, on meeting a node again),
  * forgotten when the node says goodbye or misses three heartbeats. A list that differs from what was known
- * is news this node missed: the peers here are told (see `ClusterPeer.lost` and `found`).
+ * is news this node missed: the peers here are told (see `ClusterPeer.lost` and `found`). A change that
+ * must be in force everywhere before it is answered (a session ended, a block, a new dialog) waits for
+ * every node's acknowledgement, bounded (see `applied`).
  */
 export class Cluster {
   readonly node = randomBytes(6).toString('hex')
@@ -117,6 +128,14 @@ export class Cluster {
   private readonly mine = new Set<number>()
   /** Messages sent (as published) → who waits for each copy to come back through the channel. */
   private readonly echoes = new Map<string, (() => void)[]>()
+  /** Our ASKs by id → the nodes that have not acknowledged yet, and who waits. */
+  private readonly asks = new Map<number, { waiting: Set<string>; done: () => void }>()
+  private lastAsk = 0
+  /** Some other node has spoken since we joined: from then on we may never assume we are alone. */
+  private heardOthers = false
+  /** Our subscription is in place (false from a drop of the subscriber until it has subscribed again). */
+  private listening = false
+  private lastTick = Date.now()
 
   private constructor(
     private readonly pub: RedisClient,
@@ -125,10 +144,7 @@ export class Cluster {
     private readonly peer: ClusterPeer,
     private readonly metrics: Metrics | undefined,
   ) {
-    this.heartbeat = setInterval(() => {
-      this.send(BEAT, String(options.heartbeatMs))
-      this.sweep(Date.now())
-    }, options.heartbeatMs)
+    this.heartbeat = setInterval(() => this.tick(Date.now()), options.heartbeatMs)
     this.heartbeat.unref()
   }
 
@@ -140,16 +156,22 @@ export class Cluster {
     const cluster = new Cluster(pub, sub, options, peer, metrics)
     const listener = (message: string) => cluster.receive(message)
     await sub.subscribe(options.channel, listener)
+    cluster.listening = true
+    sub.onclose = () => {
+      cluster.listening = false
+    }
     // Bun reconnects a dropped connection and keeps its listeners, but not the subscription on the
     // server: subscribe again (once: the old listener goes first), and since what was said meanwhile is
     // lost, ask every node for its list again, and let the hub follow the dialogs created meanwhile.
     sub.onconnect = () => {
+      cluster.listening = false
       sub
         .unsubscribe(options.channel, listener)
         .catch(() => {})
         .then(() => sub.subscribe(options.channel, listener))
         .then(
           () => {
+            cluster.listening = true
             cluster.hello()
             peer.resubscribed()
           },
@@ -189,24 +211,53 @@ export class Cluster {
   }
 
   forward(topic: string, frame: string): void {
-    if (this.nodes.size > 0) this.send(TOPIC, `${topic}\n${frame}`)
+    if (!this.alone) this.send(TOPIC, `${topic}\n${frame}`)
   }
 
+  /** Fire and forget: the hub waits for `applied` once it has said everything about the new dialog. */
   follow(userId: number, dialogId: number, peerId: number): void {
-    if (this.nodes.size > 0) this.send(FOLLOW, `${userId},${dialogId},${peerId}`)
+    if (!this.alone) this.send(FOLLOW, `${userId},${dialogId},${peerId}`)
   }
 
-  sessionEnded(sessionId: string): void {
-    if (this.nodes.size > 0) this.send(SESSION_ENDED, sessionId)
+  /** Resolves once every node has forgotten the session and closed its sockets (see `applied`). */
+  sessionEnded(sessionId: string): Promise<void> {
+    if (this.alone) return Promise.resolve()
+    void this.send(SESSION_ENDED, sessionId)
+    return this.applied()
+  }
+
+  /** A block between `a` and `b` changed. Resolves once every node has forgotten it (see `applied`). */
+  blocksChanged(a: number, b: number): Promise<void> {
+    if (this.alone) return Promise.resolve()
+    void this.send(BLOCKS, `${a},${b}`)
+    return this.applied()
   }
 
   /**
-   * A block between `a` and `b` changed. Resolves once the message has come back through the channel
-   * (Redis delivers it to every node in the same pass), so the caller is answered after the other nodes
-   * have heard of it, in practice.
+   * Resolves once every node known now has applied what this node published before (each answers an ASK
+   * after handling what came before it), or after APPLY_WAIT_MS, counted and logged: a node that died, or
+   * one of the release before ACK, cannot hold the caller longer. A node let go meanwhile counts as done.
    */
-  async blocksChanged(a: number, b: number): Promise<void> {
-    if (this.nodes.size > 0) await this.echoed(BLOCKS, `${a},${b}`)
+  applied(): Promise<void> {
+    if (this.nodes.size === 0) return Promise.resolve()
+    const id = ++this.lastAsk
+    const waiting = new Set(this.nodes.keys())
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.asks.delete(id)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        this.metrics?.clusterUnacknowledged.inc()
+        logFault('cluster: nodes did not acknowledge a change in time', new Error(`${waiting.size} silent after ${APPLY_WAIT_MS} ms`))
+        done()
+      }, APPLY_WAIT_MS)
+      this.asks.set(id, { waiting, done })
+      void this.send(ASK, String(id)).then((sent) => {
+        if (!sent) done()
+      })
+    })
   }
 
   /**
@@ -233,10 +284,32 @@ export class Cluster {
   /** Says goodbye (the others let this node's users go at once) and disconnects. */
   async leave(): Promise<void> {
     clearInterval(this.heartbeat)
+    for (const ask of [...this.asks.values()]) ask.done()
     // Redis answers in order: once the goodbye is answered, everything published before it is too.
     await this.send(BYE, '')
     this.sub.close()
     this.pub.close()
+  }
+
+  /**
+   * True while this node can be sure nobody else hears the channel, so publishing would be wasted: no other
+   * node ever spoke, and our subscription is up (were it down, a node that joined meanwhile went unheard).
+   */
+  private get alone(): boolean {
+    return !this.heardOthers && this.listening && this.sub.connected
+  }
+
+  /**
+   * Beats, and lets go the nodes silent for three of their heartbeats, unless this node was itself stalled
+   * (a timer more than two heartbeats late): what the others said meanwhile is still unread, so their
+   * silence proves nothing, and they are given a fresh start instead.
+   */
+  private tick(now: number): void {
+    const stalled = now - this.lastTick > 2 * this.options.heartbeatMs
+    this.lastTick = now
+    void this.send(BEAT, String(this.options.heartbeatMs))
+    if (!stalled) return this.sweep(now)
+    for (const node of this.nodes.values()) node.lastHeard = now
   }
 
   /** Resolves false when Redis could not take it. */
@@ -302,6 +375,7 @@ export class Cluster {
     const from = message.slice(1, space)
     const payload = message.slice(newline + 1)
     if (from === this.node) return void this.echoes.get(versioned)?.[0]?.()
+    this.heardOthers = true
     const list = kind === UP && payload.startsWith(',')
     let node = this.nodes.get(from)
     if (!node) {
@@ -352,6 +426,14 @@ export class Cluster {
       case BYE:
         this.forget(from)
         break
+      case ASK:
+        void this.send(ACK, `${from} ${payload}`)
+        break
+      case ACK: {
+        const [asker, id] = payload.split(' ')
+        if (asker === this.node) this.acknowledged(Number(id), from)
+        break
+      }
     }
   }
 
@@ -374,10 +456,16 @@ export class Cluster {
     if (appeared.length > 0) this.peer.found(appeared, at)
   }
 
+  private acknowledged(ask: number, from: string): void {
+    const waiting = this.asks.get(ask)
+    if (waiting?.waiting.delete(from) && waiting.waiting.size === 0) waiting.done()
+  }
+
   private forget(id: string): void {
     const node = this.nodes.get(id)
     if (!node) return
     this.nodes.delete(id)
+    for (const ask of this.asks.keys()) this.acknowledged(ask, id)
     const lost = [...node.users].filter((userId) => !this.isOnlineElsewhere(userId))
     if (lost.length > 0) this.peer.lost(lost, new Date(node.lastSaidAt))
   }

@@ -45,7 +45,7 @@ export class DialogService {
     const dialog = await this.get(userId, id)
     if (created) {
       const peerView = await this.get(peerId, id)
-      this.realtime.dialogNew(id, [
+      await this.realtime.dialogNew(id, [
         { userId, dialog },
         { userId: peerId, dialog: peerView },
       ])

@@ -111,6 +111,10 @@ export class Metrics {
     'chat_cluster_messages_ignored_total',
     'Cluster messages of a protocol version this node does not speak (a node of another release), by version',
   )
+  readonly clusterUnacknowledged = new Counter(
+    'chat_cluster_unacknowledged_total',
+    'Changes (a session ended, a block, a new dialog) answered before every other node acknowledged applying them, after the 2 s wait',
+  )
   readonly eventLoopLag = new Histogram('chat_event_loop_lag_seconds', 'How late a 100 ms timer fires', LATENCY_BUCKETS)
   private readonly startedAt = Date.now() / 1000
 
@@ -157,6 +161,7 @@ export class Metrics {
         this.wsClosedSlow,
         this.clusterLag,
         this.clusterIgnored,
+        this.clusterUnacknowledged,
         this.eventLoopLag,
         this.pushSent,
         this.pushFailed,

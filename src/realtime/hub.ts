@@ -98,8 +98,12 @@ export class Hub implements RealtimePort, ClusterPeer {
     this.cluster = cluster
   }
 
-  /** Leaves the cluster, if any (after closeAll: the other nodes then tell this node's users' peers). */
+  /**
+   * Leaves the cluster, if any (after closeAll: the other nodes then tell this node's users' peers). Work
+   * still in flight goes first: a last connection's close waits for the cluster before storing last_seen_at.
+   */
   async leave(): Promise<void> {
+    await Promise.all(this.pending)
     // Detached first: what is published while the goodbye goes out stays on this node.
     const cluster = this.cluster
     this.cluster = undefined
@@ -153,14 +157,19 @@ export class Hub implements RealtimePort, ClusterPeer {
     this.toDialog(event.dialog_id, reactionsFrame(event), undefined)
   }
 
-  /** Subscribes both members' live connections to the new dialog, then sends each member its own view. */
-  dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): void {
+  /**
+   * Subscribes both members' live connections to the new dialog, then sends each member its own view;
+   * resolves once every node has done both, so that whoever is answered about the dialog can send into it
+   * through any node, and the members' connections everywhere get it.
+   */
+  async dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): Promise<void> {
     for (const { userId, dialog } of views) {
       const entry = this.users.get(userId)
       if (entry) this.follow(entry, userId, [dialogId], [dialog.peer.id])
       this.cluster?.follow(userId, dialogId, dialog.peer.id)
     }
     for (const { userId, dialog } of views) this.toUser(userId, dialogNewFrame(dialog))
+    await this.cluster?.applied()
   }
 
   /** Typing goes to the peer's connections only (the typist's own devices have no use for it), unless blocked. */
@@ -185,8 +194,8 @@ export class Hub implements RealtimePort, ClusterPeer {
    * Registers an authenticated connection: sends it `greeting` (auth:ok, answering `request` if it came by
    * a frame; `beforeGreeting` first, in the same tick), then subscribes it to its user
    * topic and every dialog of the user. The user's first connection records last_seen_at and tells the
-   * peers it is online (in a cluster, unless another node has the user: see Cluster.online). False when
-   * the connection closed while this ran.
+   * peers it is online (in a cluster, both only when no other node has the user: see Cluster.online). False
+   * when the connection closed while this ran.
    */
   async connect(ws: Socket, userId: number, greeting: string, request?: RawFrame, beforeGreeting?: () => void): Promise<boolean> {
     let entry = this.users.get(userId)
@@ -211,11 +220,12 @@ export class Hub implements RealtimePort, ClusterPeer {
     const first = !entry.announced
     entry.announced = true
     const now = new Date()
-    if (first) await this.presence.seen([userId], now)
+    const cluster = this.cluster
+    if (first && !cluster) await this.presence.seen([userId], now)
     if (!entry.sockets.has(ws)) return false
     // Announced before the greeting, so a client that sees auth:ok and closes its device on another node
     // is not reported offline there (see Cluster.offline).
-    const announced = first ? this.cluster?.online(userId) : undefined
+    const announced = first ? cluster?.online(userId) : undefined
     // The greeting goes out before any subscription, in the same tick, so it is the first frame the
     // client sees. What was published before it was committed before it: a client catches up after
     // the greeting (GET /dialogs, ?after_id=) and misses nothing.
@@ -228,19 +238,26 @@ export class Hub implements RealtimePort, ClusterPeer {
     // followed while this one was loaded included.
     this.follow(entry, userId, links.dialogs, links.peers)
     for (const dialogId of entry.dialogs) ws.subscribe(ws.data.wire.prefix + dialogTopic(dialogId))
-    if (first) {
-      const tell = () => {
-        if (!(this.cluster?.isOnlineElsewhere(userId) ?? false)) this.toPeers(userId, entry, presenceFrame(userId, true, now))
-      }
-      if (announced) void announced.then(tell)
-      else tell()
+    if (!first) return true
+    if (!cluster || !announced) {
+      this.toPeers(userId, entry, presenceFrame(userId, true, now))
+      return true
     }
+    // Stored only with the event: a device joining the user's others on another node moves nothing.
+    this.track(
+      announced.then(async () => {
+        if (cluster.isOnlineElsewhere(userId)) return
+        await this.presence.seen([userId], now).catch((error) => logFault('storing last_seen_at failed', error))
+        this.toPeers(userId, entry, presenceFrame(userId, true, now))
+      }),
+    )
     return true
   }
 
   /**
    * Forgets a closed connection. When it was the user's last, last_seen_at is stored first and the peers
-   * are told after, unless the user came back meanwhile (then they never saw the user leave).
+   * are told after, unless the user came back meanwhile (then they never saw the user leave); in a cluster
+   * both only once no other node has the user either.
    */
   disconnect(ws: Socket): void {
     const sessionId = ws.data.sessionId
@@ -254,30 +271,41 @@ export class Hub implements RealtimePort, ClusterPeer {
     // Never greeted, never told online: there is nothing to tell or store.
     if (!entry.announced) return this.forget(userId, entry)
     const at = new Date()
-    this.track(
-      this.presence
-        .seen([userId], at)
-        .catch((error) => logFault('storing last_seen_at failed', error))
-        .then(() => {
+    const seen = () => this.presence.seen([userId], at).catch((error) => logFault('storing last_seen_at failed', error))
+    const tell = () => {
+      if (!this.isOnline(userId)) this.toPeers(userId, entry, presenceFrame(userId, false, at))
+    }
+    const cluster = this.cluster
+    if (!cluster) {
+      return this.track(
+        seen().then(() => {
           if (entry.sockets.size > 0 || this.users.get(userId) !== entry) return
           this.forget(userId, entry)
-          const tell = () => {
-            if (!this.isOnline(userId)) this.toPeers(userId, entry, presenceFrame(userId, false, at))
-          }
-          if (this.cluster) void this.cluster.offline(userId).then(tell)
-          else tell()
+          tell()
         }),
+      )
+    }
+    this.forget(userId, entry)
+    this.track(
+      cluster.offline(userId).then(async () => {
+        if (this.isOnline(userId)) return
+        await seen()
+        tell()
+      }),
     )
   }
 
   /**
-   * Shutdown: closes every connection with `code` and records everyone still online as last seen now
-   * (peers are not told: their connections to this node are closing too).
+   * Shutdown: closes every connection with `code` and records everyone still online only here as last seen
+   * now (peers are not told: their connections to this node are closing too; those online on another node
+   * stay online).
    */
   async closeAll(code: number, reason: string): Promise<void> {
     this.stopping = true
     this.outbox.flush()
-    const online = [...this.users].filter(([, e]) => e.sockets.size > 0).map(([id]) => id)
+    const online = [...this.users]
+      .filter(([id, e]) => e.sockets.size > 0 && !this.cluster?.isOnlineElsewhere(id))
+      .map(([id]) => id)
     for (const entry of this.users.values()) for (const ws of entry.sockets) closeSocket(ws, code, reason)
     await Promise.all(this.pending)
     if (online.length > 0) {
@@ -351,9 +379,9 @@ export class Hub implements RealtimePort, ClusterPeer {
     }
   }
 
-  sessionEnded(sessionId: string): void {
+  async sessionEnded(sessionId: string): Promise<void> {
     this.endSession(sessionId)
-    this.cluster?.sessionEnded(sessionId)
+    await this.cluster?.sessionEnded(sessionId)
   }
 
   /** Closes this node's connections of a revoked session, as an authentication failure. */

@@ -16,9 +16,13 @@ export interface RealtimePort {
   messageEdited(message: MessageDto): void
   messageDeleted(event: DeletedEvent): void
   reactions(event: ReactionsEvent): void
-  dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): void
-  /** A session was revoked (logout, refresh token reuse): its live connections close. */
-  sessionEnded(sessionId: string): void
+  /** Resolves once every node has subscribed the members' connections (bounded: see Cluster.applied). */
+  dialogNew(dialogId: number, views: { userId: number; dialog: DialogDto }[]): Promise<void>
+  /**
+   * A session was revoked (logout, refresh token reuse): its live connections close. Resolves once every
+   * node has forgotten it (bounded: see Cluster.applied).
+   */
+  sessionEnded(sessionId: string): Promise<void>
   /** A block between two users changed: every node's block cache forgets it (resolves once told). */
   blocksChanged(a: number, b: number): Promise<void>
 }
