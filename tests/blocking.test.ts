@@ -110,6 +110,9 @@ describe.each(dialects)('blocking on %s', (dialect) => {
     await a1.drain()
 
     expect((await block(a, b.user.id)).status).toBe(204)
+    // Each is told the other as REST now shows them, hidden (offline, never seen), not left as last heard.
+    expect(await a1.next('presence')).toEqual({ type: 'presence', user_id: b.user.id, online: false, last_seen_at: null })
+    expect(await b1.next('presence')).toEqual({ type: 'presence', user_id: a.user.id, online: false, last_seen_at: null })
     b1.send(sendFrame(dialogId, 'b-ws'))
     expect(await b1.next('error')).toMatchObject({ code: 'blocked', frame_type: 'message:send', client_msg_id: 'b-ws' })
     a1.send(sendFrame(dialogId, 'a-ws'))
@@ -127,6 +130,11 @@ describe.each(dialects)('blocking on %s', (dialect) => {
     expect((await call('GET', `/dialogs/${dialogId}`, a)).body.peer).toMatchObject({ online: false, last_seen_at: null })
 
     expect((await unblock(a, b.user.id)).status).toBe(204)
+    // Shown again as it is: offline, last seen when b's last device closed (as REST now says).
+    const shown = await a1.next('presence')
+    expect(shown).toMatchObject({ user_id: b.user.id, online: false })
+    expect(typeof shown.last_seen_at).toBe('string')
+    expect((await call('GET', `/dialogs/${dialogId}`, a)).body.peer).toMatchObject({ online: false, last_seen_at: shown.last_seen_at })
     const b3 = await open(b)
     expect(await a1.next('presence')).toMatchObject({ user_id: b.user.id, online: true })
     b3.send({ type: 'typing', dialog_id: dialogId, state: 'stop' })
@@ -202,6 +210,8 @@ describe.skipIf(!redisAvailable).each(dialects)('blocking across two nodes on %s
     expect((await aliceOnA.drain({ presence: true })).filter((f) => f.type === 'typing' || f.type === 'message:new' || f.type === 'presence')).toEqual([])
 
     expect((await nodes.a.t.call('DELETE', `/users/${bob.user.id}/block`, { token: alice.access_token })).status).toBe(204)
+    // Bob is shown again as he is: online, on the other node.
+    expect(await aliceOnA.next('presence')).toMatchObject({ user_id: bob.user.id, online: true })
     bobAgain.send({ type: 'typing', dialog_id: dialogId, state: 'stop' })
     expect(await aliceOnA.next('typing')).toMatchObject({ user_id: bob.user.id, state: 'stop' })
     bobAgain.send(sendFrame(dialogId, 'again'))

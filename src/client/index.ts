@@ -53,7 +53,7 @@ export interface ClientEvents {
   receipt: Receipt
   /** Whether the peer is typing; a `start` that is not followed by anything expires by itself. */
   typing: { dialog_id: number; user_id: number; typing: boolean }
-  presence: { user_id: number; online: boolean; last_seen_at: string }
+  presence: { user_id: number; online: boolean; last_seen_at: string | null }
   /** A failure that belongs to no message (a bad frame, a catch-up that failed). */
   error: { error: ChatError }
   /** Every frame from the server as it is, handled or not: a frame type newer than this client is still seen. */

@@ -46,7 +46,8 @@ export type ServerFrame =
   | ({ type: 'message:reactions' } & ReactionsEvent)
   | ({ type: 'message:status' } & Receipt)
   | { type: 'typing'; dialog_id: number; user_id: number; state: 'start' | 'stop' }
-  | { type: 'presence'; user_id: number; online: boolean; last_seen_at: string }
+  /** `last_seen_at` null: hidden (the two are in a block), or never seen. */
+  | { type: 'presence'; user_id: number; online: boolean; last_seen_at: string | null }
   | { type: 'dialog:new'; dialog: Dialog }
   | { type: 'pong' }
   | ErrorFrame

@@ -53,8 +53,10 @@ const SERVER_FRAMES: Record<string, { summary: string; schema: TSchema }> = {
     schema: T.Object({ type: T.Literal('typing'), dialog_id: Id, user_id: Id, state: T.Union([T.Literal('start'), T.Literal('stop')]) }),
   },
   presence: {
-    summary: 'A dialog peer came online (first connection) or went offline (last one closed)',
-    schema: T.Object({ type: T.Literal('presence'), user_id: Id, online: T.Boolean(), last_seen_at: Instant }),
+    summary:
+      'A dialog peer came online (first connection) or went offline (last one closed); at a block, the other user as hidden ' +
+      '(offline, last_seen_at null), and at an unblock, as they are',
+    schema: T.Object({ type: T.Literal('presence'), user_id: Id, online: T.Boolean(), last_seen_at: T.Union([Instant, T.Null()]) }),
   },
   'dialog:new': { summary: 'A dialog was created with the user in it', schema: T.Object({ type: T.Literal('dialog:new'), dialog: DialogSchema }) },
   pong: { summary: 'Answer to ping', schema: T.Object({ type: T.Literal('pong') }) },

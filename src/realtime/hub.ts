@@ -186,6 +186,10 @@ export class Hub implements RealtimePort, ClusterPeer {
     await this.cluster?.blocksChanged(a, b)
   }
 
+  presenceTo(userId: number, about: number, online: boolean, lastSeenAt: Date | null): void {
+    this.toUser(userId, presenceFrame(about, online, lastSeenAt))
+  }
+
   forgetBlocks(a: number, b: number): void {
     this.blocks.forget(a, b)
   }

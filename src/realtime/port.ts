@@ -25,4 +25,6 @@ export interface RealtimePort {
   sessionEnded(sessionId: string): Promise<void>
   /** A block between two users changed: every node's block cache forgets it (resolves once told). */
   blocksChanged(a: number, b: number): Promise<void>
+  /** Tells `userId`'s connections, on every node, the presence of `about` as they may now see it. */
+  presenceTo(userId: number, about: number, online: boolean, lastSeenAt: Date | null): void
 }

@@ -124,8 +124,9 @@ export const reactionsFrame = (event: ReactionsEvent) => JSON.stringify({ type: 
 export const typingFrame = (dialogId: number, userId: number, state: 'start' | 'stop') =>
   JSON.stringify({ type: 'typing', dialog_id: dialogId, user_id: userId, state })
 
-export const presenceFrame = (userId: number, online: boolean, lastSeenAt: Date) =>
-  JSON.stringify({ type: 'presence', user_id: userId, online, last_seen_at: lastSeenAt.toISOString() })
+/** `lastSeenAt` null: hidden, as REST shows a peer in a block with the caller. */
+export const presenceFrame = (userId: number, online: boolean, lastSeenAt: Date | null) =>
+  JSON.stringify({ type: 'presence', user_id: userId, online, last_seen_at: lastSeenAt?.toISOString() ?? null })
 
 export const dialogNewFrame = (dialog: DialogDto) => JSON.stringify({ type: 'dialog:new', dialog })
 
