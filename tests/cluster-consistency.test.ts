@@ -196,6 +196,24 @@ describe.skipIf(!redisAvailable)('cluster consistency (pg)', () => {
       await Promise.all([aliceA.close(), bobB.close()])
     })
 
+    test('a block made while node B cannot hear Redis is in force on B once it hears again', async () => {
+      const { alice, bob, dialogId } = await pair()
+      const bobB = await on(nodes.b, bob)
+      // Node B has bob's blocks cached (a send reads them).
+      bobB.send(sendFrame(dialogId, 'pre'))
+      await bobB.next('message:ack')
+      const down = keepSubscriberDown(nodes.b, 1_500)
+      await Bun.sleep(300)
+      // Node B never hears of it (nor acknowledges: the answer waits out the bound).
+      expect((await nodes.a.t.call('PUT', `/users/${bob.user.id}/block`, { token: alice.access_token })).status).toBe(204)
+      await down
+      await eventually(() => nodes.b.t.core.hub.clusterJoined(), 'node B reconnected to Redis')
+      await Bun.sleep(500)
+      bobB.send(sendFrame(dialogId, 'post'))
+      expect(await bobB.next('error')).toMatchObject({ code: 'blocked', client_msg_id: 'post' })
+      await bobB.close()
+    })
+
     test('node A\'s subscription down (its publisher up): a logout through A closes the session\'s socket on node B', async () => {
       const alice = await nodes.a.t.register()
       const onB = await on(nodes.b, alice)

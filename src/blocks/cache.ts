@@ -14,6 +14,8 @@ export class BlockCache {
   private readonly related = new Lru<number, Set<number>>(MAX_CACHED)
   /** Bumped per user by each change, so a load that started before it is discarded. */
   private readonly generation = new Map<number, number>()
+  /** Bumped by forgetAll, for the same reason. */
+  private epoch = 0
 
   constructor(private readonly db: Db) {}
 
@@ -37,10 +39,20 @@ export class BlockCache {
     }
   }
 
+  /**
+   * Changes may have gone unheard (this node's subscription to the cluster channel dropped, and what was
+   * said meanwhile is lost): everything is read again when next needed.
+   */
+  forgetAll(): void {
+    this.related.clear()
+    this.epoch++
+  }
+
   private async load(userId: number): Promise<Set<number>> {
     const before = this.generation.get(userId) ?? 0
+    const epoch = this.epoch
     const loaded = new Set(await this.db.read((s) => blockRelations(s, userId)))
-    if ((this.generation.get(userId) ?? 0) === before) {
+    if ((this.generation.get(userId) ?? 0) === before && this.epoch === epoch) {
       this.related.set(userId, loaded)
     }
     return loaded

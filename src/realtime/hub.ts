@@ -424,8 +424,13 @@ export class Hub implements RealtimePort, ClusterPeer {
     if (entry) this.follow(entry, userId, [dialogId], [peerId])
   }
 
-  /** Dialogs created on other nodes while this node's subscription was down (their FOLLOW lost): followed now. */
+  /**
+   * What this node missed while its subscription was down: dialogs created on other nodes (their FOLLOW
+   * lost) are followed now, and blocks are read again.
+   */
   resubscribed(): void {
+    // Blocks changed elsewhere meanwhile were announced to no one here.
+    this.blocks.forgetAll()
     for (const [userId, entry] of this.users) {
       if (entry.sockets.size === 0) continue
       this.track(
