@@ -947,6 +947,105 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     expect({ loaded, older }).toEqual({ loaded: true, older: true })
   }, 60_000)
 
+  test('a search hit thousands of messages back opens a window around it: "Jump to latest" goes back, scrolling down loads on to the newest, sending goes back', async () => {
+    // Written before the user signs in, so that none of it reaches the app live.
+    const me = await register()
+    const bob = await register()
+    const dialog = await openDialog(bob.token, me.id)
+    /** Sends `count` messages named `prefix N`, 32 at a time (their order is the server's: read back below). */
+    const flood = async (prefix: string, count: number) => {
+      let next = 0
+      await Promise.all(Array.from({ length: 32 }, async () => { while (next < count) await say(bob.token, dialog, `${prefix} ${next++}`) }))
+    }
+    await flood('early', 60)
+    await say(bob.token, dialog, 'the quokka needle from long ago')
+    // More than loading the pages in between could ever reach (it gave up after 20 pages of 100).
+    await flood('hay', 2150)
+    await say(bob.token, dialog, 'the newest of all')
+    const page = await newPage()
+    await logIn(page, me.username)
+    /** Every stored text of the dialog, oldest first. */
+    const stored = async () => {
+      const texts: string[] = []
+      for (let after = 0, more = true; more; ) {
+        const { body } = await http(web.server.base, 'GET', `/dialogs/${dialog}/messages?after_id=${after}&limit=100`, undefined, bob.token)
+        texts.push(...(body.messages as { text: string }[]).map((m) => m.text))
+        more = body.has_more
+        after = body.messages.at(-1).id
+      }
+      return texts
+    }
+    /** The log's texts are a run of the stored ones, none missing or twice: where it starts, and whether it reaches the newest. */
+    const run = async (all: string[]) => {
+      const shown = await log(page).locator('.msg .text').allTextContents()
+      const start = all.indexOf(shown[0]!)
+      return { contiguous: start >= 0 && Bun.deepEquals(shown, all.slice(start, start + shown.length)), start, toNewest: start + shown.length === all.length }
+    }
+    const jump = page.getByRole('button', { name: 'Jump to latest' })
+    const needle = row(page, 'the quokka needle from long ago')
+    const openHit = async () => {
+      await page.getByRole('button', { name: 'Search', exact: true }).click()
+      await page.getByRole('textbox', { name: 'Search messages' }).fill('quokka')
+      await page.getByRole('textbox', { name: 'Search messages' }).press('Enter')
+      const hit = page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: 'quokka' })
+      await hit.waitFor()
+      await hit.getByRole('button').click()
+      await needle.waitFor({ timeout: 10_000 })
+      // Scrolled to on the next frame, and highlighted a moment.
+      await page.waitForTimeout(300)
+    }
+    let all = await stored()
+    const quokkaAt = all.indexOf('the quokka needle from long ago')
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'the newest of all').waitFor()
+
+    await openHit()
+    const around = {
+      inView: await inView(page, needle),
+      highlighted: await needle.evaluate((m) => m.classList.contains('found')),
+      jump: await jump.isVisible(),
+      olderButton: await page.getByRole('button', { name: 'Load older messages' }).isVisible(),
+      newestShown: await row(page, 'the newest of all').count(),
+      ...(await run(all)),
+    }
+    expect(around).toEqual({ inView: true, highlighted: true, jump: true, olderButton: true, newestShown: 0, contiguous: true, start: around.start, toNewest: false })
+    expect(around.start).toBeLessThan(quokkaAt)
+
+    await jump.click()
+    await row(page, 'the newest of all').waitFor()
+    await jump.waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    const latest = { inView: await inView(page, row(page, 'the newest of all')), needleShown: await needle.count(), ...(await run(all)) }
+    expect(latest).toEqual({ inView: true, needleShown: 0, contiguous: true, start: latest.start, toNewest: true })
+
+    // Writing from a window goes back to the present, where the message is.
+    await openHit()
+    await write(page, 'back to the present')
+    await row(page, 'back to the present').and(page.locator('[data-status]')).waitFor()
+    await jump.waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    const sent = { inView: await inView(page, row(page, 'back to the present')), needleShown: await needle.count(), ...(await run(await stored())) }
+    expect(sent).toEqual({ inView: true, needleShown: 0, contiguous: true, start: sent.start, toNewest: true })
+
+    // Again in the window; a message arriving meanwhile is not put under it, as if it came next.
+    await openHit()
+    await say(bob.token, dialog, 'said while the window was shown')
+    // It has reached the app: the chat list's preview shows it.
+    await chatItem(page, bob.username).filter({ hasText: 'said while the window was shown' }).waitFor()
+    await page.waitForTimeout(200)
+    const liveBelowWindow = await row(page, 'said while the window was shown').count()
+    all = await stored()
+    // Scrolled to the end again and again until the gap is closed. (Cheap reads: a role lookup walks every button of a long log.)
+    const scrollToEnd = `(() => { const l = document.querySelector('[role=log]'); l.scrollTop = l.scrollHeight; return !document.querySelector('button.jump').hidden })()`
+    for (const until = Date.now() + 40_000; (await page.evaluate<boolean>(scrollToEnd)) && Date.now() < until; ) {
+      await page.waitForTimeout(100)
+    }
+    await row(page, 'said while the window was shown').waitFor()
+    const scrolled = { liveBelowWindow, jump: await jump.isVisible(), ...(await run(all)) }
+    expect(scrolled).toEqual({ liveBelowWindow: 0, jump: false, contiguous: true, start: scrolled.start, toNewest: true })
+    expect(scrolled.start).toBeLessThan(quokkaAt)
+  }, 120_000)
+
   test('loading the last page of older messages keeps the reader’s place (the button going away does not shift the log)', async () => {
     // Written before the user signs in: the chat opens with the newest 50, the first 10 behind the button.
     const me = await register()

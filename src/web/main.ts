@@ -1,7 +1,7 @@
 import { ChatClient, ChatError, type Attachment, type Message, type SavedMessage, type Session } from '../client'
 import { MAX_TEXT_CHARS, textTooLong } from '../shared/text'
 import { h } from './dom'
-import { connectStore, initialState, type State } from './store'
+import { connectStore, initialState, isShown, type Chat, type State } from './store'
 import { pushSupported, subscribe } from './push'
 import { authView } from './views/auth'
 import { conversationView } from './views/conversation'
@@ -139,6 +139,8 @@ const actions = {
     let ok = true
     try {
       const page = await client.history(dialogId, { limit, before_id: oldest })
+      // Another window of history replaced the messages meanwhile: this page is not next to it.
+      if (Math.min(...[...chat.messages.keys()]) !== oldest) return true
       for (const message of page.messages) chat.messages.set(message.id, message)
       chat.hasMore = page.has_more
     } catch (error) {
@@ -148,10 +150,46 @@ const actions = {
     render()
     return ok
   },
+  /** The page after a window of history, scrolled to its end; the last one closes the gap. */
+  async loadNewer(dialogId: number) {
+    const chat = state.chats.get(dialogId)
+    const from = chat?.gapAfter
+    if (!chat || from == null || loadingNewer.has(dialogId)) return
+    loadingNewer.add(dialogId)
+    try {
+      const page = await client.history(dialogId, { limit: 100, after_id: from })
+      // Jumped meanwhile (to the latest, or to another hit): the page is not next to what is shown.
+      if (chat.gapAfter !== from) return
+      for (const message of page.messages) chat.messages.set(message.id, message)
+      chat.gapAfter = page.has_more ? (page.messages.at(-1)?.id ?? from) : null
+    } catch (error) {
+      state.alert = describe(error)
+    } finally {
+      loadingNewer.delete(dialogId)
+      render()
+    }
+  },
+  /** From a window of history back to the present: the newest page replaces the window. */
+  async jumpToLatest(dialogId: number) {
+    const chat = state.chats.get(dialogId)
+    if (chat?.gapAfter == null) return
+    try {
+      const page = await client.history(dialogId, { limit: 50 })
+      if (chat.gapAfter === null) return
+      replaceLoaded(chat, page.messages)
+      chat.hasMore = page.has_more
+      chat.gapAfter = null
+    } catch (error) {
+      state.alert = describe(error)
+    }
+    render()
+  },
   /** Queues the message; false (and said why) when it is refused as it is, to be changed in the composer. */
   send(dialogId: number, text: string): boolean {
     if (!fits(text)) return false
     client.send(dialogId, text)
+    // Written while a window of history is shown: back to the present, where it goes.
+    void actions.jumpToLatest(dialogId)
     return true
   },
   /**
@@ -200,6 +238,7 @@ const actions = {
    */
   async attach(dialogId: number, files: File[], caption: string): Promise<boolean> {
     if (!fits(caption)) return false
+    void actions.jumpToLatest(dialogId)
     let captionSent = !caption
     for (const [i, file] of files.entries()) {
       state.uploading++
@@ -245,12 +284,19 @@ const actions = {
     ++searches
     state.search = { query: '', results: null }
     await actions.open(message.dialog_id)
-    // The hit may be older than the history loaded: pages before it are loaded (bounded), then it is shown.
     const chat = state.chats.get(message.dialog_id)
     if (!chat?.loaded || state.openId !== message.dialog_id) return
-    for (let pages = 0; !chat.messages.has(message.id) && chat.hasMore && pages < 20; pages++)
-      if (!(await actions.loadOlder(message.dialog_id, 100)) || state.openId !== message.dialog_id) return
-    if (!chat.messages.has(message.id)) return
+    const shown = () => chat.messages.has(message.id) && isShown(chat, message.id)
+    // A hit a few pages older than the history loaded: those pages are loaded. Farther back (or beyond
+    // the gap after a window shown): a window of history around it instead, not everything since.
+    if (!shown()) {
+      const oldest = Math.min(...[...chat.messages.values()].map((m) => m.seq))
+      if (message.seq < oldest && oldest - message.seq <= NEAR_HIT) {
+        while (!chat.messages.has(message.id) && chat.hasMore)
+          if (!(await actions.loadOlder(message.dialog_id, 100)) || state.openId !== message.dialog_id) return
+      } else if (!(await showAround(chat, message)) || state.openId !== message.dialog_id) return
+    }
+    if (!shown()) return
     state.focus = { dialogId: message.dialog_id, messageId: message.id }
     render()
   },
@@ -280,6 +326,41 @@ const actions = {
 }
 
 let searches = 0
+/** Chats whose next page after a window of history is being fetched (scrolling asks again and again). */
+const loadingNewer = new Set<number>()
+/** How far back (in messages) a search hit is reached by loading the pages in between: three at most. */
+const NEAR_HIT = 300
+
+/**
+ * Shows a window of history around a message: the page up to it and the page after it. Newer messages
+ * loaded are kept, not shown until the gap up to them closes; older ones are let go.
+ */
+async function showAround(chat: Chat, hit: Message): Promise<boolean> {
+  const dialogId = chat.dialog.id
+  try {
+    // before_id is exclusive: the next id takes in the hit (within a dialog, ids grow with seq).
+    const [upTo, after] = await Promise.all([
+      client.history(dialogId, { limit: 50, before_id: hit.id + 1 }),
+      client.history(dialogId, { limit: 50, after_id: hit.id }),
+    ])
+    const window = [...upTo.messages, ...after.messages]
+    replaceLoaded(chat, window)
+    chat.hasMore = upTo.has_more
+    chat.gapAfter = after.has_more ? (window.at(-1)?.id ?? hit.id) : null
+    return true
+  } catch (error) {
+    state.alert = describe(error)
+    render()
+    return false
+  }
+}
+
+/** The chat's loaded history becomes these (ascending) messages, and those newer already loaded. */
+function replaceLoaded(chat: Chat, messages: Message[]): void {
+  const last = messages.at(-1)?.id ?? 0
+  const newer = [...chat.messages].filter(([id]) => id > last)
+  chat.messages = new Map([...messages.map((m) => [m.id, m] as const), ...newer])
+}
 
 /** Whether a text is within the server's bound; if not, says so (the text stays where it was written). */
 function fits(text: string): boolean {
@@ -349,7 +430,8 @@ function markRead(): void {
   if (!chat || !visible() || !chat.loaded) return
   const me = state.session?.user.id
   let latest = 0
-  for (const message of chat.messages.values()) if (message.sender_id !== me && message.id > latest) latest = message.id
+  for (const message of chat.messages.values())
+    if (message.sender_id !== me && message.id > latest && isShown(chat, message.id)) latest = message.id
   const { dialog } = chat
   if (latest <= dialog.last_read_message_id && dialog.unread_count === 0) return
   if (latest > dialog.last_read_message_id) {

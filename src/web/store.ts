@@ -15,6 +15,12 @@ export interface Chat {
   /** History has been fetched (the newest page at least). */
   loaded: boolean
   hasMore: boolean
+  /**
+   * A window of history is shown (around a search hit far back): the id of its newest message. Newer
+   * messages exist that are not all loaded, so those loaded (live ones too) wait, not shown, until the
+   * pages after the window close the gap. null: the history loaded reaches the present.
+   */
+  gapAfter: number | null
   peerTyping: boolean
 }
 
@@ -79,6 +85,9 @@ export function statusOf(message: Message, dialog: Dialog): MessageStatus {
   return RANK[byWatermark] > RANK[message.status] ? byWatermark : message.status
 }
 
+/** Whether a loaded message is shown: not while it is beyond the gap after a window of history. */
+export const isShown = (chat: Chat, messageId: number) => chat.gapAfter === null || messageId <= chat.gapAfter
+
 export const activityOf = (dialog: Dialog) => dialog.last_message?.created_at ?? dialog.created_at
 
 /** Chats by most recent activity first. */
@@ -102,7 +111,7 @@ export function connectStore(client: ChatClient, state: State, changed: () => vo
   const upsert = (dialog: Dialog) => {
     const countedUpTo = dialog.last_message?.id ?? 0
     const chat = state.chats.get(dialog.id)
-    if (!chat) return void state.chats.set(dialog.id, { dialog, countedUpTo, messages: new Map(), loaded: false, hasMore: false, peerTyping: false })
+    if (!chat) return void state.chats.set(dialog.id, { dialog, countedUpTo, messages: new Map(), loaded: false, hasMore: false, gapAfter: null, peerTyping: false })
     chat.dialog = dialog
     chat.countedUpTo = countedUpTo
     for (const message of chat.messages.values()) if (message.id > countedUpTo) account(chat, message)

@@ -1,7 +1,7 @@
 import type { Attachment, Message, PendingMessage } from '../../client'
 import { attr, h, keyed, text } from '../dom'
 import { dayKey, dayLabel, lastSeen, timeLabel } from '../format'
-import { statusOf, type Chat, type State } from '../store'
+import { isShown, statusOf, type Chat, type State } from '../store'
 
 export interface ConversationActions {
   /** False when the text was refused as it is (too long): it stays in the composer. */
@@ -22,6 +22,10 @@ export interface ConversationActions {
   attachmentUrl(attachment: Attachment): string
   typing(dialogId: number): void
   loadOlder(dialogId: number): void
+  /** The next page after a window of history shown (a search hit far back). */
+  loadNewer(dialogId: number): void
+  /** From a window of history back to the newest messages. */
+  jumpToLatest(dialogId: number): void
   retry(clientMsgId: string): void
   back(): void
 }
@@ -46,6 +50,7 @@ export function conversationView(actions: ConversationActions) {
   const subtitle = h('p', { class: 'presence' })
   const older = h('button', { type: 'button', class: 'link older', hidden: true }, 'Load older messages')
   const log = h('div', { role: 'log', 'aria-label': 'Messages', class: 'log', tabindex: '0' })
+  const latest = h('button', { type: 'button', class: 'jump', hidden: true }, 'Jump to latest')
   const input = h('textarea', { id: 'composer', dir: 'auto', rows: 1, placeholder: 'Write a message', autocomplete: 'off', enterkeyhint: 'send' })
   const picker = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1' })
   const attach = h('button', { type: 'button', class: 'icon', 'aria-label': 'Attach', title: 'Attach a photo or file' }, '+')
@@ -79,6 +84,7 @@ export function conversationView(actions: ConversationActions) {
     ),
     older,
     log,
+    latest,
     editing,
     uploading,
     form,
@@ -88,8 +94,13 @@ export function conversationView(actions: ConversationActions) {
   let editingId: number | null = null
   /** What is written and not sent, per chat (an edit's text is not a draft: the draft waits under it). */
   const drafts = new Map<number, string>()
-  /** The user has just sent: the next update shows the newest message, wherever the log was scrolled. */
+  /**
+   * The user has just sent, or asked for the latest: the next update showing the present (no window of
+   * history) shows the newest message, wherever the log was scrolled.
+   */
   let toNewest = false
+  /** The log shows a window of history, with a gap after it: it is never pinned to its bottom, and scrolling there loads on. */
+  let windowed = false
   /** The log is scrolled to its bottom (the newest message): a picture loading in it keeps it there. */
   let pinned = true
   /** Where the app last scrolled the log to its bottom: the scroll event that follows is the app's, not the user's. */
@@ -105,7 +116,9 @@ export function conversationView(actions: ConversationActions) {
   }
   // (A picture may have grown the log between the app's scroll and its event: that is not the user leaving the bottom.)
   log.addEventListener('scroll', () => {
-    if (log.scrollTop !== pinnedAt) pinned = nearBottom()
+    if (log.scrollTop !== pinnedAt) pinned = !windowed && nearBottom()
+    // Within a screen of a window's end: the page after it, before the reader gets there.
+    if (windowed && openId !== null && log.scrollHeight - log.scrollTop - log.clientHeight < log.clientHeight) actions.loadNewer(openId)
   })
   /** A picture has loaded and grown its row: the log stays at the bottom if it was there. */
   const imageLoaded = () => {
@@ -187,6 +200,11 @@ export function conversationView(actions: ConversationActions) {
     if (openId !== null && input.value.trim() && editingId === null) actions.typing(openId)
   })
   older.addEventListener('click', () => openId !== null && actions.loadOlder(openId))
+  latest.addEventListener('click', () => {
+    if (openId === null) return
+    toNewest = true
+    actions.jumpToLatest(openId)
+  })
   const grow = () => {
     input.style.height = 'auto'
     input.style.height = `${Math.min(input.scrollHeight, 160)}px`
@@ -337,7 +355,7 @@ export function conversationView(actions: ConversationActions) {
       drafts.clear()
       input.value = ''
       openId = editingId = null
-      toNewest = false
+      toNewest = windowed = false
       pinned = true
       grow()
     },
@@ -354,7 +372,9 @@ export function conversationView(actions: ConversationActions) {
       // Measured before anything changes (the "Load older messages" button going away moves the log up):
       // the first message the reader sees, and where it is on screen, to keep it there below.
       // (pinned: at the bottom, and a picture that has grown the log since, before its load event, does not change that.)
-      const atBottom = switched || toNewest || pinned || nearBottom()
+      // A window of history is not followed to its bottom: below it is a gap, not the newest message.
+      const gap = chat.gapAfter !== null
+      const atBottom = switched || (!gap && (toNewest || (!windowed && (pinned || nearBottom()))))
       const logTop = log.getBoundingClientRect().top
       const anchor = atBottom ? undefined : [...log.querySelectorAll<HTMLElement>('.msg')].find((m) => m.getBoundingClientRect().bottom > logTop)
       const anchorTop = anchor?.getBoundingClientRect().top ?? 0
@@ -373,6 +393,7 @@ export function conversationView(actions: ConversationActions) {
       text(subtitle, chat.peerTyping ? 'typing…' : peer.online ? 'online' : lastSeen(peer.last_seen_at))
       attr(subtitle, 'data-typing', chat.peerTyping)
       older.hidden = !chat.hasMore
+      latest.hidden = !gap
       const blocked = state.blocked.has(peer.id)
       text(block, blocked ? 'Unblock' : 'Block')
       block.onclick = () => actions.toggleBlock(peer.id)
@@ -397,11 +418,12 @@ export function conversationView(actions: ConversationActions) {
       editing.hidden = editingId === null
 
       keyed(log, rows(state, chat), (row) => row.key, createRow, updateRow(state, chat))
-      toNewest = false
+      if (!gap) toNewest = false
+      windowed = gap
       if (atBottom) toBottom()
-      // Older messages were put above, or the log moved: keep what the reader was looking at in place.
+      // Messages were put above or below, or the log moved: keep what the reader was looking at in place.
       else if (anchor?.isConnected) log.scrollTop += anchor.getBoundingClientRect().top - anchorTop
-      pinned = atBottom || nearBottom()
+      pinned = !gap && (atBottom || nearBottom())
       // A search hit opened: it is scrolled to the middle of the log and highlighted a moment.
       const focus = state.focus
       if (focus && focus !== focused && focus.dialogId === chat.dialog.id) {
@@ -411,7 +433,7 @@ export function conversationView(actions: ConversationActions) {
           const box = hit.getBoundingClientRect()
           const logBox = log.getBoundingClientRect()
           log.scrollTop += box.top - logBox.top - Math.max(0, (log.clientHeight - box.height) / 2)
-          pinned = nearBottom()
+          pinned = !gap && nearBottom()
           for (const old of log.querySelectorAll('.msg.found')) old.classList.remove('found')
           foundId = focus.messageId
           hit.classList.add('found')
@@ -427,11 +449,12 @@ export function conversationView(actions: ConversationActions) {
   }
 }
 
+/** The rows of the log; while a window of history is shown, nothing newer than it (not even what is being sent). */
 function rows(state: State, chat: Chat): Row[] {
-  const messages = [...chat.messages.values()].sort((a, b) => a.seq - b.seq)
+  const messages = [...chat.messages.values()].filter((m) => isShown(chat, m.id)).sort((a, b) => a.seq - b.seq)
   const me = state.session?.user.id
   const acked = new Set(messages.filter((m) => m.sender_id === me).map((m) => m.client_msg_id))
-  const pending = [...state.pending.values()].filter((p) => p.dialog_id === chat.dialog.id && !acked.has(p.client_msg_id))
+  const pending = [...state.pending.values()].filter((p) => p.dialog_id === chat.dialog.id && chat.gapAfter === null && !acked.has(p.client_msg_id))
   const out: Row[] = []
   let day = ''
   const separate = (iso: string) => {
