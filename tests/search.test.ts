@@ -1,9 +1,30 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { Database } from 'bun:sqlite'
 import { sql } from 'drizzle-orm'
+import { drizzle as drizzleSqlite } from 'drizzle-orm/bun-sqlite'
+import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import postgres from 'postgres'
+import { indexText } from '../src/search/fts.sqlite'
 import { matchers } from '../src/search/store'
 import type { PgDb } from '../src/storage/database'
+import { EMBEDDED } from '../src/storage/embedded-migrations'
+import { messages as pgMessages } from '../src/storage/schema.pg'
+import { messages as sqliteMessages } from '../src/storage/schema.sqlite'
 import { createTestApp, expectContractError, type Session, type TestApp } from './support/app'
-import { dialects } from './support/databases'
+import { dialects, freshDatabase } from './support/databases'
+
+/** The migration that made each CJK character a word of its own. */
+const CJK_MIGRATION = { sqlite: '0009_search_cjk', pg: '0011_search_cjk' } as const
+const statementsOf = (dialect: 'sqlite' | 'pg', tag: string) =>
+  (EMBEDDED[dialect].files as Record<string, string>)[tag]!.split('--> statement-breakpoint').filter((s) => s.trim() !== '')
+/** The code points indexText spaces apart (beyond ASCII, surrogates left out), to compare each dialect's SQL with. */
+const cjkCodePoints = () => {
+  const found: number[] = []
+  for (let cp = 0x80; cp <= 0x323af; cp++) if ((cp < 0xd800 || cp > 0xdfff) && indexText(String.fromCodePoint(cp)) !== String.fromCodePoint(cp)) found.push(cp)
+  return found
+}
 
 type PlanNode = { 'Index Name'?: string; Plans?: PlanNode[] }
 type Page = { messages: { id: number; text: string; dialog_id: number }[]; has_more: boolean }
@@ -175,6 +196,143 @@ describe.each(dialects)('search on %s', (dialect) => {
     expect(await texts(a, 'wombat')).toEqual(['wombat e\u0301'])
     expect((await search(a, { q: '\u0301' })).body).toEqual({ messages: [], has_more: false })
     expect(await texts(a, 'wombat \u0301')).toEqual([])
+  })
+
+  // Chinese and Japanese are written without spaces: each Han, Hiragana or Katakana character is a word of its own in
+  // the index, and a word of q holding some is the phrase of its parts, in order and adjacent.
+  test('a Chinese or Japanese word is found inside a sentence; its characters apart or in another order are not', async () => {
+    const { a, dialogId } = await t.pair()
+    const tokyo = '私は東京に住んでいます'
+    const beijing = '我住在北京'
+    const apart = '東の空と京の都'
+    const reversed = '京東へ行く'
+    const ramen = 'きのうラーメンを食べた'
+    for (const text of [tokyo, beijing, apart, reversed, ramen]) await send(a, dialogId, text)
+    const found = async (q: string) => (await texts(a, q)).sort()
+    expect(await found('東京')).toEqual([tokyo])
+    expect(await found('北京')).toEqual([beijing])
+    expect(await found('住んで')).toEqual([tokyo])
+    expect(await found('ラーメン')).toEqual([ramen])
+    expect(await found('メンを食')).toEqual([ramen])
+    expect(await found('住')).toEqual([beijing, tokyo].sort())
+    expect(await found('東')).toEqual([apart, reversed, tokyo].sort())
+    expect(await found('京東')).toEqual([reversed])
+    expect(await found('東京 住んで')).toEqual([tokyo])
+    expect(await found('東京 北京')).toEqual([])
+    expect(await found('東京都')).toEqual([])
+    expect(await found('北京人')).toEqual([])
+  })
+
+  test('a CJK word joined to Latin letters is its parts in order, the Latin one also a prefix; Latin words beside CJK as before', async () => {
+    const { a, dialogId } = await t.pair()
+    const tower = '東京towerに行く'
+    const station = 'meet at 北京Station tomorrow'
+    for (const text of [tower, station]) await send(a, dialogId, text)
+    const found = async (q: string) => (await texts(a, q)).sort()
+    expect(await found('東京tower')).toEqual([tower])
+    expect(await found('東京tow')).toEqual([tower])
+    expect(await found('京TOWER')).toEqual([tower])
+    expect(await found('tower')).toEqual([tower])
+    expect(await found('towerに')).toEqual([tower])
+    expect(await found('東京towel')).toEqual([])
+    expect(await found('東tower')).toEqual([])
+    expect(await found('北京st')).toEqual([station])
+    expect(await found('station')).toEqual([station])
+    expect(await found('meet tomorrow 北京')).toEqual([station])
+    expect(await found('tow sta')).toEqual([])
+  })
+
+  test('an edit is found by its new CJK words only; a deleted message never', async () => {
+    const { a, dialogId } = await t.pair()
+    const m = await send(a, dialogId, '明天在上海见面')
+    expect(await texts(a, '上海')).toEqual(['明天在上海见面'])
+    await t.call('PATCH', `/dialogs/${dialogId}/messages/${m.id}`, { token: a.access_token, body: { text: '改在广州见面吧' } })
+    expect(await texts(a, '上海')).toEqual([])
+    expect(await texts(a, '广州')).toEqual(['改在广州见面吧'])
+    expect(await texts(a, '见面')).toEqual(['改在广州见面吧'])
+    await t.call('PATCH', `/dialogs/${dialogId}/messages/${m.id}`, { token: a.access_token, body: { text: 'plain again' } })
+    expect(await texts(a, '广州')).toEqual([])
+    expect(await texts(a, 'again')).toEqual(['plain again'])
+    await t.call('PATCH', `/dialogs/${dialogId}/messages/${m.id}`, { token: a.access_token, body: { text: '最后在深圳' } })
+    expect(await texts(a, '深圳')).toEqual(['最后在深圳'])
+    await t.call('DELETE', `/dialogs/${dialogId}/messages/${m.id}`, { token: a.access_token })
+    expect(await texts(a, '深圳')).toEqual([])
+  })
+
+  // An existing database's index read a run of CJK characters as one word: the migration indexes every message again.
+  test('the migration that spaces CJK characters indexes an existing database again', async () => {
+    const fresh = await freshDatabase(dialect)
+    const tokyo = '私は東京に住んでいます'
+    const apart = '東の空と京の都, café'
+    const before = EMBEDDED[dialect].journal.entries.findIndex((e) => e.tag === CJK_MIGRATION[dialect])
+    expect(before).toBeGreaterThan(0)
+    const tags = EMBEDDED[dialect].journal.entries.map((e) => e.tag)
+    try {
+      if (fresh.target.dialect === 'sqlite') {
+        const client = new Database(fresh.target.path)
+        for (const tag of tags.slice(0, before)) for (const s of statementsOf('sqlite', tag)) client.exec(s)
+        // Inserted and indexed as the writer did before (drizzle/sqlite/0007).
+        const insert = client.query("insert into messages (dialog_id, seq, sender_id, client_msg_id, type, text, created_at) values (1, ?, 1, ?, 'text', ?, 0)")
+        insert.run(1, 'a', tokyo)
+        insert.run(2, 'b', apart)
+        client.exec('insert into messages_fts(rowid, text) select id, text from messages')
+        for (const tag of tags.slice(before)) for (const s of statementsOf('sqlite', tag)) client.exec(s)
+        const db = drizzleSqlite(client)
+        const ids = (words: string[]) => db.select({ id: sqliteMessages.id }).from(sqliteMessages).where(matchers.sqlite(words, sqliteMessages.id)).all().map((r) => r.id)
+        expect(ids(['東京'])).toEqual([1])
+        expect(ids(['京'])).toEqual([1, 2])
+        expect(ids(['cafe', '空'])).toEqual([2])
+        client.close()
+      } else {
+        const client = postgres(fresh.target.url, { max: 1, onnotice: () => {} })
+        try {
+          for (const tag of tags.slice(0, before)) for (const s of statementsOf('pg', tag)) await client.unsafe(s)
+          await client`insert into messages (dialog_id, seq, sender_id, client_msg_id, type, text, created_at) values (1, 1, 1, 'a', 'text', ${tokyo}, now()), (1, 2, 1, 'b', 'text', ${apart}, now())`
+          for (const tag of tags.slice(before)) for (const s of statementsOf('pg', tag)) await client.unsafe(s)
+          const db = drizzlePg(client)
+          const ids = async (words: string[]) =>
+            (await db.select({ id: pgMessages.id }).from(pgMessages).where(matchers.pg(words, pgMessages.id, pgMessages)).orderBy(pgMessages.id)).map((r) => r.id)
+          expect(await ids(['東京'])).toEqual([1])
+          expect(await ids(['京'])).toEqual([1, 2])
+          expect(await ids(['cafe', '空'])).toEqual([2])
+        } finally {
+          await client.end()
+        }
+      }
+    } finally {
+      await fresh.drop()
+    }
+  })
+
+  // indexText (src/search/fts.sqlite.ts), SQLite's migration and Postgres's search_text() each list the CJK ranges.
+  test('the characters spaced apart are the same in the code and in the SQL', async () => {
+    const expected = cjkCodePoints()
+    for (const c of '東京々ひらがなカタカナｶﾀｶﾅ𠀋') expect(expected).toContain(c.codePointAt(0)!)
+    expect(expected).not.toContain('한'.codePointAt(0)!)
+    if (dialect === 'sqlite') {
+      const migration = readFileSync(join(import.meta.dir, '..', 'drizzle', 'sqlite', `${CJK_MIGRATION.sqlite}.sql`), 'utf8')
+      const classes = [...migration.matchAll(/GLOB '\*?(\[[^\]]+\])\*'/g)].map((m) => m[1]!)
+      expect(classes.length).toBe(3)
+      const client = new Database(':memory:')
+      for (const glob of classes) {
+        const rows = client
+          .query<{ cp: number }, [string]>(
+            'with recursive c(cp) as (select 128 union all select cp + 1 from c where cp < 205743) select cp from c where (cp < 55296 or cp > 57343) and char(cp) glob ?',
+          )
+          .all(glob)
+        expect(rows.map((r) => r.cp)).toEqual(expected)
+      }
+      client.close()
+    } else {
+      // search_text() also folds, and turns other characters into spaces (ASCII punctuation, some marks): only its
+      // CJK step leaves 'a X b' of 'aXb'.
+      const rows = await (t.db as PgDb).pg.read(async (s) =>
+        s.execute<{ cp: number }>(
+          sql`select cp from generate_series(128, 205743) cp where (cp < 55296 or cp > 57343) and search_text('a' || chr(cp) || 'b') ~ '^a . b$' order by cp`,
+        ),
+      )
+      expect([...rows].map((r) => Number(r.cp))).toEqual(expected)
+    }
   })
 
   // The words go through the index's own expression, so the planner can take the GIN index (seq scans off,

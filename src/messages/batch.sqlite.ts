@@ -4,7 +4,7 @@
  * round trip.
  */
 import { and, eq, inArray, lt, sql } from 'drizzle-orm'
-import { INDEX_NEW_MESSAGES } from '../search/fts.sqlite'
+import { changedTexts, INDEX_NEW_MESSAGES } from '../search/fts.sqlite'
 import { direct, rows, type Routine, type Scope, type SqliteDb } from '../storage/database'
 import { bySendKey, unreadOf } from './history'
 import type { MessageRecord } from './model'
@@ -85,7 +85,7 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
       .prepare(),
   )
 
-  const indexNew = memo('messages_fts.indexNew', (_db, _t, client) => client.query<unknown, [number, number]>(INDEX_NEW_MESSAGES))
+  const indexNew = memo('messages_fts.indexNew', (_db, _t, client) => client.query<unknown, [number, number, string | null]>(INDEX_NEW_MESSAGES))
 
   // The batch's new rows: their ids run from the first to the last (see INDEX_NEW_MESSAGES).
   let firstId = 0
@@ -137,7 +137,7 @@ function placeOneByOne({ t }: Scope, memo: NonNullable<Scope['memo']>, sends: Se
     placed.push({ kind: 'duplicate', message: old })
   }
   for (const m of lastOf.values()) moveActivity.run({ seq: m.seq, version: m.version, id: m.id, at: m.createdAt.getTime(), dialogId: m.dialogId })
-  if (firstId > 0) indexNew.run(firstId, lastId)
+  if (firstId > 0) indexNew.run(firstId, lastId, changedTexts(firstId, placed.flatMap((p) => (p.kind === 'created' ? [p.message] : []))))
   return placed
 }
 

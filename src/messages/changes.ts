@@ -7,6 +7,7 @@
  */
 import { and, asc, eq, gt, inArray, max, sql, type Placeholder } from 'drizzle-orm'
 import { AppError, notFound } from '../errors'
+import { indexEdited } from '../search/fts.sqlite'
 import { exec, rows, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { messageColumns, watermarks } from './history'
 import type { MessageRecord, ReactionDto, Watermarks } from './model'
@@ -51,6 +52,7 @@ export function* editMessage(s: Scope, dialogId: number, messageId: number, user
   if (!found || found.deleted) throw notFound('message')
   if (found.senderId !== userId) throw new AppError('forbidden', 'only the sender may edit a message')
   yield* exec(s.db.update(s.t.messages).set({ text, editedAt: now, version }).where(eq(s.t.messages.id, messageId)))
+  indexEdited(s, messageId, text)
   const message = { ...found, text, editedAt: now, version }
   return { message, reactions: yield* reactionsOf(s, messageId), marks: yield* watermarks(s, dialogId) }
 }

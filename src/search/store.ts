@@ -2,17 +2,21 @@ import { and, desc, eq, inArray, lt, sql } from 'drizzle-orm'
 import { messageColumns } from '../messages/history'
 import type { MessageRecord } from '../messages/model'
 import { rows, type Routine, type Scope } from '../storage/database'
+import { indexText } from './fts.sqlite'
 
 /**
  * The text predicate of each dialect, for words from `wordsOf` (letters, digits and marks only), every
  * one quoted and matched as a prefix, all of them required. SQLite: the FTS5 table `messages_fts`
- * (external content over messages, unicode61 with diacritics removed). Postgres: the GIN index on
- * to_tsvector('simple', search_text(text)), where search_text() (drizzle/pg/0010) folds and splits the text as
- * unicode61 does; the expression must be the index's, word for word, and each word of q goes through it too.
+ * (unicode61 with diacritics removed, over each text as indexText spaces it: a CJK character is a word
+ * of its own, src/search/fts.sqlite.ts). Postgres: the GIN index on to_tsvector('simple', search_text(text)),
+ * where search_text() (drizzle/pg/0010, 0011) folds and splits the text as unicode61 does and spaces CJK
+ * characters alike; the expression must be the index's, word for word, and each word of q goes through it too.
+ * So on both a word of q holding CJK characters (東京, 東京tower) is the phrase of its parts, in order and
+ * adjacent, the last one a prefix (a CJK character is a whole word: only itself begins with it).
  */
 export const matchers = {
   sqlite: (words: string[], id: unknown) =>
-    sql`${id} in (select rowid from messages_fts where messages_fts match ${words.map((w) => `"${w}"*`).join(' AND ')})`,
+    sql`${id} in (select rowid from messages_fts where messages_fts match ${words.map((w) => `"${indexText(w)}"*`).join(' AND ')})`,
   // The matching ids as an array computed once (an InitPlan, from the GIN index): as a plain predicate,
   // Postgres may instead walk the id index backwards and compute to_tsvector row by row until the page
   // is full — seconds over a million messages when the words are rare in the caller's dialogs. The query
