@@ -544,6 +544,9 @@ describe.each(dialects)('Socket.IO clients with blocking and attachments on %s',
     await aliceJson.drain()
 
     expect((await live.t.call('PUT', `/users/${b.user.id}/block`, { token: a.access_token })).status).toBe(204)
+    // Bob is shown hidden on both of alice's wires (offline, never seen), then nothing more of him.
+    expect(await alice.next('presence')).toEqual({ user_id: b.user.id, online: false, last_seen_at: null })
+    expect(await aliceJson.next('presence')).toEqual({ type: 'presence', user_id: b.user.id, online: false, last_seen_at: null })
     expect((await bob.ask('message:send', send(dialogId, 'blocked-1'))).error.code).toBe('blocked')
     expect((await alice.ask('message:send', send(dialogId, 'blocked-2'))).error.code).toBe('blocked')
     // Typing is acted on (and confirmed) but never reaches the other side; nor does a second device's presence.
@@ -558,6 +561,8 @@ describe.each(dialects)('Socket.IO clients with blocking and attachments on %s',
     expect((await aliceJson.drain({ presence: true })).filter((f) => f.type === 'typing' || f.type === 'presence')).toEqual([])
 
     expect((await live.t.call('DELETE', `/users/${b.user.id}/block`, { token: a.access_token })).status).toBe(204)
+    // Shown again as he is (offline now), then online when he is back.
+    expect(await alice.next('presence')).toMatchObject({ user_id: b.user.id, online: false })
     const back = await login(live, b, { transports: ['polling'] })
     expect(await alice.next('presence')).toMatchObject({ user_id: b.user.id, online: true })
     back.socket.emit('typing', { dialog_id: dialogId, state: 'stop' })
