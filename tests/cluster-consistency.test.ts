@@ -137,18 +137,27 @@ describe.skipIf(!redisAvailable)('cluster consistency (pg)', () => {
 
   describe('waiting for the other nodes is bounded', () => {
     /** A node of the release before acknowledgements, as the others see it: it beats (once a minute) and never answers. */
-    const oldNode = async (redis: RedisClient) => {
+    /**
+     * Runs `work` while a node of the release before acknowledgements is in the cluster, as the others see
+     * it (it beats once a minute and never answers), with alice signed up on node A.
+     */
+    const withOldNode = async (work: (old: { bye(): Promise<number> }, alice: Session) => Promise<void>) => {
+      const redis = new RedisClient(REDIS_URL)
       const id = `old${Math.random().toString(36).slice(2, 8)}`
       await redis.publish(nodes.channel, `1|B${id} ${Date.now()}\n60000`)
-      return { bye: () => redis.publish(nodes.channel, `1|X${id} ${Date.now()}\n`) }
-    }
-
-    test('a node that never acknowledges holds a logout for the wait only, which is counted', async () => {
-      const redis = new RedisClient(REDIS_URL)
-      const old = await oldNode(redis)
+      const old = { bye: () => redis.publish(nodes.channel, `1|X${id} ${Date.now()}\n`) }
       try {
         const alice = await nodes.a.t.register()
         await Bun.sleep(100)
+        await work(old, alice)
+      } finally {
+        await old.bye()
+        redis.close()
+      }
+    }
+
+    test('a node that never acknowledges holds a logout for the wait only, which is counted', () =>
+      withOldNode(async (_, alice) => {
         const started = performance.now()
         expect((await nodes.a.t.call('POST', '/auth/logout', { body: { refresh_token: alice.refresh_token } })).status).toBe(204)
         const took = performance.now() - started
@@ -156,28 +165,17 @@ describe.skipIf(!redisAvailable)('cluster consistency (pg)', () => {
         expect(took).toBeLessThan(APPLY_WAIT_MS + 1_000)
         const metrics = await (await fetch(`${nodes.a.base.replace('ws:', 'http:')}/metrics`)).text()
         expect(metrics).toMatch(/chat_cluster_unacknowledged_total [1-9]/)
-      } finally {
-        await old.bye()
-        redis.close()
-      }
-    })
+      }))
 
-    test('a node that says goodbye while a logout waits for it counts as done', async () => {
-      const redis = new RedisClient(REDIS_URL)
-      const old = await oldNode(redis)
-      try {
-        const alice = await nodes.a.t.register()
-        await Bun.sleep(100)
+    test('a node that says goodbye while a logout waits for it counts as done', () =>
+      withOldNode(async (old, alice) => {
         const started = performance.now()
         const logout = nodes.a.t.call('POST', '/auth/logout', { body: { refresh_token: alice.refresh_token } })
         await Bun.sleep(200)
         await old.bye()
         expect((await logout).status).toBe(204)
         expect(performance.now() - started).toBeLessThan(APPLY_WAIT_MS / 2)
-      } finally {
-        redis.close()
-      }
-    })
+      }))
   })
 
   describe('a node that cannot hear Redis still publishes to it', () => {
