@@ -212,6 +212,20 @@ describe.skipIf(!redisAvailable)('cluster consistency (pg)', () => {
       await bobB.close()
     })
 
+    test('a logout while node B cannot hear Redis: B refuses the access token once it hears again', async () => {
+      const alice = await nodes.a.t.register()
+      const me = () => nodes.b.t.call('GET', '/me', { token: alice.access_token })
+      // Node B knows the session live (REST answers it from memory).
+      expect((await me()).status).toBe(200)
+      const down = keepSubscriberDown(nodes.b, 1_500)
+      await Bun.sleep(300)
+      expect((await nodes.a.t.call('POST', '/auth/logout', { body: { refresh_token: alice.refresh_token } })).status).toBe(204)
+      await down
+      await eventually(() => nodes.b.t.core.hub.clusterJoined(), 'node B reconnected to Redis')
+      await Bun.sleep(500)
+      expect((await me()).status).toBe(401)
+    })
+
     test('node A\'s subscription down (its publisher up): a logout through A closes the session\'s socket on node B', async () => {
       const alice = await nodes.a.t.register()
       const onB = await on(nodes.b, alice)

@@ -426,11 +426,12 @@ export class Hub implements RealtimePort, ClusterPeer {
 
   /**
    * What this node missed while its subscription was down: dialogs created on other nodes (their FOLLOW
-   * lost) are followed now, and blocks are read again.
+   * lost) are followed now, and blocks and sessions are read again.
    */
   resubscribed(): void {
-    // Blocks changed elsewhere meanwhile were announced to no one here.
+    // Blocks changed and sessions ended elsewhere meanwhile were announced to no one here.
     this.blocks.forgetAll()
+    this.sessionCache.forgetAll()
     for (const [userId, entry] of this.users) {
       if (entry.sockets.size === 0) continue
       this.track(
