@@ -25,13 +25,24 @@ export const CJK_CHARS =
 const CJK = new RegExp(`[${CJK_CHARS}]`, 'u')
 const EACH_CJK = new RegExp(`[${CJK_CHARS}]`, 'gu')
 
-/** The text as the index reads it: every CJK character spaced apart from its neighbours; any other text as it is. */
-export const indexText = (text: string): string => (CJK.test(text) ? text.replace(EACH_CJK, ' $& ') : text)
+/** Combining marks that unicode61 drops or splits at as written, and search_text() (Postgres) does likewise before composing. */
+const COMBINING = /[\u0300-\u036f]/
+
+/**
+ * The text as the index reads it: composed (NFC), as Postgres's search_text() composes it, so canonically
+ * equivalent texts (が as か + U+3099, the way macOS may send it; a compatibility ideograph) are one, unless
+ * it holds marks of the combining block, which both indexes take as written; and every CJK character spaced
+ * apart from its neighbours.
+ */
+export const indexText = (text: string): string => {
+  const composed = COMBINING.test(text) ? text : text.normalize('NFC')
+  return CJK.test(composed) ? composed.replace(EACH_CJK, ' $& ') : composed
+}
 
 /**
  * A batch's new messages, ids ?1 to ?2, into the index. ?3 is null, or a JSON array of the texts that
- * indexText changes (by id − ?1; null where it changes nothing): most batches hold no CJK, and then the
- * statement reads every text from the rows, as it did before there was ?3.
+ * indexText changes (by id − ?1; null where it changes nothing): most batches hold no CJK and nothing
+ * decomposed, and then the statement reads every text from the rows, as it did before there was ?3.
  */
 export const INDEX_NEW_MESSAGES =
   'insert into messages_fts(rowid, text) select id, coalesce(?3 ->> (id - ?1), text) from messages where id between ?1 and ?2'
@@ -40,10 +51,11 @@ export const INDEX_NEW_MESSAGES =
 export function changedTexts(firstId: number, created: readonly { id: number; text: string }[]): string | null {
   let changed: (string | null)[] | undefined
   for (const m of created) {
-    if (!CJK.test(m.text)) continue
+    const indexed = indexText(m.text)
+    if (indexed === m.text) continue
     changed ??= []
     while (changed.length < m.id - firstId) changed.push(null)
-    changed[m.id - firstId] = indexText(m.text)
+    changed[m.id - firstId] = indexed
   }
   return changed ? JSON.stringify(changed) : null
 }
