@@ -273,6 +273,20 @@ describe.each(dialects)('REST auth rate limit on %s', (dialect) => {
   })
 })
 
+describe.each(dialects)('REST auth rate limit before validation on %s', (dialect) => {
+  let t: TestApp
+  beforeAll(async () => {
+    t = await createTestApp(dialect, { AUTH_RATE_BURST: '2', AUTH_RATE_PER_SEC: '0.01' })
+  })
+  afterAll(() => t.close())
+
+  test('malformed attempts spend the budget too: past it, even a malformed one is 429, and so is a good one', async () => {
+    for (let i = 0; i < 2; i++) expectContractError(await t.call('POST', '/auth/login', { body: { username: 'x' } }), 422, 'validation_failed')
+    expectContractError(await t.call('POST', '/auth/login', { body: { username: 'x' } }), 429, 'rate_limited')
+    expectContractError(await t.call('POST', '/auth/register', { body: { username: uniqueName(), password: PASSWORD } }), 429, 'rate_limited')
+  })
+})
+
 describe.each(dialects)('password hashes and their settings on %s', (dialect) => {
   const hashOf = async (t: TestApp, username: string) => {
     const { rows } = await import('../src/storage/database')

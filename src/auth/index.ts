@@ -14,7 +14,9 @@ export interface AuthRateLimit {
 export const authRoutes = (auth: AuthService, limit: AuthRateLimit) => {
   const attempts = new KeyedRateLimit<string>(limit.burst, limit.perSec)
   return new Elysia({ prefix: '/auth', tags: ['auth'] })
-    .onBeforeHandle(({ request }) => {
+    // Before validation (transform runs ahead of it): a malformed attempt is an attempt too, so no flood of
+    // them goes unlimited.
+    .onTransform(({ request }) => {
       const wait = attempts.take(addressOf(request))
       if (wait > 0) throw new AppError('rate_limited', 'too many attempts; retry later', undefined, wait)
     })
