@@ -35,6 +35,7 @@ const RANGES: [string, Record<string, boolean>][] = [
   ['203.0.113.0/24', { '203.0.112.255': false, '203.0.113.0': true, '203.0.113.255': true, '203.0.114.0': false }],
   ['224.0.0.0/4 and 240.0.0.0/4', { '223.255.255.255': false, '224.0.0.0': true, '239.255.255.255': true, '240.0.0.0': true, '255.255.255.255': true }],
   ['::/8', { '::': true, '::1': true, '::102:304': true, 'ff:ffff:ffff:ffff:ffff:ffff:ffff:ffff': true, '100::': false }],
+  ['2001::/32 (Teredo)', { '2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff': false, '2001::': true, '2001:0:4136:e378:8000:63bf:3fff:fdd2': true, '2001:1::': false }],
   ['2001:db8::/32', { '2001:db7:ffff:ffff:ffff:ffff:ffff:ffff': false, '2001:db8::': true, '2001:db8:ffff:ffff:ffff:ffff:ffff:ffff': true, '2001:db9::': false }],
   ['fc00::/7', { 'fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff': false, 'fc00::': true, 'fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff': true, 'fe00::': false }],
   ['fe80::/10', { 'fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff': false, 'fe80::': true, 'febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff': true }],

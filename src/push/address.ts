@@ -24,6 +24,7 @@ const INTERNAL_V4 = blockList('ipv4', [
 /** IPv4-mapped, NAT64 and 6to4 addresses are judged by the IPv4 address they carry (see `embeddedV4`). */
 const INTERNAL_V6 = blockList('ipv6', [
   ['::', 8], // unspecified, loopback, IPv4-compatible and the rest of ::/8
+  ['2001::', 32], // Teredo: a tunnel to an IPv4 host it hides (obfuscated); no push service is reached so
   ['2001:db8::', 32], // documentation
   ['fc00::', 7], // unique local
   ['fe80::', 10], // link-local
