@@ -1069,4 +1069,117 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const after = (await anchor.boundingBox())!.y
     expect(Math.abs(after - before)).toBeLessThan(2)
   }, T)
+
+  /** `count` messages from `token`'s user, 32 at a time. */
+  const flood = async (token: string, dialog: number, prefix: string, count: number) => {
+    let next = 0
+    await Promise.all(Array.from({ length: 32 }, async () => { while (next < count) await say(token, dialog, `${prefix} ${next++}`) }))
+  }
+  /** Opens the search result holding `text` for `query`, and waits for its row. */
+  const openHit = async (page: Page, query: string, text: string) => {
+    await page.getByRole('button', { name: 'Search', exact: true }).click()
+    await page.getByRole('textbox', { name: 'Search messages' }).fill(query)
+    await page.getByRole('textbox', { name: 'Search messages' }).press('Enter')
+    const hit = page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: text })
+    await hit.waitFor()
+    await hit.getByRole('button').click()
+    await row(page, text).waitFor({ timeout: 10_000 })
+    await page.waitForTimeout(400)
+  }
+  /** The dialog as `token`'s user sees it over REST. */
+  const dialogAs = async (token: string, dialog: number) => (await http(web.server.base, 'GET', `/dialogs/${dialog}`, undefined, token)).body
+
+  test('peer messages that arrive while a window is shown, never displayed, still count as unread once the user leaves the chat', async () => {
+    const me = await register()
+    const bob = await register()
+    const carol = await register()
+    const dialog = await openDialog(bob.token, me.id)
+    const other = await openDialog(carol.token, me.id)
+    await say(bob.token, dialog, 'the quokka needle from long ago')
+    await flood(bob.token, dialog, 'hay', 420)
+    await say(carol.token, other, 'hello from carol')
+    const page = await newPage()
+    await logIn(page, me.username)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'hay').first().waitFor()
+    await openHit(page, 'quokka', 'the quokka needle from long ago')
+    await page.getByRole('button', { name: 'Jump to latest' }).waitFor()
+    const a = await say(bob.token, dialog, 'unseen one')
+    const b = await say(bob.token, dialog, 'unseen two')
+    await chatItem(page, bob.username).filter({ hasText: 'unseen two' }).waitFor()
+    await page.waitForTimeout(300)
+    const displayed = await row(page, 'unseen').count()
+    await chatItem(page, carol.username).getByRole('button').click()
+    await row(page, 'hello from carol').waitFor()
+    await page.waitForTimeout(500)
+    const badge = await chatItem(page, bob.username).getByLabel(/unread/).count() === 1
+      ? await chatItem(page, bob.username).getByLabel(/unread/).getAttribute('aria-label')
+      : null
+    const peerRead = (await dialogAs(bob.token, dialog)).peer_last_read_message_id as number
+    expect({ displayed, badge, readBySenderCovers: peerRead >= Math.min(a.id, b.id) }).toEqual({ displayed: 0, badge: '2 unread', readBySenderCovers: false })
+  }, 90_000)
+
+  test('opening a far-back search hit in a chat never opened does not report its newest (never shown) messages read', async () => {
+    const me = await register()
+    const bob = await register()
+    const dialog = await openDialog(bob.token, me.id)
+    await say(bob.token, dialog, 'the wombat needle from long ago')
+    await flood(bob.token, dialog, 'straw', 420)
+    const newest = await say(bob.token, dialog, 'the very newest')
+    const page = await newPage()
+    await logIn(page, me.username)
+    await chatItem(page, bob.username).getByLabel(/unread/).waitFor()
+    // Watches for the newest message being drawn at any moment, however briefly.
+    await page.evaluate(`window.__newestDrawn = false; new MutationObserver(() => {
+      if ([...document.querySelectorAll('.msg')].some((m) => m.textContent.includes('the very newest'))) window.__newestDrawn = true
+    }).observe(document.body, { subtree: true, childList: true, characterData: true })`)
+    // Straight from the search, without opening the chat first.
+    await openHit(page, 'wombat', 'the wombat needle from long ago')
+    await page.getByRole('button', { name: 'Jump to latest' }).waitFor()
+    await page.waitForTimeout(500)
+    const peerRead = (await dialogAs(bob.token, dialog)).peer_last_read_message_id as number
+    const newestDrawn = await page.evaluate(`window.__newestDrawn`)
+    // The window is loaded straight away: the newest page is neither drawn for a moment nor marked read.
+    expect({ newestDrawn, newestReportedRead: peerRead >= newest.id }).toEqual({ newestDrawn: false, newestReportedRead: false })
+  }, 90_000)
+
+  test('"Jump to latest" used from the keyboard leaves the keyboard focus somewhere useful (not on <body>)', async () => {
+    const me = await register()
+    const bob = await register()
+    const dialog = await openDialog(bob.token, me.id)
+    await say(bob.token, dialog, 'the okapi needle from long ago')
+    await flood(bob.token, dialog, 'chaff', 420)
+    const page = await newPage()
+    await logIn(page, me.username)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'chaff').first().waitFor()
+    await openHit(page, 'okapi', 'the okapi needle from long ago')
+    const jump = page.getByRole('button', { name: 'Jump to latest', exact: true })
+    await jump.focus()
+    await page.keyboard.press('Enter')
+    await jump.waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    const focused = await page.evaluate(`document.activeElement?.tagName.toLowerCase()`)
+    expect(focused).not.toBe('body')
+  }, 90_000)
+
+  test('the peer typing when the user blocks them: the header stops saying "typing…" at once', async () => {
+    const aliceName = uniqueName('alice')
+    const bobName = uniqueName('bob')
+    const alice = await newPage()
+    await signUp(alice, aliceName, PASSWORD)
+    const bob = await newPage()
+    await signUp(bob, bobName, PASSWORD)
+    await startChat(alice, bobName)
+    await chatItem(bob, aliceName).getByRole('button').click()
+    await bob.getByRole('heading', { name: aliceName }).waitFor()
+    await bob.getByRole('textbox', { name: 'Message', exact: true }).pressSequentially('hello th', { delay: 30 })
+    await alice.waitForFunction(`document.querySelector('p.presence')?.textContent === 'typing…'`)
+    await alice.getByRole('button', { name: 'Block', exact: true }).click()
+    await alice.getByRole('button', { name: 'Unblock' }).waitFor()
+    await alice.waitForTimeout(1000)
+    const header = await alice.locator('p.presence').textContent()
+    const preview = (await chatItem(alice, bobName).textContent())?.includes('typing') ?? false
+    expect({ header, preview }).toEqual({ header: 'offline', preview: false })
+  }, 60_000)
 })

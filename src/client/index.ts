@@ -532,6 +532,12 @@ export class ChatClient {
         if (frame.state === 'stop') return this.peerStoppedTyping(frame.dialog_id, frame.user_id)
         return this.peerTyping(frame.dialog_id, frame.user_id)
       case 'presence':
+        // Offline (or hidden by a block): whatever they were typing, they are not any more.
+        if (!frame.online)
+          for (const key of [...this.typingIn.keys()]) {
+            const [dialogId, userId] = key.split(':').map(Number)
+            if (userId === frame.user_id) this.peerStoppedTyping(dialogId!, userId)
+          }
         return this.emitter.emit('presence', { user_id: frame.user_id, online: frame.online, last_seen_at: frame.last_seen_at })
       case 'dialog:new':
         if (this.follow(frame.dialog)) this.report(frame.dialog, true)

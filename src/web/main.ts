@@ -113,7 +113,8 @@ const actions = {
     }
     render()
   },
-  async open(dialogId: number) {
+  /** Opens a chat; not loaded yet, it starts at its newest page, or with `around`, at a window around that message. */
+  async open(dialogId: number, around?: Message) {
     // An edit is of a message in the chat it was started in: leaving that chat abandons it.
     if (state.editing && state.editing.dialogId !== dialogId) state.editing = null
     state.openId = dialogId
@@ -121,6 +122,10 @@ const actions = {
     render()
     const chat = state.chats.get(dialogId)
     if (!chat || chat.loaded) return
+    if (around) {
+      chat.loaded = await showAround(chat, around)
+      return render()
+    }
     try {
       const page = await client.history(dialogId, { limit: 50 })
       for (const message of page.messages) chat.messages.set(message.id, message)
@@ -283,7 +288,19 @@ const actions = {
   async openResult(message: Message) {
     ++searches
     state.search = { query: '', results: null }
-    await actions.open(message.dialog_id)
+    // The chat's newest page may be drawn for a moment before the window around the hit replaces it:
+    // nothing is marked read until what stays on screen is known.
+    opening = message.dialog_id
+    try {
+      await actions.reachHit(message)
+    } finally {
+      if (opening === message.dialog_id) opening = null
+    }
+    render()
+  },
+  /** Opens the hit's chat with the hit loaded and focused (see openResult). */
+  async reachHit(message: Message) {
+    await actions.open(message.dialog_id, message)
     const chat = state.chats.get(message.dialog_id)
     if (!chat?.loaded || state.openId !== message.dialog_id) return
     const shown = () => chat.messages.has(message.id) && isShown(chat, message.id)
@@ -298,7 +315,6 @@ const actions = {
     }
     if (!shown()) return
     state.focus = { dialogId: message.dialog_id, messageId: message.id }
-    render()
   },
   async enablePush() {
     state.push = 'busy'
@@ -326,6 +342,8 @@ const actions = {
 }
 
 let searches = 0
+/** The chat a search hit is being opened in (see openResult): not marked read meanwhile. */
+let opening: number | null = null
 /** Chats whose next page after a window of history is being fetched (scrolling asks again and again). */
 const loadingNewer = new Set<number>()
 /** How far back (in messages) a search hit is reached by loading the pages in between: three at most. */
@@ -427,7 +445,7 @@ function draw(): void {
 /** A chat open in front of the user has its messages read. */
 function markRead(): void {
   const chat = state.openId === null ? undefined : state.chats.get(state.openId)
-  if (!chat || !visible() || !chat.loaded) return
+  if (!chat || !visible() || !chat.loaded || opening === chat.dialog.id) return
   const me = state.session?.user.id
   let latest = 0
   for (const message of chat.messages.values())
@@ -442,7 +460,8 @@ function markRead(): void {
       if (dialog.last_read_message_id === latest) dialog.last_read_message_id = before
     })
   }
-  dialog.unread_count = 0
+  // With a gap after a window of history, newer messages are neither shown nor read: the count stays.
+  if (chat.gapAfter === null) dialog.unread_count = 0
   render()
 }
 

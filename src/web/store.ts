@@ -104,7 +104,8 @@ export function connectStore(client: ChatClient, state: State, changed: () => vo
     const { dialog } = chat
     if (!dialog.last_message || dialog.last_message.id < message.id) dialog.last_message = message
     const mine = message.sender_id === state.session?.user.id
-    const seen = state.openId === dialog.id && isVisible()
+    // Open and in front of the user, and drawn: a message past the gap after a window of history is not.
+    const seen = state.openId === dialog.id && isVisible() && isShown(chat, message.id)
     if (!mine && !seen && message.id > chat.countedUpTo && message.id > dialog.last_read_message_id) dialog.unread_count++
   }
   /** The server's copy replaces ours; messages that reached the app after it was made are in neither its count nor its preview. */

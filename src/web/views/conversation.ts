@@ -203,6 +203,8 @@ export function conversationView(actions: ConversationActions) {
   latest.addEventListener('click', () => {
     if (openId === null) return
     toNewest = true
+    // The button goes once the gap is closed: the keyboard's place goes to the composer, not to the page.
+    input.focus()
     actions.jumpToLatest(openId)
   })
   const grow = () => {
