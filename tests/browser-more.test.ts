@@ -1089,17 +1089,24 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   /** The dialog as `token`'s user sees it over REST. */
   const dialogAs = async (token: string, dialog: number) => (await http(web.server.base, 'GET', `/dialogs/${dialog}`, undefined, token)).body
 
-  test('peer messages that arrive while a window is shown, never displayed, still count as unread once the user leaves the chat', async () => {
+  /** A new user and a peer (REST) with a dialog holding `needle`, then 420 messages of `filler`; the user signed in on a new page. */
+  const farBack = async (needle: string, filler: string, more: (bob: { token: string }, dialog: number, meId: number) => Promise<void> = async () => {}) => {
     const me = await register()
     const bob = await register()
-    const carol = await register()
     const dialog = await openDialog(bob.token, me.id)
-    const other = await openDialog(carol.token, me.id)
-    await say(bob.token, dialog, 'the quokka needle from long ago')
-    await flood(bob.token, dialog, 'hay', 420)
-    await say(carol.token, other, 'hello from carol')
+    await say(bob.token, dialog, needle)
+    await flood(bob.token, dialog, filler, 420)
+    await more(bob, dialog, me.id)
     const page = await newPage()
     await logIn(page, me.username)
+    return { me, bob, dialog, page }
+  }
+
+  test('peer messages that arrive while a window is shown, never displayed, still count as unread once the user leaves the chat', async () => {
+    const carol = await register()
+    const { bob, dialog, page } = await farBack('the quokka needle from long ago', 'hay', async (_, __, meId) => {
+      await say(carol.token, await openDialog(carol.token, meId), 'hello from carol')
+    })
     await chatItem(page, bob.username).getByRole('button').click()
     await row(page, 'hay').first().waitFor()
     await openHit(page, 'quokka', 'the quokka needle from long ago')
@@ -1120,14 +1127,10 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }, 90_000)
 
   test('opening a far-back search hit in a chat never opened does not report its newest (never shown) messages read', async () => {
-    const me = await register()
-    const bob = await register()
-    const dialog = await openDialog(bob.token, me.id)
-    await say(bob.token, dialog, 'the wombat needle from long ago')
-    await flood(bob.token, dialog, 'straw', 420)
-    const newest = await say(bob.token, dialog, 'the very newest')
-    const page = await newPage()
-    await logIn(page, me.username)
+    let newest = { id: 0 }
+    const { bob, dialog, page } = await farBack('the wombat needle from long ago', 'straw', async (bob, dialog) => {
+      newest = await say(bob.token, dialog, 'the very newest')
+    })
     await chatItem(page, bob.username).getByLabel(/unread/).waitFor()
     // Watches for the newest message being drawn at any moment, however briefly.
     await page.evaluate(`window.__newestDrawn = false; new MutationObserver(() => {
@@ -1144,13 +1147,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }, 90_000)
 
   test('"Jump to latest" used from the keyboard leaves the keyboard focus somewhere useful (not on <body>)', async () => {
-    const me = await register()
-    const bob = await register()
-    const dialog = await openDialog(bob.token, me.id)
-    await say(bob.token, dialog, 'the okapi needle from long ago')
-    await flood(bob.token, dialog, 'chaff', 420)
-    const page = await newPage()
-    await logIn(page, me.username)
+    const { bob, page } = await farBack('the okapi needle from long ago', 'chaff')
     await chatItem(page, bob.username).getByRole('button').click()
     await row(page, 'chaff').first().waitFor()
     await openHit(page, 'okapi', 'the okapi needle from long ago')
