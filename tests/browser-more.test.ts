@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core'
 import { uniqueName } from './support/app'
 import { chromiumAvailable, launchChromium, signUp } from './support/browser'
-import { freshDatabase, type FreshDatabase } from './support/databases'
+import { freshDatabase } from './support/databases'
 import { freePort } from './support/ports'
 import { http, startServer, type ServerProcess } from './support/server-process'
 
@@ -47,21 +47,60 @@ const REFUSED_ON_PURPOSE = /WebSocket connection to 'ws:\/\/127\.0\.0\.1:9\//
  * The server in its own process on a fresh SQLite file, and Chromium, for one describe block: started
  * before its tests, and stopped after them with every browser context the block opened (`contexts`).
  */
+/** The page's parts by their accessible names (the contract's), and what a user does with them. */
+const log = (page: Page) => page.getByRole('log', { name: 'Messages' })
+const composer = (page: Page) => page.getByRole('textbox', { name: 'Message', exact: true })
+const write = async (page: Page, text: string) => {
+  await composer(page).fill(text)
+  await composer(page).press('Enter')
+}
+/** One message of the open chat, by its text. */
+const row = (page: Page, text: string): Locator => log(page).locator('.msg').filter({ hasText: text })
+const chatItem = (page: Page, username: string) => page.getByRole('list', { name: 'Chats' }).getByRole('listitem').filter({ hasText: username })
+const startChat = async (page: Page, username: string) => {
+  await page.getByRole('textbox', { name: 'Find user' }).fill(username)
+  await page.getByRole('button', { name: 'Start chat' }).click()
+  await page.getByRole('heading', { name: username }).waitFor()
+}
+
+/**
+ * A server process of its own, on a fresh SQLite database and data folder, on one port: `crash` kills it
+ * (SIGKILL), `start` starts it again there, `remove` crashes it and deletes its database and folder.
+ */
+async function ownServer(dirPrefix: string, env: Record<string, string> = {}) {
+  const db = await freshDatabase('sqlite')
+  const dir = mkdtempSync(join(tmpdir(), dirPrefix))
+  const port = freePort()
+  const own = {
+    server: undefined as unknown as ServerProcess,
+    async start() {
+      own.server = await startServer(db.target, { PORT: String(port), DATA_DIR: dir, ...env })
+    },
+    async crash() {
+      own.server.proc.kill('SIGKILL')
+      await own.server.exited
+    },
+    async remove() {
+      await own.crash()
+      await db.drop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+  await own.start()
+  return own
+}
+
 function webAppSuite(dataDirPrefix: string) {
-  const suite = { contexts: [] as BrowserContext[] } as { db: FreshDatabase; server: ServerProcess; dataDir: string; browser: Browser; contexts: BrowserContext[] }
+  const suite = { contexts: [] as BrowserContext[] } as { own: Awaited<ReturnType<typeof ownServer>>; server: ServerProcess; browser: Browser; contexts: BrowserContext[] }
   beforeAll(async () => {
-    suite.db = await freshDatabase('sqlite')
-    suite.dataDir = mkdtempSync(join(tmpdir(), dataDirPrefix))
-    suite.server = await startServer(suite.db.target, { PORT: String(freePort()), DATA_DIR: suite.dataDir })
+    suite.own = await ownServer(dataDirPrefix)
+    suite.server = suite.own.server
     suite.browser = await launchChromium()
   }, 60_000)
   afterAll(async () => {
     for (const context of suite.contexts) await context.close().catch(() => {})
     await suite.browser?.close()
-    suite.server?.proc.kill('SIGKILL')
-    await suite.server?.exited
-    await suite.db?.drop()
-    if (suite.dataDir) rmSync(suite.dataDir, { recursive: true, force: true })
+    await suite.own?.remove()
   }, 30_000)
   return suite
 }
@@ -97,21 +136,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     return page
   }
 
-  const startChat = async (page: Page, username: string) => {
-    await page.getByRole('textbox', { name: 'Find user' }).fill(username)
-    await page.getByRole('button', { name: 'Start chat' }).click()
-    await page.getByRole('heading', { name: username }).waitFor()
-  }
-  const log = (page: Page) => page.getByRole('log', { name: 'Messages' })
-  const composer = (page: Page) => page.getByRole('textbox', { name: 'Message', exact: true })
-  const write = async (page: Page, text: string) => {
-    await composer(page).fill(text)
-    await composer(page).press('Enter')
-  }
-  /** One message of the open chat, by its text. */
-  const row = (page: Page, text: string): Locator => log(page).locator('.msg').filter({ hasText: text })
   const token = async (page: Page) => JSON.parse((await page.evaluate(() => localStorage.getItem('bun-chat.session')))!).access_token as string
-  const chatItem = (page: Page, username: string) => page.getByRole('list', { name: 'Chats' }).getByRole('listitem').filter({ hasText: username })
 
   /** A context whose pages' WebSockets the test can take down (WS_CONTROL). */
   const controlledContext = async () => {
@@ -432,12 +457,10 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
   }, T)
 
   test('a file link still downloads after the access token was refreshed', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bun-chat-web-ttl-'))
-    const shortDb = await freshDatabase('sqlite')
-    const short = await startServer(shortDb.target, { PORT: String(freePort()), DATA_DIR: dir, ACCESS_TOKEN_TTL_SECONDS: '6' })
+    const short = await ownServer('bun-chat-web-ttl-', { ACCESS_TOKEN_TTL_SECONDS: '6' })
     const context = await newContext()
     try {
-      const base = short.base
+      const base = short.server.base
       const alice = await context.newPage()
       watch(alice, 'alice, short tokens')
       await alice.goto(`http://${base}/`)
@@ -470,10 +493,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     } finally {
       expected = undefined
       await context.close()
-      short.proc.kill('SIGKILL')
-      await short.exited
-      await shortDb.drop()
-      rmSync(dir, { recursive: true, force: true })
+      await short.remove()
     }
   }, 45_000)
 
@@ -558,20 +578,6 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     await page.getByRole('button', { name: 'Log in' }).click()
     await page.getByRole('button', { name: 'Log out' }).waitFor()
   }
-  const log = (page: Page) => page.getByRole('log', { name: 'Messages' })
-  const composer = (page: Page) => page.getByRole('textbox', { name: 'Message', exact: true })
-  const write = async (page: Page, text: string) => {
-    await composer(page).fill(text)
-    await composer(page).press('Enter')
-  }
-  const row = (page: Page, text: string): Locator => log(page).locator('.msg').filter({ hasText: text })
-  const chatItem = (page: Page, username: string) =>
-    page.getByRole('list', { name: 'Chats' }).getByRole('listitem').filter({ hasText: username })
-  const startChat = async (page: Page, username: string) => {
-    await page.getByRole('textbox', { name: 'Find user' }).fill(username)
-    await page.getByRole('button', { name: 'Start chat' }).click()
-    await page.getByRole('heading', { name: username }).waitFor()
-  }
 
   /** A user acting through REST only. */
   const register = async (username = uniqueName('rest')) => {
@@ -602,6 +608,29 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     expect(status).toBe(201)
     return body
   }
+  /** `count` messages from `token`'s user, 32 at a time. */
+  const flood = async (token: string, dialog: number, prefix: string, count: number) => {
+    let next = 0
+    await Promise.all(Array.from({ length: 32 }, async () => { while (next < count) await say(token, dialog, `${prefix} ${next++}`) }))
+  }
+  /** Searches for `query` and chooses the result holding `text`. */
+  const chooseSearchHit = async (page: Page, query: string, text: string) => {
+    await page.getByRole('button', { name: 'Search', exact: true }).click()
+    await page.getByRole('textbox', { name: 'Search messages' }).fill(query)
+    await page.getByRole('textbox', { name: 'Search messages' }).press('Enter')
+    const hit = page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: text })
+    await hit.waitFor()
+    await hit.getByRole('button').click()
+  }
+  /** Opens the search result holding `text` for `query`, and waits for its row. */
+  const openHit = async (page: Page, query: string, text: string) => {
+    await chooseSearchHit(page, query, text)
+    await row(page, text).waitFor({ timeout: 10_000 })
+    await page.waitForTimeout(400)
+  }
+  /** The dialog as `token`'s user sees it over REST. */
+  const dialogAs = async (token: string, dialog: number) => (await http(web.server.base, 'GET', `/dialogs/${dialog}`, undefined, token)).body
+
   /** A real PNG of that size, drawn by the browser. */
   const png = async (page: Page, width: number, height: number): Promise<Uint8Array> => {
     const base64 = await page.evaluate<string>(`(() => {
@@ -707,23 +736,19 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
   }, T)
 
   test('the server is down: a photo with a caption, and an edit, written meanwhile are not lost (sent once it is back, or kept to send again)', async () => {
-    const ownDb = await freshDatabase('sqlite')
-    const ownDir = mkdtempSync(join(tmpdir(), 'bun-chat-typed-down-'))
-    const port = freePort()
-    let own = await startServer(ownDb.target, { PORT: String(port), DATA_DIR: ownDir })
+    const own = await ownServer('bun-chat-typed-down-')
     const context = await newContext()
     try {
       const page = await context.newPage()
-      await page.goto(`http://${own.base}/`)
+      await page.goto(`http://${own.server.base}/`)
       const me = uniqueName('alice')
       await signUp(page, me, PASSWORD)
-      const peer = (await http(own.base, 'POST', '/auth/register', { username: uniqueName('bob'), password: PASSWORD })).body
+      const peer = (await http(own.server.base, 'POST', '/auth/register', { username: uniqueName('bob'), password: PASSWORD })).body
       await startChat(page, peer.user.username)
       await write(page, 'typo mesage')
       await row(page, 'typo mesage').and(page.locator('[data-status="sent"]')).waitFor()
 
-      own.proc.kill('SIGKILL')
-      await own.exited
+      await own.crash()
       await page.getByRole('status').getByText('Reconnecting…').waitFor()
       // An edit: Edit, fix the text, Enter.
       await row(page, 'typo mesage').hover()
@@ -741,11 +766,11 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
       await page.getByRole('alert').filter({ hasText: 'Not sent' }).waitFor()
       const afterPhoto = { composer: await composer(page).inputValue(), shownInLog: await row(page, 'the view from the summit').count() }
 
-      own = await startServer(ownDb.target, { PORT: String(port), DATA_DIR: ownDir })
+      await own.start()
       await page.getByRole('status').getByText(/Reconnecting|Updating/).waitFor({ state: 'detached', timeout: 20_000 })
       await page.waitForTimeout(1500)
-      const dialogs = await http(own.base, 'GET', '/dialogs', undefined, peer.access_token)
-      const stored = await http(own.base, 'GET', `/dialogs/${dialogs.body.dialogs[0].id}/messages`, undefined, peer.access_token)
+      const dialogs = await http(own.server.base, 'GET', '/dialogs', undefined, peer.access_token)
+      const stored = await http(own.server.base, 'GET', `/dialogs/${dialogs.body.dialogs[0].id}/messages`, undefined, peer.access_token)
       const texts = (stored.body.messages as { text: string }[]).map((m) => m.text)
       // Either sent once back, or still in the composer to send again: never silently gone.
       expect({
@@ -754,10 +779,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
       }).toEqual({ editKept: true, captionKept: true })
     } finally {
       await context.close()
-      own.proc.kill('SIGKILL')
-      await own.exited
-      await ownDb.drop()
-      rmSync(ownDir, { recursive: true, force: true })
+      await own.remove()
     }
   }, 60_000)
 
@@ -929,21 +951,16 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     for (let i = 120; i < 160; i++) await say(bob.token, dialog, `hay ${i}`)
     await chatItem(page, bob.username).getByRole('button').click()
     await row(page, 'hay 159').waitFor()
-    const openHit = async (query: string, text: string) => {
-      await page.getByRole('button', { name: 'Search', exact: true }).click()
-      await page.getByRole('textbox', { name: 'Search messages' }).fill(query)
-      await page.getByRole('textbox', { name: 'Search messages' }).press('Enter')
-      const hit = page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: text })
-      await hit.waitFor()
-      await hit.getByRole('button').click()
+    const shownAfterOpening = async (query: string, text: string) => {
+      await chooseSearchHit(page, query, text)
       await row(page, text).waitFor({ timeout: 5000 }).catch(() => {})
       await page.waitForTimeout(700)
       return (await row(page, text).count()) === 1 && (await inView(page, row(page, text)))
     }
     // Loaded (among the newest 50) but far above the bottom, where the open chat shows.
-    const loaded = await openHit('walrus', 'the walrus needle a while back')
+    const loaded = await shownAfterOpening('walrus', 'the walrus needle a while back')
     // Older than anything loaded: 120 messages back.
-    const older = await openHit('zebra', 'the zebra needle from long ago')
+    const older = await shownAfterOpening('zebra', 'the zebra needle from long ago')
     expect({ loaded, older }).toEqual({ loaded: true, older: true })
   }, 60_000)
 
@@ -952,15 +969,11 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const me = await register()
     const bob = await register()
     const dialog = await openDialog(bob.token, me.id)
-    /** Sends `count` messages named `prefix N`, 32 at a time (their order is the server's: read back below). */
-    const flood = async (prefix: string, count: number) => {
-      let next = 0
-      await Promise.all(Array.from({ length: 32 }, async () => { while (next < count) await say(bob.token, dialog, `${prefix} ${next++}`) }))
-    }
-    await flood('early', 60)
+    // Sent 32 at a time: their order is the server's (read back below).
+    await flood(bob.token, dialog, 'early', 60)
     await say(bob.token, dialog, 'the quokka needle from long ago')
     // More than loading the pages in between could ever reach (it gave up after 20 pages of 100).
-    await flood('hay', 2150)
+    await flood(bob.token, dialog, 'hay', 2150)
     await say(bob.token, dialog, 'the newest of all')
     const page = await newPage()
     await logIn(page, me.username)
@@ -983,13 +996,8 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     }
     const jump = page.getByRole('button', { name: 'Jump to latest' })
     const needle = row(page, 'the quokka needle from long ago')
-    const openHit = async () => {
-      await page.getByRole('button', { name: 'Search', exact: true }).click()
-      await page.getByRole('textbox', { name: 'Search messages' }).fill('quokka')
-      await page.getByRole('textbox', { name: 'Search messages' }).press('Enter')
-      const hit = page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: 'quokka' })
-      await hit.waitFor()
-      await hit.getByRole('button').click()
+    const openQuokka = async () => {
+      await chooseSearchHit(page, 'quokka', 'quokka')
       await needle.waitFor({ timeout: 10_000 })
       // Scrolled to on the next frame, and highlighted a moment.
       await page.waitForTimeout(300)
@@ -999,7 +1007,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     await chatItem(page, bob.username).getByRole('button').click()
     await row(page, 'the newest of all').waitFor()
 
-    await openHit()
+    await openQuokka()
     const around = {
       inView: await inView(page, needle),
       highlighted: await needle.evaluate((m) => m.classList.contains('found')),
@@ -1019,7 +1027,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     expect(latest).toEqual({ inView: true, needleShown: 0, contiguous: true, start: latest.start, toNewest: true })
 
     // Writing from a window goes back to the present, where the message is.
-    await openHit()
+    await openQuokka()
     await write(page, 'back to the present')
     await row(page, 'back to the present').and(page.locator('[data-status]')).waitFor()
     await jump.waitFor({ state: 'hidden' })
@@ -1028,7 +1036,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     expect(sent).toEqual({ inView: true, needleShown: 0, contiguous: true, start: sent.start, toNewest: true })
 
     // Again in the window; a message arriving meanwhile is not put under it, as if it came next.
-    await openHit()
+    await openQuokka()
     await say(bob.token, dialog, 'said while the window was shown')
     // It has reached the app: the chat list's preview shows it.
     await chatItem(page, bob.username).filter({ hasText: 'said while the window was shown' }).waitFor()
@@ -1069,25 +1077,6 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const after = (await anchor.boundingBox())!.y
     expect(Math.abs(after - before)).toBeLessThan(2)
   }, T)
-
-  /** `count` messages from `token`'s user, 32 at a time. */
-  const flood = async (token: string, dialog: number, prefix: string, count: number) => {
-    let next = 0
-    await Promise.all(Array.from({ length: 32 }, async () => { while (next < count) await say(token, dialog, `${prefix} ${next++}`) }))
-  }
-  /** Opens the search result holding `text` for `query`, and waits for its row. */
-  const openHit = async (page: Page, query: string, text: string) => {
-    await page.getByRole('button', { name: 'Search', exact: true }).click()
-    await page.getByRole('textbox', { name: 'Search messages' }).fill(query)
-    await page.getByRole('textbox', { name: 'Search messages' }).press('Enter')
-    const hit = page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: text })
-    await hit.waitFor()
-    await hit.getByRole('button').click()
-    await row(page, text).waitFor({ timeout: 10_000 })
-    await page.waitForTimeout(400)
-  }
-  /** The dialog as `token`'s user sees it over REST. */
-  const dialogAs = async (token: string, dialog: number) => (await http(web.server.base, 'GET', `/dialogs/${dialog}`, undefined, token)).body
 
   /** A new user and a peer (REST) with a dialog holding `needle`, then 420 messages of `filler`; the user signed in on a new page. */
   const farBack = async (needle: string, filler: string, more: (bob: { token: string }, dialog: number, meId: number) => Promise<void> = async () => {}) => {
