@@ -6,12 +6,9 @@ import { eventually } from './support/cli'
 import { keepSubscriberDown, lagging } from './support/cluster-inside'
 import { clusterEnv, REDIS_URL, redisAvailable } from './support/redis'
 import { startServer } from './support/server-process'
-import { Client, sendFrame, startLive, type LiveServer } from './support/ws'
-import { twoNodes } from './support/two-nodes'
+import { Client, sendFrame, startLive } from './support/ws'
+import { on, peerOf, twoNodes } from './support/two-nodes'
 
-const on = (node: LiveServer, session: Session) => Client.login(node.base, session)
-const peerOf = async (node: LiveServer, session: Session) =>
-  (await node.t.call('GET', '/dialogs', { token: session.access_token })).body.dialogs[0].peer
 const presenceOf = async (client: Client) => (await client.drain({ presence: true })).filter((f) => f.type === 'presence')
 
 /**

@@ -7,11 +7,8 @@ import { keepSubscriberDown, lagging } from './support/cluster-inside'
 import { clusterEnv, REDIS_URL, redisAvailable } from './support/redis'
 import { startServer } from './support/server-process'
 import { Client, sendFrame, type LiveServer } from './support/ws'
-import { twoNodes } from './support/two-nodes'
+import { on, peerOf, twoNodes } from './support/two-nodes'
 
-const on = (node: LiveServer, session: Session) => Client.login(node.base, session)
-const peerOf = async (node: LiveServer, session: Session) =>
-  (await node.t.call('GET', '/dialogs', { token: session.access_token })).body.dialogs[0].peer
 const peerOnline = async (node: LiveServer, session: Session) => (await peerOf(node, session)).online
 
 /** Two nodes on one database, joined over Redis: each client talks to the node it connected to. */

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll } from 'bun:test'
 import { freshDatabase, type Dialect, type FreshDatabase } from './databases'
 import { clusterEnv } from './redis'
-import { startLive, type LiveServer } from './ws'
+import type { Session } from './app'
+import { Client, startLive, type LiveServer } from './ws'
 
 /**
  * Two nodes of one cluster for the tests of a describe block: one database, joined over Redis on a channel
@@ -31,3 +32,10 @@ export function twoNodes(dialect: Dialect, name: string, heartbeatMs?: number): 
   })
   return nodes
 }
+
+/** `session`'s user connected to `node` over the JSON wire, authenticated. */
+export const on = (node: LiveServer, session: Session) => Client.login(node.base, session)
+
+/** The peer of `session`'s first dialog, as `node` answers it. */
+export const peerOf = async (node: LiveServer, session: Session) =>
+  (await node.t.call('GET', '/dialogs', { token: session.access_token })).body.dialogs[0].peer
