@@ -59,21 +59,21 @@ export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
           'accept-ranges': 'bytes',
         }
         if (matchesEtag(request.headers.get('if-none-match'), etag)) return new Response(null, { status: 304, headers })
+        const requested = request.headers.get('range')
         // If-Range that is not this upload's tag (strongly compared) asks for the whole file (RFC 9110 13.1.5).
+        // Ranges are this route's own on both backends (Elysia's, for a file, would take the first of several).
         const ifRange = request.headers.get('if-range')
-        const rangeHeader = ifRange === null || ifRange.trim() === etag ? request.headers.get('range') : null
+        const range = rangeOf(ifRange === null || ifRange.trim() === etag ? requested : null, upload.size)
         // Nothing to read, from the disk or a bucket (which cannot serve a range of an empty object); any
         // range of it is past the end.
-        if (upload.size === 0 && rangeOf(rangeHeader, 0) === undefined) return new Response(new Uint8Array(0), { headers })
+        if (upload.size === 0 && range === undefined) return new Response(new Uint8Array(0), { headers })
         const file = uploads.blobs.file?.(upload.storageKey)
         // Only without any Range: Bun answers a Range on a file response by itself (If-Range unseen).
-        if (file && request.headers.get('range') === null) {
+        if (file && requested === null) {
           // A whole file goes back as it is, so that Bun sends it with sendfile.
           Object.assign(set.headers, headers)
           return file
         }
-        // Ranges are this route's own on both backends (Elysia's, for a file, would take the first of several).
-        const range = rangeOf(rangeHeader, upload.size)
         if (range === 'unsatisfiable')
           return new Response(null, { status: 416, headers: { ...headers, 'content-range': `bytes */${upload.size}` } })
         const [start, end] = range ?? [0, upload.size]
