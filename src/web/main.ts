@@ -292,29 +292,11 @@ const actions = {
     // nothing is marked read until what stays on screen is known.
     opening = message.dialog_id
     try {
-      await actions.reachHit(message)
+      await reachHit(message)
     } finally {
       if (opening === message.dialog_id) opening = null
     }
     render()
-  },
-  /** Opens the hit's chat with the hit loaded and focused (see openResult). */
-  async reachHit(message: Message) {
-    await actions.open(message.dialog_id, message)
-    const chat = state.chats.get(message.dialog_id)
-    if (!chat?.loaded || state.openId !== message.dialog_id) return
-    const shown = () => chat.messages.has(message.id) && isShown(chat, message.id)
-    // A hit a few pages older than the history loaded: those pages are loaded. Farther back (or beyond
-    // the gap after a window shown): a window of history around it instead, not everything since.
-    if (!shown()) {
-      const oldest = Math.min(...[...chat.messages.values()].map((m) => m.seq))
-      if (message.seq < oldest && oldest - message.seq <= NEAR_HIT) {
-        while (!chat.messages.has(message.id) && chat.hasMore)
-          if (!(await actions.loadOlder(message.dialog_id, 100)) || state.openId !== message.dialog_id) return
-      } else if (!(await showAround(chat, message)) || state.openId !== message.dialog_id) return
-    }
-    if (!shown()) return
-    state.focus = { dialogId: message.dialog_id, messageId: message.id }
   },
   async enablePush() {
     state.push = 'busy'
@@ -348,6 +330,25 @@ let opening: number | null = null
 const loadingNewer = new Set<number>()
 /** How far back (in messages) a search hit is reached by loading the pages in between: three at most. */
 const NEAR_HIT = 300
+
+/** Opens the hit's chat with the hit loaded and focused (see openResult). */
+async function reachHit(message: Message): Promise<void> {
+  await actions.open(message.dialog_id, message)
+  const chat = state.chats.get(message.dialog_id)
+  if (!chat?.loaded || state.openId !== message.dialog_id) return
+  const shown = () => chat.messages.has(message.id) && isShown(chat, message.id)
+  // A hit a few pages older than the history loaded: those pages are loaded. Farther back (or beyond
+  // the gap after a window shown): a window of history around it instead, not everything since.
+  if (!shown()) {
+    const oldest = Math.min(...[...chat.messages.values()].map((m) => m.seq))
+    if (message.seq < oldest && oldest - message.seq <= NEAR_HIT) {
+      while (!chat.messages.has(message.id) && chat.hasMore)
+        if (!(await actions.loadOlder(message.dialog_id, 100)) || state.openId !== message.dialog_id) return
+    } else if (!(await showAround(chat, message)) || state.openId !== message.dialog_id) return
+  }
+  if (!shown()) return
+  state.focus = { dialogId: message.dialog_id, messageId: message.id }
+}
 
 /**
  * Shows a window of history around a message: the page up to it and the page after it. Newer messages
