@@ -2,7 +2,7 @@ import { afterAll, afterEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { backoffDelay, ChatClient, ChatError, type ClientEvent, type Message, type Session } from 'bun-chat/client'
+import { backoffDelay, ChatClient, ChatError, type ClientEvent, type Message, type RefreshLock, type Session } from 'bun-chat/client'
 import { uniqueName } from './support/app'
 import { Server, signedUp, suiteServer, until } from './support/chat-clients'
 import { http } from './support/server-process'
@@ -384,6 +384,32 @@ describe('client library: tokens and limits', () => {
     const resumed = new ChatClient({ baseUrl: suite.server.url, session: { ...session, access_expires_at: Date.now() + 3_600_000 } })
     expect((await resumed.api.me()).username).toBe(alice.name)
     expect(resumed.session!.access_token).not.toBe(session.access_token)
+  }, T)
+
+  test('a refresh whose answer never comes fails as network and lets go of the lock the other tabs wait on', async () => {
+    // A peer that accepts the connection and never answers: a socket left half-open by a network change.
+    const hung = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+    try {
+      let tail: Promise<unknown> = Promise.resolve()
+      const lock: RefreshLock = (_name, task) => {
+        const run = tail.then(task)
+        tail = run.catch(() => {})
+        return run
+      }
+      const alice = await person(suite.server, { connect: false })
+      const due = { ...alice.client.session!, access_expires_at: Date.now() - 1 }
+      const stuck = new ChatClient({ baseUrl: `http://127.0.0.1:${hung.port}`, session: due, lock, refreshTimeoutMs: 500 })
+      const other = new ChatClient({ baseUrl: suite.server.url, session: due, lock })
+      const failed = stuck.api.refresh().then(
+        () => 'refreshed',
+        (error: unknown) => (error instanceof ChatError ? error.code : String(error)),
+      )
+      const refreshed = other.api.refresh()
+      expect(await failed).toBe('network')
+      expect((await refreshed).access_token).not.toBe(due.access_token)
+    } finally {
+      hung.stop(true)
+    }
   }, T)
 
   test('rate_limited sends wait for the retry the server names, then go through', async () => {

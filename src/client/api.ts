@@ -42,6 +42,12 @@ export interface ApiOptions {
    * refreshes are coordinated within this client only.
    */
   lock?: RefreshLock
+  /**
+   * How long a refresh waits for the server's answer before it fails as `network` (default 20 s). It runs
+   * holding the cross-tab lock, and a connection that hangs (a half-open socket after a network change)
+   * would otherwise stall every tab's calls for good.
+   */
+  refreshTimeoutMs?: number
   fetch?: FetchLike
 }
 
@@ -59,6 +65,8 @@ const webLocks = (): RefreshLock | undefined => {
 
 /** How long a refresh under the cross-tab lock waits for another tab's newer pair to show in storage. */
 const STORAGE_SETTLE_MS = 150
+
+const REFRESH_TIMEOUT_MS = 20_000
 
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>
 
@@ -190,7 +198,9 @@ export class Api {
       this.current = stored
     }
     try {
-      const body = await this.call<TokenPairBody>('POST', '/auth/refresh', { refresh_token: this.current!.refresh_token }, false)
+      const body = await this.send<TokenPairBody>('POST', '/auth/refresh', { refresh_token: this.current!.refresh_token }, undefined, {
+        timeoutMs: this.options.refreshTimeoutMs ?? REFRESH_TIMEOUT_MS,
+      })
       this.setSession(toSession(body))
     } catch (error) {
       if (error instanceof ChatError && error.status === 401) this.setSession(null)
@@ -227,7 +237,7 @@ export class Api {
     }
   }
 
-  private async send<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
+  private async send<T>(method: string, path: string, body?: unknown, token?: string, { timeoutMs }: { timeoutMs?: number } = {}): Promise<T> {
     const headers: Record<string, string> = {}
     // FormData (an upload) sets its own multipart content type, boundary included.
     const form = body instanceof FormData
@@ -239,11 +249,18 @@ export class Api {
         method,
         headers,
         body: body === undefined ? undefined : form ? body : JSON.stringify(body),
+        signal: timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs),
       })
     } catch (error) {
       throw new ChatError('network', `cannot reach the server (${error instanceof Error ? error.message : String(error)})`)
     }
-    const text = await response.text()
+    let text: string
+    try {
+      text = await response.text()
+    } catch (error) {
+      // The answer's body stopped coming (the connection dropped, or the time ran out while it came).
+      throw new ChatError('network', `the answer broke off (${error instanceof Error ? error.message : String(error)})`)
+    }
     let parsed: unknown
     try {
       parsed = text ? JSON.parse(text) : undefined
