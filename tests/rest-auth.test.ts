@@ -321,6 +321,61 @@ describe.each(dialects)('password hashes and their settings on %s', (dialect) =>
     }
   })
 
+  test('ARGON2_* changed: logins with the right password at about the same moment all succeed, though the first rehashes', async () => {
+    const fresh = await freshDatabase(dialect)
+    // Costlier settings before, so that the later logins are still checking the old hash when the first rehashes.
+    const before = await createTestApp(dialect, { ARGON2_MEMORY_KIB: '32768', ARGON2_TIME_COST: '3' }, fresh)
+    const username = uniqueName('old')
+    await before.register(username, PASSWORD)
+    await before.close()
+    const after = await createTestApp(dialect, {}, fresh)
+    try {
+      // One user signing in from a few devices at once.
+      const logins = []
+      for (let i = 0; i < 5; i++) {
+        logins.push(after.call('POST', '/auth/login', { body: { username, password: PASSWORD } }))
+        await Bun.sleep(15)
+      }
+      const answers = await Promise.all(logins)
+      expect(answers.map((r) => (r.status === 200 ? 200 : `${r.status} ${r.body?.error?.code}`))).toEqual([200, 200, 200, 200, 200])
+      for (const r of answers) expect((await me(after, r.body.access_token)).status).toBe(200)
+      expect(await hashOf(after, username)).toContain('$m=256,t=1,')
+    } finally {
+      await after.close()
+      await fresh.drop()
+    }
+  })
+
+  test('a password is one password however its accents are encoded: composed (NFC) or decomposed (NFD, as some devices type)', async () => {
+    const t = await createTestApp(dialect)
+    const typed = 'pässwörd-Ünïcode-café'
+    const nfc = typed.normalize('NFC')
+    const nfd = typed.normalize('NFD')
+    expect(nfd).not.toBe(nfc)
+    const login = (username: string, password: string) => t.call('POST', '/auth/login', { body: { username, password } })
+    try {
+      const composed = await t.register(uniqueName('nfc'), nfc)
+      expect((await login(composed.user.username, nfd)).status).toBe(200)
+      const decomposed = await t.register(uniqueName('nfd'), nfd)
+      expect((await login(decomposed.user.username, nfc)).status).toBe(200)
+      expectContractError(await login(decomposed.user.username, nfc.replace('é', 'e')), 401, 'invalid_credentials')
+
+      // An account from before passwords were composed: its hash is of the text as typed, decomposed. That
+      // text logs in, and the login rehashes it composed, so the composed form works from then on.
+      const legacy = await t.register(uniqueName('legacy'), PASSWORD)
+      const { replacePasswordHash } = await import('../src/users/store')
+      const raw = await Bun.password.hash(nfd, { algorithm: 'argon2id', memoryCost: 256, timeCost: 1 })
+      const current = await hashOf(t, legacy.user.username)
+      await t.db.tx((s) => replacePasswordHash(s, legacy.user.id, current, raw))
+      expectContractError(await login(legacy.user.username, nfc), 401, 'invalid_credentials')
+      expect((await login(legacy.user.username, nfd)).status).toBe(200)
+      expect(await hashOf(t, legacy.user.username)).not.toBe(raw)
+      expect((await login(legacy.user.username, nfc)).status).toBe(200)
+    } finally {
+      await t.close()
+    }
+  })
+
   test('a login whose password check was running when `user disable` committed gets no working session', async () => {
     // A slow hash, so that the disable lands while the login verifies the password it read.
     const t = await createTestApp(dialect, { ARGON2_MEMORY_KIB: '65536', ARGON2_TIME_COST: '6' })

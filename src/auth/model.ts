@@ -25,7 +25,8 @@ export const LoginBody = t.Object({
 export function checkPassword(password: string): void {
   // A lone surrogate is hashed as U+FFFD: two different passwords would be one.
   if (!password.isWellFormed()) throw invalidField('password', 'must be Unicode text (no lone surrogates)')
-  const chars = charCount(password, PASSWORD_CHARS.max)
+  // Counted as hashed: composed (NFC).
+  const chars = charCount(password.normalize('NFC'), PASSWORD_CHARS.max)
   if (chars < PASSWORD_CHARS.min || chars > PASSWORD_CHARS.max) throw invalidField('password', PASSWORD_RULE)
 }
 

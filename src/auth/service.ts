@@ -36,14 +36,20 @@ export class AuthService {
     // The password was checked against the hash read before: a `user disable` or password reset that
     // committed meanwhile ended the sessions there were, not this one. Read after the session is in, the
     // hash tells: changed, and the session goes; changed later, and that change's revocation finds it.
+    // A hash that changed for the same password (another login's rehash, below) is no reason to refuse:
+    // the password is checked against the new one.
     const now = await this.db.read((s) => userWithHash(s, username))
-    if (now?.passwordHash !== found.passwordHash) {
-      await this.db.tx((s) => revokeSession(s, sessionId, new Date()))
-      throw refused()
+    let hash = found.passwordHash
+    if (now?.passwordHash !== hash) {
+      if (!now || !(await this.passwords.verify(password, now.passwordHash))) {
+        await this.db.tx((s) => revokeSession(s, sessionId, new Date()))
+        throw refused()
+      }
+      hash = now.passwordHash
     }
-    if (this.passwords.outdated(found.passwordHash)) {
+    if (this.passwords.outdated(hash, password)) {
       const rehashed = await this.passwords.hash(password)
-      await this.db.tx((s) => replacePasswordHash(s, found.id, found.passwordHash, rehashed))
+      await this.db.tx((s) => replacePasswordHash(s, found.id, hash, rehashed))
     }
     return this.pair(found, sessionId, refresh)
   }
