@@ -216,6 +216,31 @@ describe.each(dialects)('realtime flows on %s', (dialect) => {
     await Promise.all([a1.close(), a2.close(), b1.close()])
   })
 
+  test('a device replacing another as it closes (a reconnect): REST and the last presence event agree on last_seen_at', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const watcher = await open(b)
+    let device = await open(a)
+    const announced = await watcher.next('presence')
+    expect(announced).toMatchObject({ user_id: a.user.id, online: true })
+    const disagreements: string[] = []
+    for (let i = 0; i < 10; i++) {
+      // The new socket opens as the old one goes: the old one's last_seen_at write may still be running.
+      const opening = Client.open(`${live.base}/ws`)
+      device.ws.close()
+      const next = await opening
+      next.send({ type: 'auth', access_token: a.access_token })
+      expect(await next.next('auth:ok')).toMatchObject({ user_id: a.user.id })
+      await Bun.sleep(50)
+      const told = (await watcher.drain({ presence: true })).filter((f) => f.type === 'presence').at(-1) ?? announced
+      const peer = (await live.t.call('GET', `/dialogs/${dialogId}`, { token: b.access_token })).body.peer
+      if (peer.online !== told.online || peer.last_seen_at !== told.last_seen_at)
+        disagreements.push(`swap ${i}: presence ${JSON.stringify(told)}, REST ${JSON.stringify(peer)}`)
+      device = next
+    }
+    expect(disagreements).toEqual([])
+    await Promise.all([device.close(), watcher.close()])
+  })
+
   test('presence: online on the first connection, offline with last_seen_at when the last one closes; dialogs reflect it', async () => {
     const { a, b, dialogId } = await live.t.pair()
     const watcher = await open(b)

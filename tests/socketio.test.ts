@@ -194,6 +194,14 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     rude.socket.emit('ping')
     expect(await rude.next('error')).toMatchObject({ code: 'unauthorized' })
     expect(await gone).toBe('io server disconnect')
+
+    // A binary event first too (it used to be answered bad_request, the socket left connected).
+    const binary = connect(live)
+    await untilEvent(binary.socket, 'connect')
+    const dropped = untilEvent(binary.socket, 'disconnect')
+    binary.socket.emit('message:send', Buffer.from('not a frame'))
+    expect(await binary.next('error')).toMatchObject({ code: 'unauthorized' })
+    expect(await dropped).toBe('io server disconnect')
   })
 
   test('send without a callback gets a message:ack event; a retry with the same client_msg_id acks the original and pushes nothing', async () => {

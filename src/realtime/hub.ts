@@ -34,6 +34,12 @@ interface UserEntry {
   waiting: Set<Socket>
   /** The peers were told this user is online (and not since that the user left). */
   announced: boolean
+  /**
+   * The user's last connection closed and its last_seen_at was written, though the peers may not hear of
+   * it (a device came back meanwhile): the next device tells them online again, so that the stored time
+   * and the last presence event agree.
+   */
+  left?: boolean
   dialogs: Set<number>
   peers: Set<number>
 }
@@ -221,8 +227,9 @@ export class Hub implements RealtimePort, ClusterPeer {
     ])
     if (!entry.sockets.has(ws)) return false
     // Decided now, not before the load: a device that opened first may have closed during it, unannounced.
-    const first = !entry.announced
+    const first = !entry.announced || entry.left === true
     entry.announced = true
+    entry.left = false
     const now = new Date()
     const cluster = this.cluster
     if (first && !cluster) await this.presence.seen([userId], now)
@@ -281,6 +288,7 @@ export class Hub implements RealtimePort, ClusterPeer {
     }
     const cluster = this.cluster
     if (!cluster) {
+      entry.left = true
       return this.track(
         seen().then(() => {
           if (entry.sockets.size > 0 || this.users.get(userId) !== entry) return

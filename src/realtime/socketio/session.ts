@@ -278,11 +278,12 @@ export class Session implements Socket, BunSocketHandler {
   }
 
   /**
-   * A packet that is no frame: once authenticated it goes to the frame handling like a frame that is not
-   * JSON, so it spends the connection's invalid-frame budget.
+   * A packet that is no frame: once the namespace is connected it goes to the frame handling like a frame
+   * that is not JSON: before auth it is "another event first" (unauthorized, and the session ends), after
+   * it spends the connection's invalid-frame budget.
    */
   private invalid(error: AppError): void {
-    if (this.data.userId !== undefined) this.context.frames.received(this, error)
+    if (this.connected || this.data.authing || this.data.userId !== undefined) this.context.frames.received(this, error)
     else this.send(socketIoWire.failure(error, undefined))
   }
 
