@@ -56,6 +56,29 @@ describe.each(dialects)('attachments at the edges on %s', (dialect) => {
     }
   })
 
+  test('a caption is edited within what a send accepts: "" removes it (REST and WebSocket); a text message still needs text', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const u = await upload(a, 'quarterly numbers')
+    const sent = await call('POST', `/dialogs/${dialogId}/messages`, a, { client_msg_id: 'cap-1', type: 'file', attachment_id: u.id, text: 'draft, do not share' })
+    expect(sent.status).toBe(201)
+    const removed = await call('PATCH', `/dialogs/${dialogId}/messages/${sent.body.id}`, a, { text: '' })
+    expect({ status: removed.status, text: removed.body?.text, edited: typeof removed.body?.edited_at }).toEqual({ status: 200, text: '', edited: 'string' })
+    const page = await call('GET', `/dialogs/${dialogId}/messages`, b)
+    expect(page.body.messages[0]).toMatchObject({ id: sent.body.id, text: '', deleted: false, attachment: { id: u.id } })
+    expect((await call('GET', `/search/messages?q=draft`, b)).body.messages).toEqual([])
+    const ws = await Client.login(live.base, a)
+    try {
+      ws.send({ type: 'message:edit', message_id: sent.body.id, text: ' ' })
+      expect((await ws.next('message:edited')).message).toMatchObject({ id: sent.body.id, text: ' ' })
+      const text = await call('POST', `/dialogs/${dialogId}/messages`, a, { client_msg_id: 'cap-2', type: 'text', text: 'words' })
+      expect((await call('PATCH', `/dialogs/${dialogId}/messages/${text.body.id}`, a, { text: '' })).body.error).toMatchObject({ code: 'validation_failed', details: { field: 'text' } })
+      ws.send({ type: 'message:edit', message_id: text.body.id, text: '' })
+      expect(await ws.next('error')).toMatchObject({ code: 'validation_failed', frame_type: 'message:edit' })
+    } finally {
+      await ws.close()
+    }
+  })
+
   test('Content-Disposition of a download carries filename* as a valid RFC 8187 ext-value (no raw \' ( ) *)', async () => {
     const { a, b, dialogId } = await live.t.pair()
     const u = await upload(a, 'report bytes', "it's (final) *v2*.txt")

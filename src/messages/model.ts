@@ -74,7 +74,8 @@ export const ReactionParams = t.Object({
   emoji: t.String({ minLength: 1, maxLength: 64 }),
 })
 
-export const EditBody = t.Object({ text: MessageText })
+// Any length up to the limit: an image's or file's caption may be edited away (checkEdit).
+export const EditBody = t.Object({ text: t.String({ maxLength: MAX_TEXT_CHARS * 2 }) })
 
 export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() }, UNCHECKED)
 
@@ -185,6 +186,12 @@ export function checkContent(type: MessageType, text: string | undefined, attach
   }
   if (attachmentId === undefined) throw invalidField('attachment_id', `required for an ${type} message`)
   if (text !== undefined && text !== '') checkStorableText(text)
+}
+
+/** An edit's new text, by what the message is: a text message's text, or a caption, which may be empty, as at send. */
+export function checkEdit(type: MessageRecord['type'], text: string): void {
+  if (type === 'text') checkText(text)
+  else checkStorableText(text)
 }
 
 export function checkText(text: string): void {

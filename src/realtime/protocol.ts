@@ -44,8 +44,8 @@ const schemas = {
   'message:edit': T.Object({
     type: T.Literal('message:edit'),
     message_id: Id,
-    // Bounds the raw size; MessageService counts characters and rejects blank text, as for a send.
-    text: T.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 2 }),
+    // Bounds the raw size; the edit counts characters and rejects blank text for a text message, as a send does.
+    text: T.String({ maxLength: MAX_TEXT_CHARS * 2 }),
   }),
   'message:delete': T.Object({ type: T.Literal('message:delete'), message_id: Id }),
   typing: T.Object({
