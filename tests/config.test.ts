@@ -47,6 +47,12 @@ describe('configuration', () => {
     expect(parseDatabaseUrl('sqlite://./data/x.db', cwd)).toEqual({ dialect: 'sqlite', path: '/srv/app/data/x.db' })
     expect(parseDatabaseUrl('sqlite:///var/lib/chat/x.db', cwd)).toEqual({ dialect: 'sqlite', path: '/var/lib/chat/x.db' })
     expect(parseDatabaseUrl('sqlite:////x.db', cwd)).toEqual({ dialect: 'sqlite', path: '/x.db' })
+    // `./` and `../` are relative whatever follows (they were taken for files at the root).
+    expect(parseDatabaseUrl('sqlite:///./chat.db', cwd)).toEqual({ dialect: 'sqlite', path: '/srv/app/chat.db' })
+    expect(parseDatabaseUrl('sqlite:///../data/chat.db', cwd)).toEqual({ dialect: 'sqlite', path: '/srv/data/chat.db' })
+    // SQLAlchemy's connect arguments for Python's driver are no part of the file name.
+    expect(parseDatabaseUrl('sqlite:///chat.db?check_same_thread=False', cwd)).toEqual({ dialect: 'sqlite', path: '/srv/app/chat.db' })
+    expect(parseDatabaseUrl('sqlite:///var/lib/chat/x.db?timeout=20', cwd)).toEqual({ dialect: 'sqlite', path: '/var/lib/chat/x.db' })
     expect(parseDatabaseUrl('sqlite::memory:', cwd)).toEqual({ dialect: 'sqlite', path: ':memory:' })
     expect(parseDatabaseUrl('postgresql://u:p@db:5432/chat', cwd)).toEqual({ dialect: 'pg', url: 'postgresql://u:p@db:5432/chat' })
     expect(parseDatabaseUrl('postgres://localhost/chat', cwd)).toEqual({ dialect: 'pg', url: 'postgres://localhost/chat' })

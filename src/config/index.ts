@@ -164,12 +164,15 @@ export function parseDatabaseUrl(url: string, cwd = process.cwd()): DatabaseTarg
     }
     return { dialect: 'pg', url: value }
   }
-  const sqlite = /^sqlite:\/\/(.+)$/i.exec(value)
+  // A query (SQLAlchemy's connect arguments for Python's driver, `?check_same_thread=False`) is no part of the file.
+  const sqlite = /^sqlite:\/\/([^?#]+)(?:[?#].*)?$/i.exec(value)
   if (sqlite?.[1]) {
     const rest = sqlite[1]
     let path: string
     if (rest.startsWith('//')) path = rest.slice(1)
-    else if (rest.startsWith('/')) path = rest.indexOf('/', 1) === -1 ? resolve(cwd, rest.slice(1)) : rest
+    // `sqlite:///./chat.db`, `sqlite:///../data/chat.db`: relative, whatever else holds a directory.
+    else if (rest.startsWith('/./') || rest.startsWith('/../')) path = resolve(cwd, rest.slice(1))
+    else if (rest.startsWith('/')) path = rest.indexOf('/', 1) === -1 ? resolve(cwd, rest.slice(1)) : resolve(rest)
     else path = resolve(cwd, rest)
     if (!isAbsolute(path) || path.endsWith('/')) throw new ConfigError('DATABASE_URL', `no database file in ${value}`)
     return { dialect: 'sqlite', path }
