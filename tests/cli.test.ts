@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import postgres from 'postgres'
 import { eventually, runCli, serveCli } from './support/cli'
 import { freshDatabase, pgAvailable, type FreshDatabase } from './support/databases'
+import { MULTIPART, multipartBody } from './support/multipart'
 import { redisAvailable, REDIS_URL } from './support/redis'
 import { connect, databaseUrl, http } from './support/server-process'
 
@@ -183,6 +184,68 @@ describe('backup and restore (SQLite)', () => {
       expect(missing).toEqual([])
     } finally {
       await again.stop()
+    }
+  })
+
+  // deploy.md's procedure: backup on a timer; later stop, restore, start. The attachments' bytes are files
+  // beside the database, and a message's delete removes its file.
+  test('backup copies the attachments\' files to uploads/ beside it and restore puts them back; a file lost anyway is 404, not 500', async () => {
+    const dir = scratch()
+    const env = { DATABASE_URL: `sqlite://${join(dir, 'chat.db')}`, DATA_DIR: dir }
+    const backups = scratch()
+    const file = join(backups, 'backup.db')
+    let server = await serveCli(env)
+    const a = await register(server.base, 'alice')
+    const b = await register(server.base, 'bob')
+    const dialog = await http(server.base, 'POST', '/dialogs', { peer_user_id: b.user.id }, a.access_token)
+    const bytes = new TextEncoder().encode('the numbers for May')
+    const uploaded = await fetch(`http://${server.base}/uploads`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${a.access_token}`, 'content-type': MULTIPART },
+      body: multipartBody([{ name: 'file', filename: 'may.txt', type: 'text/plain', data: bytes }]),
+    })
+    expect(uploaded.status).toBe(201)
+    const upload = (await uploaded.json()) as { id: number }
+    const path = `/dialogs/${dialog.body.id}/messages`
+    const sent = await http(server.base, 'POST', path, { client_msg_id: 'f1', type: 'file', attachment_id: upload.id }, a.access_token)
+    expect(sent.status).toBe(201)
+    const backup = await runCli(['backup', file], env)
+    expect(backup.stdout).toContain(`backup written to ${file}; 1 attachment file(s) added to ${join(backups, 'uploads')}`)
+    // A second backup into the same folder shares the file: nothing to add.
+    expect((await runCli(['backup', join(backups, 'later.db')], env)).stdout).toMatch(/backup written to \S+later\.db\n/)
+    // The delete after the backup removes the file from DATA_DIR/uploads.
+    expect((await http(server.base, 'DELETE', `${path}/${sent.body.id}`, undefined, a.access_token)).status).toBe(204)
+    expect(await server.stop()).toBe(0)
+
+    const download = async () => {
+      const login = await http(server.base, 'POST', '/auth/login', { username: 'bob', password: 'password-1' })
+      const page = await http(server.base, 'GET', path, undefined, login.body.access_token)
+      const url = page.body.messages.find((m: { id: number }) => m.id === sent.body.id).attachment.url
+      return fetch(`http://${server.base}${url}`, { headers: { authorization: `Bearer ${login.body.access_token}` } })
+    }
+    const restored = await runCli(['restore', file], env)
+    expect(restored.stdout).toContain(`; 1 attachment file(s) put back in ${join(dir, 'uploads')}`)
+    server = await serveCli(env)
+    try {
+      const got = await download()
+      expect(got.status).toBe(200)
+      expect(new Uint8Array(await got.arrayBuffer())).toEqual(bytes)
+    } finally {
+      expect(await server.stop()).toBe(0)
+    }
+
+    // Restored without its uploads/ folder (only the .db copied elsewhere): the message is back, its bytes are not.
+    rmSync(join(backups, 'uploads'), { recursive: true })
+    rmSync(join(dir, 'uploads'), { recursive: true })
+    const bare = await runCli(['restore', file], env)
+    expect(bare.stdout).toContain('1 named by the database were not found')
+    server = await serveCli(env)
+    try {
+      const got = await download()
+      expect(got.status).toBe(404)
+      expect(((await got.json()) as { error: { code: string } }).error.code).toBe('not_found')
+    } finally {
+      await server.stop()
     }
   })
 

@@ -1,8 +1,10 @@
+import { resolve } from 'node:path'
 import pkg from '../../package.json'
 import { ConfigError, isProduction, loadConfig, type Config } from '../config'
 import { Logger, logOptions } from '../log/logger'
 import { backup, restore, restoredLine } from './database-files'
 import { describe } from './fail'
+import { backupUploadsDir, copyUploads, localUploadsDir, type FilesCopied } from './upload-files'
 import { open, runServer } from './serve'
 import { USER_ACTIONS, userCommand } from './users'
 
@@ -13,9 +15,10 @@ Usage: chat-server [command] [arguments]
 Commands:
   serve                          run the server (the default); migrations are applied first
   migrate                        apply pending migrations and exit
-  backup <file>                  write a consistent copy of the running SQLite database to <file>
-                                 (Postgres: use pg_dump)
-  restore <file>                 replace the SQLite database with a backup; only while no server runs
+  backup <file>                  write a consistent copy of the running SQLite database to <file>, and
+                                 the attachments' files to uploads/ beside it (Postgres: use pg_dump)
+  restore <file>                 replace the SQLite database with a backup, and put back the attachments'
+                                 files from uploads/ beside it; only while no server runs
   user create <username>         create a user; the password is read from the terminal or stdin
   user reset-password <username> set a new password (read likewise), end the user's sessions, enable
   user disable <username>        refuse the user's logins, end its sessions and close its sockets
@@ -27,6 +30,14 @@ Options:
 Configuration comes from the environment and a .env file (PORT, DATABASE_URL, REDIS_URL, LOG_LEVEL, …;
 see the README). A failure prints one line naming what failed and exits with status 1 (2 for usage).
 `
+
+/** What `backup` and `restore` did with the attachments' files, for their one line. */
+const filesLine = (files: FilesCopied | undefined, done: string) => {
+  if (!files) return '; attachments are in the S3 bucket, which is not copied: back it up on its side'
+  if (files.copied === 0 && files.missing === 0) return ''
+  const missing = files.missing > 0 ? ` (${files.missing} named by the database were not found: their downloads answer 404)` : ''
+  return `; ${files.copied} attachment file(s) ${done} ${files.into}${missing}`
+}
 
 /** Runs one command; resolves with the exit status, except for `serve`, which runs until a signal. */
 export async function main(argv: string[]): Promise<number | 'serving'> {
@@ -59,12 +70,20 @@ export async function main(argv: string[]): Promise<number | 'serving'> {
         log.info(`migrations applied to ${where(config)}`)
         return 0
       }
-      case 'backup':
-        log.info(`backup written to ${backup(config, args[0]!)}`)
+      case 'backup': {
+        const written = backup(config, args[0]!)
+        const uploads = localUploadsDir(config)
+        const files = uploads === undefined ? undefined : copyUploads(written, uploads, backupUploadsDir(written), false)
+        log.info(`backup written to ${written}${filesLine(files, 'added to')}`)
         return 0
-      case 'restore':
-        log.info(restoredLine(restore(config, args[0]!)))
+      }
+      case 'restore': {
+        const restored = restore(config, args[0]!)
+        const uploads = localUploadsDir(config)
+        const files = uploads === undefined ? undefined : copyUploads(restored.restored, backupUploadsDir(resolve(args[0]!)), uploads, true)
+        log.info(`${restoredLine(restored)}${filesLine(files, 'put back in')}`)
         return 0
+      }
       case 'user': {
         const db = await open(config)
         try {

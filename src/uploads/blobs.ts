@@ -1,4 +1,4 @@
-import { S3Client } from 'bun'
+import { S3Client, type BunFile } from 'bun'
 import { randomUUID } from 'node:crypto'
 import { closeSync, fdatasync, fsync, openSync, write } from 'node:fs'
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises'
@@ -21,7 +21,7 @@ export interface BlobStore {
   /** Bytes [start, end) of a blob, as a response body streamed from the store. */
   read(key: string, start: number, end: number): Blob | ReadableStream
   /** The whole blob as a file, when the store has files: served with sendfile, ranges and all. */
-  file?(key: string): Blob
+  file?(key: string): BunFile
   delete(key: string): Promise<void>
   /** Removes what writes cut short by a crash left behind (older than `maxAgeMs`). */
   sweepPartial(maxAgeMs: number): Promise<void>
@@ -104,7 +104,7 @@ export class LocalBlobs implements BlobStore {
     return this.file(key).slice(start, end)
   }
 
-  file(key: string): Blob {
+  file(key: string): BunFile {
     return Bun.file(this.pathOf(key))
   }
 

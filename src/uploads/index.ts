@@ -2,6 +2,7 @@ import { Elysia, t } from 'elysia'
 import { authGuard, bearer } from '../auth/guard'
 import type { AuthService } from '../auth/service'
 import { pathOf } from '../http/host'
+import { notFound } from '../errors'
 import { ParamId } from '../shared/ids'
 import { UploadSchema } from './model'
 import type { UploadService } from './service'
@@ -68,6 +69,8 @@ export const uploadRoutes = (auth: AuthService, uploads: UploadService) =>
         // range of it is past the end.
         if (upload.size === 0 && range === undefined) return new Response(new Uint8Array(0), { headers })
         const file = uploads.blobs.file?.(upload.storageKey)
+        // Its row but not its bytes: a database restored without its uploads/ folder.
+        if (file && !(await file.exists())) throw notFound('upload')
         // Only without any Range: Bun answers a Range on a file response by itself (If-Range unseen).
         if (file && requested === null) {
           // A whole file goes back as it is, so that Bun sends it with sendfile.
