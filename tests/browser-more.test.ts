@@ -62,6 +62,33 @@ const startChat = async (page: Page, username: string) => {
   await page.getByRole('button', { name: 'Start chat' }).click()
   await page.getByRole('heading', { name: username }).waitFor()
 }
+/** The access token of the user signed in on `page`. */
+const token = async (page: Page) => JSON.parse((await page.evaluate(() => localStorage.getItem('bun-chat.session')))!).access_token as string
+/** Resolves once the app is live again (caught up), when the status says nothing. */
+const waitLive = (page: Page) => page.getByRole('status').getByText(/Reconnecting|Updating/).waitFor({ state: 'detached', timeout: 20_000 })
+/** Takes the socket of a page opened with WS_CONTROL down, and keeps it down until goOnline. */
+const goOffline = async (page: Page) => {
+  await page.evaluate(`window.__wsBlocked = true; window.__dropSockets()`)
+  await page.getByRole('status').getByText('Reconnecting…').waitFor()
+}
+/** Back online: resolves once the app is live again (caught up), when the status says nothing. */
+const goOnline = async (page: Page) => {
+  await page.evaluate(`window.__wsBlocked = false; window.dispatchEvent(new Event('online'))`)
+  await waitLive(page)
+}
+/** Polls `read` until it returns `want` or `ms` pass; returns the last value read, for the assertion. */
+const settled = async <V>(read: () => Promise<V>, want: V, ms = 10_000): Promise<V> => {
+  const until = Date.now() + ms
+  let value = await read()
+  while (value !== want && Date.now() < until) {
+    await Bun.sleep(100)
+    value = await read()
+  }
+  return value
+}
+/** What has the keyboard focus, in short: "body" when nothing does. */
+const focused = (page: Page) =>
+  page.evaluate<string>(`(() => { const a = document.activeElement; if (!a || a === document.body) return 'body'; return a.tagName.toLowerCase() + ':' + (a.getAttribute('aria-label') || a.textContent || a.id).trim().slice(0, 30) })()`)
 
 /**
  * A server process of its own, on a fresh SQLite database and data folder, on one port: `crash` kills it
@@ -136,22 +163,11 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
     return page
   }
 
-  const token = async (page: Page) => JSON.parse((await page.evaluate(() => localStorage.getItem('bun-chat.session')))!).access_token as string
-
   /** A context whose pages' WebSockets the test can take down (WS_CONTROL). */
   const controlledContext = async () => {
     const context = await newContext()
     await context.addInitScript(WS_CONTROL)
     return context
-  }
-  const goOffline = async (page: Page) => {
-    await page.evaluate(`window.__wsBlocked = true; window.__dropSockets()`)
-    await page.getByRole('status').getByText('Reconnecting…').waitFor()
-  }
-  /** Back online: resolves once the app is live again (caught up), when the status says nothing. */
-  const goOnline = async (page: Page) => {
-    await page.evaluate(`window.__wsBlocked = false; window.dispatchEvent(new Event('online'))`)
-    await page.getByRole('status').getByText(/Reconnecting|Updating/).waitFor({ state: 'detached', timeout: 20_000 })
   }
 
   /** A user acting through REST only, on `base`. */
@@ -172,17 +188,6 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
   }
   const storedTexts = async (token: string, dialog: number) =>
     ((await http(web.server.base, 'GET', `/dialogs/${dialog}/messages`, undefined, token)).body.messages as { text: string }[]).map((m) => m.text)
-
-  /** Polls `read` until it returns `want` or `ms` pass; returns the last value read, for the assertion. */
-  const settled = async <V>(read: () => Promise<V>, want: V, ms = 10_000): Promise<V> => {
-    const until = Date.now() + ms
-    let value = await read()
-    while (value !== want && Date.now() < until) {
-      await Bun.sleep(100)
-      value = await read()
-    }
-    return value
-  }
 
   beforeAll(async () => {
     alice = await newPage('alice')
@@ -556,8 +561,9 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: messages that change, 
 
 /*
  * What the user types, and staying signed in: drafts per chat and per user, text kept when it cannot go
- * (too long, the server down), the caret and the scroll after sending, right-to-left text, and two tabs of
- * one user through a token refresh. Each test has its own pages; none depends on another.
+ * (too long, the server down), the caret and the scroll after sending, where the keyboard focus goes when a
+ * button it was on goes away, right-to-left text, and two tabs of one user through a token refresh. Each
+ * test has its own pages; none depends on another.
  */
 describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, and two tabs through a refresh', () => {
   const web = webAppSuite('bun-chat-typed-')
@@ -767,7 +773,7 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
       const afterPhoto = { composer: await composer(page).inputValue(), shownInLog: await row(page, 'the view from the summit').count() }
 
       await own.start()
-      await page.getByRole('status').getByText(/Reconnecting|Updating/).waitFor({ state: 'detached', timeout: 20_000 })
+      await waitLive(page)
       await page.waitForTimeout(1500)
       const dialogs = await http(own.server.base, 'GET', '/dialogs', undefined, peer.access_token)
       const stored = await http(own.server.base, 'GET', `/dialogs/${dialogs.body.dialogs[0].id}/messages`, undefined, peer.access_token)
@@ -777,6 +783,38 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
         editKept: afterEdit.composer === 'typo message, fixed' || texts.includes('typo message, fixed'),
         captionKept: afterPhoto.composer === 'the view from the summit' || afterPhoto.shownInLog > 0 || texts.includes('the view from the summit'),
       }).toEqual({ editKept: true, captionKept: true })
+    } finally {
+      await context.close()
+      await own.remove()
+    }
+  }, 60_000)
+
+  test('a chat tapped while the server is down shows its history, and is read, once the app is back', async () => {
+    const own = await ownServer('bun-chat-typed-outage-')
+    const context = await newContext()
+    try {
+      // Written before the user signs in: the app has only the chat list's preview of it, not the history.
+      const me = (await http(own.server.base, 'POST', '/auth/register', { username: uniqueName('alice'), password: PASSWORD })).body.user
+      const peer = (await http(own.server.base, 'POST', '/auth/register', { username: uniqueName('bob'), password: PASSWORD })).body
+      const dialog = (await http(own.server.base, 'POST', '/dialogs', { peer_user_id: me.id }, peer.access_token)).body.id as number
+      const sent = await http(own.server.base, 'POST', `/dialogs/${dialog}/messages`, { client_msg_id: 'before-outage', type: 'text', text: 'written before the outage' }, peer.access_token)
+      expect(sent.status).toBe(201)
+      const page = await context.newPage()
+      await page.goto(`http://${own.server.base}/`)
+      await logIn(page, me.username)
+      await chatItem(page, peer.user.username).getByLabel('1 unread').waitFor()
+
+      await own.crash()
+      await page.getByRole('status').getByText('Reconnecting…').waitFor()
+      await chatItem(page, peer.user.username).getByRole('button').click()
+      await page.getByRole('alert').filter({ hasText: 'Cannot reach the server' }).waitFor()
+      await own.start()
+      await waitLive(page)
+      // The chat is open in front of the user: once the server is back its history shows, and it is read.
+      await row(page, 'written before the outage').waitFor({ timeout: 10_000 })
+      await chatItem(page, peer.user.username).getByLabel(/unread/).waitFor({ state: 'detached', timeout: 5_000 })
+      const unread = async () => (await http(own.server.base, 'GET', `/dialogs/${dialog}`, undefined, await token(page))).body.unread_count as number
+      expect(await settled(unread, 0)).toBe(0)
     } finally {
       await context.close()
       await own.remove()
@@ -872,6 +910,33 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const stored = await http(web.server.base, 'GET', `/dialogs/${dialogs.body.dialogs[0].id}/messages`, undefined, bob.token)
     const copies = (stored.body.messages as { text: string }[]).filter((m) => m.text === 'written while offline').length
     expect({ reconnectingShownAtOnce: shown, copies }).toEqual({ reconnectingShownAtOnce: true, copies: 1 })
+  }, T)
+
+  test('on a phone, after a reload, "Back to chats" sticks: a reconnect does not reopen the chat by itself and mark the peer’s new message read', async () => {
+    const context = await newContext(390, 800)
+    await context.addInitScript(WS_CONTROL)
+    const page = await newPage(context)
+    const { bob, dialog } = await signUpWithPeerDialog(page)
+    await say(bob.token, dialog, 'first')
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'first').waitFor()
+    // The page is reloaded with the chat open (it is reopened), then the user goes back to the list.
+    await page.reload()
+    await row(page, 'first').waitFor()
+    await page.getByRole('button', { name: 'Back to chats' }).click()
+    await page.getByRole('list', { name: 'Chats' }).waitFor()
+    await say(bob.token, dialog, 'not looked at yet')
+    await chatItem(page, bob.username).getByLabel('1 unread').waitFor()
+    // The connection blips (wifi, a server restart): the app reconnects and catches up, the dialogs with it.
+    await goOffline(page)
+    await goOnline(page)
+    await page.waitForTimeout(1000)
+    // Still on the chat list, the new message still unread, here and on the server (the peer sees no "read").
+    expect({
+      list: await page.getByRole('list', { name: 'Chats' }).isVisible(),
+      badge: await chatItem(page, bob.username).getByLabel('1 unread').count(),
+      unreadOnServer: (await dialogAs(await token(page), dialog)).unread_count,
+    }).toEqual({ list: true, badge: 1, unreadOnServer: 1 })
   }, T)
 
   test('at 390 px a 32-character username is cut with an ellipsis in the chat header and the chat list, nothing scrolls sideways', async () => {
@@ -1145,9 +1210,67 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     await page.keyboard.press('Enter')
     await jump.waitFor({ state: 'hidden' })
     await page.waitForTimeout(300)
-    const focused = await page.evaluate(`document.activeElement?.tagName.toLowerCase()`)
-    expect(focused).not.toBe('body')
+    expect(await focused(page)).not.toBe('body')
   }, 90_000)
+
+  // Chromium moves the focus off an element hidden under it at a later frame: each test waits a moment before looking.
+  test('deleting an own message with the keyboard leaves the keyboard focus on that message (not on <body>)', async () => {
+    const { page } = await chatWithNewPeer()
+    await write(page, 'keep me')
+    await write(page, 'delete me')
+    await row(page, 'delete me').and(page.locator('[data-status="sent"],[data-status="delivered"]')).waitFor()
+    await row(page, 'delete me').getByRole('button', { name: 'Delete' }).focus()
+    await page.keyboard.press('Enter')
+    await row(page, 'Message deleted').waitFor()
+    await page.waitForTimeout(300)
+    // On the message itself: the place in the log is kept.
+    expect(await focused(page)).toStartWith('div:Message deleted')
+  }, T)
+
+  test('choosing a reaction in the picker with the keyboard, leaving it with Escape, or pressing my only reaction away leaves the keyboard focus on the message’s React button', async () => {
+    const page = await newPage()
+    const { bob, dialog } = await signUpWithPeerDialog(page)
+    await say(bob.token, dialog, 'react to me')
+    await chatItem(page, bob.username).getByRole('button').click()
+    const message = row(page, 'react to me')
+    await message.waitFor()
+    const react = message.getByRole('button', { name: 'React' })
+    await react.focus()
+    await page.keyboard.press('Enter')
+    await message.getByRole('button', { name: '👍', exact: true }).focus()
+    await page.keyboard.press('Enter')
+    await message.getByRole('button', { name: '👍 1' }).waitFor()
+    await page.waitForTimeout(300)
+    const afterChoosing = await focused(page)
+    await react.focus()
+    await page.keyboard.press('Enter')
+    await message.getByRole('button', { name: '❤️', exact: true }).focus()
+    await page.keyboard.press('Escape')
+    await message.getByRole('group', { name: 'Reactions to add' }).waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    const afterEscape = await focused(page)
+    // The chip pressed away (its only reaction was mine) hands the focus on the same way.
+    const chip = message.getByRole('button', { name: '👍 1' })
+    await chip.focus()
+    await page.keyboard.press('Enter')
+    await chip.waitFor({ state: 'detached' })
+    await page.waitForTimeout(300)
+    const afterChip = await focused(page)
+    expect({ afterChoosing, afterEscape, afterChip }).toEqual({ afterChoosing: 'button:React', afterEscape: 'button:React', afterChip: 'button:React' })
+  }, T)
+
+  test('"Cancel edit" pressed with the keyboard leaves the keyboard focus in the composer', async () => {
+    const { page } = await chatWithNewPeer()
+    await write(page, 'edit me')
+    await row(page, 'edit me').and(page.locator('[data-status="sent"],[data-status="delivered"]')).waitFor()
+    await row(page, 'edit me').getByRole('button', { name: 'Edit' }).focus()
+    await page.keyboard.press('Enter')
+    await page.getByRole('button', { name: 'Cancel edit' }).focus()
+    await page.keyboard.press('Enter')
+    await page.getByRole('button', { name: 'Cancel edit' }).waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    expect(await focused(page)).toBe('textarea:composer')
+  }, T)
 
   test('the peer typing when the user blocks them: the header stops saying "typing…" at once', async () => {
     const aliceName = uniqueName('alice')

@@ -47,6 +47,11 @@ let state: State = initialState(null)
 /** The client_msg_ids this tab's client has held: what it no longer holds was acknowledged, failed or discarded. */
 let held = new Set<string>()
 let scheduled = false
+/**
+ * The chat to open once its dialog is known (the one open before a reload, or a notification's): once only.
+ * Opening any chat, or going back to the list, forgets it, so later dialog events (a catch-up) leave the list be.
+ */
+let reopen: number | null = null
 /** Set while the user logs out, so that the end of the session is not reported as a failure. */
 let loggingOut = false
 
@@ -117,6 +122,7 @@ const actions = {
   async open(dialogId: number, around?: Message) {
     // An edit is of a message in the chat it was started in: leaving that chat abandons it.
     if (state.editing && state.editing.dialogId !== dialogId) state.editing = null
+    reopen = null
     state.openId = dialogId
     sessionStorage.setItem(OPEN_KEY, String(dialogId))
     render()
@@ -317,6 +323,7 @@ const actions = {
   retry: (clientMsgId: string) => void client.retry(clientMsgId),
   attachmentUrl: (attachment: Attachment) => client.attachmentUrl(attachment),
   back() {
+    reopen = null
     state.openId = null
     sessionStorage.removeItem(OPEN_KEY)
     render()
@@ -477,7 +484,7 @@ function start(session: Session | null): void {
   // A notification's click opens the app at /?dialog=<id>: that chat, once its dialog is known.
   const asked = new URL(location.href).searchParams.get('dialog')
   if (asked) history.replaceState(null, '', '/')
-  const reopen = Number(asked) || Number(sessionStorage.getItem(OPEN_KEY)) || null
+  reopen = Number(asked) || Number(sessionStorage.getItem(OPEN_KEY)) || null
   client.on('session', ({ session: next }) => {
     const wasSignedIn = state.session !== null
     state.session = next
@@ -507,7 +514,11 @@ function start(session: Session | null): void {
     saveOutbox()
   })
   client.on('state', ({ state: connection }) => {
-    if (connection === 'live') adoptOutbox()
+    if (connection !== 'live') return
+    adoptOutbox()
+    // A chat opened while the server was away has no history yet (and so is never marked read): fetched now.
+    const open = state.openId === null ? undefined : state.chats.get(state.openId)
+    if (open && !open.loaded) void actions.open(open.dialog.id)
   })
   if (session) {
     client.connect()

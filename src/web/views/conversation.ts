@@ -214,9 +214,10 @@ export function conversationView(actions: ConversationActions) {
 
   const createRow = (row: Row): HTMLElement => {
     if (row.kind === 'day') return h('div', { class: 'day', role: 'separator' }, h('span', {}, row.label))
+    // tabindex -1: not a Tab stop, but it can take the keyboard's place when its actions go away (see updateRow).
     return h(
       'div',
-      { class: 'msg' },
+      { class: 'msg', tabindex: '-1' },
       h('div', { class: 'attachment' }),
       h('p', { class: 'text', dir: 'auto' }),
       h('div', { class: 'reactions' }),
@@ -301,6 +302,8 @@ export function conversationView(actions: ConversationActions) {
     // Reactions: one button per emoji with its count; pressed when it includes mine.
     const reactions = element.querySelector('.reactions') as HTMLElement
     const list = message && !deleted ? message.reactions : []
+    // A chip pressed away (the last reaction of its emoji) hands the keyboard focus to the React button below.
+    const chipFocused = reactions.contains(document.activeElement) ? (document.activeElement as HTMLElement) : null
     reactions.hidden = !list.length
     keyed(
       reactions,
@@ -313,17 +316,22 @@ export function conversationView(actions: ConversationActions) {
         chip.onclick = () => actions.toggleReaction(chat.dialog.id, message!.id, r.emoji)
       },
     )
+    if (chipFocused && !chipFocused.isConnected) (element.querySelector('button.react') as HTMLButtonElement).focus()
+    // A part hidden while it holds the keyboard focus hands it on (else it falls to the page): the picker
+    // (an emoji chosen, or Escape) to its React button, then the actions (Delete pressed) to the message.
+    const pickerEl = element.querySelector('.picker') as HTMLElement
+    const picking = !!message && !deleted && state.reacting === message.id
+    const reactButton = element.querySelector('button.react') as HTMLButtonElement
+    if (!picking && pickerEl.contains(document.activeElement)) reactButton.focus()
+    pickerEl.hidden = !picking
     const actionsEl = element.querySelector('.actions') as HTMLElement
+    if ((!message || deleted) && actionsEl.contains(document.activeElement)) element.focus()
     actionsEl.hidden = !message || deleted
     const editButton = element.querySelector('button.edit') as HTMLButtonElement
     const deleteButton = element.querySelector('button.delete') as HTMLButtonElement
     editButton.hidden = deleteButton.hidden = !own || message?.type !== 'text'
     // Attachments have no text to edit; they can still be deleted.
     if (own && message && message.type !== 'text') deleteButton.hidden = false
-    const pickerEl = element.querySelector('.picker') as HTMLElement
-    const picking = !!message && !deleted && state.reacting === message.id
-    pickerEl.hidden = !picking
-    const reactButton = element.querySelector('button.react') as HTMLButtonElement
     attr(reactButton, 'aria-expanded', picking ? 'true' : 'false')
     if (message) {
       reactButton.onclick = () => actions.pick(picking ? null : message.id)
@@ -417,6 +425,8 @@ export function conversationView(actions: ConversationActions) {
         } else if (was !== null) input.value = drafts.get(chat.dialog.id) ?? ''
         grow()
       }
+      // "Cancel edit" pressed (or the edit ended) with the keyboard on it: back to the composer, not to the page.
+      if (editingId === null && editing.contains(document.activeElement)) input.focus()
       editing.hidden = editingId === null
 
       keyed(log, rows(state, chat), (row) => row.key, createRow, updateRow(state, chat))
