@@ -41,6 +41,11 @@ describe('configuration', () => {
     expect(config.refreshTtlSeconds).toBe(30 * 86400)
   })
 
+  test('DATA_DIR= and DATABASE_URL= (empty, as a .env may leave them) are the defaults', () => {
+    const config = loadConfig({ DATA_DIR: '', DATABASE_URL: ' ' }, '/srv/app')
+    expect({ dataDir: config.dataDir, database: config.database }).toEqual({ dataDir: '/srv/app/data', database: { dialect: 'sqlite', path: '/srv/app/data/chat.db' } })
+  })
+
   test('DATABASE_URL forms, including the original sqlite:///chat.db and postgresql://', () => {
     const cwd = '/srv/app'
     expect(parseDatabaseUrl('sqlite:///chat.db', cwd)).toEqual({ dialect: 'sqlite', path: '/srv/app/chat.db' })

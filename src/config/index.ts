@@ -96,8 +96,9 @@ export const isProduction = (env: Env): boolean => (env.NODE_ENV?.trim() || env.
 /** Reads the configuration from an environment (src/index.ts has already applied `.env` to process.env: ./dotenv.ts). */
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const production = isProduction(env)
-  const dataDir = resolve(cwd, env.DATA_DIR ?? './data')
-  const database = parseDatabaseUrl(env.DATABASE_URL ?? 'sqlite://./data/chat.db', cwd)
+  // Empty is unset, as for the other variables (`DATA_DIR=` in a .env is not the working directory).
+  const dataDir = resolve(cwd, env.DATA_DIR?.trim() || './data')
+  const database = parseDatabaseUrl(env.DATABASE_URL?.trim() || 'sqlite://./data/chat.db', cwd)
   checkDataDir(dataDir)
 
   return {
