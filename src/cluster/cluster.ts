@@ -84,6 +84,8 @@ const ACK = 'A'
 const ECHO_WAIT_MS = 1_000
 /** How long a change waits for the other nodes to acknowledge it (see `applied`) before going on without. */
 export const APPLY_WAIT_MS = 2_000
+/** How long a joining node waits for the nodes that heard its hello to answer (see `greet`). */
+const JOIN_WAIT_MS = 1_000
 
 export const REDIS_CONNECT_TIMEOUT_MS = 5000
 
@@ -178,7 +180,7 @@ export class Cluster {
           (error) => logFault('cluster: subscribing again failed', error),
         )
     }
-    cluster.hello()
+    await cluster.greet()
     return cluster
   }
 
@@ -318,11 +320,22 @@ export class Cluster {
   }
 
   private publish(text: string): Promise<boolean> {
+    return this.publishCounted(text).then((receivers) => receivers >= 0)
+  }
+
+  /**
+   * How many subscribers Redis handed it to (-1: Redis could not take it). More than our own subscription
+   * means another node hears the channel, though it may not have spoken yet: from then on we are not alone.
+   */
+  private publishCounted(text: string): Promise<number> {
     return this.pub.publish(this.options.channel, text).then(
-      () => true,
+      (receivers) => {
+        if (receivers > (this.listening ? 1 : 0)) this.heardOthers = true
+        return receivers
+      },
       (error) => {
         logFault('cluster: publishing to Redis failed', error)
-        return false
+        return -1
       },
     )
   }
@@ -351,6 +364,19 @@ export class Cluster {
         if (!sent) done()
       })
     })
+  }
+
+  /**
+   * The first hello. When Redis says others heard it, waits (at most JOIN_WAIT_MS) for that many nodes to
+   * answer before the node serves: until another node has spoken a node takes itself for alone, publishes
+   * nothing and has nobody to wait for in `applied`, so a dialog, a block or a logout made through it at
+   * once stayed unknown to the others.
+   */
+  private async greet(): Promise<void> {
+    const others = (await this.publishCounted(message(HELLO, this.node, String(this.options.heartbeatMs)))) - 1
+    this.sendList()
+    const deadline = Date.now() + JOIN_WAIT_MS
+    while (this.nodes.size < others && Date.now() < deadline) await Bun.sleep(5)
   }
 
   /** Asks every node for its list of users (see UP), and gives ours. */
