@@ -2,7 +2,7 @@ import { afterAll, afterEach, describe, expect, test } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { backoffDelay, ChatClient, ChatError, type ClientEvent, type Message, type RefreshLock, type Session } from 'bun-chat/client'
+import { backoffDelay, ChatClient, ChatError, type ClientEvent, type ConnectionState, type Message, type RefreshLock, type SavedMessage, type Session } from 'bun-chat/client'
 import { uniqueName } from './support/app'
 import { Server, signedUp, suiteServer, until } from './support/chat-clients'
 import { http } from './support/server-process'
@@ -14,9 +14,9 @@ import { http } from './support/server-process'
 
 const T = 30_000
 /** A signed-up user's client, recording every event it reports. */
-async function person(server: Server, options: { connect?: boolean; WebSocket?: typeof WebSocket } = {}) {
+async function person(server: Server, options: Omit<Parameters<typeof signedUp>[1] & {}, 'onSession'> = {}) {
   const sessions: (Session | null)[] = []
-  const signed = await signedUp(server, { onSession: (s) => sessions.push(s), WebSocket: options.WebSocket, connect: options.connect })
+  const signed = await signedUp(server, { ...options, onSession: (s) => sessions.push(s) })
   clients.push(signed.client)
   return { ...signed, sessions }
 }
@@ -32,6 +32,17 @@ async function pair(server: Server) {
   const dialog = (await alice.client.openDialogWith(bob.name))!
   await until('bob follows the dialog', () => bob.events.some((e) => e.type === 'dialog' && e.dialog.id === dialog.id))
   return { alice, bob, dialogId: dialog.id }
+}
+
+/** A second client object for a stored session (an app restarted), its events recorded. */
+function restarted(server: Server, session: Session, options: Partial<ConstructorParameters<typeof ChatClient>[0]> = {}) {
+  const client = new ChatClient({ baseUrl: server.url, session, ...options })
+  clients.push(client)
+  const events: ClientEvent[] = []
+  client.on('message', (e) => events.push(e))
+  client.on('changed', (e) => events.push(e))
+  client.on('state', (e) => events.push(e))
+  return { client, events }
 }
 
 /** What the server has stored in the dialog, oldest first. */
@@ -69,6 +80,34 @@ describe('client library against a real server process', () => {
 
     bob.client.close()
     await until('bob offline', () => alice.events.some((e) => e.type === 'presence' && !e.online && e.user_id === bob.client.user!.id))
+  }, T)
+
+  test('a read receipt lost with a dropped connection is sent again after the reconnect', async () => {
+    let lost = 0
+    // The connection dies just as the read receipt is written: the frame never reaches the server.
+    class Dying extends WebSocket {
+      override send(data: string) {
+        if (lost === 0 && String(data).includes('"message:read"')) {
+          lost++
+          this.close()
+          return
+        }
+        super.send(data)
+      }
+    }
+    const alice = await person(suite.server)
+    const bob = await person(suite.server, { WebSocket: Dying as typeof WebSocket })
+    const dialogId = (await alice.client.openDialogWith(bob.name))!.id
+    await until('bob follows', () => bob.events.some((e) => e.type === 'dialog' && e.dialog.id === dialogId))
+    const hi = await alice.client.send(dialogId, 'hi').sent
+    await until('bob has it', () => bob.texts(dialogId).includes('hi'))
+    await bob.client.markRead(dialogId, hi.id)
+    expect(lost).toBe(1)
+    await until('bob live again', () => bob.client.state === 'live' && bob.events.some((e) => e.type === 'state' && e.state === 'offline'))
+    await Bun.sleep(1000)
+    // Expected: markRead() resolved, so the watermark moves (the receipt goes again on the new connection).
+    // Actual: it is never sent again; alice never sees it read, bob's unread count stays 1.
+    expect(alice.events.some((e) => e.type === 'receipt' && e.status === 'read' && e.message_id === hi.id)).toBe(true)
   }, T)
 
   test('per-message errors: not_found, validation_failed; rejected sends fail alone', async () => {
@@ -118,6 +157,41 @@ describe('client library against a real server process', () => {
     expect(bob.texts(dialogId)).toEqual(['missed 1', 'missed 2', 'missed 3', 'missed 4', 'missed 5'])
   }, T)
 
+  test('after a drop the state goes offline, then connecting again (as CLIENT.md says), before catching_up', async () => {
+    const sockets: WebSocket[] = []
+    class Tracked extends WebSocket {
+      constructor(url: string) {
+        super(url)
+        sockets.push(this)
+      }
+    }
+    const alice = await person(suite.server, { WebSocket: Tracked as typeof WebSocket })
+    const states: ConnectionState[] = []
+    alice.client.on('state', (e) => states.push(e.state))
+    // The network drops the connection.
+    sockets.at(-1)!.close()
+    await until('alice live again', () => states.includes('live'))
+    // Expected: offline → connecting → catching_up → live. Actual: offline → catching_up → live.
+    expect(states).toEqual(['offline', 'connecting', 'catching_up', 'live'])
+  }, T)
+
+  test('a reconnect does not report the messages that arrived while away a second time, as `changed`', async () => {
+    const { alice, bob, dialogId } = await pair(suite.server)
+    await alice.client.send(dialogId, 'before').sent
+    await until('bob has it', () => bob.texts(dialogId).length === 1)
+    bob.client.close()
+    for (const text of ['away 1', 'away 2', 'away 3']) await alice.client.send(dialogId, text).sent
+    const at = bob.events.length
+    bob.client.connect()
+    await until('bob live', () => bob.client.state === 'live')
+    await Bun.sleep(200)
+    const after = bob.events.slice(at)
+    expect(after.flatMap((e) => (e.type === 'message' ? [e.message.text] : []))).toEqual(['away 1', 'away 2', 'away 3'])
+    // Nothing was edited, deleted or reacted to. Expected: no `changed`. Actual: each new message twice,
+    // once as `message` and again as `changed` (the changed_after pass re-downloads every new message).
+    expect(after.flatMap((e) => (e.type === 'changed' ? [e.message.text] : []))).toEqual([])
+  }, T)
+
   test('a client that connects for the first time says the messages waiting for it were delivered', async () => {
     const alice = await person(suite.server)
     const bob = await person(suite.server, { connect: false })
@@ -158,6 +232,44 @@ describe('client library against a real server process', () => {
     await until('bob has all three', () => bob.texts(dialogId).length === 3)
     expect(dropped).toBe(1)
     expect(bob.texts(dialogId)).toEqual(['one', 'two', 'three'])
+  }, T)
+
+  test('a live message held while its gap fill failed is not lost while the connection stays up', async () => {
+    let dropped = 0
+    // A lossy network: the first message:new for bob never arrives.
+    class Lossy extends WebSocket {
+      constructor(url: string) {
+        super(url)
+        this.addEventListener('message', (event) => {
+          if (dropped === 0 && String(event.data).includes('"message:new"')) {
+            dropped++
+            event.stopImmediatePropagation()
+          }
+        })
+      }
+    }
+    // One REST hiccup: the first after_id request (the gap fill) does not get through.
+    let failed = 0
+    const flaky = async (url: string, init: RequestInit) => {
+      if (failed === 0 && url.includes('after_id=')) {
+        failed++
+        throw new TypeError('fetch failed')
+      }
+      return fetch(url, init)
+    }
+    const alice = await person(suite.server)
+    const bob = await person(suite.server, { WebSocket: Lossy as typeof WebSocket, fetch: flaky })
+    const dialogId = (await alice.client.openDialogWith(bob.name))!.id
+    await until('bob follows', () => bob.events.some((e) => e.type === 'dialog' && e.dialog.id === dialogId))
+    await alice.client.send(dialogId, 'one').sent
+    await alice.client.send(dialogId, 'two').sent
+    await until('the gap fill failed', () => failed === 1 && dropped === 1)
+    await Bun.sleep(3000)
+    // Expected: 'one' and 'two' reach bob (the fill retried, or the connection dropped to catch up).
+    // Actual: the fill's failure throws away the held 'two', the connection stays live, nothing retries:
+    // both stay missing until another message arrives or the connection happens to drop.
+    expect(bob.client.state).toBe('live')
+    expect(bob.texts(dialogId)).toEqual(['one', 'two'])
   }, T)
 
   test('server killed (SIGKILL) and restarted mid-stream: nothing lost, nothing doubled', async () => {
@@ -213,6 +325,49 @@ describe('client library against a real server process', () => {
     expect((await again.pending()[0]!.sent).client_msg_id).toBe(written.client_msg_id)
     await until('bob has it', () => bob.texts(dialogId).length === 1)
     expect(await stored(suite.server, again.session!, dialogId)).toEqual(['outlives its client'])
+  }, T)
+
+  test('discard() is followed by a `pending` event, so an app storing saved() on each one does not resend it after a restart', async () => {
+    const { alice, bob, dialogId } = await pair(suite.server)
+    // The app does what CLIENT.md says: store saved() after each `pending` event.
+    let storage: SavedMessage[] = []
+    alice.client.on('pending', () => (storage = JSON.parse(JSON.stringify(alice.client.saved()))))
+    alice.client.close()
+    const unwanted = alice.client.send(dialogId, 'never mind, do not send this')
+    expect(storage.map((m) => m.client_msg_id)).toEqual([unwanted.client_msg_id])
+    alice.client.discard(unwanted.client_msg_id)
+    expect(alice.client.saved()).toEqual([])
+
+    // The app restarts with what it stored.
+    const again = restarted(suite.server, alice.client.session!, { outbox: storage })
+    again.client.connect()
+    await until('restarted client live', () => again.client.state === 'live')
+    await Bun.sleep(300)
+    // Expected: the discarded message never goes out. Actual: no `pending` event on discard, the stale
+    // storage still holds it, and it is delivered to bob.
+    expect(bob.texts(dialogId)).toEqual([])
+    expect(await stored(suite.server, again.client.session!, dialogId)).toEqual([])
+  }, T)
+
+  test('an app restarted with a saved outbox does not report the dialog\'s old history as new messages', async () => {
+    const { alice, bob, dialogId } = await pair(suite.server)
+    for (let i = 1; i <= 5; i++) await bob.client.send(dialogId, `old ${i}`).sent
+    await until('alice has the old ones', () => alice.texts(dialogId).length === 5)
+    // Alice writes while offline, the app stores saved() and is closed.
+    alice.client.close()
+    const written = alice.client.send(dialogId, 'written before the restart')
+    const saved = JSON.parse(JSON.stringify(alice.client.saved())) as SavedMessage[]
+    expect(saved.map((m) => m.client_msg_id)).toEqual([written.client_msg_id])
+
+    const again = restarted(suite.server, alice.client.session!, { outbox: saved })
+    again.client.connect()
+    await until('restarted client live', () => again.client.state === 'live')
+    await Bun.sleep(300)
+    // Expected: only its own new message (old history is history: `history()`, not `message` events).
+    // Actual: the ack arrives before the dialog list, the dialog is "unknown", followed from seq 0: all of
+    // old 1..5 are reported as new `message` events (and acknowledged as delivered again).
+    const texts = again.events.flatMap((e) => (e.type === 'message' ? [e.message.text] : []))
+    expect(texts).toEqual(['written before the restart'])
   }, T)
 
   test('edit, remove and reactions arrive live on both sides as changed, deleted and reactions events', async () => {
@@ -457,5 +612,44 @@ describe('client library: tokens and limits', () => {
     expect(alice.client.state).toBe('closed')
     expect((await http(`127.0.0.1:${suite.server.port}`, 'POST', '/auth/refresh', { refresh_token: refresh })).status).toBe(401)
     expect(alice.sessions.at(-1)).toBeNull()
+  }, T)
+})
+
+describe('client library: a long access token lifetime', () => {
+  // 30 days, within ACCESS_TOKEN_TTL_SECONDS' allowed range (up to 365 days).
+  const suite = suiteServer({ ACCESS_TOKEN_TTL_SECONDS: String(30 * 86400) })
+
+  test('a connected client does not refresh its token over and over', async () => {
+    const alice = await person(suite.server)
+    const at = alice.sessions.length
+    await Bun.sleep(300)
+    // Expected: no refresh for ~30 days. Actual: the refresh timer's delay overflows setTimeout's 32-bit
+    // range, fires at once, and every refresh schedules the next one at once: a refresh storm.
+    expect(alice.sessions.length - at).toBe(0)
+    expect(alice.client.session).not.toBeNull()
+  }, T)
+})
+
+describe('client library: rate-limited sends keep their order', () => {
+  // 3 sends at once, then one every 250 ms; the server answers retry_after in whole seconds (1).
+  const suite = suiteServer({ SEND_RATE_BURST: '3', SEND_RATE_PER_SEC: '4' })
+
+  test('a message written after a rate-limited one is not stored before it', async () => {
+    const alice = await person(suite.server, { autoDeliver: false })
+    const bob = await person(suite.server, { autoDeliver: false })
+    const dialogId = (await alice.client.openDialogWith(bob.name))!.id
+    await until('bob follows', () => bob.events.some((e) => e.type === 'dialog' && e.dialog.id === dialogId))
+    await Bun.sleep(1000) // the bucket full again
+    const first = ['m1', 'm2', 'm3', 'm4'].map((text) => alice.client.send(dialogId, text))
+    await until('m4 rate limited', () => first[3]!.error?.code === 'rate_limited')
+    expect(first[3]!.error?.retryAfter).toBe(1)
+    // The user types the next message a moment later: a token is back by then, the retry of m4 is not due yet.
+    await Bun.sleep(350)
+    const next = alice.client.send(dialogId, 'm5')
+    await Promise.all([...first, next].map((p) => p.sent))
+    await until('bob has them', () => bob.texts(dialogId).length === 5)
+    // Expected: the order written (the outbox holds them "in the order written"). Actual: m5 before m4.
+    expect(await stored(suite.server, alice.client.session!, dialogId)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5'])
+    expect(bob.texts(dialogId)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5'])
   }, T)
 })

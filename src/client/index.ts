@@ -47,7 +47,7 @@ export interface ClientEvents {
   deleted: { dialog_id: number; message_id: number }
   /** A message's reactions changed (live): the whole set as it is now. */
   reactions: { dialog_id: number; message_id: number; reactions: Reaction[] }
-  /** An own unacknowledged message changed state (queued, sending, sent, failed). */
+  /** An own unacknowledged message changed state (queued, sending, sent, failed, discarded). */
   pending: { pending: PendingMessage }
   /** Someone's delivered or read watermark moved. */
   receipt: Receipt
@@ -85,6 +85,7 @@ const TYPING_REPEAT_MS = 3_000
 const TYPING_IDLE_MS = 3_000
 const TYPING_EXPIRES_MS = 6_000
 const PAGE = 100
+const MAX_TIMER_MS = 86_400_000
 
 export class ChatClient {
   readonly api: Api
@@ -106,6 +107,8 @@ export class ChatClient {
   private readonly receipts = new ReceiptResend((type, dialogId, messageId) =>
     type === 'message:delivered' ? this.scheduleDelivered(dialogId, messageId) : void this.markRead(dialogId, messageId).catch(() => {}),
   )
+  /** The latest read watermark sent over the socket per dialog: a frame lost with its connection goes again. */
+  private readonly readSent = new Map<number, number>()
   private refreshTimer: ReturnType<typeof setTimeout> | undefined
   private currentState: ConnectionState = 'closed'
   /** Bumped on every connection, so a catch-up of a connection that has since dropped stops reporting. */
@@ -127,6 +130,7 @@ export class ChatClient {
       `${base.replace(/^http/, 'ws')}/ws`,
       {
         token: () => this.api.accessToken(),
+        connecting: () => this.setState('connecting'),
         up: () => void this.caughtUp(),
         frame: (frame) => this.onFrame(frame),
         down: () => {
@@ -330,8 +334,10 @@ export class ChatClient {
   /** Moves the read watermark (over the socket when connected, else REST). */
   async markRead(dialogId: number, lastReadMessageId: number): Promise<void> {
     const frame = { type: 'message:read', dialog_id: dialogId, last_read_message_id: lastReadMessageId } as const
-    if (this.socket.send(frame)) this.receipts.sending('message:read', dialogId, lastReadMessageId)
-    else await this.api.readUpTo(dialogId, lastReadMessageId)
+    if (this.socket.send(frame)) {
+      this.receipts.sending('message:read', dialogId, lastReadMessageId)
+      this.readSent.set(dialogId, Math.max(this.readSent.get(dialogId) ?? 0, lastReadMessageId))
+    } else await this.api.readUpTo(dialogId, lastReadMessageId)
   }
 
   /** Call on every keystroke: sends `start` at most every few seconds and `stop` once the typing pauses. */
@@ -395,6 +401,10 @@ export class ChatClient {
       for (const dialog of await this.dialogs()) {
         versions.set(dialog.id, dialog.version)
         this.report(dialog, !known.has(dialog.id))
+        // A read receipt the server has not applied was lost with an earlier connection: sent again.
+        const read = this.readSent.get(dialog.id)
+        if (read !== undefined && read > dialog.last_read_message_id) void this.markRead(dialog.id, read).catch(() => {})
+        else this.readSent.delete(dialog.id)
         // A dialog new to this client is followed from its last message, which never passes accept(): say it
         // reached this device all the same (the server ignores a receipt that moves nothing).
         const last = dialog.last_message
@@ -407,8 +417,10 @@ export class ChatClient {
             if (generation !== this.generation) return
             // Taken before the list and the fill: new messages raise the version past the edits made before them.
             const since = known.get(id)!
+            // What was reported before the fill: the messages the fill brings are new, not changed.
+            const reportedSeq = this.cursors.get(id)!.lastSeq
             await this.fill(id, generation)
-            if ((versions.get(id) ?? 0) > since) await this.changesSince(id, since, generation)
+            if ((versions.get(id) ?? 0) > since) await this.changesSince(id, since, reportedSeq, generation)
           }),
       )
       if (generation !== this.generation) return
@@ -442,15 +454,15 @@ export class ChatClient {
     for (const message of held) this.ingest(message)
   }
 
-  /** Edits, deletions and reactions made while away: messages already reported come again as `changed`. */
-  private async changesSince(dialogId: number, since: number, generation: number): Promise<void> {
+  /** Edits, deletions and reactions made while away: messages reported up to `reportedSeq` come again as `changed`. */
+  private async changesSince(dialogId: number, since: number, reportedSeq: number, generation: number): Promise<void> {
     const cursor = this.cursors.get(dialogId)
     if (!cursor) return
     for (let after = since; ; ) {
       const page = await this.api.history(dialogId, { changed_after: after, limit: PAGE })
       if (generation !== this.generation) return
       for (const message of page.messages) {
-        if (message.seq <= cursor.lastSeq && (this.liveChanges.get(message.id) ?? 0) <= message.version) this.emitter.emit('changed', { message })
+        if (message.seq <= reportedSeq && (this.liveChanges.get(message.id) ?? 0) <= message.version) this.emitter.emit('changed', { message })
         cursor.version = Math.max(cursor.version, message.version)
       }
       const last = page.messages.at(-1)
@@ -468,8 +480,9 @@ export class ChatClient {
   private ingest(message: Message): void {
     let cursor = this.cursors.get(message.dialog_id)
     if (!cursor) {
-      // A dialog this client has not seen (its dialog:new is still on its way): follow it from the start.
-      cursor = { lastId: 0, lastSeq: 0, version: 0, filling: false, held: [] }
+      // A dialog this client has not seen (its dialog:new is still on its way, or the catch-up's list): follow
+      // it from this message on, as from a dialog's last message; what came before is history.
+      cursor = { lastId: 0, lastSeq: message.seq - 1, version: 0, filling: false, held: [] }
       this.cursors.set(message.dialog_id, cursor)
       void this.api.dialog(message.dialog_id).then(
         (dialog) => this.report(dialog, true),
@@ -480,11 +493,15 @@ export class ChatClient {
     if (message.seq <= cursor.lastSeq) return
     if (message.seq === cursor.lastSeq + 1) return this.accept(cursor, message)
     cursor.held.push(message)
-    this.fill(message.dialog_id).catch((error) => {
-      // The connection is probably going down too; its reconnect catches up this dialog.
+    const generation = this.generation
+    this.fill(message.dialog_id, generation).catch((error) => {
+      // A newer connection's catch-up fills this dialog (and replays what is held).
+      if (generation !== this.generation) return
       cursor.filling = false
       cursor.held = []
       this.emitter.emit('error', { error: asChatError(error) })
+      // Not up to date: drop the connection (with backoff) and let the reconnect's catch-up fill the gap.
+      if (this.api.session) this.socket.drop('gap fill failed')
     })
   }
 
@@ -591,12 +608,15 @@ export class ChatClient {
     clearTimeout(this.refreshTimer)
     const due = this.api.refreshDueAt()
     if (due === undefined || this.currentState === 'closed') return
+    const wait = due - Date.now()
     this.refreshTimer = setTimeout(() => {
+      // A timer longer than 2^31-1 ms fires at once, so a long-lived token is waited for a day at a time.
+      if (wait > MAX_TIMER_MS) return this.scheduleRefresh()
       this.api.refresh().catch(() => {
         // Offline: retried before the next request or connection; a 401 has already ended the session.
         if (this.api.session) this.refreshTimer = setTimeout(() => this.scheduleRefresh(), 5_000)
       })
-    }, Math.max(0, due - Date.now()))
+    }, Math.min(Math.max(0, wait), MAX_TIMER_MS))
   }
 
   /** The session ended (logout, or refused by the server): stop everything. */
@@ -605,6 +625,7 @@ export class ChatClient {
     this.outbox.clear()
     this.cursors.clear()
     this.reportedNew.clear()
+    this.readSent.clear()
   }
 }
 

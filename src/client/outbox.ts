@@ -3,7 +3,8 @@ import { ChatError } from './errors'
 import type { OutgoingAttachment } from './api'
 import type { Message } from './types'
 
-export type PendingState = 'queued' | 'sending' | 'sent' | 'failed'
+/** `discarded`: given up by `discard()` (or the end of the session); no longer pending nor saved. */
+export type PendingState = 'queued' | 'sending' | 'sent' | 'failed' | 'discarded'
 
 /** A message handed to `send()`: shown at once, settled by the server's ack (or a per-message error). */
 export interface PendingMessage {
@@ -149,7 +150,8 @@ export class Outbox {
     if (error.code === 'rate_limited') {
       entry.timer = setTimeout(() => {
         entry.timer = undefined
-        this.flushOne(entry)
+        // It, and what its dialog held back behind it meanwhile, go out in the order written.
+        for (const next of this.entries.values()) if (next.dialog_id === entry.dialog_id && next.state === 'queued' && !next.timer) this.flushOne(next)
       }, (error.retryAfter ?? 1) * 1000)
     }
   }
@@ -169,13 +171,20 @@ export class Outbox {
     clearTimeout(entry.timer)
     this.entries.delete(clientMsgId)
     if (entry.state !== 'failed') entry.reject(new ChatError('cancelled', 'discarded before it was acknowledged'))
+    // Reported, so that an app storing saved() on each change drops it too.
+    this.set(entry, 'discarded')
   }
 
   clear(): void {
     for (const id of [...this.entries.keys()]) this.discard(id)
   }
 
+  /** Sends it, unless an older message of its dialog waits for a retry: it would be stored before that one. */
   private flushOne(entry: Entry): void {
+    for (const older of this.entries.values()) {
+      if (older === entry) break
+      if (older.timer && older.dialog_id === entry.dialog_id) return
+    }
     if (this.transmit(entry)) this.set(entry, 'sending')
   }
 

@@ -12,6 +12,8 @@ export interface Backoff {
 export interface SocketHooks {
   /** A fresh access token for the auth frame. */
   token(): Promise<string>
+  /** An attempt to connect begins (the first, or a reconnect after the backoff). */
+  connecting(): void
   /** After auth:ok. */
   up(userId: number): void
   frame(frame: ServerFrame): void
@@ -96,6 +98,7 @@ export class ReconnectingSocket {
 
   private async open(): Promise<void> {
     const attempt = ++this.opening
+    this.hooks.connecting()
     let token: string
     try {
       token = await this.hooks.token()
