@@ -237,6 +237,24 @@ describe.each(dialects)('REST 500 internal on %s', (dialect) => {
     }
   })
 
+  test('an answer that fails its own route\'s response schema is 500 internal (logged), not a 422 blaming the client', async () => {
+    const t = await createTestApp(dialect)
+    try {
+      const s = await t.register()
+      const users = t.core.users as unknown as { me: (id: number) => Promise<Record<string, unknown>> }
+      const me = users.me
+      // A server-side defect: a record that does not fit the response's schema.
+      users.me = async (id) => ({ ...(await me.call(t.core.users, id)), created_at: undefined, id: 'x' })
+      const { result, logged } = await quietly(() => t.call('GET', '/me', { token: s.access_token }))
+      users.me = me
+      expectContractError(result, 500, 'internal')
+      expect(result.body.error.details).toBeUndefined()
+      expect(logged.length).toBe(1)
+    } finally {
+      await t.close()
+    }
+  })
+
   test('the database closed under the app → 500 internal on a route, 503 on /health; the log holds the cause but no message text', async () => {
     const t = await createTestApp(dialect)
     const { a: s, dialogId } = await t.pair()

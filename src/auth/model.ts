@@ -1,5 +1,5 @@
 import { t } from 'elysia'
-import { Int } from '../shared/schema'
+import { chars, Int } from '../shared/schema'
 import { invalidField } from '../errors'
 import { charCount } from '../shared/text'
 import { USERNAME_PATTERN, UserSchema } from '../users/model'
@@ -13,13 +13,13 @@ const Username = t.String({ pattern: USERNAME_PATTERN, error: 'username: 3–32 
 
 export const Credentials = t.Object({
   username: Username,
-  password: t.String({ minLength: PASSWORD_CHARS.min, maxLength: PASSWORD_CHARS.max * 2, error: `password: ${PASSWORD_RULE}` }),
+  password: t.String({ minLength: PASSWORD_CHARS.min, ...chars(PASSWORD_CHARS.max), error: `password: ${PASSWORD_RULE}` }),
 })
 
 // A username register would refuse names no account: refused alike (422), never looked up.
 export const LoginBody = t.Object({
   username: Username,
-  password: t.String({ minLength: 1, maxLength: PASSWORD_CHARS.max * 2 }),
+  password: t.String({ minLength: 1, ...chars(PASSWORD_CHARS.max) }),
 })
 
 export function checkPassword(password: string): void {

@@ -3,6 +3,7 @@ import { DialogSchema } from '../dialogs/model'
 import { ERROR_STATUS } from '../errors'
 import { MessageSchema } from '../messages/model'
 import { CLIENT_FRAME_SCHEMAS } from '../realtime/protocol'
+import { published } from './limits'
 
 type Json = Record<string, any>
 
@@ -87,7 +88,7 @@ const CLIENT_SUMMARIES: Record<string, string> = {
 const idOf = (type: string) => type.replace(/[^A-Za-z0-9._-]/g, '_')
 
 /** A TypeBox schema as plain JSON Schema (TypeBox marks its objects with symbols, which JSON drops). */
-const plain = (schema: TSchema): Json => JSON.parse(JSON.stringify(schema))
+const plain = (schema: TSchema): Json => published(JSON.parse(JSON.stringify(schema))) as Json
 
 export function asyncApiDocument(version: string): Json {
   const client = Object.entries(CLIENT_FRAME_SCHEMAS as Record<string, TSchema>)

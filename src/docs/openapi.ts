@@ -1,6 +1,7 @@
 import { toOpenAPISchema } from '@elysiajs/openapi'
 import type { AnyElysia } from 'elysia'
 import { ERROR_STATUS, type ErrorCode } from '../errors'
+import { published } from './limits'
 
 type Json = Record<string, any>
 
@@ -47,13 +48,60 @@ const SUMMARIES: Record<string, string> = {
   'post /dialogs/{dialog_id}/read_up_to': 'Move the read watermark',
 }
 
-/** Extra answers some routes give, beyond what their shape implies. */
+const BLOCKED = 'Either user blocks the other (`blocked`)'
+const NOT_SENDER = 'The message is the other member’s (`forbidden`)'
+const REACTION = '/dialogs/{dialog_id}/messages/{message_id}/reactions/{emoji}'
+const MESSAGE = '/dialogs/{dialog_id}/messages/{message_id}'
+
+/** Extra failures some routes answer, beyond what their shape implies. */
 const EXTRA: Record<string, Partial<Record<number, string>>> = {
   'post /auth/register': { 409: 'Username taken, case-insensitively (`username_taken`)', 429: WHEN.rate_limited },
   'post /auth/login': { 401: 'Unknown user or wrong password, the same answer for both (`invalid_credentials`)', 429: WHEN.rate_limited },
   'post /auth/refresh': { 401: 'Invalid, expired or already used refresh token (reuse revokes the session)', 429: WHEN.rate_limited },
   'post /auth/logout': { 401: 'Invalid refresh token', 429: WHEN.rate_limited },
-  'post /dialogs/{dialog_id}/messages': { 429: WHEN.rate_limited },
+  'post /dialogs': { 403: BLOCKED, 404: 'No such user (`not_found`)' },
+  'post /dialogs/{dialog_id}/messages': { 403: BLOCKED, 429: WHEN.rate_limited },
+  'post /dialogs/{dialog_id}/read_up_to': { 429: WHEN.rate_limited },
+  [`patch ${MESSAGE}`]: { 403: `${NOT_SENDER}; or ${BLOCKED.toLowerCase()}`, 429: WHEN.rate_limited },
+  [`delete ${MESSAGE}`]: { 403: NOT_SENDER, 429: WHEN.rate_limited },
+  [`put ${REACTION}`]: { 403: BLOCKED, 429: WHEN.rate_limited },
+  [`delete ${REACTION}`]: { 429: WHEN.rate_limited },
+  'get /uploads/{upload_id}': { 401: WHEN.unauthorized, 416: 'The Range starts past the end of the file; `Content-Range: bytes */<size>`' },
+}
+
+/** Success answers of routes whose response has no body schema to show it. */
+const SUCCESS: Record<string, Record<number, Json>> = {
+  'post /auth/logout': { 204: { description: 'The session is over' } },
+  [`delete ${MESSAGE}`]: { 204: { description: 'Deleted for everyone (already deleted: the same)' } },
+  [`put ${REACTION}`]: { 204: { description: 'Added (already there: the same)' } },
+  [`delete ${REACTION}`]: { 204: { description: 'Removed (not there: the same)' } },
+  'put /users/{user_id}/block': { 204: { description: 'Blocked' } },
+  'delete /users/{user_id}/block': { 204: { description: 'Unblocked' } },
+  'delete /push/subscriptions': { 204: { description: 'Forgotten' } },
+  'get /metrics': { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+  'get /uploads/{upload_id}': {
+    200: { description: 'The file', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+    206: { description: 'The range asked for', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+    304: { description: 'Not modified (`If-None-Match` holds the ETag)' },
+  },
+}
+
+/** Routes that take the access token another way as well. */
+const SECURED: Record<string, string> = {
+  'get /uploads/{upload_id}': 'Bearer, or `?access_token=` (so that `<img src>` works)',
+}
+
+/**
+ * Each route's JSON body schema, by "method path": the generator lists a body's media types from its
+ * route's named parsers, and the edge's one parser (src/http/edge.ts) is a function, so it lists none.
+ */
+function jsonBodies(app: AnyElysia): Map<string, Json> {
+  const bodies = new Map<string, Json>()
+  for (const route of app.routes) {
+    const body = (route.hooks as { body?: unknown }).body
+    if (body && typeof body === 'object') bodies.set(`${route.method.toLowerCase()} ${route.path.replace(/:([^/]+)/g, '{$1}')}`, body as Json)
+  }
+  return bodies
 }
 
 /**
@@ -93,7 +141,8 @@ const errorResponse = (description: string) => ({
 /** The REST half of the API as OpenAPI 3: generated from the routes' schemas, then completed. */
 export function openApiDocument(app: AnyElysia, version: string): Json {
   const generated = toOpenAPISchema(app) as { paths: Json; components: Json }
-  const paths = foldNumeric(generated.paths) as Json
+  const paths = foldNumeric(published(generated.paths)) as Json
+  const bodies = jsonBodies(app)
   for (const [path, operations] of Object.entries(paths)) {
     for (const [method, operation] of Object.entries(operations as Json)) {
       const op = operation as Json
@@ -101,7 +150,15 @@ export function openApiDocument(app: AnyElysia, version: string): Json {
       op.summary ??= SUMMARIES[key] ?? `${method.toUpperCase()} ${path}`
       op.tags ??= [path.split('/')[1] || 'app']
       op.operationId ??= `${method}${path.replace(/\{([^}]+)\}/g, 'By_$1').replace(/[^A-Za-z0-9_]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))}`
+      const body = bodies.get(key)
+      if (op.requestBody && Object.keys(op.requestBody.content ?? {}).length === 0 && body)
+        op.requestBody.content = { 'application/json': { schema: foldNumeric(published(JSON.parse(JSON.stringify(body)))) } }
+      if (SECURED[key]) {
+        op.security = [{ bearer: [] }]
+        op.description ??= SECURED[key]
+      }
       const responses = (op.responses ??= {}) as Json
+      for (const [status, response] of Object.entries(SUCCESS[key] ?? {})) responses[status] ??= response
       for (const [status, response] of Object.entries(responses))
         if ((response as Json).description?.startsWith('Response for status')) (response as Json).description = Number(status) < 300 ? 'Success' : 'Failure'
       const errors: Partial<Record<number, string>> = { 500: WHEN.internal }
@@ -115,7 +172,8 @@ export function openApiDocument(app: AnyElysia, version: string): Json {
     }
   }
   return {
-    openapi: '3.0.3',
+    // The generator writes JSON Schema 2020-12 (type arrays for nullable fields, const): OpenAPI 3.1's dialect.
+    openapi: '3.1.0',
     info: {
       title: 'Chat server',
       version,

@@ -68,7 +68,8 @@ export const edge = (maxBodyBytes: number, streamed: (request: Request) => boole
     })
     .onError({ as: 'global' }, ({ code, error, set, request, params }) => {
       const appError =
-        code === 'VALIDATION'
+        // An answer failing its own route's schema is the server's fault (500, logged), not the client's 422.
+        code === 'VALIDATION' && (error as ValidationLike).type !== 'response'
           ? validationError(error as ValidationLike, request, params ?? {})
           : code === 'NOT_FOUND'
             ? new AppError('not_found', 'no such route')

@@ -1,5 +1,5 @@
 import { t } from 'elysia'
-import { Int, UNCHECKED } from '../shared/schema'
+import { chars, Int, UNCHECKED } from '../shared/schema'
 import { invalidField } from '../errors'
 import { BodyId, ParamId } from '../shared/ids'
 import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS, textTooLong } from '../shared/text'
@@ -42,15 +42,13 @@ export type MessageDto = typeof MessageSchema.static
 export type MessageStatus = MessageDto['status']
 
 // Bounds the raw size; `checkClientMsgId` counts characters (code points): 64 emoji are a valid id.
-export const ClientMsgId = t.String({ minLength: 1, maxLength: MAX_CLIENT_MSG_ID_CHARS * 2 })
-// The schema bounds the raw size; `checkText` counts characters (code points) and rejects blank text.
-export const MessageText = t.String({ minLength: 1, maxLength: MAX_TEXT_CHARS * 2 })
+export const ClientMsgId = t.String({ minLength: 1, ...chars(MAX_CLIENT_MSG_ID_CHARS) })
 
 export const SendBody = t.Object({
   client_msg_id: ClientMsgId,
   type: MessageTypeSchema,
   // Required for text; an optional caption (0–4000 characters) for image and file.
-  text: t.Optional(t.String({ maxLength: MAX_TEXT_CHARS * 2 })),
+  text: t.Optional(t.String(chars(MAX_TEXT_CHARS))),
   attachment_id: t.Optional(BodyId()),
 })
 
@@ -75,7 +73,7 @@ export const ReactionParams = t.Object({
 })
 
 // Any length up to the limit: an image's or file's caption may be edited away (checkEdit).
-export const EditBody = t.Object({ text: t.String({ maxLength: MAX_TEXT_CHARS * 2 }) })
+export const EditBody = t.Object({ text: t.String(chars(MAX_TEXT_CHARS)) })
 
 export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() }, UNCHECKED)
 

@@ -5,6 +5,7 @@ import { AppError } from '../errors'
 import type { DeletedEvent, MessageDto, ReactionsEvent, StatusEvent } from '../messages/model'
 import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS } from '../shared/text'
 import { MAX_ID } from '../shared/ids'
+import { chars } from '../shared/schema'
 import { parseJson } from '../shared/json'
 
 /*
@@ -17,7 +18,7 @@ const Id = T.Integer({ minimum: 1, maximum: MAX_ID })
 // Timestamps are parsed by parseInstant (which names the field); the schema only bounds their size.
 const Instant = T.String({ maxLength: 64 })
 // Bounds the raw size; MessageService counts characters (code points), as for text.
-const ClientMsgId = T.String({ minLength: 1, maxLength: MAX_CLIENT_MSG_ID_CHARS * 2 })
+const ClientMsgId = T.String({ minLength: 1, ...chars(MAX_CLIENT_MSG_ID_CHARS) })
 
 const schemas = {
   auth: T.Object({ type: T.Literal('auth'), access_token: T.String({ minLength: 1, maxLength: 4096 }) }),
@@ -27,7 +28,7 @@ const schemas = {
     client_msg_id: ClientMsgId,
     msg_type: T.Union([T.Literal('text'), T.Literal('image'), T.Literal('file')]),
     // Bounds the raw size; MessageService counts characters (code points) and checks text against the type.
-    text: T.Optional(T.String({ maxLength: MAX_TEXT_CHARS * 2 })),
+    text: T.Optional(T.String(chars(MAX_TEXT_CHARS))),
     attachment_id: T.Optional(Id),
   }),
   'message:delivered': T.Object({
@@ -45,7 +46,7 @@ const schemas = {
     type: T.Literal('message:edit'),
     message_id: Id,
     // Bounds the raw size; the edit counts characters and rejects blank text for a text message, as a send does.
-    text: T.String({ maxLength: MAX_TEXT_CHARS * 2 }),
+    text: T.String(chars(MAX_TEXT_CHARS)),
   }),
   'message:delete': T.Object({ type: T.Literal('message:delete'), message_id: Id }),
   typing: T.Object({

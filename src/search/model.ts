@@ -2,13 +2,14 @@ import { t } from 'elysia'
 import { MessageSchema } from '../messages/model'
 import { invalidField } from '../errors'
 import { ParamId } from '../shared/ids'
+import { chars } from '../shared/schema'
 import { charCount } from '../shared/text'
 
 /** `q` is 1–200 characters (code points, as the contract counts them; checkQuery), so up to 400 UTF-16 units. */
 export const MAX_QUERY_CHARS = 200
 
 export const SearchQuery = t.Object({
-  q: t.String({ minLength: 1, maxLength: MAX_QUERY_CHARS * 2 }),
+  q: t.String({ minLength: 1, ...chars(MAX_QUERY_CHARS) }),
   dialog_id: t.Optional(ParamId('dialog_id')),
   limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
   before_id: t.Optional(ParamId('before_id')),

@@ -16,3 +16,13 @@ export const Int = () => Type.Integer()
  * tests (which check every answer against the schema) already do.
  */
 export const UNCHECKED = { noValidate: true } as const
+
+/**
+ * Options for a string of at most `max` characters (code points): the schema bounds its UTF-16 length at
+ * twice that (a character is one or two units) and the route counts the characters. The API documents
+ * publish `max` as the `maxLength` (JSON Schema counts characters): see src/docs/limits.ts.
+ */
+export const chars = (max: number) => ({ maxLength: max * 2, [MAX_CHARS]: max })
+
+/** The keyword `chars` leaves for the documents. */
+export const MAX_CHARS = 'x-max-chars'
