@@ -42,6 +42,13 @@ describe('streaming multipart parser', () => {
     await expect(parse(body.subarray(0, body.length - 10), [16])).rejects.toMatchObject({ code: 'bad_request' })
   })
 
+  test('part headers over 16 KiB are refused (400), whether they arrive in one read or in many', async () => {
+    const long = new TextEncoder().encode(
+      `--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\nX-Pad: ${'h'.repeat(20 * 1024)}\r\n\r\nx\r\n--${BOUNDARY}--\r\n`,
+    )
+    for (const sizes of [[long.length], [1024]]) await expect(parse(long, sizes)).rejects.toMatchObject({ code: 'bad_request' })
+  })
+
   test("a file name as browsers encode it: %22, %0D and %0A are a quote, CR and LF; other escapes stay as written", async () => {
     const named = (filename: string) =>
       new TextEncoder().encode(

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test'
 import { Database as SqliteDriver } from 'bun:sqlite'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,7 +11,7 @@ import { Logger } from '../src/log/logger'
 import { exec } from '../src/storage/database'
 import { expectContractError, type Session } from './support/app'
 import { dialects } from './support/databases'
-import { MULTIPART, multipartBody, sha256, type Part } from './support/multipart'
+import { BOUNDARY, MULTIPART, multipartBody, sha256, type Part } from './support/multipart'
 import { startS3, type LocalS3 } from './support/s3'
 import { Client, startLive, type LiveServer } from './support/ws'
 import { storedFiles } from './support/uploads-dir'
@@ -84,11 +84,16 @@ for (const backend of ['disk', 's3'] as const)
     /** What the backend keeps: files on disk, or objects in the bucket. */
     const kept = async () => (s3 ? await s3.keys() : storedFiles(dataDir))
 
-    const upload = async (s: Session | undefined, parts: Part[] | Uint8Array, headers: Record<string, string> = {}, path = '/uploads') => {
+    const upload = async (
+      s: Session | undefined,
+      parts: Part[] | Uint8Array | ReadableStream<Uint8Array>,
+      headers: Record<string, string> = {},
+      path = '/uploads',
+    ) => {
       const response = await fetch(`${http}${path}`, {
         method: 'POST',
         headers: { 'content-type': MULTIPART, ...(s ? { authorization: `Bearer ${s.access_token}` } : {}), ...headers },
-        body: parts instanceof Uint8Array ? parts : multipartBody(parts),
+        body: Array.isArray(parts) ? multipartBody(parts) : parts,
       })
       return { status: response.status, headers: response.headers, body: (await response.json().catch(() => undefined)) as any }
     }
@@ -180,6 +185,45 @@ for (const backend of ['disk', 's3'] as const)
       expect(exact.body.size).toBe(LIMIT)
       const json = await live.t.call('POST', '/dialogs', { token: s.access_token, raw: JSON.stringify({ peer_user_id: 1, pad: 'x'.repeat(70_000) }) })
       expectContractError(json, 413, 'payload_too_large')
+    })
+
+    test('a body with no length given is bounded as a declared one: 413 past UPLOAD_MAX_BYTES + 64 KiB, whatever part of it carries the bytes', async () => {
+      const s = await live.t.register()
+      const tiny = multipartBody(file('tiny'))
+      // 3 MiB of preamble (the limit is 1 MiB), then a 4-byte file.
+      const preamble = Buffer.concat([Buffer.from(`${'p'.repeat(3 * MiB)}\r\n`), tiny])
+      // 3 MiB of empty form fields (no bytes towards the 64 KiB of other fields), then a 4-byte file.
+      const empty = `--${BOUNDARY}\r\nContent-Disposition: form-data; name="x"\r\n\r\n\r\n`
+      const manyParts = Buffer.concat([Buffer.from(empty.repeat(Math.ceil((3 * MiB) / empty.length))), tiny])
+      // Sent chunked, 64 KiB at a time (a Blob's stream would be sent with its length).
+      const chunked = (bytes: Uint8Array, at = 0) =>
+        new ReadableStream<Uint8Array>({
+          pull: (controller) => (at < bytes.length ? controller.enqueue(bytes.slice(at, (at += 64 * 1024))) : controller.close()),
+        })
+      for (const body of [preamble, manyParts]) {
+        expectContractError(await upload(s, new Uint8Array(body)), 413, 'payload_too_large')
+        expectContractError(await upload(s, chunked(body)), 413, 'payload_too_large')
+      }
+    })
+
+    test('a client that drops its upload half-way is not a server error: no 500 counted for /uploads', async () => {
+      const s = await live.t.register()
+      const status500 = async () => {
+        const text = (await live.t.call('GET', '/metrics')).body as string
+        return Number(/^chat_http_requests_total\{route="\/uploads",status="500"\} (\d+)$/m.exec(text)?.[1] ?? 0)
+      }
+      const before = await status500()
+      const socket = await Bun.connect({ hostname: '127.0.0.1', port: live.running.server.port!, socket: { data() {}, close() {}, error() {} } })
+      const part = `--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n${'x'.repeat(100_000)}`
+      socket.write(
+        `POST /uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${s.access_token}\r\nContent-Type: ${MULTIPART}\r\nContent-Length: 500000\r\n\r\n${part}`,
+      )
+      socket.flush()
+      await Bun.sleep(300)
+      socket.end()
+      await Bun.sleep(1000)
+      expect((await status500()) - before).toBe(0)
+      if (!s3) expect(readdirSync(join(dataDir, 'uploads', 'tmp'))).toEqual([])
     })
 
     test('an upload whose row the database refuses: 500, and its bytes do not stay behind, unless an earlier upload of the same bytes keeps them', async () => {
@@ -487,5 +531,62 @@ for (const backend of ['disk', 's3'] as const)
       // A text message has no attachment: its delete releases nothing.
       const text = await sendRest(a, dialogId, { client_msg_id: 'r3', type: 'text', text: 'x' })
       expect((await remove(text.body.id)).status).toBe(204)
+    })
+
+    /** While `work` runs, the store refuses every delete (a bucket briefly unavailable, a disk error); answers what was logged. */
+    const refusingDeletes = async (work: () => Promise<unknown>) => {
+      const logged: string[] = []
+      const faults = logFaultsTo(new Logger({ level: 'info', format: 'json' }, (line) => logged.push(line)))
+      const refuse = spyOn(live.t.core.uploads.blobs, 'delete').mockRejectedValue(new Error('try again'))
+      try {
+        await work()
+      } finally {
+        refuse.mockRestore()
+        logFaultsTo(faults)
+      }
+      return logged.join('\n')
+    }
+
+    test('DELETE of a file message while the store refuses deletes: 204 (the delete committed, the failure logged), and its bytes go at the next sweep', async () => {
+      const { a, dialogId } = await live.t.pair()
+      const u = (await upload(a, file(`a message to delete ${Math.random()}`))).body
+      const sent = await sendRest(a, dialogId, { client_msg_id: 'd-1', type: 'file', attachment_id: u.id })
+      expect(sent.status).toBe(201)
+      const before = await kept()
+
+      let status = 0
+      const logged = await refusingDeletes(async () => {
+        status = (await live.t.call('DELETE', `/dialogs/${dialogId}/messages/${sent.body.id}`, { token: a.access_token })).status
+      })
+      expect(status).toBe(204)
+      expect(logged).toContain('try again')
+      const history = await live.t.call('GET', `/dialogs/${dialogId}/messages`, { token: a.access_token })
+      expect(history.body.messages[0]).toMatchObject({ id: sent.body.id, deleted: true, attachment: null })
+      // Its row is gone, its bytes not yet: kept in the queue of deletes, not forgotten.
+      expect(await kept()).toEqual(before)
+      await live.t.core.uploads.sweep()
+      expect((await kept()).length).toBe(before.length - 1)
+    })
+
+    test('a sweep whose deletes fail keeps going, and does not forget the bytes of the uploads it removed', async () => {
+      const s = await live.t.register()
+      const earlier = new Set(await kept())
+      await upload(s, file(`never sent 1 ${Math.random()}`))
+      await upload(s, file(`never sent 2 ${Math.random()}`))
+      const mine = async () => (await kept()).filter((k) => !earlier.has(k))
+      expect(await mine()).toHaveLength(2)
+      const later = new Date(Date.now() + 48 * 3600 * 1000)
+      let tried = 0
+      await refusingDeletes(async () => {
+        const refused = live.t.core.uploads.blobs.delete as unknown as { mock: { calls: unknown[] } }
+        await live.t.core.uploads.sweep(later)
+        tried = refused.mock.calls.length
+      })
+      // Both were tried (the first failure did not stop the loop), neither deleted.
+      expect(tried).toBeGreaterThanOrEqual(2)
+      expect(await mine()).toHaveLength(2)
+      // Their rows were deleted by the first sweep: the next one finds their bytes in the queue.
+      await live.t.core.uploads.sweep(later)
+      expect(await mine()).toEqual([])
     })
   })

@@ -201,3 +201,12 @@ export const uploads = table(
   },
   (t) => [index('uploads_storage_key_idx').on(t.storageKey), index('uploads_created_idx').on(t.createdAt)],
 )
+
+/**
+ * Storage keys whose bytes are to go: written in the transaction that removes their last upload row, emptied
+ * as each delete succeeds, so bytes a failed delete (the bucket or the disk refusing) left are deleted again at
+ * the next sweep. Not deleted if an upload committed since uses the key again (a local blob is shared).
+ */
+export const blobDeletes = table('blob_deletes', {
+  storageKey: text('storage_key').primaryKey(),
+})

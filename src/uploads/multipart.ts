@@ -77,10 +77,9 @@ export async function* multipart(body: AsyncIterable<Uint8Array>, boundary: stri
           yield { kind: 'part', name: '', filename: undefined }
           continue
         }
-        if (end < 0) {
-          if (buffer.length > MAX_HEADER_BYTES) throw malformed('part headers too long')
-          break
-        }
+        // Bounded however they arrived: whole in one read, or still coming.
+        if ((end < 0 ? buffer.length : end) > MAX_HEADER_BYTES) throw malformed('part headers too long')
+        if (end < 0) break
         const part = partOf(buffer.subarray(0, end).toString('utf8'))
         buffer = buffer.subarray(end + HEADERS_END.length)
         state = 'body'

@@ -12,8 +12,10 @@ import {
   dialogOfAttachment,
   insertUpload,
   keyInUse,
+  queuedBlobDeletes,
   sweepUnattached,
   unclaimUpload,
+  unqueueBlobDelete,
   uploadById,
   type UploadRecord,
 } from './store'
@@ -77,6 +79,8 @@ export class UploadService {
     const limit = this.config.uploadMaxBytes
     const declared = Number(request.headers.get('content-length') ?? 0)
     if (declared > limit + MAX_OTHER_FIELDS_BYTES) throw tooLarge(limit)
+    // Sent chunked, a body declares no length: what is read is bounded alike.
+    const body = bounded(request.body, limit + MAX_OTHER_FIELDS_BYTES, () => tooLarge(limit))
 
     const hasher = new Bun.CryptoHasher('sha256')
     let writer: BlobWriter | undefined
@@ -86,7 +90,7 @@ export class UploadService {
     let other = 0
     let head = new Uint8Array(0)
     try {
-      for await (const event of multipart(request.body, boundary)) {
+      for await (const event of multipart(body, boundary)) {
         if (event.kind === 'part') {
           if (event.name === 'file' && writer) throw invalidField('file', 'send one part named "file"')
           inFile = event.name === 'file'
@@ -183,25 +187,28 @@ export class UploadService {
 
   /**
    * Removes uploads no message carries — older than 24 h and never claimed, or claimed over an hour ago by
-   * a send that died before its message committed — then their bytes, and crashed writes' leftovers.
+   * a send that died before its message committed — then the bytes queued for deletion (theirs, and those
+   * whose delete failed before), and crashed writes' leftovers.
    */
   async sweep(now = new Date()): Promise<void> {
     const ago = (ms: number) => new Date(now.getTime() - ms)
-    const keys = await this.db.tx((s) => sweepUnattached(s, ago(UNATTACHED_TTL_MS), ago(STALE_CLAIM_MS)))
-    for (const key of keys) await this.dropBytes(key)
+    await this.db.tx((s) => sweepUnattached(s, ago(UNATTACHED_TTL_MS), ago(STALE_CLAIM_MS)))
+    for (const key of await this.db.read(queuedBlobDeletes)) await this.dropBytes(key)
     await this.blobs.sweepPartial(SWEEP_EVERY_MS)
   }
 
   /**
-   * Deletes a blob unless an upload committed meanwhile uses it again (checked under the key's lock).
-   * A message delete runs `releaseAttachment` in its own transaction (MessageService.remove) and calls
-   * this with the key it answered, after the commit.
+   * Deletes a queued blob unless an upload committed meanwhile uses it again (checked under the key's lock),
+   * then takes it off the queue. A message delete runs `releaseAttachment` in its own transaction
+   * (MessageService.remove) and calls this with the key it answered, after the commit. Never throws: a delete
+   * that fails (the bucket unavailable) is logged and the key stays queued for the next sweep.
    */
   dropBytes(key: string): Promise<void> {
     return this.locked(key, async () => {
       const stillUsed = await this.db.read((s) => keyInUse(s, key))
       if (!stillUsed) await this.blobs.delete(key)
-    })
+      await this.db.tx((s) => unqueueBlobDelete(s, key))
+    }).catch((error) => logFault('deleting the bytes of a removed upload failed (retried at the next sweep)', error))
   }
 
   /**
@@ -231,6 +238,22 @@ export class UploadService {
       if (this.keyLocks.get(key) === tail) this.keyLocks.delete(key)
     })
     return next
+  }
+}
+
+/**
+ * The request body as read, refused past `max` bytes however they are spent (preamble, part headers, empty
+ * parts). Reading it fails only when the client went away mid-body: theirs, not a fault (it is never answered).
+ */
+async function* bounded(body: ReadableStream<Uint8Array>, max: number, refuse: () => AppError): AsyncGenerator<Uint8Array> {
+  let read = 0
+  try {
+    for await (const chunk of body) {
+      if ((read += chunk.byteLength) > max) throw refuse()
+      yield chunk
+    }
+  } catch (error) {
+    throw error instanceof AppError ? error : new AppError('bad_request', 'upload cut short')
   }
 }
 

@@ -84,7 +84,7 @@ export function* unclaimUpload({ db, t }: Scope, uploadId: number, dialogId: num
 
 /**
  * Detaches a message's attachment and deletes its upload row; answers the storage key when no other
- * upload still uses those bytes (so they can go), else undefined.
+ * upload still uses those bytes (so they can go: queued in `blob_deletes`), else undefined.
  */
 export function* releaseAttachment(scope: Scope, messageId: number): Routine<string | undefined> {
   const { db, t } = scope
@@ -93,18 +93,19 @@ export function* releaseAttachment(scope: Scope, messageId: number): Routine<str
   yield* exec(db.update(t.messages).set({ attachmentId: null, attachment: null }).where(eq(t.messages.id, messageId)))
   const gone = yield* rows(db.delete(t.uploads).where(eq(t.uploads.id, message.uploadId)).returning({ key: t.uploads.storageKey }))
   const [unused] = yield* unusedKeys(scope, gone.map((g) => g.key))
+  if (unused) yield* queueBlobDeletes(scope, [unused])
   return unused
 }
 
 /**
  * Deletes the uploads no message carries that were created before `cutoff` and never claimed, or claimed
  * before `claimCutoff` by a send whose message never committed (its process died mid-send: a send that
- * fails gives its claim back); answers the storage keys no upload uses any more. The claim is checked in
- * this very statement, as `claimUpload` checks that the row is there: a send claiming an old upload either
- * claims it first (the sweep leaves it) or finds it gone (not found), never a message carrying a deleted
- * upload. `claimCutoff` is far longer ago than any send takes, so no live send loses its claim.
+ * fails gives its claim back); queues for deletion the storage keys no upload uses any more. The claim is
+ * checked in this very statement, as `claimUpload` checks that the row is there: a send claiming an old
+ * upload either claims it first (the sweep leaves it) or finds it gone (not found), never a message carrying
+ * a deleted upload. `claimCutoff` is far longer ago than any send takes, so no live send loses its claim.
  */
-export function* sweepUnattached(scope: Scope, cutoff: Date, claimCutoff: Date): Routine<string[]> {
+export function* sweepUnattached(scope: Scope, cutoff: Date, claimCutoff: Date): Routine<void> {
   const { db, t } = scope
   const u = t.uploads
   const gone = yield* rows(
@@ -118,7 +119,23 @@ export function* sweepUnattached(scope: Scope, cutoff: Date, claimCutoff: Date):
       )
       .returning({ key: t.uploads.storageKey }),
   )
-  return yield* unusedKeys(scope, [...new Set(gone.map((g) => g.key))])
+  yield* queueBlobDeletes(scope, yield* unusedKeys(scope, [...new Set(gone.map((g) => g.key))]))
+}
+
+/** Bytes to delete, in the transaction that removed their last row: none is forgotten if its delete fails. */
+function* queueBlobDeletes({ db, t }: Scope, keys: string[]): Routine<void> {
+  if (keys.length === 0) return
+  yield* exec(db.insert(t.blobDeletes).values(keys.map((storageKey) => ({ storageKey }))).onConflictDoNothing())
+}
+
+/** The keys queued for deletion and not deleted yet. */
+export function* queuedBlobDeletes({ db, t }: Scope): Routine<string[]> {
+  return (yield* rows(db.select({ key: t.blobDeletes.storageKey }).from(t.blobDeletes))).map((r) => r.key)
+}
+
+/** Done with a queued key: its bytes are deleted, or an upload uses them again. */
+export function* unqueueBlobDelete({ db, t }: Scope, key: string): Routine<void> {
+  yield* exec(db.delete(t.blobDeletes).where(eq(t.blobDeletes.storageKey, key)))
 }
 
 export function* keyInUse(scope: Scope, key: string): Routine<boolean> {
