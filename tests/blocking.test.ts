@@ -179,6 +179,36 @@ describe.each(dialects)('blocking on %s', (dialect) => {
 })
 
 /** Two nodes: a block made through one node holds on the other at once (its cache is told over Redis). */
+describe.each(dialects)('a block and the sends already under way, on %s', (dialect) => {
+  let live: LiveServer
+  beforeAll(async () => {
+    // Sends wait for their batch a while (WRITER_BATCH_WAIT_MS; a busy writer queues them as long).
+    live = await startLive(dialect, { WRITER_BATCH_WAIT_MS: '300' })
+  })
+  afterAll(() => live.close())
+
+  test('a send still queued when the block comes lands before the block answers 204; from then on nothing gets through', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const call = (method: string, path: string, s: Session, body?: unknown) => live.t.call(method, path, { token: s.access_token, body })
+    const send = (id: string) => call('POST', `/dialogs/${dialogId}/messages`, b, { client_msg_id: id, type: 'text', text: id })
+    await send('warm')
+    const watcher = await Client.login(live.base, a)
+    let sentAt = Infinity
+    const sent = send('under way').then((res) => ((sentAt = performance.now()), res))
+    await Bun.sleep(20)
+    expect((await call('PUT', `/users/${b.user.id}/block`, a)).status).toBe(204)
+    const blockedAt = performance.now()
+    expect((await sent).status).toBe(201)
+    // Answered (committed and published) before the block was: the blocker was told the block holds after it.
+    expect(sentAt).toBeLessThan(blockedAt)
+    expectContractError(await send('too late'), 403, 'blocked')
+    await Bun.sleep(100)
+    const news = (await watcher.drain()).filter((f) => f.type === 'message:new').map((f) => f.message.text)
+    expect(news).toEqual(['under way'])
+    await watcher.close()
+  })
+})
+
 describe.skipIf(!redisAvailable).each(dialects)('blocking across two nodes on %s', (dialect) => {
   const nodes = twoNodes(dialect, 'blocks')
 

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
+import postgres from 'postgres'
 import { setReaction } from '../src/messages/changes'
 import { rows } from '../src/storage/database'
 import { expectContractError, type Session } from './support/app'
-import { dialects } from './support/databases'
+import { dialects, pgAvailable } from './support/databases'
 import { Client, startLive, type LiveServer } from './support/ws'
 
 type Message = {
@@ -239,5 +240,61 @@ describe.each(dialects)('edit, delete, reactions and changed_after on %s', (dial
       after = page.messages.at(-1)!.version
     }
     expect(paged).toEqual(versions)
+  })
+})
+
+/*
+ * On Postgres a batch's sends and receipts are two statements side by side; the sends must be answered
+ * (and published) as soon as theirs commits, whatever holds the receipts up.
+ */
+describe.skipIf(!pgAvailable)('a batch\'s sends and receipts on pg', () => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive('pg')
+  })
+  afterAll(() => live.close())
+
+  const call = <T = any>(method: string, path: string, s: Session, body?: unknown) => live.t.call<T>(method, path, { token: s.access_token, body })
+  const restSend = (s: Session, dialogId: number, id: string, text = `t ${id}`) =>
+    call<any>('POST', `/dialogs/${dialogId}/messages`, s, { client_msg_id: id, type: 'text', text })
+
+  test('a receipt held up in its batch does not let a later change overtake a committed send: message:new (version v) reaches the peer before a change with version v+1', async () => {
+    const { a, b, dialogId } = await live.t.pair()
+    const other = await live.t.pair()
+    const m0 = (await restSend(a, dialogId, 'm0')).body
+    const x = (await restSend(other.a, other.dialogId, 'x')).body
+    // Warm every cache the two requests below pass through.
+    await call('POST', `/dialogs/${other.dialogId}/read_up_to`, other.b, { last_read_message_id: x.id })
+    const x2 = (await restSend(other.a, other.dialogId, 'x2')).body
+    const b1 = await Client.login(live.base, b)
+    // Another node's receipt batch (or any slow statement) holding other.b's membership row.
+    const url = (live.t.core.config.database as { url: string }).url
+    const lock = postgres(url, { max: 1, onnotice: () => {} })
+    const reserved = await lock.reserve()
+    await reserved`begin`
+    await reserved`select 1 from dialog_members where dialog_id = ${other.dialogId} and user_id = ${other.b.user.id} for update`
+    // The receipt and the send enter the writer in the same tick: one batch.
+    const receipt = live.t.core.messages.readUpTo(other.b.user.id, other.dialogId, x2.id, new Date())
+    const sent = live.t.core.messages.send(a.user.id, { dialogId, clientMsgId: 'm1', type: 'text', text: 'm1' })
+    let answered = false
+    void sent.then(() => (answered = true))
+    await Bun.sleep(300)
+    // Its commit is done; the sends' part "never waits on the receipts'" (writer.ts), so it is answered by now.
+    const answeredBeforeReceipt = answered
+    // The send committed (the dialog row is free again), so this reaction takes the next version.
+    const reacted = await call('PUT', `/dialogs/${dialogId}/messages/${m0.id}/reactions/${encodeURIComponent('👍')}`, b)
+    expect(reacted.status).toBe(204)
+    await Bun.sleep(100)
+    await reserved`rollback`
+    reserved.release()
+    await lock.end()
+    const m1 = (await sent).message
+    await receipt
+    const frames = (await b1.drain()).filter((f) => f.type === 'message:new' || f.type === 'message:reactions')
+    const versions = frames.map((f) => (f.type === 'message:new' ? f.message.version : f.version))
+    expect(m1.version).toBeLessThan(Math.max(...versions))
+    expect({ answeredBeforeReceipt, order: frames.map((f) => f.type) }).toEqual({ answeredBeforeReceipt: true, order: ['message:new', 'message:reactions'] })
+    expect(versions).toEqual([...versions].sort((p, q) => p - q))
+    await b1.close()
   })
 })

@@ -16,6 +16,8 @@ export class BlockCache {
   private readonly generation = new Map<number, number>()
   /** Bumped by forgetAll, for the same reason. */
   private epoch = 0
+  /** Actions between two users (by pair) begun before their block check and not yet published; see `acting`. */
+  private readonly active = new Map<string, { count: number; quiet: (() => void)[] }>()
 
   constructor(private readonly db: Db) {}
 
@@ -40,6 +42,39 @@ export class BlockCache {
   }
 
   /**
+   * Marks a send, edit or reaction between two users as running, from before its block check until it is
+   * committed and published (call the answer then). A block waits for these (`quiet`) before it answers,
+   * so nothing that passed the check before the block reaches the blocker after the block's 204.
+   */
+  acting(a: number, b: number): () => void {
+    const key = pairKey(a, b)
+    const entry = this.active.get(key) ?? { count: 0, quiet: [] }
+    this.active.set(key, entry)
+    entry.count++
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      if (--entry.count > 0) return
+      this.active.delete(key)
+      for (const resolve of entry.quiet) resolve()
+    }
+  }
+
+  /** Resolves once no action between the two is running (see `acting`), or after `waitMs` at most. */
+  quiet(a: number, b: number, waitMs: number): Promise<void> {
+    const entry = this.active.get(pairKey(a, b))
+    if (!entry) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, waitMs)
+      entry.quiet.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  /**
    * Changes may have gone unheard (this node's subscription to the cluster channel dropped, and what was
    * said meanwhile is lost): everything is read again when next needed.
    */
@@ -58,3 +93,5 @@ export class BlockCache {
     return loaded
   }
 }
+
+const pairKey = (a: number, b: number) => (a < b ? `${a}:${b}` : `${b}:${a}`)

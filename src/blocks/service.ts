@@ -7,6 +7,9 @@ import { dialogOfPair } from '../dialogs/store'
 import type { BlockCache } from './cache'
 import { blockedUsers, deleteBlock, insertBlock } from './store'
 
+/** How long a block waits for the sends, edits and reactions between the two already under way. */
+const QUIET_WAIT_MS = 5_000
+
 /** Blocking: stored, then every node's cache told (see BlockCache) before the caller is answered. */
 export class BlockService {
   constructor(
@@ -19,6 +22,8 @@ export class BlockService {
     await this.target(userId, targetId)
     await this.db.tx((s) => insertBlock(s, userId, targetId, new Date()))
     await this.realtime.blocksChanged(userId, targetId)
+    // What passed the check before the block (a send still in the writer's queue) lands before the answer.
+    await this.cache.quiet(userId, targetId, QUIET_WAIT_MS)
     await this.showPresence(userId, targetId)
   }
 

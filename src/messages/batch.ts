@@ -1,4 +1,4 @@
-import type { Db } from '../storage/database'
+import type { Db, SqliteDb } from '../storage/database'
 import { commitPgMarks, commitPgSends } from './batch.pg'
 import { commitSqliteBatch } from './batch.sqlite'
 import type { MarkInput, MarkOutcome } from './receipts'
@@ -6,10 +6,14 @@ import type { SendInput, SendOutcome } from './sends'
 
 export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown }
 
-/** A batch's sends and receipts settle apart: the sends' outcome never depends on the receipts'. */
+/**
+ * A batch's sends and receipts settle apart: the sends' outcome never depends on the receipts', and on
+ * Postgres never waits for them either (a receipt held up by a locked member row would hold the sends'
+ * acks and publishes back while later changes of their dialogs went out before them).
+ */
 export interface BatchOutcome {
-  sends: Settled<SendOutcome[]>
-  marks: Settled<MarkOutcome[]>
+  sends: Promise<Settled<SendOutcome[]>>
+  marks: Promise<Settled<MarkOutcome[]>>
 }
 
 const settle = <T>(work: Promise<T>): Promise<Settled<T>> =>
@@ -26,11 +30,13 @@ const settle = <T>(work: Promise<T>): Promise<Settled<T>> =>
  * costs its batch-mates nothing (the failed transaction committed nothing). On Postgres they are two
  * statements side by side from the start (batch.pg.ts).
  */
-export async function commitBatch(db: Db, sends: SendInput[], marks: MarkInput[], now: Date): Promise<BatchOutcome> {
-  if (db.dialect === 'pg') {
-    const [sent, marked] = await Promise.all([settle(commitPgSends(db.pg, sends, now)), settle(commitPgMarks(db.pg, marks))])
-    return { sends: sent, marks: marked }
-  }
+export function commitBatch(db: Db, sends: SendInput[], marks: MarkInput[], now: Date): BatchOutcome {
+  if (db.dialect === 'pg') return { sends: settle(commitPgSends(db.pg, sends, now)), marks: settle(commitPgMarks(db.pg, marks)) }
+  const both = commitSqliteTogether(db, sends, marks, now)
+  return { sends: both.then((o) => o.sends), marks: both.then((o) => o.marks) }
+}
+
+async function commitSqliteTogether(db: SqliteDb, sends: SendInput[], marks: MarkInput[], now: Date): Promise<{ sends: Settled<SendOutcome[]>; marks: Settled<MarkOutcome[]> }> {
   const together = await settle(commitSqliteBatch(db, sends, marks, now))
   if (together.ok) return { sends: { ok: true, value: together.value.sends }, marks: { ok: true, value: together.value.marks } }
   if (sends.length === 0 || marks.length === 0) return { sends: together, marks: together }

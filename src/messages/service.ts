@@ -70,8 +70,25 @@ export class MessageService {
     checkClientMsgId(cmd.clientMsgId)
     checkContent(cmd.type, cmd.text, cmd.attachmentId)
     const members = await this.membership.require(cmd.dialogId, senderId)
+    const peer = peerOf(members, senderId)
+    // Until it is published: a block waits for it (BlockCache.acting).
+    const done = this.blocks.acting(senderId, peer)
+    try {
+      return await this.sendChecked(senderId, peer, members, cmd, origin)
+    } finally {
+      done()
+    }
+  }
+
+  private async sendChecked(
+    senderId: number,
+    peer: number,
+    members: readonly number[],
+    cmd: SendCommand,
+    origin?: Origin,
+  ): Promise<{ created: boolean; message: MessageDto }> {
     // From memory (BlockCache): no database read per send.
-    if (await this.blocks.between(senderId, peerOf(members, senderId))) {
+    if (await this.blocks.between(senderId, peer)) {
       const repeat = await this.repeatOf(senderId, cmd.dialogId, cmd.clientMsgId)
       if (repeat) return repeat
       throw blocked()
@@ -119,7 +136,7 @@ export class MessageService {
     const message = toMessageDto(outcome.message, 'sent')
     this.dialogOf.set(message.id, message.dialog_id)
     this.realtime.messageNew(message, origin)
-    this.committed?.(message, peerOf(members, senderId))
+    this.committed?.(message, peer)
     return { created: true, message }
   }
 
@@ -184,13 +201,19 @@ export class MessageService {
   /** Replaces the text of the caller's own message; every connection of both members gets message:edited. */
   async edit(userId: number, dialogId: number, messageId: number, text: string): Promise<MessageDto> {
     const members = await this.membership.require(dialogId, userId)
-    // New text reaches the peer as a send would: not while either blocks the other.
-    if (await this.blocks.between(userId, peerOf(members, userId))) throw blocked()
-    const { message, reactions, marks } = await this.db.tx((s) => editMessage(s, dialogId, messageId, userId, text, new Date()))
-    this.changes.dialogChanged(dialogId, members)
-    const dto = toMessageDto(message, this.statusOf(message, members, marks), reactions)
-    this.realtime.messageEdited(dto)
-    return dto
+    const peer = peerOf(members, userId)
+    const done = this.blocks.acting(userId, peer)
+    try {
+      // New text reaches the peer as a send would: not while either blocks the other.
+      if (await this.blocks.between(userId, peer)) throw blocked()
+      const { message, reactions, marks } = await this.db.tx((s) => editMessage(s, dialogId, messageId, userId, text, new Date()))
+      this.changes.dialogChanged(dialogId, members)
+      const dto = toMessageDto(message, this.statusOf(message, members, marks), reactions)
+      this.realtime.messageEdited(dto)
+      return dto
+    } finally {
+      done()
+    }
   }
 
   /** Deletes the caller's own message for everyone (again: nothing happens); everyone gets message:deleted. */
@@ -213,12 +236,18 @@ export class MessageService {
   async react(userId: number, dialogId: number, messageId: number, emoji: string, on: boolean): Promise<void> {
     checkEmoji(emoji)
     const members = await this.membership.require(dialogId, userId)
-    // Taking one's reaction back stays possible; adding one reaches the peer as a send would.
-    if (on && (await this.blocks.between(userId, peerOf(members, userId)))) throw blocked()
-    const changed = await this.unlessNoChange(this.db.tx((s) => setReaction(s, dialogId, messageId, userId, emoji, on, new Date())))
-    if (!changed) return
-    this.changes.dialogChanged(dialogId, members)
-    this.realtime.reactions({ dialog_id: dialogId, message_id: messageId, reactions: changed.reactions, version: changed.version })
+    const peer = peerOf(members, userId)
+    const done = this.blocks.acting(userId, peer)
+    try {
+      // Taking one's reaction back stays possible; adding one reaches the peer as a send would.
+      if (on && (await this.blocks.between(userId, peer))) throw blocked()
+      const changed = await this.unlessNoChange(this.db.tx((s) => setReaction(s, dialogId, messageId, userId, emoji, on, new Date())))
+      if (!changed) return
+      this.changes.dialogChanged(dialogId, members)
+      this.realtime.reactions({ dialog_id: dialogId, message_id: messageId, reactions: changed.reactions, version: changed.version })
+    } finally {
+      done()
+    }
   }
 
   /** The WebSocket frames name only the message: its dialog is looked up, and must be the caller's. */

@@ -3,7 +3,7 @@ import { logFault } from '../log/fault'
 import { unreachable } from '../storage/driver-error'
 import type { Metrics } from '../ops/metrics'
 import type { Db } from '../storage/database'
-import { commitBatch, type Settled } from './batch'
+import { commitBatch, type BatchOutcome, type Settled } from './batch'
 import type { MarkInput, MarkOutcome } from './receipts'
 import type { SendInput, SendOutcome } from './sends'
 
@@ -140,19 +140,22 @@ export class MessageWriter {
   private async commit(batch: Pending[]): Promise<void> {
     const sends = batch.filter((p): p is PendingSend => 'send' in p)
     const marks = batch.filter((p): p is PendingMark => 'mark' in p)
-    const outcome = await this.write(sends, marks)
+    const outcome = this.write(sends, marks)
     this.metrics?.writeBatchSize.observe(batch.length)
-    await Promise.all([this.settleSends(sends, outcome.sends), this.settleMarks(marks, outcome.marks)])
+    // Each part is answered as soon as it is committed (see BatchOutcome).
+    await Promise.all([outcome.sends.then((o) => this.settleSends(sends, o)), outcome.marks.then((o) => this.settleMarks(marks, o))])
   }
 
-  private write(sends: PendingSend[], marks: PendingMark[]) {
+  private write(sends: PendingSend[], marks: PendingMark[]): BatchOutcome {
     const started = performance.now()
-    return commitBatch(
+    const outcome = commitBatch(
       this.db,
       sends.map((p) => p.send),
       marks.map((p) => p.mark),
       new Date(),
-    ).finally(() => this.metrics?.writerCommit.observe((performance.now() - started) / 1000))
+    )
+    void Promise.all([outcome.sends, outcome.marks]).then(() => this.metrics?.writerCommit.observe((performance.now() - started) / 1000))
+    return outcome
   }
 
   // A part of a batch (its sends, its receipts) that failed is retried item by item: one bad item fails
@@ -172,7 +175,7 @@ export class MessageWriter {
     } else if (sends.length === 1 || unreachable(outcome.error)) for (const p of sends) p.reject(outcome.error)
     else if (sends.length > 1) {
       logFault(`a batch of ${sends.length} sends failed; committing them one by one`, outcome.error)
-      for (const p of sends) await this.settleSends([p], (await this.write([p], [])).sends)
+      for (const p of sends) await this.settleSends([p], await this.write([p], []).sends)
     }
   }
 
@@ -181,7 +184,7 @@ export class MessageWriter {
     else if (marks.length === 1 || unreachable(outcome.error)) for (const p of marks) p.reject(outcome.error)
     else if (marks.length > 1) {
       logFault(`a batch of ${marks.length} receipts failed; committing them one by one`, outcome.error)
-      for (const p of marks) await this.settleMarks([p], (await this.write([], [p])).marks)
+      for (const p of marks) await this.settleMarks([p], await this.write([], [p]).marks)
     }
   }
 }
