@@ -619,14 +619,19 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     let next = 0
     await Promise.all(Array.from({ length: 32 }, async () => { while (next < count) await say(token, dialog, `${prefix} ${next++}`) }))
   }
-  /** Searches for `query` and chooses the result holding `text`. */
-  const chooseSearchHit = async (page: Page, query: string, text: string) => {
+  /** Searches for `query` and waits for the result holding `text`; the list of results. */
+  const searchFor = async (page: Page, query: string, text: string) => {
     await page.getByRole('button', { name: 'Search', exact: true }).click()
     await page.getByRole('textbox', { name: 'Search messages' }).fill(query)
     await page.getByRole('textbox', { name: 'Search messages' }).press('Enter')
-    const hit = page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: text })
-    await hit.waitFor()
-    await hit.getByRole('button').click()
+    const results = page.getByRole('list', { name: 'Search results' })
+    await results.getByRole('listitem').filter({ hasText: text }).waitFor()
+    return results
+  }
+  /** Searches for `query` and chooses the result holding `text`. */
+  const chooseSearchHit = async (page: Page, query: string, text: string) => {
+    const results = await searchFor(page, query, text)
+    await results.getByRole('listitem').filter({ hasText: text }).getByRole('button').click()
   }
   /** Opens the search result holding `text` for `query`, and waits for its row. */
   const openHit = async (page: Page, query: string, text: string) => {
@@ -1291,4 +1296,76 @@ describe.skipIf(!chromiumAvailable)('web app in Chromium: what the user types, a
     const preview = (await chatItem(alice, bobName).textContent())?.includes('typing') ?? false
     expect({ header, preview }).toEqual({ header: 'offline', preview: false })
   }, 60_000)
+
+  test('a search hit deleted after the search leaves the results; one edited shows its new text', async () => {
+    const page = await newPage()
+    const { bob, dialog } = await signUpWithPeerDialog(page)
+    const gone = (await say(bob.token, dialog, 'zebracode 4471 is the door code')).id as number
+    const edited = (await say(bob.token, dialog, 'zebracode 1234 was the old one')).id as number
+    await chatItem(page, bob.username).waitFor()
+    const results = await searchFor(page, 'zebracode', 'zebracode 4471')
+    expect((await http(web.server.base, 'DELETE', `/dialogs/${dialog}/messages/${gone}`, undefined, bob.token)).status).toBe(204)
+    expect((await http(web.server.base, 'PATCH', `/dialogs/${dialog}/messages/${edited}`, { text: 'zebracode 5678 is the new one' }, bob.token)).status).toBe(200)
+    await results.getByText('zebracode 5678').waitFor({ timeout: 10_000 })
+    expect({ deleted: await settled(() => page.getByText('4471').count(), 0), old: await results.getByText('1234').count() }).toEqual({ deleted: 0, old: 0 })
+  }, T)
+
+  test('search with more than 20 hits: "More results" adds the older ones; pressed with the keyboard on the last page, the focus goes to the first hit added', async () => {
+    const page = await newPage()
+    const { bob, dialog } = await signUpWithPeerDialog(page)
+    for (let i = 1; i <= 25; i++) await say(bob.token, dialog, `quokka note ${i} end`)
+    await chatItem(page, bob.username).waitFor()
+    const results = await searchFor(page, 'quokka', 'quokka note 25 end')
+    const more = page.getByRole('button', { name: 'More results' })
+    await more.focus({ timeout: 10_000 })
+    await page.keyboard.press('Enter')
+    await results.getByText('quokka note 1 end').waitFor()
+    await more.waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    const focusedText = await page.evaluate<string>(`document.activeElement?.textContent ?? ''`)
+    expect({ hits: await results.getByRole('listitem').count(), onFirstAdded: focusedText.includes('quokka note 5 end') }).toEqual({ hits: 25, onFirstAdded: true })
+  }, T)
+
+  test('"Load older messages" pressed with the keyboard up to the oldest page leaves the keyboard focus on the first message (not on <body>)', async () => {
+    const page = await newPage()
+    const { bob, dialog } = await signUpWithPeerDialog(page)
+    for (let i = 1; i <= 60; i++) await say(bob.token, dialog, `line ${i} here`)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'line 60 here').waitFor()
+    const older = page.getByRole('button', { name: 'Load older messages' })
+    await older.focus()
+    await page.keyboard.press('Enter')
+    await row(page, 'line 1 here').waitFor({ state: 'attached' })
+    await older.waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    expect(await focused(page)).toStartWith('div:line 1 here')
+  }, T)
+
+  test('a search hit opened with the keyboard in the chat already open takes the keyboard focus (not lost to <body>)', async () => {
+    const page = await newPage()
+    const { bob, dialog } = await signUpWithPeerDialog(page)
+    await say(bob.token, dialog, 'wombat alpha')
+    for (let i = 0; i < 5; i++) await say(bob.token, dialog, `filler ${i}`)
+    await chatItem(page, bob.username).getByRole('button').click()
+    await row(page, 'filler 4').waitFor()
+    const results = await searchFor(page, 'wombat', 'wombat alpha')
+    await results.getByRole('button').first().focus()
+    await page.keyboard.press('Enter')
+    await page.getByRole('textbox', { name: 'Search messages' }).waitFor({ state: 'hidden' })
+    await page.waitForTimeout(300)
+    expect(await focused(page)).toStartWith('div:wombat alpha')
+  }, T)
+
+  test('"Notify me" refused by the user: the button goes, and the alert says notifications are blocked in the browser’s settings', async () => {
+    const page = await newPage()
+    await signUp(page, uniqueName('alice'), PASSWORD)
+    const notify = page.getByRole('button', { name: 'Notify me' })
+    await notify.waitFor()
+    expect(await page.evaluate<string>('Notification.permission')).toBe('default')
+    await notify.click()
+    // Headless Chromium answers the prompt with "denied", as a user pressing "Block" does.
+    expect(await settled(() => page.evaluate<string>('Notification.permission'), 'denied')).toBe('denied')
+    await notify.waitFor({ state: 'hidden', timeout: 10_000 })
+    expect(await page.getByRole('alert').textContent()).toContain('blocked')
+  }, T)
 })

@@ -279,13 +279,31 @@ const actions = {
   async search(query: string) {
     const asked = ++searches
     state.search.query = query
+    // The hits shown are the last query's: "More results" goes until this one's come.
+    state.search.hasMore = false
     if (!query) {
       state.search.results = null
       return render()
     }
     try {
       const page = await client.search(query, { limit: 20 })
-      if (asked === searches) state.search.results = page.messages
+      if (asked === searches) state.search = { query, results: page.messages, hasMore: page.has_more }
+    } catch (error) {
+      if (asked === searches) state.alert = describe(error)
+    }
+    render()
+  },
+  /** The page of hits older than the last one shown, added after it. */
+  async moreResults() {
+    const asked = searches
+    const { query, results } = state.search
+    const last = results?.at(-1)
+    if (!last) return
+    try {
+      const page = await client.search(query, { limit: 20, beforeId: last.id })
+      // Another search meanwhile, or this page already added (pressed twice): it does not follow what is shown.
+      if (asked !== searches || state.search.results?.at(-1) !== last) return
+      state.search = { query, results: [...state.search.results, ...page.messages], hasMore: page.has_more }
     } catch (error) {
       if (asked === searches) state.alert = describe(error)
     }
@@ -293,7 +311,7 @@ const actions = {
   },
   async openResult(message: Message) {
     ++searches
-    state.search = { query: '', results: null }
+    state.search = { query: '', results: null, hasMore: false }
     // The chat's newest page may be drawn for a moment before the window around the hit replaces it:
     // nothing is marked read until what stays on screen is known.
     opening = message.dialog_id
@@ -310,8 +328,13 @@ const actions = {
     try {
       state.push = (await subscribe(client, true)) ? 'on' : 'available'
     } catch (error) {
-      state.push = pushSupported() && Notification.permission !== 'denied' ? 'available' : 'unsupported'
+      state.push = 'available'
       state.alert = `Notifications could not be turned on: ${error instanceof Error ? error.message : String(error)}`
+    }
+    // Refused: the browser never asks again, so the button could do nothing more; the user is told where to allow them.
+    if (state.push === 'available' && Notification.permission === 'denied') {
+      state.push = 'unsupported'
+      state.alert = 'Notifications are blocked for this site in the browser’s settings. Allow them there, then reload.'
     }
     render()
   },

@@ -42,7 +42,8 @@ export interface State {
   editing: { dialogId: number; messageId: number } | null
   /** The message whose emoji picker is open. */
   reacting: number | null
-  search: { query: string; results: Message[] | null }
+  /** The hits shown, newest first; hasMore: older ones are there to fetch ("More results"). */
+  search: { query: string; results: Message[] | null; hasMore: boolean }
   /** A message to bring into view (a search hit opened); a new object each time it is asked. */
   focus: { dialogId: number; messageId: number } | null
   /** Files being uploaded, not yet queued as messages. */
@@ -62,7 +63,7 @@ export const initialState = (session: Session | null): State => ({
   blocked: new Set(),
   editing: null,
   reacting: null,
-  search: { query: '', results: null },
+  search: { query: '', results: null, hasMore: false },
   focus: null,
   uploading: 0,
   push: 'unsupported',
@@ -137,10 +138,18 @@ export function connectStore(client: ChatClient, state: State, changed: () => vo
     add(message)
     changed()
   })
-  /** A message already shown changed: replace it, and the chat list's preview if it is the last one. */
+  /** A message already shown changed: replace it, and the chat list's preview if it is the last one, and a search hit. */
   const change = (dialogId: number, messageId: number, update: (message: Message) => Message) => {
+    // Search never shows a deleted message: its hit goes; an edited one shows its new text.
+    const results = state.search.results
+    const at = results?.findIndex((m) => m.dialog_id === dialogId && m.id === messageId) ?? -1
+    if (results && at >= 0) {
+      const hit = update(results[at]!)
+      if (hit.deleted) results.splice(at, 1)
+      else results[at] = hit
+    }
     const chat = state.chats.get(dialogId)
-    if (!chat) return
+    if (!chat) return changed()
     const current = chat.messages.get(messageId)
     if (current) chat.messages.set(messageId, update(current))
     const last = chat.dialog.last_message

@@ -402,6 +402,8 @@ export function conversationView(actions: ConversationActions) {
       attr(title, 'title', peer.username)
       text(subtitle, chat.peerTyping ? 'typing…' : peer.online ? 'online' : lastSeen(peer.last_seen_at))
       attr(subtitle, 'data-typing', chat.peerTyping)
+      // The oldest page loaded with the keyboard on "Load older messages": the focus goes to the first message (below).
+      const olderLeaving = !chat.hasMore && document.activeElement === older
       older.hidden = !chat.hasMore
       latest.hidden = !gap
       const blocked = state.blocked.has(peer.id)
@@ -436,7 +438,11 @@ export function conversationView(actions: ConversationActions) {
       // Messages were put above or below, or the log moved: keep what the reader was looking at in place.
       else if (anchor?.isConnected) log.scrollTop += anchor.getBoundingClientRect().top - anchorTop
       pinned = !gap && (atBottom || nearBottom())
-      // A search hit opened: it is scrolled to the middle of the log and highlighted a moment.
+      if (olderLeaving) (log.querySelector<HTMLElement>('.msg') ?? log).focus({ preventScroll: true })
+      // A chat switched to: the composer (before the hit below, which takes the focus when one is opened).
+      if (switched && matchMedia('(min-width: 720px)').matches) input.focus()
+      // A search hit opened: it is scrolled to the middle of the log, highlighted a moment, and given the keyboard focus
+      // (the result pressed is gone with the results).
       const focus = state.focus
       if (focus && focus !== focused && focus.dialogId === chat.dialog.id) {
         const hit = log.querySelector<HTMLElement>(`.msg[data-id="${focus.messageId}"]`)
@@ -449,6 +455,7 @@ export function conversationView(actions: ConversationActions) {
           for (const old of log.querySelectorAll('.msg.found')) old.classList.remove('found')
           foundId = focus.messageId
           hit.classList.add('found')
+          hit.focus({ preventScroll: true })
           clearTimeout(foundTimer)
           foundTimer = setTimeout(() => {
             foundId = null
@@ -456,7 +463,6 @@ export function conversationView(actions: ConversationActions) {
           }, 2000)
         }
       }
-      if (switched && matchMedia('(min-width: 720px)').matches) input.focus()
     },
   }
 }

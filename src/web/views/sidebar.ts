@@ -9,6 +9,8 @@ export interface SidebarActions {
   logout(): void
   search(query: string): void
   openResult(message: Message): void
+  /** The next page of older hits, after those shown. */
+  moreResults(): void
   enablePush(): void
   dismissAlert(): void
 }
@@ -28,6 +30,7 @@ export function sidebarView(actions: SidebarActions) {
   const notify = h('button', { type: 'button', class: 'link notify', hidden: true, onclick: () => actions.enablePush() }, 'Notify me')
   const query = h('input', { id: 'search', type: 'text', autocomplete: 'off', placeholder: 'Search messages', enterkeyhint: 'search' })
   const results = h('ul', { 'aria-label': 'Search results', class: 'results', hidden: true })
+  const more = h('button', { type: 'button', class: 'link more', hidden: true, onclick: () => actions.moreResults() }, 'More results')
   const noResults = h('p', { class: 'muted empty', hidden: true }, 'No messages found.')
   let searchTimer: ReturnType<typeof setTimeout> | undefined
   /*
@@ -74,6 +77,7 @@ export function sidebarView(actions: SidebarActions) {
       query,
     ),
     results,
+    more,
     noResults,
     h(
       'form',
@@ -157,6 +161,9 @@ export function sidebarView(actions: SidebarActions) {
       notify.hidden = state.push === 'unsupported' || state.push === 'on'
       attr(notify, 'disabled', state.push === 'busy')
       const found = state.search.results
+      // The last page added with the keyboard on "More results": the focus goes on to the first hit added, not to the page.
+      const firstAdded = !state.search.hasMore && document.activeElement === more ? results.children.length : null
+      more.hidden = !found?.length || !state.search.hasMore
       results.hidden = !found?.length
       noResults.hidden = !found || found.length > 0
       keyed(
@@ -176,6 +183,7 @@ export function sidebarView(actions: SidebarActions) {
           text(when, shortWhen(new Date(message.created_at)))
         },
       )
+      if (firstAdded !== null) ((results.children[firstAdded] ?? results.lastElementChild)?.firstElementChild as HTMLElement | null | undefined)?.focus()
       // A result was opened: the search is done.
       if (!state.search.query && !searchForm.hidden && document.activeElement !== query) {
         query.value = ''
