@@ -623,6 +623,36 @@ describe('client library: a long access token lifetime', () => {
   }, T)
 })
 
+describe('client library: a send refused for a passing reason', () => {
+  const suite = suiteServer({})
+
+  test('refused as internal, it is tried again on the same connection, and the next message of its dialog waits behind it', async () => {
+    let refused = 0
+    // The server's answer to the first send is an `internal` error (a database that failed a moment).
+    class Refusing extends WebSocket {
+      override send(data: Parameters<WebSocket['send']>[0]) {
+        const frame = JSON.parse(String(data))
+        if (refused > 0 || frame.type !== 'message:send') return super.send(data)
+        refused++
+        const error = { type: 'error', code: 'internal', message: 'internal server error', frame_type: 'message:send', client_msg_id: frame.client_msg_id }
+        setTimeout(() => this.dispatchEvent(new MessageEvent('message', { data: JSON.stringify(error) })), 5)
+      }
+    }
+    const alice = await person(suite.server, { WebSocket: Refusing as typeof WebSocket })
+    const bob = await person(suite.server)
+    const dialogId = (await alice.client.openDialogWith(bob.name))!.id
+    const states: string[] = []
+    alice.client.on('state', ({ state }) => void states.push(state))
+    const first = alice.client.send(dialogId, 'first')
+    await until('first refused', () => first.error?.code === 'internal')
+    const second = alice.client.send(dialogId, 'second')
+    await Promise.all([first.sent, second.sent])
+    expect(refused).toBe(1)
+    expect(states).toEqual([])
+    expect(await stored(suite.server, alice.client.session!, dialogId)).toEqual(['first', 'second'])
+  }, T)
+})
+
 describe('client library: rate-limited sends keep their order', () => {
   // 3 sends at once, then one every 250 ms; the server answers retry_after in whole seconds (1).
   const suite = suiteServer({ SEND_RATE_BURST: '3', SEND_RATE_PER_SEC: '4' })

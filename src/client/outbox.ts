@@ -1,5 +1,6 @@
 import { charCount, MAX_CLIENT_MSG_ID_CHARS, MAX_TEXT_CHARS, textTooLong } from '../shared/text'
 import { ChatError } from './errors'
+import { backoffDelay, type Backoff } from './socket'
 import type { OutgoingAttachment } from './api'
 import type { Message } from './types'
 
@@ -28,7 +29,12 @@ interface Entry extends PendingMessage {
   resolve(message: Message): void
   reject(error: ChatError): void
   timer?: ReturnType<typeof setTimeout>
+  /** Transient refusals in a row (internal, unavailable): the backoff of the next try. */
+  refusals?: number
 }
+
+/** How a message refused for a passing reason (`internal`, `unavailable`) is tried again on one connection. */
+const RETRY: Backoff = { initialMs: 1_000, maxMs: 30_000 }
 
 /** What to store of an unacknowledged message to send it after a restart of the app (`ChatClient.outbox`). */
 export type SavedMessage = Pick<PendingMessage, 'client_msg_id' | 'dialog_id' | 'text' | 'created_at' | 'attachment'>
@@ -114,9 +120,19 @@ export class Outbox {
       .map(({ client_msg_id, dialog_id, text, created_at, attachment }) => ({ client_msg_id, dialog_id, text, created_at, attachment }))
   }
 
-  /** After (re)authentication: send every message not yet acknowledged, in order. */
+  /**
+   * After (re)authentication: send every message not yet acknowledged, in order; one waiting out a passing
+   * refusal goes now too (a new connection is what it waited for), one waiting out a rate limit waits on.
+   */
   flush(): void {
-    for (const entry of this.entries.values()) if (entry.state !== 'failed' && !entry.timer) this.flushOne(entry)
+    for (const entry of this.entries.values()) {
+      if (entry.state === 'failed') continue
+      if (entry.timer && entry.error?.code !== 'rate_limited') {
+        clearTimeout(entry.timer)
+        entry.timer = undefined
+      }
+      if (!entry.timer) this.flushOne(entry)
+    }
   }
 
   /** The connection went down: whatever was on the wire goes again after the reconnect. */
@@ -147,13 +163,19 @@ export class Outbox {
       return
     }
     this.set(entry, 'queued')
-    if (error.code === 'rate_limited') {
-      entry.timer = setTimeout(() => {
-        entry.timer = undefined
-        // It, and what its dialog held back behind it meanwhile, go out in the order written.
-        for (const next of this.entries.values()) if (next.dialog_id === entry.dialog_id && next.state === 'queued' && !next.timer) this.flushOne(next)
-      }, (error.retryAfter ?? 1) * 1000)
+    // A rate limit waits the server's retry_after; anything else passing (internal, unavailable) a growing
+    // backoff, so that a connection that stays up does not hold it for good. Its dialog's later messages
+    // wait behind it (flushOne).
+    let wait = (error.retryAfter ?? 1) * 1000
+    if (error.code !== 'rate_limited') {
+      wait = backoffDelay(entry.refusals ?? 0, RETRY)
+      entry.refusals = (entry.refusals ?? 0) + 1
     }
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined
+      // It, and what its dialog held back behind it meanwhile, go out in the order written.
+      for (const next of this.entries.values()) if (next.dialog_id === entry.dialog_id && next.state === 'queued' && !next.timer) this.flushOne(next)
+    }, wait)
   }
 
   /** Sends a failed message again, same client_msg_id; its `sent` promise stays settled, so a new one is made. */
