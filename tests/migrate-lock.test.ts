@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, test } from 'bun:test'
+import { Database } from 'bun:sqlite'
 import { openDatabase } from '../src/storage/database'
 import { freshDatabase, pgAvailable, type FreshDatabase } from './support/databases'
 
@@ -19,4 +20,33 @@ describe.skipIf(!pgAvailable)('migrations serialised across connections (pg)', (
       await Promise.all(dbs.map((db) => db.close()))
     }
   })
+})
+
+// A node's migration holds SQLite's write lock for as long as it takes (0009 indexes every message again:
+// seconds on a large database); a node starting meanwhile waits for it, as on Postgres, instead of failing
+// after the 5 s a busy statement otherwise waits.
+describe('a node starting while another migrates (sqlite)', () => {
+  test('it waits past 5 s for the write lock, then opens the migrated database', async () => {
+    const fresh = await freshDatabase('sqlite')
+    dropped.push(fresh)
+    const target = fresh.target as { dialect: 'sqlite'; path: string }
+    const holder = new Database(target.path)
+    holder.exec('PRAGMA journal_mode = WAL')
+    holder.exec('BEGIN IMMEDIATE')
+    const script = `
+      import { openDatabase } from ${JSON.stringify(`${import.meta.dir}/../src/storage/database`)}
+      try {
+        const db = await openDatabase(${JSON.stringify(target)})
+        console.log('migrated:' + (await db.migrated()))
+        await db.close()
+      } catch (error) {
+        console.log('failed:' + (error && error.message))
+        process.exit(1)
+      }`
+    const node = Bun.spawn([process.execPath, '-e', script], { stdout: 'pipe', stderr: 'pipe' })
+    await Bun.sleep(6_000)
+    holder.exec('COMMIT')
+    holder.close()
+    expect(`${await node.exited} ${(await new Response(node.stdout).text()).trim()}`).toBe('0 migrated:true')
+  }, 30_000)
 })

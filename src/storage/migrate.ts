@@ -59,9 +59,18 @@ export async function migratePg(sql: postgres.Sql): Promise<number> {
   })
 }
 
+/** How long a node starting waits for another node's migration (a reindex of every message takes a while). */
+const MIGRATION_WAIT_MS = 600_000
+
 export function migrateSqlite(client: SqliteDriver): number {
   const migrations = migrationsOf('sqlite')
-  client.exec('BEGIN IMMEDIATE')
+  const { timeout } = client.query<{ timeout: number }, []>('PRAGMA busy_timeout').get()!
+  client.exec(`PRAGMA busy_timeout = ${MIGRATION_WAIT_MS}`)
+  try {
+    client.exec('BEGIN IMMEDIATE')
+  } finally {
+    client.exec(`PRAGMA busy_timeout = ${timeout}`)
+  }
   try {
     client.exec('CREATE TABLE IF NOT EXISTS "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)')
     const last = client.query<{ created_at: number }, []>('SELECT created_at FROM "__drizzle_migrations" ORDER BY created_at DESC LIMIT 1').get()
