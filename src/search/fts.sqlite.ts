@@ -10,6 +10,7 @@
  * passes that text from here, as SQLite has no regular expressions and a trigger cannot call us.
  * Postgres does the same in SQL (search_text(), drizzle/pg/0011); both take the same characters, CJK_CHARS.
  */
+import type { Database as SqliteDriver } from 'bun:sqlite'
 import type { Scope } from '../storage/database'
 
 /**
@@ -69,4 +70,20 @@ export function indexEdited(s: Scope, id: number, text: string): void {
     id,
     indexText(text),
   )
+}
+
+/**
+ * Migration 0011 (drizzle/sqlite): a message indexed before indexText composed its text is indexed again
+ * composed. Only texts NFC changes (and that indexText composes: no mark of the combining block) differ from
+ * what 0009 indexed; a deleted message's text is empty.
+ */
+export function reindexComposed(client: SqliteDriver): void {
+  const texts = client.query<{ id: number; text: string }, [string]>('select id, text from messages where text glob ?').all('*[^\u0001-\u007f]*')
+  const remove = client.query<unknown, [number]>('delete from messages_fts where rowid = ?')
+  const insert = client.query<unknown, [number, string]>('insert into messages_fts(rowid, text) values (?, ?)')
+  for (const { id, text } of texts) {
+    if (COMBINING.test(text) || text.normalize('NFC') === text) continue
+    remove.run(id)
+    insert.run(id, indexText(text))
+  }
 }

@@ -24,6 +24,7 @@ import sqlite0007 from '../../drizzle/sqlite/0007_fts_index_per_batch.sql' with 
 import sqlite0008 from '../../drizzle/sqlite/0008_upload_claimed_at.sql' with { type: 'text' }
 import sqlite0009 from '../../drizzle/sqlite/0009_search_cjk.sql' with { type: 'text' }
 import sqlite0010 from '../../drizzle/sqlite/0010_blob_deletes.sql' with { type: 'text' }
+import sqlite0011 from '../../drizzle/sqlite/0011_search_nfc.sql' with { type: 'text' }
 
 /**
  * The migrations, bundled into the code so a `bun build --compile` binary carries them; applied from
@@ -31,6 +32,6 @@ import sqlite0010 from '../../drizzle/sqlite/0010_blob_deletes.sql' with { type:
  * generated file here; tests/embedded-migrations.test.ts fails until this list matches drizzle/.
  */
 export const EMBEDDED = {
-  sqlite: { journal: sqliteJournal, files: { '0000_init': sqlite0000, '0001_drop_activity_index': sqlite0001, '0002_drop_message_time_index': sqlite0002, '0003_push_subscriptions': sqlite0003, '0004_message_changes': sqlite0004, '0005_blocks_uploads': sqlite0005, '0006_partial_attachment_index': sqlite0006, '0007_fts_index_per_batch': sqlite0007, '0008_upload_claimed_at': sqlite0008, '0009_search_cjk': sqlite0009, '0010_blob_deletes': sqlite0010 } as Record<string, string> },
+  sqlite: { journal: sqliteJournal, files: { '0000_init': sqlite0000, '0001_drop_activity_index': sqlite0001, '0002_drop_message_time_index': sqlite0002, '0003_push_subscriptions': sqlite0003, '0004_message_changes': sqlite0004, '0005_blocks_uploads': sqlite0005, '0006_partial_attachment_index': sqlite0006, '0007_fts_index_per_batch': sqlite0007, '0008_upload_claimed_at': sqlite0008, '0009_search_cjk': sqlite0009, '0010_blob_deletes': sqlite0010, '0011_search_nfc': sqlite0011 } as Record<string, string> },
   pg: { journal: pgJournal, files: { '0000_init': pg0000, '0001_drop_activity_index': pg0001, '0002_drop_message_time_index': pg0002, '0003_push_subscriptions': pg0003, '0004_message_changes': pg0004, '0005_blocks_uploads': pg0005, '0006_partial_attachment_index': pg0006, '0007_upload_claimed_at': pg0007, '0008_message_dialog_trigger': pg0008, '0009_message_sender_key': pg0009, '0010_search_fold': pg0010, '0011_search_cjk': pg0011, '0012_blob_deletes': pg0012 } as Record<string, string> },
 }

@@ -1,6 +1,7 @@
 import type { Database as SqliteDriver } from 'bun:sqlite'
 import { createHash } from 'node:crypto'
 import type postgres from 'postgres'
+import { reindexComposed } from '../search/fts.sqlite'
 import { EMBEDDED } from './embedded-migrations'
 
 /**
@@ -13,9 +14,15 @@ import { EMBEDDED } from './embedded-migrations'
  * `BEGIN IMMEDIATE` transaction, which holds the database's write lock.
  */
 interface Migration {
+  tag: string
   statements: string[]
   when: number
   hash: string
+}
+
+/** What a SQLite migration needs that SQL cannot do, run after its statements in the same transaction. */
+const SQLITE_STEPS: Record<string, (client: SqliteDriver) => void> = {
+  '0011_search_nfc': reindexComposed,
 }
 
 function migrationsOf(dialect: 'sqlite' | 'pg'): Migration[] {
@@ -24,6 +31,7 @@ function migrationsOf(dialect: 'sqlite' | 'pg'): Migration[] {
     const text = files[entry.tag]
     if (text === undefined) throw new Error(`migration ${entry.tag} is in the journal but not bundled`)
     return {
+      tag: entry.tag,
       statements: text.split('--> statement-breakpoint').filter((s) => s.trim() !== ''),
       when: entry.when,
       hash: createHash('sha256').update(text).digest('hex'),
@@ -78,6 +86,7 @@ export function migrateSqlite(client: SqliteDriver): number {
     for (const migration of migrations) {
       if (last && Number(last.created_at) >= migration.when) continue
       for (const statement of migration.statements) client.exec(statement)
+      SQLITE_STEPS[migration.tag]?.(client)
       client.query('INSERT INTO "__drizzle_migrations" ("hash", "created_at") VALUES (?, ?)').run(migration.hash, migration.when)
       applied++
     }
