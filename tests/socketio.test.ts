@@ -290,6 +290,8 @@ describe.each(dialects)('Socket.IO clients on %s', (dialect) => {
     expect(await alice.ask('message:send', 'hello')).toMatchObject({ error: { code: 'bad_request' } })
     expect(await alice.ask('typing', [dialogId, 'start'])).toMatchObject({ error: { code: 'bad_request' } })
     expect(await alice.socket.timeout(3_000).emitWithAck('message', 'hi')).toMatchObject({ error: { code: 'bad_request' } })
+    // A binary one with a callback as well (it was answered by an error event only: the callback waited for ever).
+    expect(await alice.socket.timeout(3_000).emitWithAck('message:send', new Uint8Array([1, 2, 3]))).toMatchObject({ error: { code: 'bad_request' } })
     expect(alice.events.filter((e) => e.name === 'error')).toEqual([])
 
     alice.socket.emit('message:send', send(other.dialogId, 'e-3'))

@@ -303,9 +303,13 @@ export class Session implements Socket, BunSocketHandler {
         return this.context.frames.received(this, frame, this.standIn(packet))
       }
       case BINARY_EVENT:
-      case BINARY_ACK:
-        // The contract answers these with an `error` event, callback or not.
-        return this.invalid(new AppError('bad_request', 'binary packets are not supported'))
+      case BINARY_ACK: {
+        // Refused (its attachments are never read); through its callback when it has one, as any event
+        // that is no frame, else as an `error` event.
+        const refused = new AppError('bad_request', 'binary packets are not supported')
+        if (packet.type === BINARY_EVENT && packet.id !== undefined) return this.context.frames.received(this, refused, this.standIn(packet))
+        return this.invalid(refused)
+      }
       case DISCONNECT:
         return this.close()
     }
