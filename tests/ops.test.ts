@@ -267,7 +267,8 @@ describe('TRUST_PROXY', () => {
     })
     try {
       expect(await clientOf(server, { 'x-forwarded-for': '203.0.113.7' })).toBe('203.0.113.7')
-      expect(await clientOf(server, { forwarded: 'for="[2001:db8::1]:4711"' })).toBe('2001:db8::1')
+      // Forwarded is not the header this proxy sets (TRUST_PROXY_HEADER): a client's own, never read.
+      expect(await clientOf(server, { forwarded: 'for="[2001:db8::1]:4711"' })).toBe('127.0.0.1')
       // The client wrote its own header before the proxy appended the real address: only the real one counts.
       expect(await clientOf(server, { 'x-forwarded-for': '6.6.6.6, 203.0.113.9' })).toBe('203.0.113.9')
       // A WebSocket's open line names the client as its upgrade's request line does, not the proxy.
@@ -302,10 +303,23 @@ describe('TRUST_PROXY resolution', () => {
     expect(clientAddress(list, 'fd00::5', h({ 'x-forwarded-for': '5.5.5.5' }))).toBe('5.5.5.5')
     expect(clientAddress(list, '11.0.0.1', h({ 'x-forwarded-for': '5.5.5.5' }))).toBe('11.0.0.1')
     expect(clientAddress(list, '10.0.0.1', h({ 'x-forwarded-for': 'not-an-ip' }))).toBe('10.0.0.1')
-    expect(clientAddress(list, '::ffff:10.0.0.1', h({ forwarded: 'for=192.0.2.60;proto=http, for=10.0.0.7' }))).toBe('192.0.2.60')
+    const standard = parseTrustProxy('10.0.0.0/8, fd00::/8', 'forwarded')
+    expect(clientAddress(standard, '::ffff:10.0.0.1', h({ forwarded: 'for=192.0.2.60;proto=http, for=10.0.0.7' }))).toBe('192.0.2.60')
   })
-  test('a bad value names TRUST_PROXY', () => {
+  test('only the header the proxies set is read: the other one is the client\'s own, passed through', () => {
+    // A proxy setting X-Forwarded-For (nginx, as docs/deploy.md has it) passes a client's Forwarded on untouched:
+    // read, each request could name a new address, and the auth limit would never apply.
+    const xff = parseTrustProxy('loopback')
+    const spoofed = h({ 'x-forwarded-for': '203.0.113.9', forwarded: 'for=198.51.100.1' })
+    expect(clientAddress(xff, '127.0.0.1', spoofed)).toBe('203.0.113.9')
+    expect(clientAddress(xff, '127.0.0.1', h({ forwarded: 'for=198.51.100.1' }))).toBe('127.0.0.1')
+    const standard = parseTrustProxy('loopback', 'Forwarded')
+    expect(clientAddress(standard, '127.0.0.1', spoofed)).toBe('198.51.100.1')
+    expect(clientAddress(standard, '127.0.0.1', h({ 'x-forwarded-for': '203.0.113.9' }))).toBe('127.0.0.1')
+  })
+  test('a bad value names TRUST_PROXY, or TRUST_PROXY_HEADER', () => {
     expect(() => parseTrustProxy('10.0.0.0/33')).toThrow('TRUST_PROXY')
+    expect(() => parseTrustProxy('loopback', 'x-real-ip')).toThrow('TRUST_PROXY_HEADER')
   })
 })
 

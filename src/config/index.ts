@@ -129,7 +129,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     wsAuthTimeoutMs: int(env, 'WS_AUTH_TIMEOUT_MS', 10_000, 1, 3_600_000),
     wsIdleTimeoutSec: int(env, 'WS_IDLE_TIMEOUT_SEC', 120, 0, 960),
     wsBackpressureBytes: int(env, 'WS_BACKPRESSURE_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
-    trustProxy: parseTrustProxy(env.TRUST_PROXY),
+    trustProxy: parseTrustProxy(env.TRUST_PROXY, env.TRUST_PROXY_HEADER),
     log: logOptions(env, production),
     logHttpSample: num(env, 'LOG_HTTP_SAMPLE', 1, 0, 1),
     sessionCheckMs: int(env, 'SESSION_CHECK_MS', 5000, 50, 3_600_000),

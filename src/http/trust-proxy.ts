@@ -9,8 +9,12 @@ import { ConfigError } from '../config'
  * The client is found walking the chain from the nearest hop back, past trusted proxies only: a client
  * that writes its own header adds entries to the far end of the chain, which is never reached while an
  * untrusted hop comes first — so a spoofed header from an untrusted peer changes nothing.
+ * TRUST_PROXY_HEADER names the one header the proxies set (X-Forwarded-For unless told `forwarded`): the
+ * other is the client's own, passed through untouched, and is never read.
  */
-export type TrustProxy = { kind: 'off' } | { kind: 'hops'; hops: number } | { kind: 'list'; ranges: Range[] }
+export type TrustProxy = { kind: 'off' } | ({ kind: 'hops'; hops: number } | { kind: 'list'; ranges: Range[] }) & { header: ForwardingHeader }
+
+export type ForwardingHeader = 'x-forwarded-for' | 'forwarded'
 
 interface Range {
   v6: boolean
@@ -18,10 +22,14 @@ interface Range {
   prefix: number
 }
 
-export function parseTrustProxy(value: string | undefined): TrustProxy {
+export function parseTrustProxy(value: string | undefined, headerValue?: string): TrustProxy {
   const raw = value?.trim().toLowerCase() ?? ''
   if (raw === '' || raw === 'off' || raw === 'false' || raw === '0') return { kind: 'off' }
-  if (/^\d+$/.test(raw)) return { kind: 'hops', hops: Number(raw) }
+  const named = headerValue?.trim().toLowerCase() || 'x-forwarded-for'
+  if (named !== 'x-forwarded-for' && named !== 'forwarded')
+    throw new ConfigError('TRUST_PROXY_HEADER', `expected x-forwarded-for or forwarded, got "${headerValue}"`)
+  const header: ForwardingHeader = named
+  if (/^\d+$/.test(raw)) return { kind: 'hops', hops: Number(raw), header }
   const ranges = raw.split(',').map((part) => part.trim()).filter(Boolean).map((part) => {
     const named = NAMED[part]
     if (named) return named.map(parseRange)
@@ -29,7 +37,7 @@ export function parseTrustProxy(value: string | undefined): TrustProxy {
     if (!range) throw new ConfigError('TRUST_PROXY', `expected off, a hop count, or addresses/CIDRs (loopback, private), got "${part}"`)
     return [range]
   })
-  return { kind: 'list', ranges: ranges.flat().filter((r): r is Range => r !== undefined) }
+  return { kind: 'list', ranges: ranges.flat().filter((r): r is Range => r !== undefined), header }
 }
 
 const NAMED: Record<string, string[]> = {
@@ -74,10 +82,11 @@ function inRange(address: string, ranges: Range[]): boolean {
   })
 }
 
-/** The forwarding chain, farthest first: RFC 7239 `Forwarded` (for=) when present, else X-Forwarded-For. */
-function chain(headers: Headers): string[] {
-  const forwarded = headers.get('forwarded')
-  if (forwarded) {
+/** The forwarding chain, farthest first, from the header the proxies set: X-Forwarded-For, or RFC 7239 `Forwarded` (for=). */
+function chain(headers: Headers, header: ForwardingHeader): string[] {
+  if (header === 'forwarded') {
+    const forwarded = headers.get('forwarded')
+    if (!forwarded) return []
     const hops: string[] = []
     for (const element of forwarded.split(',')) {
       const match = /(?:^|;)\s*for=("?)([^;,"]*)\1/i.exec(element)
@@ -98,7 +107,7 @@ function chain(headers: Headers): string[] {
 /** The client's address for rate limits and logs, given the socket peer's. */
 export function clientAddress(trust: TrustProxy, peer: string, headers: Headers): string {
   if (trust.kind === 'off') return peer
-  const hops = chain(headers)
+  const hops = chain(headers, trust.header)
   let client = peer
   let trusted = 0
   while (hops.length > 0) {
