@@ -697,6 +697,103 @@ describe.each(dialects)('Socket.IO garbage floods on %s', (dialect) => {
   }, 20_000)
 })
 
+/*
+ * What the Socket.IO session answers by itself (a packet that is no Socket.IO packet, a CONNECT to another
+ * namespace) is bounded as frames are: the invalid-frame budget, and the slow-consumer limit on what waits unsent.
+ */
+/** A raw Socket.IO WebSocket (Engine.IO v4): every message kept as text, the close recorded. */
+class RawSio {
+  readonly messages: string[] = []
+  readonly closed: Promise<{ code: number; reason: string }>
+  readonly opened: Promise<void>
+  constructor(readonly ws: WebSocket) {
+    this.opened = new Promise((resolve, reject) => {
+      ws.addEventListener('open', () => resolve(), { once: true })
+      ws.addEventListener('error', () => reject(new Error('error before open')), { once: true })
+    })
+    this.closed = new Promise((resolve) => ws.addEventListener('close', (e) => resolve({ code: e.code, reason: e.reason })))
+    ws.addEventListener('message', (e) => void this.messages.push(String(e.data)))
+  }
+  static async open(base: string): Promise<RawSio> {
+    const c = new RawSio(new WebSocket(`${base}/socket.io/?EIO=4&transport=websocket`))
+    await c.opened
+    return c
+  }
+}
+
+
+describe('Socket.IO answers of the session itself, bounded (sqlite)', () => {
+  let live: LiveServer
+  let http: string
+  beforeAll(async () => {
+    live = await startLive('sqlite')
+    http = httpOf(live)
+  })
+  afterAll(() => live.close())
+
+  test('a flood of packets that are no Socket.IO packets, before any CONNECT, spends the invalid-frame budget and ends the connection', async () => {
+    const sio = await RawSio.open(live.base)
+    let sent = 0
+    for (; sent < 500 && sio.ws.readyState === WebSocket.OPEN; sent++) sio.ws.send('4garbage')
+    const closed = await Promise.race([sio.closed, Bun.sleep(3_000).then(() => ({ code: 0, reason: 'still open after 3 s' }))])
+    const errors = sio.messages.filter((m) => m.startsWith('42["error"'))
+    // The JSON wire ends such a connection at its first frame (4401); after auth the budget closes it (1008).
+    expect({ closed: [1008, 4401].includes(closed.code), errorsUnder200: errors.length < 200 }).toEqual({ closed: true, errorsUnder200: true })
+    sio.ws.close()
+  })
+
+  test('POSTs full of garbage packets, never collected by a GET, do not queue answers past the slow-consumer limit (1 MiB)', async () => {
+    const open = await fetch(`${http}/socket.io/?EIO=4&transport=polling`).then((r) => r.text())
+    const sid = JSON.parse(open.slice(1)).sid as string
+    const url = `${http}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`
+    // 7,000 packets that are no Socket.IO packets per POST (under the 64 KiB payload limit).
+    const body = Array(7_000).fill('4garbage').join('\x1e')
+    const statuses: number[] = []
+    for (let i = 0; i < 10; i++) statuses.push(await fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/plain' } }).then(async (r) => (await r.text(), r.status)))
+    const queued = await fetch(url).then((r) => r.text())
+    // The budget (50, then 10/s) or the slow-consumer check (1 MiB unsent) should have ended the session long before.
+    expect(statuses).toHaveLength(10)
+    expect(queued.length).toBeLessThan(2 * 1024 * 1024)
+  })
+
+  test('CONNECTs to another namespace, each answered with CONNECT_ERROR and never collected, do not queue past the slow-consumer limit (1 MiB)', async () => {
+    const { a } = await live.t.pair()
+    const open = await fetch(`${http}/socket.io/?EIO=4&transport=polling`).then((r) => r.text())
+    const sid = JSON.parse(open.slice(1)).sid as string
+    const url = `${http}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`
+    const post = (body: string) => fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/plain' } }).then(async (r) => (await r.text(), r.status))
+    expect(await post(`40${JSON.stringify({ access_token: a.access_token })}`)).toBe(200)
+    expect(await fetch(url).then((r) => r.text())).toContain('auth:ok')
+    const body = Array(7_000).fill('40/nope,').join('\x1e')
+    for (let i = 0; i < 10; i++) await post(body)
+    const queued = await fetch(url).then((r) => r.text())
+    expect(queued.length).toBeLessThan(2 * 1024 * 1024)
+  })
+})
+
+describe('connections per user, Socket.IO with the token in CONNECT', () => {
+  let live: LiveServer
+  beforeAll(async () => {
+    live = await startLive('sqlite', { WS_MAX_CONNECTIONS_PER_USER: '1', WS_AUTH_TIMEOUT_MS: '1000' })
+  })
+  afterAll(() => live.close())
+
+  test('over the cap: refused as rate_limited and closed with 4429, never later told unauthorized / 4401', async () => {
+    const { a } = await live.t.pair()
+    const first = await RawSio.open(live.base)
+    first.ws.send(`40${JSON.stringify({ access_token: a.access_token })}`)
+    for (let i = 0; i < 100 && !first.messages.some((m) => m.includes('auth:ok')); i++) await Bun.sleep(20)
+    expect(first.messages.some((m) => m.includes('auth:ok'))).toBe(true)
+
+    const second = await RawSio.open(live.base)
+    second.ws.send(`40${JSON.stringify({ access_token: a.access_token })}`)
+    const closed = await Promise.race([second.closed, Bun.sleep(4_000).then(() => ({ code: 0, reason: 'still open after 4 s' }))])
+    expect(second.messages.some((m) => m.includes('rate_limited'))).toBe(true)
+    expect({ code: closed.code, toldUnauthorized: second.messages.some((m) => m.includes('unauthorized')) }).toEqual({ code: 4429, toldUnauthorized: false })
+    first.ws.close()
+  })
+})
+
 describe.skipIf(!redisAvailable).each(dialects)('Socket.IO clients on two nodes over Redis, %s', (dialect) => {
   const nodes = twoNodes(dialect, 'sio')
 

@@ -144,10 +144,8 @@ export function createRealtime(core: Core): Realtime {
     } catch (error) {
       const appError = toAppError(error)
       if (hooks) hooks.refused(appError)
-      else {
-        ws.send(ws.data.wire.failure(appError, raw))
-        closeSocket(ws, CLOSE_TOO_MANY_CONNECTIONS, 'too many connections for this user')
-      }
+      else ws.send(ws.data.wire.failure(appError, raw))
+      closeSocket(ws, CLOSE_TOO_MANY_CONNECTIONS, 'too many connections for this user')
       return false
     }
   }

@@ -109,6 +109,8 @@ export class Session implements Socket, BunSocketHandler {
     this.queue.push(text)
     this.queuedBytes += text.length
     this.flush()
+    // Whatever queued it (a publish, or an answer to a packet the client never collects): bounded alike.
+    this.context.hub.guard(this)
   }
 
   subscribe(topic: string): void {
@@ -278,13 +280,12 @@ export class Session implements Socket, BunSocketHandler {
   }
 
   /**
-   * A packet that is no frame: once the namespace is connected it goes to the frame handling like a frame
-   * that is not JSON: before auth it is "another event first" (unauthorized, and the session ends), after
-   * it spends the connection's invalid-frame budget.
+   * A packet that is no frame goes to the frame handling like a frame that is not JSON: before auth it is
+   * "another event first" (unauthorized, and the session ends), after it spends the connection's
+   * invalid-frame budget.
    */
   private invalid(error: AppError): void {
-    if (this.connected || this.data.authing || this.data.userId !== undefined) this.context.frames.received(this, error)
-    else this.send(socketIoWire.failure(error, undefined))
+    this.context.frames.received(this, error)
   }
 
   private socketIo(text: string): void {
