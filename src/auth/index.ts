@@ -14,8 +14,9 @@ export interface AuthRateLimit {
 export const authRoutes = (auth: AuthService, limit: AuthRateLimit) => {
   const attempts = new KeyedRateLimit<string>(limit.burst, limit.perSec)
   return new Elysia({ prefix: '/auth', tags: ['auth'] })
-    // Before validation (transform runs ahead of it): a malformed attempt is an attempt too, so no flood of
-    // them goes unlimited.
+    // Before validation (transform runs ahead of it): an attempt failing validation is an attempt too, so no
+    // flood of them goes unlimited. (A body that is no JSON object is refused 400 earlier, by the edge's parser:
+    // it costs a parse, never a password check.)
     .onTransform(({ request }) => {
       const wait = attempts.take(addressOf(request))
       if (wait > 0) throw new AppError('rate_limited', 'too many attempts; retry later', undefined, wait)
