@@ -10,6 +10,8 @@ import { revokedUnseen, SessionCache } from './auth/session-cache'
 import { Tokens } from './auth/tokens'
 import type { Config } from './config'
 import { dialogRoutes } from './dialogs'
+import { logFault } from './log/fault'
+import { endRevokedSessions } from './ops/session-check'
 import { docsRoutes } from './docs'
 import { Membership } from './dialogs/membership'
 import { DialogService } from './dialogs/service'
@@ -75,6 +77,8 @@ export function createCore(config: Config, db: Db, log: Logger = QUIET): Core {
   const changes = new LocalChanges(commits)
   const presence = new PresenceService(db, changes)
   const hub = new Hub(presence, metrics, config.wsBackpressureBytes, blockCache, sessions)
+  // Sessions ended elsewhere while this node could not hear the cluster: their sockets here close at once.
+  hub.onResubscribed(() => void endRevokedSessions(db, hub).catch((error) => logFault('checking sessions after a Redis drop failed', error)))
   const tokens = new Tokens(config.jwtSecret, config.accessTtlSeconds, config.refreshTtlSeconds)
   const membership = new Membership(db)
   const uploads = new UploadService(db, membership, config)

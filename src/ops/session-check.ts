@@ -26,11 +26,7 @@ export function startSessionCheck(db: Db, hub: Hub, everyMs: number): () => void
     if (running) return
     running = true
     try {
-      const live = hub.liveSessions()
-      for (let i = 0; i < live.length; i += CHUNK) {
-        const chunk = live.slice(i, i + CHUNK)
-        for (const id of await db.read((s) => revokedAmong(s, chunk))) hub.endSession(id)
-      }
+      await endRevokedSessions(db, hub)
     } catch {
       // The database being away is /health's business; the next round tries again.
     } finally {
@@ -39,4 +35,13 @@ export function startSessionCheck(db: Db, hub: Hub, everyMs: number): () => void
   }, everyMs)
   timer.unref()
   return () => clearInterval(timer)
+}
+
+/** Ends this node's live connections whose session the database says is revoked. */
+export async function endRevokedSessions(db: Db, hub: Hub): Promise<void> {
+  const live = hub.liveSessions()
+  for (let i = 0; i < live.length; i += CHUNK) {
+    const chunk = live.slice(i, i + CHUNK)
+    for (const id of await db.read((s) => revokedAmong(s, chunk))) hub.endSession(id)
+  }
 }

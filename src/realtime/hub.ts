@@ -68,6 +68,7 @@ export class Hub implements RealtimePort, ClusterPeer {
   private readonly pending = new Set<Promise<unknown>>()
   /** The latest presence of lost and found users: each waits for the one before (the same user may be both). */
   private lastTold: Promise<void> = Promise.resolve()
+  private readonly resubscribedListeners: (() => void)[] = []
   private readonly outbox = new Outbox((ws) => this.guard(ws))
   private stopping = false
 
@@ -432,14 +433,21 @@ export class Hub implements RealtimePort, ClusterPeer {
     if (entry) this.follow(entry, userId, [dialogId], [peerId])
   }
 
+  /** Called each time this node's subscription is back (see `resubscribed`). */
+  onResubscribed(listener: () => void): void {
+    this.resubscribedListeners.push(listener)
+  }
+
   /**
    * What this node missed while its subscription was down: dialogs created on other nodes (their FOLLOW
-   * lost) are followed now, and blocks and sessions are read again.
+   * lost) are followed now, blocks and sessions are read again, and the listeners (the sessions' check:
+   * sockets of a session ended meanwhile are closed) are told.
    */
   resubscribed(): void {
     // Blocks changed and sessions ended elsewhere meanwhile were announced to no one here.
     this.blocks.forgetAll()
     this.sessionCache.forgetAll()
+    for (const listener of this.resubscribedListeners) listener()
     for (const [userId, entry] of this.users) {
       if (entry.sockets.size === 0) continue
       this.track(
