@@ -1,9 +1,10 @@
 import { resolve } from 'node:path'
 import pkg from '../../package.json'
 import { ConfigError, isProduction, loadConfig, type Config } from '../config'
+import type { DotenvResult } from '../config/dotenv'
 import { Logger, logOptions } from '../log/logger'
 import { backup, restore, restoredLine } from './database-files'
-import { describe } from './fail'
+import { CliError, describe } from './fail'
 import { backupUploadsDir, copyUploads, localUploadsDir, type FilesCopied } from './upload-files'
 import { open, runServer } from './serve'
 import { USER_ACTIONS, userCommand } from './users'
@@ -40,7 +41,8 @@ const filesLine = (files: FilesCopied | undefined, done: string) => {
 }
 
 /** Runs one command; resolves with the exit status, except for `serve`, which runs until a signal. */
-export async function main(argv: string[]): Promise<number | 'serving'> {
+/** `dotenv`: what reading `.env` said (src/index.ts reads it first), told through the log once it is set up. */
+export async function main(argv: string[], dotenv: DotenvResult = { warnings: [] }): Promise<number | 'serving'> {
   if (argv.includes('-h') || argv.includes('--help') || argv[0] === 'help') {
     process.stdout.write(HELP)
     return 0
@@ -59,6 +61,8 @@ export async function main(argv: string[]): Promise<number | 'serving'> {
   let log = new Logger({ level: 'info', format: 'pretty' })
   try {
     log = new Logger(logOptions(process.env, isProduction(process.env)))
+    if (dotenv.failure) throw new CliError(dotenv.failure)
+    for (const warning of dotenv.warnings) log.warn(warning)
     const config = loadConfig()
     switch (command) {
       case 'serve':

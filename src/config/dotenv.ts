@@ -120,6 +120,8 @@ export interface DotenvResult {
   file?: string
   /** Warnings to print (statements that did not parse). */
   warnings: string[]
+  /** Why `.env` could not be read (it is there, but unreadable): the process stops on it. */
+  failure?: string
 }
 
 /**
@@ -138,7 +140,16 @@ export function loadDotenv(
 ): DotenvResult {
   const present = BUN_DOTENV_FILES.map((name) => join(cwd, name)).filter(isFile)
   if (present.length === 0) return { warnings: [] }
-  const parsed = new Map(present.map((path) => [path, parseDotenv(readFileSync(path, 'utf8'))]))
+  const path = join(cwd, '.env')
+  const parsed = new Map<string, ReturnType<typeof parseDotenv>>()
+  for (const each of present) {
+    try {
+      parsed.set(each, parseDotenv(readFileSync(each, 'utf8')))
+    } catch (error) {
+      // Only `.env` is ours to read; the others only to take back what Bun's loader set, which could not read them either.
+      if (each === path) return { warnings: [], failure: `.env: cannot read ${path}: ${(error as Error).message}` }
+    }
+  }
   const names = [...new Set([...parsed.values()].flatMap((file) => file.bindings.map(([key]) => key)))]
   const real = startEnv(names)
   if (real) {
@@ -147,13 +158,12 @@ export function loadDotenv(
       else delete env[name]
     }
   }
-  const path = join(cwd, '.env')
   const file = parsed.get(path)
   if (!file) return { warnings: [] }
   for (const [key, value] of resolveDotenv(file, env)) {
     if (value !== undefined && env[key] === undefined) env[key] = value
   }
-  const warnings = file.errorLines.map((line) => `warning: ${path} line ${line} could not be read; skipped (as python-dotenv does)`)
+  const warnings = file.errorLines.map((line) => `${path} line ${line} could not be read; skipped (as python-dotenv does)`)
   return { file: path, warnings }
 }
 
