@@ -4,7 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
-import { cliEnv, eventually, runCli, serveCli } from './support/cli'
+import { eventually, runCli, serveCli } from './support/cli'
 import { freshDatabase, pgAvailable, type FreshDatabase } from './support/databases'
 import { MULTIPART, multipartBody } from './support/multipart'
 import { redisAvailable, REDIS_URL } from './support/redis'
@@ -133,30 +133,14 @@ describe('npm start under a process manager', () => {
   // to the script's shell, which must be the server itself (`exec`), or the server is left running, orphaned.
   test('SIGTERM to `npm start` stops the server gracefully, and npm exits 0', async () => {
     const dir = scratch()
-    const npm = Bun.spawn(['npm', 'start'], {
-      cwd: join(import.meta.dir, '..'),
-      env: cliEnv({ DATA_DIR: dir, DATABASE_URL: `sqlite://${join(dir, 'chat.db')}` }),
-      stdin: 'ignore',
-      stdout: 'pipe',
-      stderr: 'pipe',
-    })
-    let out = ''
-    const pump = async (stream: ReadableStream<Uint8Array>) => {
-      const decoder = new TextDecoder()
-      for await (const chunk of stream) out += decoder.decode(chunk, { stream: true })
-    }
-    void pump(npm.stdout)
-    void pump(npm.stderr)
-    await eventually(() => /on http:\/\/127\.0\.0\.1:(\d+)/.test(out) || npm.exitCode !== null, 'the server listening', 30_000)
-    const port = Number(/on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1])
-    expect((await fetch(`http://127.0.0.1:${port}/health/live`)).status).toBe(200)
-    npm.kill('SIGTERM')
-    const code = await Promise.race([npm.exited, Bun.sleep(12_000).then(() => 'npm still running')])
-    const stillServing = await fetch(`http://127.0.0.1:${port}/health/live`).then(
+    const server = await serveCli({ DATA_DIR: dir, DATABASE_URL: `sqlite://${join(dir, 'chat.db')}` }, ['npm', 'start'])
+    expect((await fetch(`http://${server.base}/health/live`)).status).toBe(200)
+    const code = await Promise.race([server.stop(), Bun.sleep(12_000).then(() => 'npm still running')])
+    const stillServing = await fetch(`http://${server.base}/health/live`).then(
       () => true,
       () => false,
     )
-    expect({ code, stillServing, logged: out.includes('SIGTERM: shutting down') }).toEqual({ code: 0, stillServing: false, logged: true })
+    expect({ code, stillServing, logged: server.output().includes('SIGTERM: shutting down') }).toEqual({ code: 0, stillServing: false, logged: true })
   })
 })
 
