@@ -42,8 +42,12 @@ describe('configuration', () => {
   })
 
   test('DATA_DIR= and DATABASE_URL= (empty, as a .env may leave them) are the defaults', () => {
-    const config = loadConfig({ DATA_DIR: '', DATABASE_URL: ' ' }, '/srv/app')
-    expect({ dataDir: config.dataDir, database: config.database }).toEqual({ dataDir: '/srv/app/data', database: { dialect: 'sqlite', path: '/srv/app/data/chat.db' } })
+    const config = loadConfig({ DATA_DIR: '', DATABASE_URL: ' ', SQLITE_SYNCHRONOUS: '' }, '/srv/app')
+    expect({ dataDir: config.dataDir, database: config.database, synchronous: config.sqliteSynchronous }).toEqual({
+      dataDir: '/srv/app/data',
+      database: { dialect: 'sqlite', path: '/srv/app/data/chat.db' },
+      synchronous: 'FULL',
+    })
   })
 
   test('DATABASE_URL forms, including the original sqlite:///chat.db and postgresql://', () => {

@@ -320,6 +320,7 @@ describe('TRUST_PROXY resolution', () => {
   test('a bad value names TRUST_PROXY, or TRUST_PROXY_HEADER', () => {
     expect(() => parseTrustProxy('10.0.0.0/33')).toThrow('TRUST_PROXY')
     expect(() => parseTrustProxy('loopback', 'x-real-ip')).toThrow('TRUST_PROXY_HEADER')
+    expect(() => parseTrustProxy('off', 'x-real-ip')).toThrow('TRUST_PROXY_HEADER')
   })
 })
 

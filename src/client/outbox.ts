@@ -152,7 +152,7 @@ export class Outbox {
     return entry
   }
 
-  /** An `error` frame naming one of ours: final errors fail it, `rate_limited` waits its retry, others wait for a reconnect. */
+  /** An `error` frame naming one of ours: final errors fail it, `rate_limited` waits its retry, others a backoff (or the next connection). */
   failed(clientMsgId: string, error: ChatError): void {
     const entry = this.entries.get(clientMsgId)
     if (!entry) return

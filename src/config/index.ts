@@ -49,7 +49,7 @@ export interface Config {
   wsAuthTimeoutMs: number
   wsIdleTimeoutSec: number
   wsBackpressureBytes: number
-  /** When X-Forwarded-For / Forwarded name the client (see src/http/trust-proxy.ts). */
+  /** When the forwarding header the proxies set names the client (see src/http/trust-proxy.ts). */
   trustProxy: TrustProxy
   log: LogOptions
   /** Share of successful HTTP requests logged (errors always are): 1 all, 0 none. */
@@ -366,7 +366,7 @@ function parseVapidSubject(value: string | undefined): string {
 }
 
 function parseSynchronous(value: string | undefined): 'FULL' | 'NORMAL' {
-  const v = (value ?? 'full').trim().toUpperCase()
+  const v = (value?.trim() || 'full').toUpperCase()
   if (v === 'FULL' || v === 'NORMAL') return v
   throw new ConfigError('SQLITE_SYNCHRONOUS', `expected "full" or "normal", got "${value}"`)
 }

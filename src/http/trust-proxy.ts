@@ -2,7 +2,7 @@ import { isIP } from 'node:net'
 import { ConfigError } from '../config'
 
 /**
- * TRUST_PROXY: when the forwarding headers (`Forwarded`, `X-Forwarded-For`) name the client.
+ * TRUST_PROXY: when the forwarding header the proxies set (TRUST_PROXY_HEADER) names the client.
  * - off (default): never; the peer address is the client.
  * - a hop count `n`: the n nearest proxies are trusted, whatever their address.
  * - a list of addresses / CIDRs: proxies at those addresses are trusted.
@@ -23,12 +23,12 @@ interface Range {
 }
 
 export function parseTrustProxy(value: string | undefined, headerValue?: string): TrustProxy {
-  const raw = value?.trim().toLowerCase() ?? ''
-  if (raw === '' || raw === 'off' || raw === 'false' || raw === '0') return { kind: 'off' }
   const named = headerValue?.trim().toLowerCase() || 'x-forwarded-for'
   if (named !== 'x-forwarded-for' && named !== 'forwarded')
     throw new ConfigError('TRUST_PROXY_HEADER', `expected x-forwarded-for or forwarded, got "${headerValue}"`)
   const header: ForwardingHeader = named
+  const raw = value?.trim().toLowerCase() ?? ''
+  if (raw === '' || raw === 'off' || raw === 'false' || raw === '0') return { kind: 'off' }
   if (/^\d+$/.test(raw)) return { kind: 'hops', hops: Number(raw), header }
   const ranges = raw.split(',').map((part) => part.trim()).filter(Boolean).map((part) => {
     const named = NAMED[part]
