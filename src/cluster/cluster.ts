@@ -174,7 +174,7 @@ export class Cluster {
         .then(
           () => {
             cluster.listening = true
-            cluster.hello()
+            void cluster.hello()
             peer.resubscribed()
           },
           (error) => logFault('cluster: subscribing again failed', error),
@@ -373,16 +373,16 @@ export class Cluster {
    * once stayed unknown to the others.
    */
   private async greet(): Promise<void> {
-    const others = (await this.publishCounted(message(HELLO, this.node, String(this.options.heartbeatMs)))) - 1
-    this.sendList()
+    const others = (await this.hello()) - 1
     const deadline = Date.now() + JOIN_WAIT_MS
     while (this.nodes.size < others && Date.now() < deadline) await Bun.sleep(5)
   }
 
-  /** Asks every node for its list of users (see UP), and gives ours. */
-  private hello(): void {
-    void this.send(HELLO, String(this.options.heartbeatMs))
+  /** Asks every node for its list of users (see UP), and gives ours; resolves with how many heard the hello (see publishCounted). */
+  private hello(): Promise<number> {
+    const heard = this.publishCounted(message(HELLO, this.node, String(this.options.heartbeatMs)))
     this.sendList()
+    return heard
   }
 
   private sendList(): void {
@@ -408,7 +408,7 @@ export class Cluster {
       this.nodes.set(from, (node = { lastHeard: 0, lastSaidAt: 0, heartbeatMs: this.options.heartbeatMs, users: new Set() }))
       // A node met for the first time other than by its hello or its list (we joined after its hello, or
       // had let it go while it was only slow): ask for its list (everyone answers), and give ours.
-      if (kind !== HELLO && kind !== BYE && !list) this.hello()
+      if (kind !== HELLO && kind !== BYE && !list) void this.hello()
     }
     node.lastHeard = Date.now()
     node.lastSaidAt = Number(message.slice(space + 1, newline))
