@@ -279,18 +279,11 @@ export class Session implements Socket, BunSocketHandler {
     }
   }
 
-  /**
-   * A packet that is no frame goes to the frame handling like a frame that is not JSON: before auth it is
-   * "another event first" (unauthorized, and the session ends), after it spends the connection's
-   * invalid-frame budget.
-   */
-  private invalid(error: AppError): void {
-    this.context.frames.received(this, error)
-  }
-
   private socketIo(text: string): void {
     const packet = parsePacket(text)
-    if (!packet) return this.invalid(new AppError('bad_request', 'not a Socket.IO packet'))
+    // A packet that is no frame goes to the frame handling like a frame that is not JSON: before auth it is
+    // "another event first" (unauthorized, and the session ends), after it spends the invalid-frame budget.
+    if (!packet) return this.context.frames.received(this, new AppError('bad_request', 'not a Socket.IO packet'))
     if (packet.type === CONNECT) return this.connect(packet.nsp, packet.data)
     // Events sent right behind a CONNECT whose token is being checked wait for it, as on the JSON wire.
     if (packet.nsp !== '/' || (!this.connected && !this.data.authing)) return
@@ -308,8 +301,7 @@ export class Session implements Socket, BunSocketHandler {
         // Refused (its attachments are never read); through its callback when it has one, as any event
         // that is no frame, else as an `error` event.
         const refused = new AppError('bad_request', 'binary packets are not supported')
-        if (packet.type === BINARY_EVENT && packet.id !== undefined) return this.context.frames.received(this, refused, this.standIn(packet))
-        return this.invalid(refused)
+        return this.context.frames.received(this, refused, packet.type === BINARY_EVENT ? this.standIn(packet) : undefined)
       }
       case DISCONNECT:
         return this.close()
