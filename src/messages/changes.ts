@@ -10,7 +10,7 @@ import { AppError, notFound } from '../errors'
 import { indexEdited } from '../search/fts.sqlite'
 import { exec, rows, type QueryDb, type Routine, type Scope, type Tables } from '../storage/database'
 import { messageColumns, watermarks } from './history'
-import { checkEdit, type MessageRecord, type ReactionDto, type Watermarks } from './model'
+import { checkTextOf, type MessageRecord, type ReactionDto, type Watermarks } from './model'
 
 /** A change that found nothing to change (a repeated PUT of a reaction): rolls its transaction back. */
 export class NoChange extends Error {}
@@ -51,7 +51,7 @@ export function* editMessage(s: Scope, dialogId: number, messageId: number, user
   const found = yield* messageIn(s, dialogId, messageId)
   if (!found || found.deleted) throw notFound('message')
   if (found.senderId !== userId) throw new AppError('forbidden', 'only the sender may edit a message')
-  checkEdit(found.type, text)
+  checkTextOf(found.type, text)
   yield* exec(s.db.update(s.t.messages).set({ text, editedAt: now, version }).where(eq(s.t.messages.id, messageId)))
   indexEdited(s, messageId, text)
   const message = { ...found, text, editedAt: now, version }

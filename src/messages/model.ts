@@ -72,7 +72,7 @@ export const ReactionParams = t.Object({
   emoji: t.String({ minLength: 1, maxLength: 64 }),
 })
 
-// Any length up to the limit: an image's or file's caption may be edited away (checkEdit).
+// Any length up to the limit: an image's or file's caption may be edited away (checkTextOf).
 export const EditBody = t.Object({ text: t.String(chars(MAX_TEXT_CHARS)) })
 
 export const HistoryPage = t.Object({ messages: t.Array(MessageSchema), has_more: t.Boolean() }, UNCHECKED)
@@ -183,11 +183,11 @@ export function checkContent(type: MessageType, text: string | undefined, attach
     return checkText(text)
   }
   if (attachmentId === undefined) throw invalidField('attachment_id', `required for an ${type} message`)
-  if (text !== undefined && text !== '') checkStorableText(text)
+  if (text !== undefined) checkTextOf(type, text)
 }
 
-/** An edit's new text, by what the message is: a text message's text, or a caption, which may be empty, as at send. */
-export function checkEdit(type: MessageRecord['type'], text: string): void {
+/** A message's text by what the message is (at a send and an edit): a text message's text, or a caption, which may be empty. */
+export function checkTextOf(type: MessageRecord['type'], text: string): void {
   if (type === 'text') checkText(text)
   else checkStorableText(text)
 }
