@@ -69,6 +69,8 @@ const EXTRA: Record<string, Partial<Record<number, string>>> = {
   'get /uploads/{upload_id}': { 401: WHEN.unauthorized, 416: 'The Range starts past the end of the file; `Content-Range: bytes */<size>`' },
 }
 
+const BINARY = { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }
+
 /** Success answers of routes whose response has no body schema to show it. */
 const SUCCESS: Record<string, Record<number, Json>> = {
   'post /auth/logout': { 204: { description: 'The session is over' } },
@@ -80,8 +82,8 @@ const SUCCESS: Record<string, Record<number, Json>> = {
   'delete /push/subscriptions': { 204: { description: 'Forgotten' } },
   'get /metrics': { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
   'get /uploads/{upload_id}': {
-    200: { description: 'The file', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
-    206: { description: 'The range asked for', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+    200: { description: 'The file', content: BINARY },
+    206: { description: 'The range asked for', content: BINARY },
     304: { description: 'Not modified (`If-None-Match` holds the ETag)' },
   },
 }
