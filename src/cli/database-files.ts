@@ -64,12 +64,7 @@ export function restore(config: Config, file: string): Restored {
     } finally {
       from.close()
     }
-    const fd = openSync(staging, 'r')
-    try {
-      fsyncSync(fd)
-    } finally {
-      closeSync(fd)
-    }
+    sync(staging)
     if (previous) {
       // A WAL, shared-memory or journal file beside the path belongs to the old database: it goes with it
       // (never applied to the new one, and nothing of the old one is lost).
@@ -184,4 +179,14 @@ function unusableBackup(path: string, error: unknown): CliError {
   if (code.startsWith('SQLITE_NOTADB')) return new CliError(`restore: ${path} is not a SQLite database: ${message}`)
   if (code.startsWith('SQLITE_CORRUPT')) return new CliError(`restore: ${path} is damaged: ${message}`)
   return new CliError(`restore: ${path} cannot be read: ${message}`)
+}
+
+/** fsync(2) of a file or a folder (a folder's entries: a new link, a rename). */
+export function sync(path: string): void {
+  const fd = openSync(path, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
 }

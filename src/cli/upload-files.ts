@@ -6,9 +6,11 @@
  * with hard links where the two folders share a filesystem and copies where they do not.
  */
 import { Database as SqliteDriver } from 'bun:sqlite'
-import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync } from 'node:fs'
+import { copyFileSync, existsSync, linkSync, mkdirSync, renameSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { Config } from '../config'
+import { isLocalBlobKey, localBlobPath } from '../uploads/blobs'
+import { sync } from './database-files'
 
 export interface FilesCopied {
   /** Files now in place that were not before. */
@@ -31,19 +33,22 @@ export const localUploadsDir = (config: Config) => (config.s3 ? undefined : join
  */
 export function copyUploads(db: string, from: string, into: string, durable: boolean): FilesCopied {
   const result: FilesCopied = { copied: 0, missing: 0, into }
+  // The folders that gained an entry: each synced once, at the end.
+  const changed = new Set<string>()
   for (const key of storageKeys(db)) {
-    const target = blobPath(into, key)
+    const target = localBlobPath(into, key)
     if (existsSync(target)) continue
-    const source = blobPath(from, key)
+    const source = localBlobPath(from, key)
     if (!existsSync(source)) {
       result.missing++
       continue
     }
     mkdirSync(dirname(target), { recursive: true })
     place(source, target, durable)
+    changed.add(dirname(target))
     result.copied++
   }
-  if (durable && result.copied > 0) sync(into)
+  if (durable && result.copied > 0) for (const dir of [...changed, into]) sync(dir)
   return result
 }
 
@@ -54,13 +59,11 @@ function storageKeys(path: string): string[] {
       .query<{ key: string }, []>('SELECT DISTINCT storage_key AS key FROM uploads')
       .all()
       .map((r) => r.key)
-      .filter((key) => /^[0-9a-f]{64}$/.test(key))
+      .filter(isLocalBlobKey)
   } finally {
     db.close()
   }
 }
-
-const blobPath = (dir: string, key: string) => join(dir, key.slice(0, 2), key)
 
 /** A hard link (no bytes copied) or, across filesystems, a copy written aside and renamed into place. */
 function place(source: string, target: string, durable: boolean): void {
@@ -72,16 +75,5 @@ function place(source: string, target: string, durable: boolean): void {
     copyFileSync(source, staging)
     if (durable) sync(staging)
     renameSync(staging, target)
-  }
-  if (durable) sync(dirname(target))
-}
-
-/** fsync(2) of a file or a folder (a folder's entries: a new link, a rename). */
-function sync(path: string): void {
-  const fd = openSync(path, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
   }
 }

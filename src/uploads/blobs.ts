@@ -30,6 +30,15 @@ export interface BlobStore {
 /** Writes are gathered to this size before going to the file: few system calls, bounded memory. */
 const WRITE_BATCH = 1024 * 1024
 
+/** A local blob's key: its sha256, in hex. */
+export const isLocalBlobKey = (key: string) => /^[0-9a-f]{64}$/.test(key)
+
+/** Where the local blob `key` lives under `dir` (`ab/abcdef…`); the backup's copy has the same layout. */
+export function localBlobPath(dir: string, key: string): string {
+  if (!isLocalBlobKey(key)) throw new Error(`not a blob key: ${key}`)
+  return join(dir, key.slice(0, 2), key)
+}
+
 /**
  * DATA_DIR/uploads: content-addressed (`ab/abcdef…`, the sha256), so equal files are kept once. A blob is
  * written to `tmp/` and renamed into place after an fsync, so a crash never leaves part of a file under
@@ -125,8 +134,7 @@ export class LocalBlobs implements BlobStore {
   }
 
   private pathOf(key: string): string {
-    if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`not a blob key: ${key}`)
-    return join(this.dir, key.slice(0, 2), key)
+    return localBlobPath(this.dir, key)
   }
 }
 
