@@ -301,6 +301,7 @@ export function conversationView(actions: ConversationActions) {
     text(element.querySelector('.edited')!, message?.edited_at && !deleted ? 'edited' : '')
     // Reactions: one button per emoji with its count; pressed when it includes mine.
     const reactions = element.querySelector('.reactions') as HTMLElement
+    const reactButton = element.querySelector('button.react') as HTMLButtonElement
     const list = message && !deleted ? message.reactions : []
     // A chip pressed away (the last reaction of its emoji) hands the keyboard focus to the React button below.
     const chipFocused = reactions.contains(document.activeElement) ? (document.activeElement as HTMLElement) : null
@@ -316,12 +317,11 @@ export function conversationView(actions: ConversationActions) {
         chip.onclick = () => actions.toggleReaction(chat.dialog.id, message!.id, r.emoji)
       },
     )
-    if (chipFocused && !chipFocused.isConnected) (element.querySelector('button.react') as HTMLButtonElement).focus()
+    if (chipFocused && !chipFocused.isConnected) reactButton.focus()
     // A part hidden while it holds the keyboard focus hands it on (else it falls to the page): the picker
     // (an emoji chosen, or Escape) to its React button, then the actions (Delete pressed) to the message.
     const pickerEl = element.querySelector('.picker') as HTMLElement
     const picking = !!message && !deleted && state.reacting === message.id
-    const reactButton = element.querySelector('button.react') as HTMLButtonElement
     if (!picking && pickerEl.contains(document.activeElement)) reactButton.focus()
     pickerEl.hidden = !picking
     const actionsEl = element.querySelector('.actions') as HTMLElement
